@@ -1,0 +1,28 @@
+# vitship: everything starts from `make export-all` or `make test` on a fresh clone.
+SHELL  := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+WEIGHTS ?= seeded
+
+.PHONY: venv test export-all bench bench-check clean
+
+venv: $(STAMP)
+
+# The venv is (re)built when pyproject.toml changes. pip's own cache makes a rebuild quick.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(BIN)/python -c "import torch, timm, torchvision, onnx, onnxruntime, openvino, nncf, coremltools, typer" 
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+export-all: $(STAMP)
+	$(BIN)/vitship export --all --weights $(WEIGHTS)
+
+clean:
+	rm -rf artifacts reports

@@ -1,0 +1,1 @@
+"""bench: parity, latency, accuracy, reports and the vitship CLI."""

@@ -1,0 +1,99 @@
+"""What every exporter shares: ExportOptions in, Artifact out, and the manifest that lists them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from models import LoadedModel, VitshipError
+from models.atomic import atomic_write_json
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+FORMATS = ("onnx", "openvino", "coreml")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+class ExportError(VitshipError):
+    """An export failed for a reason the user can act on."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Options for one export; each exporter reads the fields that concern it."""
+
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    example_batch: int = 2  # torch.export specialises a size-1 dim; 2+ keeps the batch dynamic
+    onnx_opset: int = 18
+    onnx_slim: bool = True
+    onnx_int8_mode: Literal["static", "dynamic"] = "static"
+    calibration_dir: Path | None = None  # default: models.sample_images()
+    calibration_limit: int | None = None
+    coreml_input: Literal["tensor", "image"] = "tensor"
+    coreml_max_batch: int = 64
+    coreml_min_target: str = "iOS17"
+    openvino_int8_preset: str = "mixed"
+
+    def cache_key(self) -> dict:
+        """The options that change the bytes of an artifact (compared to skip up-to-date exports)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass
+class Artifact:
+    """One exported file or package and everything needed to trust it later."""
+
+    id: str  # <format>-<precision>
+    format: str
+    precision: str
+    path: str  # relative to the model's artifact folder, e.g. "onnx-fp32/model.onnx"
+    sha256: str = ""
+    size_bytes: int = 0
+    export_seconds: float = 0.0
+    versions: dict[str, str] = field(default_factory=dict)
+    input_spec: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
+    calibration: dict | None = None
+    options: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)  # exporter notes: slimming, fallbacks, precision used, ...
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Artifact":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# export(loaded, out_dir, options) -> Artifact. out_dir is the artifact's own (temporary) folder.
+ExportFn = Callable[[LoadedModel, Path, ExportOptions], Artifact]
+
+
+def artifact_id(fmt: str, precision: str) -> str:
+    return f"{fmt}-{precision}"
+
+
+def read_manifest(model_dir: Path) -> dict:
+    """The manifest of a model folder, or an empty one; a corrupt manifest is a clear error."""
+    path = Path(model_dir) / MANIFEST_NAME
+    if not path.exists():
+        return {"schema_version": MANIFEST_SCHEMA_VERSION, "artifacts": {}}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ExportError(f"{path}: corrupt manifest ({err}); delete it and re-export with --force") from err
+    if data.get("schema_version") != MANIFEST_SCHEMA_VERSION:
+        raise ExportError(f"{path}: manifest schema {data.get('schema_version')} != {MANIFEST_SCHEMA_VERSION}; re-export with --force")
+    return data
+
+
+def write_manifest(model_dir: Path, manifest: dict) -> None:
+    atomic_write_json(Path(model_dir) / MANIFEST_NAME, manifest)
+
+
+def manifest_artifacts(model_dir: Path) -> list[Artifact]:
+    return [Artifact.from_dict(a) for a in read_manifest(model_dir)["artifacts"].values()]

@@ -1,0 +1,66 @@
+"""The Session protocol every runtime adapter implements, and target availability."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from models import VitshipError
+
+
+class RuntimeUnavailable(VitshipError):
+    """A target cannot run here (package missing, no such device, needs macOS, ...)."""
+
+
+class RuntimeFailure(VitshipError):
+    """A runtime did not do what was asked, e.g. an execution provider silently fell back to CPU."""
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """A target (`<runtime>:<device>`) and whether it can run here; if not, why."""
+
+    target: str
+    available: bool
+    reason: str = ""
+
+    @property
+    def runtime(self) -> str:
+        return self.target.split(":", 1)[0]
+
+    @property
+    def device(self) -> str:
+        return self.target.split(":", 1)[1]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SessionInfo:
+    """What a session actually ran with (not what was asked for)."""
+
+    target: str
+    provider: str = ""
+    device: str = ""
+    precision: str = ""
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Session(Protocol):
+    info: SessionInfo
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a float32 NCHW batch."""
+
+    def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by name ('logits', 'features')."""
+
+    def close(self) -> None: ...
