@@ -1,1 +1,40 @@
-"""exporters: one module per format, each with export(loaded, out_dir, options) -> Artifact."""
+"""exporters: one module per format, each with export(loaded, out_dir, options) -> Artifact.
+
+The registry maps a format name to its module path; modules are imported on first use so that a
+missing backend (coremltools, openvino, ...) only affects its own format.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from exporters.base import PRECISIONS, Artifact, ExportError, ExportFn, ExportOptions, artifact_id
+from models import UnknownNameError
+
+# format -> (module, precisions it produces)
+EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def register(fmt: str, module: str, precisions: tuple[str, ...] = PRECISIONS) -> None:
+    if fmt in EXPORTERS:
+        raise ValueError(f"exporter {fmt!r} is already registered")
+    EXPORTERS[fmt] = (module, precisions)
+
+
+register("onnx", "exporters.onnx")
+register("openvino", "exporters.openvino")
+register("coreml", "exporters.coreml")
+
+
+def get_exporter(fmt: str) -> ExportFn:
+    """The export function of a registered format (its backend is imported here, lazily)."""
+    if fmt not in EXPORTERS:
+        raise UnknownNameError("format", fmt, list(EXPORTERS))
+    return importlib.import_module(EXPORTERS[fmt][0]).export
+
+
+def all_artifact_ids() -> list[str]:
+    return [artifact_id(fmt, p) for fmt, (_, precisions) in EXPORTERS.items() for p in precisions]
+
+
+__all__ = ["EXPORTERS", "Artifact", "ExportError", "ExportOptions", "all_artifact_ids", "artifact_id", "get_exporter", "register"]
