@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-from models import LoadedModel, VitshipError
+from models import LoadedModel, VitshipError, file_sha256
 from models.atomic import atomic_write_json
 
 MANIFEST_NAME = "manifest.json"
@@ -75,6 +76,42 @@ ExportFn = Callable[[LoadedModel, Path, ExportOptions], Artifact]
 
 def artifact_id(fmt: str, precision: str) -> str:
     return f"{fmt}-{precision}"
+
+
+def artifact_files(path: Path) -> list[Path]:
+    """The files an artifact consists of: a directory's files (.mlpackage), an IR's .xml and .bin, or the file."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    companion = path.with_suffix(".bin")
+    if path.suffix == ".xml" and companion.is_file():  # OpenVINO IR: topology + weights
+        return [path, companion]
+    return [path]
+
+
+def path_sha256(path: Path) -> str:
+    """sha256 of an artifact: a plain file's own digest, else one over its files' sorted relative paths and bytes.
+
+    Deterministic for directories (.mlpackage) and for an OpenVINO IR (.xml + .bin, hashed together), so
+    ``path_sha256(model_dir / artifact.path) == artifact.sha256`` holds for every format.
+    """
+    path = Path(path)
+    files = artifact_files(path)
+    if files == [path]:
+        return file_sha256(path)
+    root = path if path.is_dir() else path.parent
+    digest = hashlib.sha256()
+    for file in sorted(files, key=lambda f: f.relative_to(root).as_posix()):
+        digest.update(f"{file.relative_to(root).as_posix()}\0{file.stat().st_size}\0".encode())
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def path_size(path: Path) -> int:
+    """Bytes of all the files an artifact consists of (see artifact_files)."""
+    return sum(f.stat().st_size for f in artifact_files(Path(path)))
 
 
 def read_manifest(model_dir: Path) -> dict:
