@@ -1,0 +1,167 @@
+"""The bench report: rows + environment + weights + config, speedups, and bench.json/.csv/.md output."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.latency import BenchRow
+from models.atomic import atomic_write_json, atomic_write_text
+
+BENCH_SCHEMA_VERSION = 1
+GPU_DEVICES = ("cuda", "tensorrt", "GPU")
+
+
+@dataclass
+class BenchReport:
+    """One `vitship bench` run: what was measured, where, with which weights and settings."""
+
+    model: str
+    environment: dict
+    weights: dict
+    config: dict
+    rows: list[BenchRow] = field(default_factory=list)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    schema_version: int = BENCH_SCHEMA_VERSION
+
+    @property
+    def errors(self) -> list[BenchRow]:
+        return [r for r in self.rows if r.status.startswith("error")]
+
+    def to_dict(self, samples: bool = True) -> dict:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["rows"] = [r.to_dict(samples) for r in self.rows]
+        return {"schema_version": data.pop("schema_version"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BenchReport":
+        if data.get("schema_version") != BENCH_SCHEMA_VERSION:
+            raise ValueError(f"bench report schema {data.get('schema_version')} != {BENCH_SCHEMA_VERSION}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        report = cls(**{k: v for k, v in data.items() if k in names and k != "rows"})
+        report.rows = [BenchRow.from_dict(r) for r in data.get("rows", [])]
+        return report
+
+    @classmethod
+    def load(cls, path: Path) -> "BenchReport":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def is_torch_baseline(row: BenchRow) -> bool:
+    """torch fp32 eager: the row every speedup is measured against."""
+    return (row.target.startswith("torch:") and row.knobs.get("torch_mode") == "eager"
+            and row.knobs.get("dtype", "fp32") == "fp32" and row.ok and row.stats is not None)
+
+
+def _on_gpu(target: str) -> bool:
+    return target.split(":", 1)[-1] in GPU_DEVICES
+
+
+def apply_speedups(rows: list[BenchRow]) -> None:
+    """Set ``speedup = baseline p50 / row p50`` against torch fp32 eager at the same batch, same run.
+
+    GPU rows compare with torch:cuda eager fp32 when it was measured; everything else with torch:cpu.
+    """
+    baselines = {(r.target, r.batch): r for r in rows if is_torch_baseline(r)}
+    for row in rows:
+        row.speedup, row.baseline = None, None
+        if not (row.ok and row.stats):
+            continue
+        base = (baselines.get(("torch:cuda", row.batch)) if _on_gpu(row.target) else None) or baselines.get(
+            ("torch:cpu", row.batch))
+        if base is not None:
+            row.speedup = base.stats.p50_ms / row.stats.p50_ms
+            row.baseline = f"{base.target} eager fp32"
+
+
+def sorted_rows(rows: list[BenchRow]) -> list[BenchRow]:
+    """ok rows by (batch, p50), then errors, then unavailable targets."""
+    def key(row: BenchRow):
+        if row.ok and row.stats:
+            return (0, row.batch, row.stats.p50_ms, row.artifact)
+        return (1 if row.status.startswith("error") else 2, row.batch or 0, 0.0, row.artifact + row.target)
+    return sorted(rows, key=key)
+
+
+CSV_COLUMNS = ("artifact", "target", "variant", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "stdev_ms",
+               "min_ms", "max_ms", "cv", "throughput_ips", "iterations", "load_s", "first_inference_ms", "peak_rss_mb",
+               "artifact_size_bytes", "speedup", "baseline", "threads", "hint", "ort_opt_level", "torch_mode", "dtype",
+               "precision", "provider")
+
+
+def to_csv(report: BenchReport) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in sorted_rows(report.rows):
+        record = {**row.knobs, **(row.stats.to_dict(samples=False) if row.stats else {}),
+                  "artifact": row.artifact, "target": row.target, "variant": row.variant, "batch": row.batch,
+                  "status": row.status, "speedup": row.speedup, "baseline": row.baseline,
+                  "precision": row.session.get("precision", ""), "provider": row.session.get("provider", "")}
+        writer.writerow(record)
+    return buffer.getvalue()
+
+
+def _fmt(value, spec: str = ".1f", dash: str = "-") -> str:
+    return dash if value is None else format(value, spec)
+
+
+def markdown_table(rows: list[BenchRow]) -> str:
+    lines = ["| artifact | target | variant | batch | p50 ms | p90 ms | p99 ms | CV | img/s | speedup | load s | first ms | "
+             "peak RSS MB | size MB | precision | status |", "|" + "---|" * 16]
+    for row in sorted_rows(rows):
+        s = row.stats
+        size = s.artifact_size_bytes / 2**20 if s and s.artifact_size_bytes else None
+        cells = [row.artifact, row.target, row.variant or "-", _fmt(row.batch, "d")]
+        cells += [_fmt(s.p50_ms, ".2f"), _fmt(s.p90_ms, ".2f"), _fmt(s.p99_ms, ".2f"), _fmt(s.cv, ".1%"),
+                  _fmt(s.throughput_ips, ".1f")] if s else ["-"] * 5
+        cells += [_fmt(row.speedup, ".2f") + ("x" if row.speedup else "")]
+        cells += [_fmt(s.load_s, ".2f"), _fmt(s.first_inference_ms, ".1f"), _fmt(s.peak_rss_mb, ".0f"), _fmt(size, ".1f")] \
+            if s else ["-"] * 4
+        cells += [row.session.get("precision") or "-", row.status.replace("|", "/")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _environment_lines(env: dict) -> list[str]:
+    cpu = env.get("cpu", {})
+    flags = " ".join(f for f, on in cpu.get("flags", {}).items() if on) or "unknown"
+    gpus = "; ".join(f"{g['name']} (driver {g['driver']})" for g in env.get("gpus", [])) or "none"
+    packages = ", ".join(f"{k} {v}" for k, v in env.get("packages", {}).items() if v)
+    return [f"- CPU: {cpu.get('model')} ({cpu.get('physical_cores')} physical / {cpu.get('logical_cores')} logical cores), "
+            f"flags: {flags}", f"- RAM: {env.get('memory_gib')} GiB; OS: {env.get('os')}; Python {env.get('python')}",
+            f"- GPU: {gpus}", f"- packages: {packages}"]
+
+
+def to_markdown(report: BenchReport) -> str:
+    weights = report.weights
+    trained = "" if weights.get("trained", True) else " (untrained weights: latency is valid, accuracy is not)"
+    config = report.config
+    lines = [f"# vitship bench: {report.model}", "", f"{report.created}; weights `{weights.get('source')}` sha256 "
+             f"`{str(weights.get('sha256', ''))[:16]}...`{trained}", "", "## Environment", *_environment_lines(report.environment),
+             "", "## Settings", f"- threads {config.get('threads')}, batches {config.get('batches')}, timing {config.get('timing')}",
+             "", "## Results (sorted by batch, then p50 latency)", "", markdown_table(report.rows), "",
+             "Latencies are per call (one batch). Throughput = batch x iterations / total measured time. Speedup = p50 of "
+             "torch fp32 eager at the same batch in this run / p50 of the row (GPU rows against torch:cuda when measured). "
+             "Peak RSS is the worker process's maximum resident set (it includes the Python runtime and imports).", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: BenchReport, out_dir: Path, plots: bool = True) -> dict[str, Path]:
+    """Write bench.json (with raw samples), bench.csv, bench.md and the PNG plots, each atomically."""
+    out_dir = Path(out_dir)
+    apply_speedups(report.rows)
+    written = {"json": out_dir / "bench.json", "csv": out_dir / "bench.csv", "md": out_dir / "bench.md"}
+    atomic_write_json(written["json"], report.to_dict())
+    atomic_write_text(written["csv"], to_csv(report))
+    atomic_write_text(written["md"], to_markdown(report))
+    if plots:
+        from bench.plots import write_bench_plots
+
+        written.update(write_bench_plots(report.rows, out_dir))
+    return written

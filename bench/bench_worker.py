@@ -1,0 +1,209 @@
+"""One benchmark row in its own process: `python -m bench.bench_worker JOB.json RESULT.json`.
+
+A fresh process per (artifact, target, batch, variant) keeps the peak RSS clean (nothing else was
+loaded into it) and turns a crashing runtime (segfault, abort, OOM kill) into an `error: ...` row
+instead of the end of the sweep. The job and the result travel as JSON files; stdout and stderr
+are kept only to explain a failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.latency import NS_PER_MS, BenchRow, LatencyStats, TimingOptions, measure
+
+DEFAULT_OPENER = "runtimes:open_session"
+LOG_TAIL_CHARS = 2000
+
+
+@dataclass
+class RowJob:
+    """Everything a worker needs to measure one row; JSON-serialisable.
+
+    ``opener`` names a ``module:function``. The default opens a real runtime session; any other is
+    called as ``function(job) -> session`` (tests register fake sessions this way).
+    """
+
+    artifact: dict  # exporters.Artifact.to_dict(), or the torch pseudo-artifact
+    model_dir: str
+    target: str
+    batch: int
+    variant: str
+    knobs: dict = field(default_factory=dict)
+    spec: dict = field(default_factory=dict)  # models.ModelSpec.to_dict(): input shape and preprocessing
+    timing: dict = field(default_factory=lambda: TimingOptions().to_dict())
+    opener: str = DEFAULT_OPENER
+    input_path: str = ""  # a .npy batch prepared by the parent, so the worker need not import models/torch
+
+    @property
+    def artifact_id(self) -> str:
+        return self.artifact.get("id", "?")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RowJob":
+        return cls(**data)
+
+
+def _session_options(knobs: dict):
+    """runtimes.SessionOptions from the row's knobs (only the fields the class declares)."""
+    from runtimes import SessionOptions
+
+    names = {f.name for f in dataclasses.fields(SessionOptions)}
+    return SessionOptions(**{k: v for k, v in knobs.items() if k in names})
+
+
+def _open(job: RowJob):
+    module_name, _, function_name = job.opener.partition(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    if job.opener != DEFAULT_OPENER:
+        return function(job)
+    from exporters.base import Artifact
+
+    return function(Artifact.from_dict(job.artifact), Path(job.model_dir), job.target, _session_options(job.knobs))
+
+
+def input_batch(job: RowJob):
+    """A real sample photo, preprocessed as the model expects, repeated to the row's batch size."""
+    import numpy as np
+
+    if job.input_path:
+        return np.load(job.input_path)
+    from models import ModelSpec, preprocess, sample_images
+
+    spec = ModelSpec.from_dict(job.spec) if job.spec else ModelSpec()
+    image = preprocess(sample_images(limit=1)[0], spec)
+    return np.ascontiguousarray(np.repeat(image, job.batch, axis=0))
+
+
+def _sync_for(target: str):
+    """The device synchronisation to run before each clock read (CUDA kernels are asynchronous)."""
+    if target.startswith("torch:cuda"):
+        import torch
+
+        return torch.cuda.synchronize
+    return None
+
+
+def _rss_mb() -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss / 2**20
+    except ImportError:
+        return None
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident set. On Linux, VmHWM: getrusage's ru_maxrss survives fork+exec and would
+    report the parent's (torch-laden) RSS for a child that never used that much."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def run_job(job: RowJob) -> dict:
+    """Measure one row in this process; returns the JSON result (status, stats, session info)."""
+    timing = TimingOptions(**job.timing)
+    batch = input_batch(job)
+    importlib.import_module(job.opener.partition(":")[0])  # imports are not the session's memory
+    rss_before = _rss_mb()
+    start = time.perf_counter_ns()
+    session = _open(job)
+    load_s = (time.perf_counter_ns() - start) / 1e9
+    try:
+        got = measure(lambda: session.run(batch), timing, sync=_sync_for(job.target))
+        info = session.info.to_dict() if getattr(session, "info", None) is not None else {}
+    finally:
+        session.close()
+    stats = LatencyStats.from_samples(
+        got.samples_ns, batch=job.batch, load_s=load_s, first_inference_ms=got.first_ns / NS_PER_MS,
+        warmup_iterations=got.warmup_iterations, peak_rss_mb=_peak_rss_mb(), rss_before_load_mb=rss_before,
+        artifact_size_bytes=job.artifact.get("size_bytes") or None,
+    )
+    return {"status": "ok", "stats": stats.to_dict(), "session": info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    job_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
+    job = RowJob.from_dict(json.loads(Path(job_path).read_text()))
+    try:
+        result = run_job(job)
+    except Exception as err:  # the row fails, the sweep goes on: report why
+        result = {"status": f"error: {type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+    Path(result_path).write_text(json.dumps(result))
+    return 0 if result["status"] == "ok" else 1
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"worker killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"worker killed by signal {-code}"
+    return f"worker exited with code {code} without a result"
+
+
+def _last_line(log: str) -> str:
+    lines = [line for line in log.strip().splitlines() if line.strip()]
+    return lines[-1].strip()[:300] if lines else ""
+
+
+def run_in_subprocess(job: RowJob, timeout_s: float = 900.0) -> BenchRow:
+    """Measure ``job`` in a fresh worker process; a crash or timeout becomes an ``error: ...`` row."""
+    row = BenchRow(artifact=job.artifact_id, target=job.target, batch=job.batch, variant=job.variant, knobs=dict(job.knobs))
+    with tempfile.TemporaryDirectory(prefix="vitship-bench-") as tmp:
+        job_path, result_path, log_path = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "worker.log")
+        if not job.input_path:
+            import numpy as np
+
+            np.save(Path(tmp, "input.npy"), input_batch(job))
+            job = dataclasses.replace(job, input_path=str(Path(tmp, "input.npy")))
+        job_path.write_text(json.dumps(job.to_dict()))
+        command = [sys.executable, "-m", "bench.bench_worker", str(job_path), str(result_path)]
+        start = time.perf_counter()
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            try:
+                code = process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                code = process.wait()
+                row.status = f"error: timed out after {timeout_s:.0f} s"
+        log_text = log_path.read_text(errors="replace")
+        row.worker = {"pid": process.pid, "exit_code": code, "seconds": round(time.perf_counter() - start, 3)}
+        if row.status.startswith("error"):
+            pass
+        elif result_path.exists():
+            result = json.loads(result_path.read_text())
+            row.status, row.session = result["status"], result.get("session", {})
+            row.stats = LatencyStats.from_dict(result["stats"]) if result.get("stats") else None
+            if result.get("traceback"):
+                row.worker["traceback"] = result["traceback"][-LOG_TAIL_CHARS:]
+        else:
+            last = _last_line(log_text)
+            row.status = f"error: {_describe_exit(code)}" + (f" ({last})" if last else "")
+        if not row.ok:
+            row.worker["log_tail"] = log_text[-LOG_TAIL_CHARS:]
+    return row
+
+
+if __name__ == "__main__":
+    sys.exit(main())

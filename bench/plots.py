@@ -1,0 +1,127 @@
+"""PNG plots (matplotlib, Agg, no pyplot state): generic bar/line/scatter charts and the bench plots.
+
+The generic helpers return PNG bytes so callers can embed them (HTML) or write them atomically
+(``save_png``). Rows are ``bench.latency.BenchRow``; only ``ok`` rows are plotted.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from models.atomic import atomic_write_bytes
+
+DPI = 110
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def png_bytes(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def save_png(data: bytes, path: Path) -> Path:
+    atomic_write_bytes(Path(path), data)
+    return Path(path)
+
+
+def bar_chart(labels: list[str], values: list[float], *, title: str, xlabel: str,
+              errors: list[float] | None = None, annotate: str = "{:.1f}") -> bytes:
+    """Horizontal bars, first label on top; ``errors`` draws one-sided whiskers (e.g. p90 - p50)."""
+    figure = _figure(8, max(2.0, 0.45 * len(labels) + 1.2))
+    axes = figure.add_subplot()
+    positions = list(range(len(labels)))[::-1]
+    xerr = [[0] * len(errors), errors] if errors else None
+    bars = axes.barh(positions, values, xerr=xerr, color="#4C72B0", capsize=3)
+    axes.set_yticks(positions, labels, fontsize=8)
+    axes.set_xlabel(xlabel)
+    axes.set_title(title, fontsize=10)
+    axes.bar_label(bars, [annotate.format(v) for v in values], padding=3, fontsize=7)
+    axes.margins(x=0.15)
+    axes.grid(axis="x", alpha=0.3)
+    return png_bytes(figure)
+
+
+def line_chart(series: dict[str, tuple[list[float], list[float]]], *, title: str, xlabel: str, ylabel: str,
+               log_x: bool = False, log_y: bool = False) -> bytes:
+    """One line with markers per named series of (xs, ys)."""
+    figure = _figure(8, 4.5)
+    axes = figure.add_subplot()
+    for label, (xs, ys) in series.items():
+        axes.plot(xs, ys, marker="o", label=label)
+    if log_x:
+        axes.set_xscale("log", base=2)
+        ticks = sorted({x for xs, _ in series.values() for x in xs})
+        axes.set_xticks(ticks, [str(int(t)) if float(t).is_integer() else str(t) for t in ticks])
+    if log_y:
+        axes.set_yscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    if series:
+        axes.legend(fontsize=7, loc="best")
+    return png_bytes(figure)
+
+
+def scatter_chart(points: dict[str, tuple[float, float]], *, title: str, xlabel: str, ylabel: str,
+                  log_x: bool = False) -> bytes:
+    """Labelled points (label -> (x, y)), e.g. latency against size."""
+    figure = _figure(8, 4.5)
+    axes = figure.add_subplot()
+    for label, (x, y) in points.items():
+        axes.scatter([x], [y])
+        axes.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if log_x:
+        axes.set_xscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize=10)
+    axes.grid(alpha=0.3)
+    return png_bytes(figure)
+
+
+def row_label(row) -> str:
+    """``artifact @ target [variant]`` for one bench row."""
+    return f"{row.artifact} @ {row.target}" + (f" [{row.variant}]" if row.variant else "")
+
+
+def latency_bars(rows, batch: int = 1) -> bytes | None:
+    """p50 latency (whisker to p90) of every ok row at ``batch``, fastest on top; None if there is none."""
+    chosen = sorted((r for r in rows if r.ok and r.stats and r.batch == batch), key=lambda r: r.stats.p50_ms)
+    if not chosen:
+        return None
+    return bar_chart([row_label(r) for r in chosen], [r.stats.p50_ms for r in chosen],
+                     errors=[r.stats.p90_ms - r.stats.p50_ms for r in chosen],
+                     title=f"p50 latency at batch {batch} (whisker: p90)", xlabel="milliseconds per call")
+
+
+def throughput_lines(rows) -> bytes | None:
+    """Throughput (img/s) against batch size, one line per (artifact, target, variant); None if empty."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for row in sorted((r for r in rows if r.ok and r.stats), key=lambda r: r.batch):
+        xs, ys = series.setdefault(row_label(row), ([], []))
+        xs.append(row.batch)
+        ys.append(row.stats.throughput_ips)
+    if not series:
+        return None
+    return line_chart(series, title="Throughput against batch size", xlabel="batch size", ylabel="images per second",
+                      log_x=True)
+
+
+def write_bench_plots(rows, out_dir: Path) -> dict[str, Path]:
+    """Write latency_batch1.png and throughput.png into ``out_dir`` (those that have data)."""
+    written = {}
+    for name, data in (("latency_batch1.png", latency_bars(rows, 1)), ("throughput.png", throughput_lines(rows))):
+        if data is not None:
+            written[name] = save_png(data, Path(out_dir) / name)
+    return written

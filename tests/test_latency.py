@@ -1,0 +1,128 @@
+"""The bench runner: statistics on known samples, the timing loop, worker isolation, JSON round trips."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.bench_results import BenchReport, apply_speedups, sorted_rows, write_report
+from bench.bench_worker import RowJob, run_in_subprocess
+from bench.latency import BenchRow, LatencyStats, TimingOptions, measure
+from models import tiny_spec
+
+TESTS_DIR = Path(__file__).parent
+FAST = TimingOptions(min_time_s=0.3, warmup_s=0.1, min_iterations=5)
+
+
+@pytest.fixture
+def fake_worker_env(monkeypatch):
+    """Let worker processes import tests/bench_fakes.py."""
+    monkeypatch.setenv("PYTHONPATH", str(TESTS_DIR))
+
+
+def fake_job(opener: str, batch: int = 2, sleep_s: float = 0.02, timing: TimingOptions = FAST) -> RowJob:
+    return RowJob(artifact={"id": "fake-fp32", "size_bytes": 1234}, model_dir=".", target="fake:cpu", batch=batch,
+                  variant="fake", knobs={"sleep_s": sleep_s, "threads": 1}, spec=tiny_spec().to_dict(),
+                  timing=timing.to_dict(), opener=f"bench_fakes:{opener}")
+
+
+def test_stats_on_known_samples_match_numpy_and_statistics():
+    samples_ms = [12.0, 10.0, 11.0, 30.0, 10.5, 10.25, 9.75, 11.5, 10.0, 50.0, 10.1]
+    stats = LatencyStats.from_samples([int(ms * 1e6) for ms in samples_ms], batch=4)
+    assert stats.p50_ms == pytest.approx(np.percentile(samples_ms, 50))
+    assert stats.p90_ms == pytest.approx(np.percentile(samples_ms, 90))
+    assert stats.p99_ms == pytest.approx(np.percentile(samples_ms, 99))
+    assert stats.p50_ms == pytest.approx(statistics.median(samples_ms))
+    assert stats.mean_ms == pytest.approx(statistics.mean(samples_ms))
+    assert stats.stdev_ms == pytest.approx(statistics.stdev(samples_ms))
+    assert (stats.min_ms, stats.max_ms) == (9.75, 50.0)
+    assert stats.cv == pytest.approx(statistics.stdev(samples_ms) / statistics.mean(samples_ms))
+    assert stats.iterations == len(samples_ms)
+    # throughput = batch * iterations / total measured time
+    assert stats.throughput_ips == pytest.approx(4 * len(samples_ms) / (sum(samples_ms) / 1000))
+
+
+def test_stats_single_sample_and_empty():
+    stats = LatencyStats.from_samples([5_000_000])
+    assert (stats.p50_ms, stats.p99_ms, stats.stdev_ms, stats.cv) == (5.0, 5.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        LatencyStats.from_samples([])
+
+
+def test_measure_is_time_based_with_a_minimum_count():
+    calls = []
+    now = [0]
+
+    def clock():  # a fake clock: every call takes exactly 10 ms
+        return now[0]
+
+    def call():
+        calls.append(1)
+        now[0] += 10_000_000
+
+    got = measure(call, TimingOptions(min_time_s=0.5, warmup_s=0.2, min_iterations=3), clock=clock)
+    assert got.first_ns == 10_000_000 and got.warmup_iterations == 20
+    assert len(got.samples_ns) == 50 and set(got.samples_ns) == {10_000_000}
+    few = measure(call, TimingOptions(min_time_s=0.0, warmup_s=0.0, min_iterations=7), clock=clock)
+    assert len(few.samples_ns) == 7
+
+
+def test_measure_synchronises_before_every_clock_read():
+    events = []
+    measure(lambda: events.append("run"), TimingOptions(min_time_s=0, warmup_s=0, min_iterations=3),
+            sync=lambda: events.append("sync"))
+    assert events == ["run", "sync"] * 4  # first inference + 3 timed
+
+
+def test_fake_session_p50_is_within_tolerance_of_the_truth(fake_worker_env):
+    row = run_in_subprocess(fake_job("open_sleep", sleep_s=0.02), timeout_s=120)
+    assert row.ok, row.status
+    assert row.stats.p50_ms == pytest.approx(20.0, rel=0.25)
+    assert row.stats.iterations >= FAST.min_iterations and len(row.stats.samples_ns) == row.stats.iterations
+    assert row.stats.batch == 2 and row.stats.artifact_size_bytes == 1234
+    assert row.stats.peak_rss_mb > 0 and row.stats.first_inference_ms > 0
+    assert row.session["provider"] == "fake" and row.knobs["threads"] == 1
+
+
+@pytest.mark.parametrize("opener, expected", [
+    ("open_segfault", "error: worker killed by SIGSEGV"),
+    ("open_hard_exit", "error: worker exited with code 7"),
+    ("open_raise", "error: RuntimeError: fake runtime refused the model"),
+])
+def test_crashing_worker_gives_an_error_row(fake_worker_env, opener, expected):
+    row = run_in_subprocess(fake_job(opener), timeout_s=120)
+    assert row.status.startswith(expected), row.status
+    assert row.stats is None and not row.ok
+
+
+def test_stats_and_report_json_round_trip(tmp_path):
+    stats = LatencyStats.from_samples([10_000_000, 12_000_000, 11_000_000], batch=8, load_s=0.5, peak_rss_mb=100.0)
+    assert LatencyStats.from_dict(json.loads(json.dumps(stats.to_dict()))) == stats
+    rows = [BenchRow("torch-fp32", "torch:cpu", 8, "eager", {"torch_mode": "eager", "dtype": "fp32"}, stats=stats),
+            BenchRow("onnx-fp32", "onnxruntime:cpu", 8, "opt=all", {"ort_opt_level": "all"},
+                     stats=LatencyStats.from_samples([5_000_000, 5_500_000], batch=8)),
+            BenchRow("onnx-fp32", "onnxruntime:cuda", None, "", status="unavailable: no CUDA device"),
+            BenchRow("onnx-int8", "onnxruntime:cpu", 8, "opt=all", status="error: worker killed by SIGSEGV")]
+    report = BenchReport(model="tiny-vit", environment={"cpu": {"model": "x"}}, weights={"sha256": "ab"},
+                         config={"batches": [8]}, rows=rows)
+    written = write_report(report, tmp_path)
+    loaded = BenchReport.load(written["json"])
+    assert loaded.to_dict() == json.loads(json.dumps(report.to_dict()))
+    assert loaded.rows[0].stats.samples_ns == [10_000_000, 12_000_000, 11_000_000]
+    assert rows[1].speedup == pytest.approx(11.0 / 5.25) and rows[1].baseline == "torch:cpu eager fp32"
+    assert [r.artifact for r in sorted_rows(rows)][:2] == ["onnx-fp32", "torch-fp32"]
+    assert "unavailable: no CUDA device" in written["md"].read_text()
+    assert written["csv"].read_text().count("\n") == 5
+    assert "throughput.png" in written and "latency_batch1.png" not in written  # no batch-1 rows here
+    assert written["throughput.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_speedup_needs_a_baseline_from_the_same_run():
+    row = BenchRow("onnx-fp32", "onnxruntime:cpu", 1, "", stats=LatencyStats.from_samples([1_000_000]))
+    apply_speedups([row])
+    assert row.speedup is None and math.isnan(LatencyStats(batch=1, samples_ns=[]).p50_ms)
