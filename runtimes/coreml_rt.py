@@ -1,0 +1,115 @@
+"""The CoreML runtime: MLModel(compute_units=...).predict on macOS, plus `coreml:reference` everywhere.
+
+`coreml:reference` is the numpy executor of a saved ML Program (issue 7), not Apple's runtime. It
+lives in `runtimes.coreml_reference`, imported lazily; that module provides
+`open_session(artifact, model_dir, options) -> Session`. Until it exists the target is unavailable.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from exporters.base import Artifact
+from models import INPUT_NAME, LOGITS_NAME, MissingDependencyError
+from runtimes.base import RuntimeUnavailable, SessionInfo, TargetStatus
+
+COMPUTE_UNITS = {"cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE", "all": "ALL"}
+REFERENCE_DEVICE = "reference"
+REFERENCE_MODULE = "runtimes.coreml_reference"
+REFERENCE_NOTE = "reference executor, not the Apple runtime"
+NEEDS_MACOS = "CoreML runtime needs macOS"
+
+
+def _reference_module():
+    import importlib
+
+    try:
+        return importlib.import_module(REFERENCE_MODULE)
+    except ModuleNotFoundError as err:
+        if err.name and REFERENCE_MODULE.startswith(err.name):
+            return None
+        raise
+
+
+def _reference_status() -> TargetStatus:
+    target = f"coreml:{REFERENCE_DEVICE}"
+    try:
+        module = _reference_module()
+    except ImportError as err:  # the executor exists but one of its own imports is missing
+        return TargetStatus(target, False, f"reference executor cannot be imported: {err}")
+    if module is None:
+        return TargetStatus(target, False, "reference executor not installed")
+    return TargetStatus(target, True)
+
+
+def targets() -> list[TargetStatus]:
+    statuses = []
+    for device in COMPUTE_UNITS:
+        if sys.platform != "darwin":
+            statuses.append(TargetStatus(f"coreml:{device}", False, NEEDS_MACOS))
+            continue
+        try:
+            import coremltools  # noqa: F401
+        except ImportError:
+            statuses.append(TargetStatus(f"coreml:{device}", False, "coremltools is not installed; run: pip install coremltools"))
+            continue
+        statuses.append(TargetStatus(f"coreml:{device}", True))
+    statuses.append(_reference_status())
+    return statuses
+
+
+class CoreMLSession:
+    """An MLModel loaded with one compute-unit setting; predict() on a dict of numpy inputs."""
+
+    def __init__(self, model, device: str, input_name: str):
+        self._model = model
+        self._input = input_name
+        self.info = SessionInfo(target=f"coreml:{device}", provider="coremltools MLModel.predict", device=device,
+                                precision=_compute_precision(model), threads=None,
+                                extra={"compute_units": COMPUTE_UNITS[device]})
+
+    def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        out = self._model.predict({self._input: np.ascontiguousarray(batch, dtype=np.float32)})
+        return {name: np.asarray(value, dtype=np.float32) for name, value in out.items()}
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.run_outputs(batch)[LOGITS_NAME]
+
+    def close(self) -> None:
+        self._model = None
+
+
+def _compute_precision(model) -> str:
+    """The ML Program's compute precision as recorded in its metadata (fp16 by default for ML Programs)."""
+    try:
+        meta = model.user_defined_metadata or {}
+        return str(meta.get("com.github.apple.coremltools.compute_precision", "")).lower().replace("float", "fp") or "fp16"
+    except Exception:  # an older spec without user metadata
+        return "fp16"
+
+
+def open(artifact: Artifact, model_dir: Path, device: str, options) -> object:  # noqa: A001 - adapter API
+    path = model_dir / artifact.path
+    if not path.exists():
+        raise RuntimeUnavailable(f"{artifact.id}: {path} does not exist; re-export it (vitship export)")
+    if device == REFERENCE_DEVICE:
+        module = _reference_module()
+        if module is None:
+            raise RuntimeUnavailable("coreml:reference: reference executor not installed")
+        session = module.open_session(artifact, model_dir, options)
+        session.info.extra.setdefault("note", REFERENCE_NOTE)
+        return session
+    if sys.platform != "darwin":
+        raise RuntimeUnavailable(NEEDS_MACOS)
+    if device not in COMPUTE_UNITS:
+        raise RuntimeUnavailable(f"unknown CoreML compute units {device!r}; valid: {', '.join(COMPUTE_UNITS)}")
+    try:
+        import coremltools as ct
+    except ImportError as err:
+        raise MissingDependencyError("coremltools", "the CoreML targets") from err
+    model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[device]))
+    input_name = artifact.input_spec.get("input_name", INPUT_NAME) if artifact.input_spec else INPUT_NAME
+    return CoreMLSession(model, device, input_name)
