@@ -87,9 +87,13 @@ def resize_and_crop(img: Image.Image, spec: ModelSpec) -> Image.Image:
         height, width = spec.resize_size
         img = img.resize((width, height), resample=resample)
     else:
+        # Same arithmetic as torchvision's Resize(int), which timm's eval transform uses: the long
+        # side is truncated, not rounded.
         short = spec.resize_size[0]
-        scale = short / min(img.size)
-        new_size = (max(short, round(img.width * scale)), max(short, round(img.height * scale)))
+        if img.width <= img.height:
+            new_size = (short, int(short * img.height / img.width))
+        else:
+            new_size = (int(short * img.width / img.height), short)
         img = img.resize(new_size, resample=resample)
     if spec.do_center_crop:
         crop_h, crop_w = spec.crop_size

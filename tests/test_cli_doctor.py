@@ -1,0 +1,40 @@
+"""`vitship doctor`: versions, CPU facts, weights with their sha256; errors are one line, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from models import file_sha256
+from tests.test_models_weights import TINY, save_hf_vit
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "COLUMNS": "200", **env})
+
+
+def test_doctor_prints_versions_cpu_and_weights():
+    result = run_cli("doctor", "--arch", "tiny")
+    assert result.returncode == 0, result.stderr
+    for package in ("torch", "timm", "onnx", "onnxruntime", "openvino", "nncf", "coremltools"):
+        assert package in result.stdout
+    assert "avx512f" in result.stdout or "CPU flags" in result.stdout
+    assert "GPU" in result.stdout and "seeded:0" in result.stdout and "untrained" in result.stdout
+
+
+def test_doctor_loads_a_transformers_directory_and_prints_its_sha256(tmp_path):
+    save_hf_vit(tmp_path, 2, **TINY)
+    result = run_cli("doctor", "--weights", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert file_sha256(tmp_path / "model.safetensors") in result.stdout
+    assert "softmax" in result.stdout
+
+
+def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
+    result = run_cli("doctor", "--weights", str(tmp_path / "missing.pt"))
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+    debug = run_cli("--debug", "doctor", "--weights", str(tmp_path / "missing.pt"))
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
