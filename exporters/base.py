@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-from models import LoadedModel, VitshipError, file_sha256
+import numpy as np
+
+from models import LoadedModel, ModelSpec, VitshipError, file_sha256, preprocess, sample_images
 from models.atomic import atomic_write_json
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 FORMATS = ("onnx", "openvino", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class ExportError(VitshipError):
@@ -112,6 +116,60 @@ def path_sha256(path: Path) -> str:
 def path_size(path: Path) -> int:
     """Bytes of all the files an artifact consists of (see artifact_files)."""
     return sum(f.stat().st_size for f in artifact_files(Path(path)))
+
+
+def vitship_version() -> str:
+    try:
+        return importlib.metadata.version("vitship")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def model_metadata(loaded: LoadedModel) -> dict[str, str]:
+    """What every artifact carries inside itself (ONNX metadata_props, OpenVINO rt_info, CoreML user metadata).
+
+    All values are strings; lists are JSON.
+    """
+    spec, info = loaded.spec, loaded.info
+    return {
+        "model_name": spec.name,
+        "architecture": spec.architecture,
+        "weights_sha256": info.sha256,
+        "weights_source": info.source,
+        "weights_trained": str(info.trained).lower(),
+        "labels": json.dumps(list(spec.labels)),
+        "head_kind": spec.head_kind,
+        "input_name": spec.input_name,
+        "output_names": json.dumps(list(spec.output_names)),
+        "input_size": json.dumps(list(spec.input_shape)),  # C, H, W
+        "mean": json.dumps(list(spec.mean)),
+        "std": json.dumps(list(spec.std)),
+        "interpolation": spec.interpolation,
+        "resize": json.dumps({"mode": spec.resize_mode, "size": list(spec.resize_size)}),
+        "center_crop": json.dumps(list(spec.crop_size) if spec.do_center_crop else None),
+        "rescale_factor": repr(spec.rescale_factor),
+        "vitship_version": vitship_version(),
+    }
+
+
+def calibration_images(spec: ModelSpec, options: ExportOptions) -> tuple[np.ndarray, dict]:
+    """The preprocessed calibration photos (``options.calibration_dir`` or the bundled samples) and their source.
+
+    Returns:
+        (float32 NCHW batch, {"source", "count", "files"}) -- the dict goes into Artifact.calibration.
+    """
+    if options.calibration_dir is None:
+        paths, source = sample_images(options.calibration_limit), "sample_images (scikit-image bundled photos)"
+    else:
+        folder = Path(options.calibration_dir).expanduser()
+        if not folder.is_dir():
+            raise ExportError(f"--calibration {folder}: not a directory of images")
+        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = paths[: options.calibration_limit] if options.calibration_limit else paths
+        if not paths:
+            raise ExportError(f"--calibration {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        source = str(folder)
+    return preprocess(paths, spec), {"source": source, "count": len(paths), "files": [p.name for p in paths]}
 
 
 def read_manifest(model_dir: Path) -> dict:
