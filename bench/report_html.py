@@ -1,0 +1,209 @@
+"""Renderings of a report document: report.md, report.csv and a self-contained report.html.
+
+The HTML has no external URL of any kind: CSS is inline and the plots are base64 PNG data URIs.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from pathlib import Path
+
+from models.atomic import atomic_write_text
+
+CSV_FIELDS = ("artifact", "target", "variant", "batch", "size_bytes", "parity_verdict", "parity_metric", "parity_value",
+              "latency_status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "accuracy",
+              "accuracy_delta_points", "agreement", "accuracy_target")
+STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#1d1d1f;max-width:1220px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:22px 0 8px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:12.5px;margin:6px 0}th,td{border:1px solid #d6d6d6;padding:3px 7px;text-align:left}
+th{background:#f1f3f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.banner{background:#fff3cd;border:1px solid #e0c060;padding:8px 12px;font-weight:600;margin:10px 0}
+.pass,.reference,.ok{color:#137333}.fail,.error{color:#b3261e;font-weight:600}.unavailable,.not{color:#8a6d00}
+.meta{color:#555;font-size:12.5px}ul.rec li{margin:3px 0}img{max-width:100%;border:1px solid #eee;margin:6px 0}"""
+
+
+def _num(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
+
+
+def _size(size_bytes) -> str:
+    return "-" if not size_bytes else f"{size_bytes / 2**20:.1f} MiB"
+
+
+def _parity(row: dict) -> str:
+    parity = row["parity"]
+    return parity["verdict"] if parity["metric"] is None else f"{parity['verdict']} ({parity['metric']} {_num(parity['value'], 6)})"
+
+
+def _best_throughput(row: dict) -> str:
+    cells = [(c["throughput_ips"], b) for b, c in row["latency"].items() if c.get("status") == "ok" and c.get("throughput_ips")]
+    if not cells:
+        return "-"
+    value, batch = max(cells)
+    return f"{_num(value)} (b{batch})"
+
+
+def _latency(row: dict, field: str) -> str:
+    cell = row["latency"].get("1")
+    if not cell:
+        return "not run"
+    return _num(cell.get(field)) if cell.get("status") == "ok" else cell.get("status", "-")
+
+
+def _accuracy(row: dict) -> str:
+    acc = row["accuracy"]
+    if acc["delta_points"] is None:
+        return acc["status"] if acc["status"] != "ok" else "-"
+    return f"{acc['delta_points']:+.2f}"
+
+
+def main_table(document: dict) -> tuple[list[str], list[list[str]]]:
+    """The full table: one line per (artifact, target, variant)."""
+    headers = ["artifact", "target", "size", "parity", "p50 ms (b1)", "p90 ms (b1)", "img/s (b1)", "best img/s",
+               "accuracy Δ (pts)", "agreement"]
+    lines = []
+    for r in document["sections"]["rows"]:
+        agreement = r["accuracy"]["agreement"]
+        lines.append([r["artifact"] + (f" ({r['variant']})" if r["variant"] else ""), r["target"] or "-", _size(r["size_bytes"]),
+                      _parity(r), _latency(r, "p50_ms"), _latency(r, "p90_ms"), _latency(r, "throughput_ips"),
+                      _best_throughput(r), _accuracy(r), "-" if agreement is None else f"{agreement:.1%}"])
+    return headers, lines
+
+
+def merged_table(document: dict) -> tuple[list[str], list[list[str]]]:
+    """The merged table: one line per (artifact, target, variant), a column per machine (p50 at batch 1, parity)."""
+    labels = [m["label"] for m in document["machines"]]
+    lines = []
+    for r in document["sections"]["rows"]:
+        cells = []
+        for label in labels:
+            cell = r["cells"].get(label)
+            cells.append("not run" if cell is None else f"{_num(cell['p50_ms'])} ms, {cell['parity']}"
+                         if cell["status"] == "ok" else f"{cell['status']}, {cell['parity']}")
+        lines.append([r["artifact"] + (f" ({r['variant']})" if r["variant"] else ""), r["target"] or "-"] + cells)
+    return ["artifact", "target"] + labels, lines
+
+
+def _meta_lines(document: dict) -> list[str]:
+    weights = document.get("weights") or {}
+    lines = [f"run {document['run_id']}, created {document.get('created')}",
+             f"weights: {weights.get('source', '?')} ({weights.get('kind', '?')}), sha256 {weights.get('sha256', '?')}, "
+             f"{'trained' if document.get('trained') else 'untrained'}"]
+    env = document.get("environment")
+    if env:
+        cpu = env.get("cpu") or {}
+        gpus = ", ".join(g.get("name", "?") for g in env.get("gpus") or []) or "no GPU"
+        lines.append(f"machine: {env.get('hostname')}: {cpu.get('model')}, {cpu.get('physical_cores')} cores, "
+                     f"{env.get('memory_gib')} GiB, {gpus}, {env.get('os')}, Python {env.get('python')}")
+    for machine in document.get("machines") or []:
+        lines.append(f"machine: {machine['label']} (run {machine['run_id']}, environment {machine['key']})")
+    return lines
+
+
+def _accuracy_lines(document: dict) -> list[str]:
+    section = (document.get("sections") or {}).get("accuracy")
+    if document.get("kind") != "vitship-report":
+        return []
+    if not section:
+        return ["accuracy: not run (vitship eval --data DIR)"]
+    data = section.get("data") or {}
+    lines = [f"accuracy on {data.get('source')}: {data.get('n_images')} images ({data.get('n_real')} real, "
+             f"{data.get('n_fake')} fake), threshold {section.get('threshold')}; {data.get('n_skipped', 0)} unreadable images skipped"]
+    lines += [f"skipped: {item['path']}: {item['reason']}" for item in (data.get("skipped") or [])[:20]]
+    if section.get("note"):
+        lines.append(section["note"])
+    return lines
+
+
+def to_markdown(document: dict) -> str:
+    merged = document.get("kind") != "vitship-report"
+    headers, lines = merged_table(document) if merged else main_table(document)
+    out = [f"# vitship {'merged ' if merged else ''}report {document['run_id']}", ""]
+    if document.get("banner"):
+        out += [f"> **{document['banner']}**", ""]
+    out += [f"- {line}" for line in _meta_lines(document)] + [""]
+    if not merged:
+        out += ["## Recommendation", ""] + [f"- {s['line']}" for s in document["sections"]["summary"]] + [""]
+    out += ["## Results", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    out += ["| " + " | ".join(line) + " |" for line in lines] + [""]
+    out += [f"- {line}" for line in _accuracy_lines(document)]
+    sources = (document.get("sections") or {}).get("sources") or {}
+    out += [f"- {name}: {s['status']} ({s['path']})" for name, s in sources.items()]
+    out += [""] + [f"![{name}]({name})" for name in document["sections"].get("plots") or []]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(document: dict) -> str:
+    buffer = io.StringIO()
+    if document.get("kind") != "vitship-report":
+        headers, lines = merged_table(document)
+        writer = csv.writer(buffer)
+        writer.writerow(headers)
+        writer.writerows(lines)
+        return buffer.getvalue()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for r in document["sections"]["rows"]:
+        base = {"artifact": r["artifact"], "target": r["target"], "variant": r["variant"], "size_bytes": r["size_bytes"],
+                "parity_verdict": r["parity"]["verdict"], "parity_metric": r["parity"]["metric"], "parity_value": r["parity"]["value"],
+                "accuracy": r["accuracy"]["accuracy"], "accuracy_delta_points": r["accuracy"]["delta_points"],
+                "agreement": r["accuracy"]["agreement"], "accuracy_target": r["accuracy"]["target"]}
+        cells = sorted(r["latency"].items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0) or [("", {"status": "not run"})]
+        for batch, cell in cells:
+            writer.writerow(base | {"batch": batch, "latency_status": cell.get("status")}
+                            | {k: cell.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips")})
+    return buffer.getvalue()
+
+
+def _html_table(headers: list[str], lines: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = []
+    for line in lines:
+        cells = []
+        for text in line:
+            word = text.split(" ", 1)[0].rstrip(",:").lower()
+            numeric = text[:1].isdigit() or text[:1] in "+-" and text[1:2].isdigit()
+            cls = "num" if numeric else word if word in ("pass", "fail", "error", "unavailable", "reference", "not") else ""
+            cells.append(f"<td class=\"{cls}\">{html.escape(text)}</td>" if cls else f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def to_html(document: dict, folder: Path) -> str:
+    """A self-contained page; plots in ``folder`` are embedded as data URIs."""
+    merged = document.get("kind") != "vitship-report"
+    headers, lines = merged_table(document) if merged else main_table(document)
+    esc = html.escape
+    parts = [f"<h1>vitship {'merged ' if merged else ''}report</h1>"]
+    if document.get("banner"):
+        parts.append(f"<div class=\"banner\">{esc(document['banner'])}</div>")
+    parts.append("".join(f"<div class=\"meta\">{esc(line)}</div>" for line in _meta_lines(document)))
+    if not merged:
+        parts.append("<h2>Recommendation</h2><ul class=\"rec\">"
+                     + "".join(f"<li>{esc(s['line'])}</li>" for s in document["sections"]["summary"]) + "</ul>")
+    parts.append("<h2>Results</h2>" + _html_table(headers, lines))
+    notes = _accuracy_lines(document) + [f"{name}: {s['status']}" for name, s in
+                                         ((document.get("sections") or {}).get("sources") or {}).items()]
+    if notes:
+        parts.append("<h2>Accuracy and sources</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    plots = document["sections"].get("plots") or []
+    if plots:
+        parts.append("<h2>Plots</h2>")
+    for name in plots:
+        data = base64.b64encode((Path(folder) / name).read_bytes()).decode("ascii")
+        parts.append(f"<img alt=\"{esc(name)}\" src=\"data:image/png;base64,{data}\">")
+    title = esc(f"vitship report {document['run_id']}")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def write_renderings(document: dict, folder: Path) -> None:
+    folder = Path(folder)
+    atomic_write_text(folder / "report.md", to_markdown(document))
+    atomic_write_text(folder / "report.csv", to_csv(document))
+    atomic_write_text(folder / "report.html", to_html(document, folder))
