@@ -1,0 +1,132 @@
+"""A Session (runtimes/base.py) over the reference executor: normalised NCHW batch in, named outputs out."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models import FEATURES_NAME, LOGITS_NAME
+from runtimes.base import SessionInfo
+from runtimes.coreml_reference.executor import ReferenceExecutor
+from runtimes.coreml_reference.loader import MLPackage, load_package
+from runtimes.coreml_reference.ops import ReferenceExecutorError
+
+TARGET = "coreml:reference"
+REFERENCE_LABEL = "reference executor, not the Apple runtime"
+PROVIDER = "vitship numpy reference executor, not the Apple runtime"
+IOS_NAMES = {6: "iOS15", 7: "iOS16", 8: "iOS17", 9: "iOS18"}
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How a normalised batch maps back to 8-bit pixels: x = (pixel * rescale - mean) / std."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    rescale_factor: float
+
+    def to_pixels(self, batch: np.ndarray) -> np.ndarray:
+        shape = (1, -1, 1, 1)
+        mean, std = np.reshape(self.mean, shape), np.reshape(self.std, shape)
+        return (batch * std + mean) / self.rescale_factor
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An ImageType input: the program receives raw pixels (0..255) in `color_space` channel order."""
+
+    color_space: str  # RGB, BGR, GRAYSCALE, GRAYSCALE_FLOAT16
+    height: int
+    width: int
+
+    def pixels_from(self, batch: np.ndarray, norm: Normalization | None, name: str) -> np.ndarray:
+        if norm is None:
+            raise ReferenceExecutorError(
+                f"input {name!r} is an ImageType; the reference session needs the model's mean/std/rescale "
+                "(pass normalization=Normalization(...) or SessionOptions(loaded=...)) to turn the batch into pixels")
+        pixels = norm.to_pixels(np.asarray(batch, dtype=np.float64))
+        if self.color_space in ("RGB", "BGR", "GRAYSCALE"):  # an 8-bit pixel buffer on device
+            pixels = np.clip(np.rint(pixels), 0, 255)
+        if self.color_space == "BGR":
+            pixels = pixels[:, ::-1]
+        if self.color_space.startswith("GRAYSCALE") and pixels.shape[1] != 1:
+            raise ReferenceExecutorError(f"input {name!r} is a grayscale image but the batch has {pixels.shape[1]} channels")
+        return pixels.astype(np.float32)
+
+
+def image_input_of(description) -> ImageInput | None:
+    """The ImageType of a spec input description, or None for a multiarray input."""
+    if description.type.WhichOneof("Type") != "imageType":
+        return None
+    image = description.type.imageType
+    from coremltools.proto import FeatureTypes_pb2
+
+    space = FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(image.colorSpace)
+    return ImageInput(space, int(image.height), int(image.width))
+
+
+class ReferenceSession:
+    """Runs an .mlpackage through the numpy executor; `info` says what ran (never the Apple runtime)."""
+
+    def __init__(self, package: MLPackage, normalization: Normalization | None = None, threads: int | None = None):
+        self.package = package
+        self.executor = ReferenceExecutor(package.program)
+        descriptions = package.input_descriptions
+        if len(descriptions) != 1:
+            raise ReferenceExecutorError(f"{package.path}: expected one input, the model has {len(descriptions)}")
+        self.input_name = descriptions[0].name
+        self.image_input = image_input_of(descriptions[0])
+        self.normalization = normalization
+        self._threads = threads
+        meta = package.metadata
+        self.info = SessionInfo(
+            target=TARGET, provider=PROVIDER, device="cpu (numpy)", precision=self.executor.precision, threads=threads,
+            extra={"note": REFERENCE_LABEL, "package": str(package.path), "opset": IOS_NAMES.get(self.executor.opset, str(self.executor.opset)),
+                   "specification_version": int(package.spec.specificationVersion),
+                   "image_input": self.image_input.color_space if self.image_input else None,
+                   "ops": dict(sorted(self.executor.op_counts.items())),
+                   "coremltools_version": meta.get("com.github.apple.coremltools.version", "")})
+
+    def _blas_limit(self):
+        if self._threads is None:
+            return contextlib.nullcontext()
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return contextlib.nullcontext()
+        return threadpool_limits(limits=self._threads)
+
+    def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        batch = np.asarray(batch, dtype=np.float32)
+        if self.image_input is not None:
+            batch = self.image_input.pixels_from(batch, self.normalization, self.input_name)
+        with self._blas_limit():
+            outputs = self.executor.run({self.input_name: batch})
+        outputs = {name: np.asarray(value, dtype=np.float32) for name, value in outputs.items()}
+        if LOGITS_NAME not in outputs and len(outputs) == 2:  # unnamed outputs: DetectorModel order
+            outputs = dict(zip((LOGITS_NAME, FEATURES_NAME), outputs.values()))
+        return outputs
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.run_outputs(batch)[LOGITS_NAME]
+
+    def close(self) -> None:
+        self.executor = None
+        self.package = None
+
+
+def open_reference_session(package_path: Path, options=None, *, normalization: Normalization | None = None) -> ReferenceSession:
+    """Load `package_path` (.mlpackage) and return a Session that runs it with the reference executor.
+
+    Args:
+        options: a runtimes.SessionOptions (its `threads` limits BLAS threads; `loaded.spec` gives the
+            normalisation an ImageType input needs), or None.
+        normalization: overrides the normalisation taken from `options`.
+    """
+    if normalization is None and getattr(options, "loaded", None) is not None:
+        spec = options.loaded.spec
+        normalization = Normalization(tuple(spec.mean), tuple(spec.std), float(spec.rescale_factor))
+    return ReferenceSession(load_package(Path(package_path)), normalization, getattr(options, "threads", None))
