@@ -227,6 +227,205 @@ def compare(
     console.print("[green]no regression[/green]")
 
 
+def _parity_agreement(metrics: dict) -> str:
+    if metrics.get("agreement") is None:
+        return "-"
+    text = "-" if metrics["decisive_agreement"] is None else f"{metrics['decisive_agreement']:.1%}"
+    text += f" of {metrics['n_photos'] - metrics['n_ambiguous']} decisive"
+    if metrics["n_ambiguous"]:
+        text += f"\n{metrics['n_ambiguous']} ambiguous, {metrics['ambiguous_flips']} flipped"
+    return text
+
+
+def _parity_table(results: list) -> Table:
+    table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors)")
+    for column in ("artifact", "target", "runtime precision", "min cosine", "max abs logit err", "p99 abs logit err",
+                   "max prob err", "agreement", "batch consistency", "verdict"):
+        table.add_column(column, overflow="fold")
+    colours = {"pass": "green", "fail": "bold red", "error": "bold red", "unavailable": "yellow"}
+    for r in results:
+        m, b = r.metrics or {}, r.batch_consistency
+        number = lambda key, fmt: "-" if m.get(key) is None else format(m[key], fmt)  # noqa: E731
+        consistent = "-" if not b else ("[red]inconsistent[/red]" if any(f.startswith("batch") for f in r.failures)
+                                        else "ok") + f"\nΔlogit {b['max_abs_logit']:.1e}"
+        verdict = f"[{colours[r.verdict]}]{r.verdict}[/]" + (f": {r.reason}" if r.reason else "")
+        target = r.target + (f"\n({r.note})" if r.note else "")
+        table.add_row(r.artifact, target, r.precision_label or "-", number("min_cosine", ".6f"), number("max_abs_logit", ".2e"),
+                      number("p99_abs_logit", ".2e"), number("max_prob_err", ".2e"), _parity_agreement(m), consistent, verdict)
+    return table
+
+
+def _parity_rows(model_dir: Path, loaded, artifact_ids: list[str], target_names: list[str], with_torch: bool, options):
+    """The rows to check: manifest artifacts (+ PyTorch itself) x targets, narrowed by --artifact/--target."""
+    from bench.parity import plan_rows
+    from exporters.base import manifest_artifacts
+    from models import UnknownNameError
+    from runtimes import available_targets, torch_artifact
+
+    artifacts = manifest_artifacts(model_dir)
+    torch_rows = [torch_artifact(loaded, p) for p in ("fp32", "fp16", "bf16")]
+    if artifact_ids:
+        known = {a.id: a for a in artifacts + torch_rows}
+        for name in artifact_ids:
+            if name not in known:
+                raise UnknownNameError("artifact", name, list(known))
+        artifacts = [known[name] for name in artifact_ids]
+    elif with_torch:
+        artifacts = artifacts + torch_rows
+    statuses = available_targets()
+    if target_names:
+        known_targets = {s.target.lower(): s for s in statuses}
+        for name in target_names:
+            if name.lower() not in known_targets:
+                raise UnknownNameError("target", name, [s.target for s in statuses])
+        statuses = [known_targets[name.lower()] for name in target_names]
+    return plan_rows(artifacts, statuses, options, explicit=set(artifact_ids))
+
+
+@app.command()
+def parity(
+    artifacts: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts/ (with --model) or one model folder artifacts/<model>"),
+    model: str | None = ModelOpt, arch: str = ArchOpt,
+    weights: str | None = typer.Option(None, "--weights", "-w", help="reference weights (default: the source the manifest records; sha256 must match)"),
+    artifact: list[str] = typer.Option([], "--artifact", help="only these artifact ids (repeatable); torch-fp16/torch-bf16 add PyTorch half-precision rows"),
+    target: list[str] = typer.Option([], "--target", help="only these targets, e.g. onnxruntime:cpu (repeatable)"),
+    tolerances: Path | None = typer.Option(None, "--tolerances", help="JSON/TOML tolerance overrides, e.g. {\"int8\": {\"max_prob\": 0.06}}"),
+    tolerance: list[str] = typer.Option([], "--tolerance", help="KEY.FIELD=VALUE override, e.g. int8.max_prob=0.06 (repeatable)"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="runtime threads (default: physical cores)"),
+    batch: str = typer.Option("1,8", "--batch", help="batch sizes; the first and last are compared for batch consistency"),
+    random_inputs: int = typer.Option(5, "--random-inputs", min=0, help="seeded random tensors added to the photos"),
+    torch_rows: bool = typer.Option(True, "--torch/--no-torch", help="also check the PyTorch model itself on every torch target"),
+) -> None:
+    """Check every artifact on every available target against the PyTorch fp32 reference; write parity.json."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench.environment import environment
+    from bench.parity import ParityConfig, check_row, load_reference, parity_report, prepare, write_parity_report
+    from bench.parity_metrics import ToleranceTable, ToleranceError
+    from runtimes import SessionOptions
+
+    model_dir = artifacts if (artifacts / "manifest.json").is_file() else _model_dir(artifacts, model, arch)
+    table = ToleranceTable.from_file(tolerances) if tolerances else ToleranceTable()
+    table.apply_cli(tolerance)
+    try:
+        sizes = tuple(sorted({int(b) for b in batch.split(",") if b.strip()}))
+    except ValueError as err:
+        raise ToleranceError(f"--batch {batch!r}: expected sizes like 1,8") from err
+    loaded = load_reference(model_dir, weights)
+    config = ParityConfig(batch_sizes=sizes or (1,), random_inputs=random_inputs)
+    with console.status(f"PyTorch fp32 reference on {len(config.batch_sizes)} batch sizes ..."):
+        ctx = prepare(model_dir, loaded, config, table, SessionOptions(threads=threads))
+    plans = _parity_rows(model_dir, loaded, artifact, target, torch_rows, ctx.options)
+    results = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("parity", total=len(plans))
+        for plan in plans:
+            progress.update(task, description=f"{plan.artifact.id} on {plan.status.target} {plan.variant}".strip())
+            results.append(check_row(plan, ctx))
+            progress.advance(task)
+    if not loaded.info.trained:
+        console.print("[yellow]untrained weights: parity is exact-computation checking; decisions sit near 0.5[/yellow]")
+    console.print(_parity_table(results))
+    path = write_parity_report(model_dir, parity_report(results, ctx, environment()))
+    counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "error", "unavailable")}
+    console.print(", ".join(f"{n} {v}" for v, n in counts.items()) + f"; wrote {path}", highlight=False)
+    if counts["fail"] or counts["error"]:
+        raise typer.Exit(code=1)
+
+
+# --- bench, bench-check (bench/latency.py, bench/bench_sweep.py, bench/bench_check.py) ---
+
+
+def _csv_list(value: str | None, cast=str) -> tuple | None:
+    return None if value is None else tuple(cast(part.strip()) for part in value.split(",") if part.strip())
+
+
+def _bench_table(rows: list) -> Table:
+    from bench.bench_results import sorted_rows
+
+    table = Table(title="Latency per call (sorted by batch, then p50); speedup vs torch fp32 eager in this run")
+    for column in ("artifact", "target", "variant", "batch", "p50 ms", "p90 ms", "CV", "img/s", "speedup", "load s",
+                   "peak RSS MB", "precision", "status"):
+        table.add_column(column, overflow="fold")
+    for row in sorted_rows(rows):
+        if row.status.startswith("unavailable"):
+            continue
+        s = row.stats
+        cells = [f"{s.p50_ms:.2f}", f"{s.p90_ms:.2f}", f"{s.cv:.1%}", f"{s.throughput_ips:.1f}",
+                 f"{row.speedup:.2f}x" if row.speedup else "-", f"{s.load_s:.2f}", f"{s.peak_rss_mb:.0f}"] if s else ["-"] * 7
+        status = "[green]ok[/green]" if row.ok else f"[red]{row.status}[/red]"
+        table.add_row(row.artifact, row.target, row.variant or "-", str(row.batch), *cells,
+                      row.session.get("precision") or "-", status)
+    return table
+
+
+def _bench_progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]bench[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+@app.command()
+def bench(
+    artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt, weights: str = WeightsOpt,
+    out: Path | None = typer.Option(None, "--out", help="output folder (default: artifacts/<model>/bench)"),
+    batch: str | None = typer.Option(None, "--batch", help="batch sizes, comma-separated (default: 1,8,32; --quick: 1)"),
+    threads: int | None = typer.Option(None, "--threads", help="intra-op threads (default: physical cores)"),
+    hint: str = typer.Option("latency", "--hint", help="OpenVINO performance hints, comma-separated: latency,throughput"),
+    openvino_precision: str | None = typer.Option(None, "--openvino-precision", help="f32|bf16|f16 (default: device default)"),
+    ort_opt: str = typer.Option("all", "--ort-opt", help="onnxruntime graph optimization levels: disable,basic,extended,all"),
+    torch_variants: str | None = typer.Option(None, "--torch-variants", help="eager,compile,cudagraphs (--quick: eager)"),
+    artifact: str | None = typer.Option(None, "--artifact", help="artifact ids to measure, comma-separated (default: all)"),
+    target: str | None = typer.Option(None, "--target", help="targets, comma-separated (default: every available one)"),
+    min_time: float | None = typer.Option(None, "--min-time", help="seconds of measured iterations per row (3; --quick 1)"),
+    warmup: float | None = typer.Option(None, "--warmup", help="seconds of warm-up per row (1; --quick 0.5)"),
+    min_iterations: int | None = typer.Option(None, "--min-iterations", help="minimum measured iterations per row (5)"),
+    row_timeout: float = typer.Option(900.0, "--row-timeout", help="seconds before a row's worker is killed"),
+    quick: bool = typer.Option(False, "--quick", help="batch 1, short timing, the main artifacts on the CPU targets"),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="write the PNG plots"),
+) -> None:
+    """Measure latency, throughput and memory of every artifact on every available target (one process per row)."""
+    import dataclasses
+
+    from bench.bench_results import write_report
+    from bench.bench_sweep import BenchConfig, run_bench
+    from bench.latency import TimingOptions
+
+    model_dir = _model_dir(artifacts, model, arch)
+    base = BenchConfig.quick() if quick else BenchConfig()
+    timing = TimingOptions(min_time_s=base.timing.min_time_s if min_time is None else min_time,
+                           warmup_s=base.timing.warmup_s if warmup is None else warmup,
+                           min_iterations=base.timing.min_iterations if min_iterations is None else min_iterations)
+    config = dataclasses.replace(
+        base, timing=timing, threads=threads, row_timeout_s=row_timeout, openvino_precision=openvino_precision,
+        batches=_csv_list(batch, int) or base.batches, openvino_hints=_csv_list(hint), ort_optimizations=_csv_list(ort_opt),
+        torch_variants=_csv_list(torch_variants) or base.torch_variants,
+        artifacts=_csv_list(artifact) or base.artifacts, targets=_csv_list(target) or base.targets)
+    with _bench_progress() as progress:
+        task = progress.add_task("planning", total=None)
+
+        def on_row(done: int, total: int, job, row) -> None:
+            label = f"{job.artifact_id} @ {job.target} [{job.variant}] batch {job.batch}"
+            progress.update(task, total=total, completed=done, description=label if row is None else f"done {label}")
+            if row is not None and not row.ok:
+                progress.console.print(f"[red]{label}: {row.status}[/red]", highlight=False)
+
+        report_ = run_bench(model_dir, spec_for(arch), weights, config, on_row)
+    written = write_report(report_, out or model_dir / "bench", plots=plots)
+    wide = console if console.is_terminal or console.width >= 150 else Console(width=160)  # logs: no 80-column wrap
+    wide.print(_bench_table(report_.rows))
+    for row in report_.rows:
+        if row.status.startswith("unavailable"):
+            where = row.artifact if row.target == "-" else f"{row.target} ({row.artifact})"
+            wide.print(f"[yellow]{where}[/yellow]: {row.status}", highlight=False)
+    console.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False)
+    if report_.errors:
+        console.print(f"[bold red]{len(report_.errors)} row(s) failed[/bold red]")
+        raise typer.Exit(code=1)
+
+
 def main() -> None:
     """Entry point: domain errors become one red line and a non-zero exit (tracebacks with --debug)."""
     import click

@@ -40,7 +40,7 @@ def _reference_status() -> TargetStatus:
         module = _reference_module()
     except ImportError as err:  # the executor exists but one of its own imports is missing
         return TargetStatus(target, False, f"reference executor cannot be imported: {err}")
-    if module is None:
+    if module is None or not hasattr(module, "open_session"):  # a bare folder imports as a namespace package
         return TargetStatus(target, False, "reference executor not installed")
     return TargetStatus(target, True)
 
@@ -97,7 +97,7 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> object:  
         raise RuntimeUnavailable(f"{artifact.id}: {path} does not exist; re-export it (vitship export)")
     if device == REFERENCE_DEVICE:
         module = _reference_module()
-        if module is None:
+        if module is None or not hasattr(module, "open_session"):
             raise RuntimeUnavailable("coreml:reference: reference executor not installed")
         session = module.open_session(artifact, model_dir, options)
         session.info.extra.setdefault("note", REFERENCE_NOTE)
