@@ -23,6 +23,7 @@ test: $(STAMP)
 
 export-all: $(STAMP)
 	$(BIN)/vitship export --all --weights $(WEIGHTS)
+	$(BIN)/vitship report  # keep last: it prints the path of reports/<run-id>/
 
 clean:
 	rm -rf artifacts reports
