@@ -23,6 +23,7 @@ test: $(STAMP)
 
 export-all: $(STAMP)
 	$(BIN)/vitship export --all --weights $(WEIGHTS)
+	$(BIN)/vitship parity
 	$(BIN)/vitship report  # keep last: it prints the path of reports/<run-id>/
 
 clean:
