@@ -120,6 +120,8 @@ def _accuracy_section(evaluation: dict | None) -> dict | None:
     return {key: evaluation.get(key) for key in ("accuracy_judged", "note", "threshold")} | {
         "data": {k: v for k, v in (evaluation.get("data") or {}).items()},
         "reference": next((r for r in evaluation.get("rows") or [] if r.get("artifact") == "torch-fp32"), {}).get("metrics"),
+        "rows": [{k: r.get(k) for k in ("artifact", "target", "status", "metrics", "deltas", "agreement", "n_images")}
+                 for r in evaluation.get("rows") or []],
     }
 
 

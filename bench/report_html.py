@@ -19,10 +19,11 @@ CSV_FIELDS = ("artifact", "target", "variant", "batch", "size_bytes", "parity_ve
 STYLE = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#1d1d1f;max-width:1220px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:22px 0 8px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:12.5px;margin:6px 0}th,td{border:1px solid #d6d6d6;padding:3px 7px;text-align:left}
-th{background:#f1f3f5}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f1f3f5}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .banner{background:#fff3cd;border:1px solid #e0c060;padding:8px 12px;font-weight:600;margin:10px 0}
 .pass,.reference,.ok{color:#137333}.fail,.error{color:#b3261e;font-weight:600}.unavailable,.not{color:#8a6d00}
-.meta{color:#555;font-size:12.5px}ul.rec li{margin:3px 0}img{max-width:100%;border:1px solid #eee;margin:6px 0}"""
+.meta{color:#555;font-size:12.5px}ul.rec{background:#eef6ee;border:1px solid #9cc59c;padding:8px 8px 8px 28px}
+ul.rec li{margin:3px 0}.plots{display:flex;flex-wrap:wrap;gap:8px}.plots img{width:49%;border:1px solid #eee}"""
 
 
 def _num(value, digits: int = 3) -> str:
@@ -65,7 +66,7 @@ def _accuracy(row: dict) -> str:
 def main_table(document: dict) -> tuple[list[str], list[list[str]]]:
     """The full table: one line per (artifact, target, variant)."""
     headers = ["artifact", "target", "size", "parity", "p50 ms (b1)", "p90 ms (b1)", "img/s (b1)", "best img/s",
-               "accuracy Δ (pts)", "agreement"]
+               "accuracy Δ (pts)" if document.get("trained") else "accuracy Δ (pts, not judged)", "agreement"]
     lines = []
     for r in document["sections"]["rows"]:
         agreement = r["accuracy"]["agreement"]
@@ -87,6 +88,20 @@ def merged_table(document: dict) -> tuple[list[str], list[list[str]]]:
                          if cell["status"] == "ok" else f"{cell['status']}, {cell['parity']}")
         lines.append([r["artifact"] + (f" ({r['variant']})" if r["variant"] else ""), r["target"] or "-"] + cells)
     return ["artifact", "target"] + labels, lines
+
+
+def accuracy_table(document: dict) -> tuple[list[str], list[list[str]]]:
+    """Per artifact on its eval target: each metric with its delta (points) against the reference."""
+    section = (document.get("sections") or {}).get("accuracy") or {}
+    names = ("accuracy", "balanced_accuracy", "auroc", "average_precision", "f1")
+    lines = []
+    for r in section.get("rows") or []:
+        metrics, deltas = r.get("metrics") or {}, r.get("deltas") or {}
+        cells = [("-" if metrics.get(n) is None else f"{metrics[n]:.3f}")
+                 + ("" if not deltas.get(n) else f" ({deltas[n]:+.2f})") for n in names]
+        agreement = "-" if r.get("agreement") is None else f"{r['agreement']:.1%}"
+        lines.append([r["artifact"], r.get("target") or "-", r.get("status") or "-", *cells, agreement])
+    return ["artifact", "target", "status", "accuracy", "balanced acc.", "AUROC", "avg precision", "F1", "agreement"], lines
 
 
 def _meta_lines(document: dict) -> list[str]:
@@ -131,6 +146,10 @@ def to_markdown(document: dict) -> str:
         out += ["## Recommendation", ""] + [f"- {s['line']}" for s in document["sections"]["summary"]] + [""]
     out += ["## Results", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(line) + " |" for line in lines] + [""]
+    if accuracy_table(document)[1]:
+        acc_headers, acc_lines = accuracy_table(document)
+        out += ["## Accuracy (Δ in points vs the PyTorch reference)", "", "| " + " | ".join(acc_headers) + " |",
+                "|" + "---|" * len(acc_headers)] + ["| " + " | ".join(line) + " |" for line in acc_lines] + [""]
     out += [f"- {line}" for line in _accuracy_lines(document)]
     sources = (document.get("sections") or {}).get("sources") or {}
     out += [f"- {name}: {s['status']} ({s['path']})" for name, s in sources.items()]
@@ -187,16 +206,17 @@ def to_html(document: dict, folder: Path) -> str:
         parts.append("<h2>Recommendation</h2><ul class=\"rec\">"
                      + "".join(f"<li>{esc(s['line'])}</li>" for s in document["sections"]["summary"]) + "</ul>")
     parts.append("<h2>Results</h2>" + _html_table(headers, lines))
+    if accuracy_table(document)[1]:
+        parts.append("<h2>Accuracy (Δ in points vs the PyTorch reference)</h2>" + _html_table(*accuracy_table(document)))
     notes = _accuracy_lines(document) + [f"{name}: {s['status']}" for name, s in
                                          ((document.get("sections") or {}).get("sources") or {}).items()]
     if notes:
         parts.append("<h2>Accuracy and sources</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     plots = document["sections"].get("plots") or []
-    if plots:
-        parts.append("<h2>Plots</h2>")
-    for name in plots:
-        data = base64.b64encode((Path(folder) / name).read_bytes()).decode("ascii")
-        parts.append(f"<img alt=\"{esc(name)}\" src=\"data:image/png;base64,{data}\">")
+    images = [f"<img alt=\"{esc(name)}\" src=\"data:image/png;base64,"
+              f"{base64.b64encode((Path(folder) / name).read_bytes()).decode('ascii')}\">" for name in plots]
+    if images:
+        parts.append("<h2>Plots</h2><div class=\"plots\">" + "".join(images) + "</div>")
     title = esc(f"vitship report {document['run_id']}")
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
