@@ -54,8 +54,8 @@ class BenchReport:
 
 def is_torch_baseline(row: BenchRow) -> bool:
     """torch fp32 eager: the row every speedup is measured against."""
-    return (row.target.startswith("torch:") and row.knobs.get("torch_mode") == "eager"
-            and row.knobs.get("dtype", "fp32") == "fp32" and row.ok and row.stats is not None)
+    return (row.artifact == "torch-fp32" and row.target.startswith("torch:") and row.knobs.get("torch_variant") == "eager"
+            and row.knobs.get("torch_dtype", "fp32") in ("fp32", None) and row.ok and row.stats is not None)
 
 
 def _on_gpu(target: str) -> bool:
@@ -90,8 +90,8 @@ def sorted_rows(rows: list[BenchRow]) -> list[BenchRow]:
 
 CSV_COLUMNS = ("artifact", "target", "variant", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "stdev_ms",
                "min_ms", "max_ms", "cv", "throughput_ips", "iterations", "load_s", "first_inference_ms", "peak_rss_mb",
-               "artifact_size_bytes", "speedup", "baseline", "threads", "hint", "ort_opt_level", "torch_mode", "dtype",
-               "precision", "provider")
+               "artifact_size_bytes", "speedup", "baseline", "threads", "openvino_hint", "openvino_precision",
+               "ort_optimization", "torch_variant", "torch_dtype", "precision", "provider")
 
 
 def to_csv(report: BenchReport) -> str:

@@ -27,7 +27,7 @@ class TimingOptions:
 
     min_time_s: float = 3.0
     warmup_s: float = 1.0
-    min_iterations: int = 10
+    min_iterations: int = 5
     max_iterations: int = 100_000
 
     def to_dict(self) -> dict:

@@ -103,8 +103,8 @@ def test_crashing_worker_gives_an_error_row(fake_worker_env, opener, expected):
 def test_stats_and_report_json_round_trip(tmp_path):
     stats = LatencyStats.from_samples([10_000_000, 12_000_000, 11_000_000], batch=8, load_s=0.5, peak_rss_mb=100.0)
     assert LatencyStats.from_dict(json.loads(json.dumps(stats.to_dict()))) == stats
-    rows = [BenchRow("torch-fp32", "torch:cpu", 8, "eager", {"torch_mode": "eager", "dtype": "fp32"}, stats=stats),
-            BenchRow("onnx-fp32", "onnxruntime:cpu", 8, "opt=all", {"ort_opt_level": "all"},
+    rows = [BenchRow("torch-fp32", "torch:cpu", 8, "eager", {"torch_variant": "eager", "torch_dtype": "fp32"}, stats=stats),
+            BenchRow("onnx-fp32", "onnxruntime:cpu", 8, "opt=all", {"ort_optimization": "all"},
                      stats=LatencyStats.from_samples([5_000_000, 5_500_000], batch=8)),
             BenchRow("onnx-fp32", "onnxruntime:cuda", None, "", status="unavailable: no CUDA device"),
             BenchRow("onnx-int8", "onnxruntime:cpu", 8, "opt=all", status="error: worker killed by SIGSEGV")]
