@@ -103,7 +103,9 @@ ModelOpt = typer.Option(None, "--model", help="model folder name under --artifac
 
 
 def _model_dir(artifacts: Path, model: str | None, arch: str) -> Path:
-    """artifacts/<model>: the named one, else the only folder with a manifest, else the --arch spec's name."""
+    """artifacts/<model>: --artifacts itself if it holds a manifest, the named one, the only one, else --arch's name."""
+    if (artifacts / "manifest.json").is_file():
+        return artifacts
     if model:
         return artifacts / model
     found = sorted(p.parent for p in artifacts.glob("*/manifest.json"))

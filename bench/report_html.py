@@ -38,7 +38,8 @@ def _size(size_bytes) -> str:
 
 def _parity(row: dict) -> str:
     parity = row["parity"]
-    return parity["verdict"] if parity["metric"] is None else f"{parity['verdict']} ({parity['metric']} {_num(parity['value'], 6)})"
+    text = parity["verdict"] if parity["metric"] is None else f"{parity['verdict']} ({parity['metric']} {_num(parity['value'], 6)})"
+    return text + "".join(f"; {v['variant']}: {v['verdict']}" for v in parity.get("variants") or [])
 
 
 def _best_throughput(row: dict) -> str:

@@ -46,7 +46,8 @@ def empty_row(artifact: str, target: str, variant: str = "") -> dict:
     return {
         "artifact": artifact, "target": target, "variant": variant or "",
         "format": artifact.split("-", 1)[0], "precision": artifact.split("-", 1)[-1], "size_bytes": None,
-        "parity": {"verdict": "not run", "reason": "", "metric": None, "value": None, "metrics": {}},
+        "parity": {"verdict": "not run", "reason": "", "metric": None, "value": None, "variant": "", "precision": "",
+                   "metrics": {}, "variants": []},
         "latency": {},  # str(batch) -> {"status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "cv"}
         "accuracy": {"status": "not run", "target": None, "accuracy": None, "delta_points": None,
                      "agreement": None, "metrics": {}, "deltas": {}},
@@ -60,24 +61,36 @@ def artifact_sizes(manifest: dict | None) -> dict[str, int]:
 
 
 def parity_cells(parity: dict | None) -> dict[tuple[str, str], dict]:
-    """(artifact, target) -> the row's parity cell from parity.json."""
-    cells = {}
+    """(artifact, target) -> the row's parity cell from parity.json.
+
+    A target can have several parity rows (an fp32 OpenVINO IR is also checked with f32 inference);
+    the default row (no variant) is the one that matches what bench measured, the others are kept
+    under "variants".
+    """
+    cells: dict[tuple[str, str], dict] = {}
     for row in (parity or {}).get("rows") or []:
         metrics = row.get("metrics") or {}
         metric, value = next(((name, _number(metrics[name])) for name in _key_metrics(row) if name in metrics), (None, None))
-        verdict = str(row.get("verdict") or row.get("status") or "unknown").split(":", 1)[0].strip()
-        cells[(row.get("artifact"), row.get("target"))] = {
-            "verdict": verdict, "reason": row.get("reason") or "", "metric": metric, "value": value,
+        cell = {
+            "verdict": str(row.get("verdict") or row.get("status") or "unknown").split(":", 1)[0].strip(),
+            "reason": row.get("reason") or "", "metric": metric, "value": value, "variant": row.get("variant") or "",
+            "precision": row.get("precision_label") or row.get("effective_precision") or "",
             "metrics": {k: _number(v) for k, v in metrics.items() if _number(v) is not None},
         }
+        key = (row.get("artifact"), row.get("target"))
+        if key not in cells:
+            cells[key] = {**cell, "variants": []}
+        elif not cell["variant"] and cells[key]["variant"]:  # the default row wins the main cell
+            cells[key] = {**cell, "variants": cells[key]["variants"] + [{k: v for k, v in cells[key].items() if k != "variants"}]}
+        else:
+            cells[key]["variants"].append(cell)
     return cells
 
 
 def _key_metrics(row: dict) -> tuple[str, ...]:
     """fp32 is judged first by its max logit error; lower precisions by the feature cosine."""
-    if str(row.get("artifact", "")).endswith("fp32"):
-        return ("max_abs_logit",) + PARITY_KEY_METRICS
-    return PARITY_KEY_METRICS
+    effective = row.get("effective_precision") or str(row.get("artifact", "")).rsplit("-", 1)[-1]
+    return (("max_abs_logit",) if effective == "fp32" else ()) + PARITY_KEY_METRICS
 
 
 def latency_cells(bench: dict | None) -> dict[tuple[str, str, str], dict[str, dict]]:
