@@ -24,7 +24,16 @@ test: $(STAMP)
 export-all: $(STAMP)
 	$(BIN)/vitship export --all --weights $(WEIGHTS)
 	$(BIN)/vitship parity
+	$(BIN)/vitship bench --quick  # batch 1, CPU targets, ~1 min on 2 cores; `make bench` for the full sweep
 	$(BIN)/vitship report  # keep last: it prints the path of reports/<run-id>/
+
+# The full sweep: every artifact on every available target at batch 1, 8 and 32 (long on a small CPU).
+bench: $(STAMP)
+	$(BIN)/vitship bench
+
+# Measurement honesty: vitship's p50 vs OpenVINO benchmark_app's median for openvino-fp16 (exports it if missing).
+bench-check: $(STAMP)
+	$(BIN)/vitship bench-check --weights $(WEIGHTS)
 
 clean:
 	rm -rf artifacts reports
