@@ -68,6 +68,31 @@ def image_input_of(description) -> ImageInput | None:
     return ImageInput(space, int(image.height), int(image.width))
 
 
+def declared_ranges(description) -> list[tuple[int, int | None]] | None:
+    """Per-dim (lower, upper or None) of a multiarray input as its spec declares them; None: not a multiarray."""
+    if description.type.WhichOneof("Type") != "multiArrayType":
+        return None
+    array = description.type.multiArrayType
+    if array.WhichOneof("ShapeFlexibility") == "shapeRange":
+        return [(int(r.lowerBound), None if r.upperBound < 0 else int(r.upperBound)) for r in array.shapeRange.sizeRanges]
+    if array.WhichOneof("ShapeFlexibility") == "enumeratedShapes":
+        shapes = [list(s.shape) for s in array.enumeratedShapes.shapes]
+        return [(min(dims), max(dims)) for dims in zip(*shapes)]
+    return [(int(d), int(d)) for d in array.shape]
+
+
+def check_input_shape(description, shape: tuple[int, ...]) -> None:
+    """Refuse a batch the Apple runtime would refuse: outside the declared shape range."""
+    ranges = declared_ranges(description)
+    if ranges is None:
+        return
+    fits = len(ranges) == len(shape) and all(lo <= n and (hi is None or n <= hi) for (lo, hi), n in zip(ranges, shape))
+    if not fits:
+        raise ReferenceExecutorError(
+            f"input {description.name!r} of shape {tuple(shape)} is outside the declared shape range "
+            f"{[(lo, hi if hi is not None else 'inf') for lo, hi in ranges]}; split the batch or re-export with a larger range")
+
+
 class ReferenceSession:
     """Runs an .mlpackage through the numpy executor; `info` says what ran (never the Apple runtime)."""
 
@@ -77,6 +102,7 @@ class ReferenceSession:
         descriptions = package.input_descriptions
         if len(descriptions) != 1:
             raise ReferenceExecutorError(f"{package.path}: expected one input, the model has {len(descriptions)}")
+        self.description = descriptions[0]
         self.input_name = descriptions[0].name
         self.image_input = image_input_of(descriptions[0])
         self.normalization = normalization
@@ -101,6 +127,7 @@ class ReferenceSession:
 
     def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         batch = np.asarray(batch, dtype=np.float32)
+        check_input_shape(self.description, batch.shape)
         if self.image_input is not None:
             batch = self.image_input.pixels_from(batch, self.normalization, self.input_name)
         with self._blas_limit():
