@@ -1,0 +1,207 @@
+"""CoreML export: ML Program .mlpackage (fp32, fp16, int8 weights) from a torch.export program.
+
+torch.export, not torch.jit.trace: coremltools' TorchScript frontend fails on this two-output ViT.
+
+Labels: ct.ClassifierConfig would replace the outputs with classLabel + a probability dictionary and
+drop ``features``, and a one-logit sigmoid head is not a classifier Core ML understands. So the
+model keeps its two tensor outputs and the labels travel in the user-defined metadata (``labels``,
+JSON) and in the ``logits`` output description.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, model_metadata, path_sha256, path_size,
+                            vitship_version)
+from models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
+
+FORMAT = "coreml"
+PACKAGE_NAME = "model.mlpackage"
+LICENSE = "MIT"  # the CommunityForensics detector's licence (arXiv:2411.04125)
+TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15",
+           "watchOS8", "watchOS9", "watchOS10", "watchOS11", "tvOS15", "tvOS16", "tvOS17", "tvOS18")
+# int8 weights only where the model multiplies by them (linear, conv): the position embedding and class
+# token feed an `add`, and quantizing them saves ~1% of the size for a systematic error on every token.
+INT8_OP_TYPES = ("linear", "conv")
+
+
+def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifact:
+    """Convert ``loaded.model`` to an ML Program ``model.mlpackage`` in ``out_dir``.
+
+    fp32/fp16 set the compute precision; int8 is linear symmetric int8 weight quantization of the fp16
+    program (weights dequantize to fp16, so it still runs on the Neural Engine).
+    """
+    ct = _import_coremltools()
+    _check_options(options)
+    start = time.perf_counter()
+    program, normalisation = _export_program(loaded, options)
+    mlmodel = ct.convert(
+        program, inputs=[_input_type(ct, loaded.spec, options)],
+        outputs=[ct.TensorType(name=name, dtype=np.float32) for name in loaded.spec.output_names],  # fp32 out at any precision
+        convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, options.coreml_min_target),
+        compute_precision=ct.precision.FLOAT32 if options.precision == "fp32" else ct.precision.FLOAT16,
+    )
+    if options.precision == "int8":
+        mlmodel = _quantize_weights(mlmodel)
+    _describe(mlmodel, loaded, options)
+    package = Path(out_dir) / PACKAGE_NAME
+    mlmodel.save(str(package))
+    details = {"source": "torch.export ExportedProgram (ATEN dialect)", "minimum_deployment_target": options.coreml_min_target,
+               "compute_precision": "fp32" if options.precision == "fp32" else "fp16", "mil_ops": mil_op_counts(mlmodel.get_spec()),
+               "labels_in": "user_defined_metadata['labels'] and the logits output description (no ClassifierConfig)"}
+    if normalisation:
+        details["image_normalisation"] = normalisation
+    if options.precision == "int8":
+        details["weight_quantization"] = {"mode": "linear_symmetric", "dtype": "int8", "granularity": "per_channel",
+                                          "op_types": list(INT8_OP_TYPES), "base_program": "fp16"}
+    return Artifact(
+        id=artifact_id(FORMAT, options.precision), format=FORMAT, precision=options.precision,
+        path=f"{artifact_id(FORMAT, options.precision)}/{PACKAGE_NAME}", sha256=path_sha256(package),
+        size_bytes=path_size(package), export_seconds=round(time.perf_counter() - start, 3),
+        versions={"coremltools": ct.__version__, "torch": torch.__version__}, input_spec=_input_spec(loaded.spec, options),
+        weights=loaded.info.to_dict(), calibration=None, options=options.cache_key(), details=details,
+    )
+
+
+def _import_coremltools():
+    try:
+        import coremltools
+    except ImportError as err:
+        raise MissingDependencyError("coremltools", "CoreML export") from err
+    return coremltools
+
+
+def _check_options(options: ExportOptions) -> None:
+    if options.precision not in ("fp32", "fp16", "int8"):
+        raise ExportError(f"coreml: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
+    if options.coreml_min_target not in TARGETS:
+        raise UnknownNameError("CoreML deployment target", options.coreml_min_target, list(TARGETS))
+    if options.coreml_max_batch < 2:
+        raise ExportError(f"coreml: --coreml-max-batch must be 2 or more (got {options.coreml_max_batch})")
+    if options.coreml_input not in ("tensor", "image"):
+        raise UnknownNameError("CoreML input type", options.coreml_input, ["tensor", "image"])
+
+
+def image_scale_bias(spec: ModelSpec) -> tuple[float, list[float], bool]:
+    """ImageType scale and per-channel bias for ``(pixel * rescale - mean) / std``, and whether that is all of it.
+
+    ImageType has one scale for all channels. With equal stds the whole normalisation folds into
+    scale/bias (returns True); otherwise scale/bias only rescale to [0, 1] and the per-channel
+    (x - mean) / std stays in the program (returns False).
+    """
+    if all(math.isclose(s, spec.std[0], rel_tol=1e-6) for s in spec.std):
+        return spec.rescale_factor / spec.std[0], [-m / s for m, s in zip(spec.mean, spec.std)], True
+    return spec.rescale_factor, [0.0] * spec.channels, False
+
+
+class PixelNormalize(torch.nn.Module):
+    """Wraps the model so that it takes [0, 1] pixels and normalises them per channel inside the graph."""
+
+    def __init__(self, model: torch.nn.Module, spec: ModelSpec):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("inv_std", 1 / torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model((pixel_values - self.mean) * self.inv_std)
+
+
+def _export_program(loaded: LoadedModel, options: ExportOptions):
+    """torch.export with a dynamic batch (example batch 2+: a size-1 dim would be specialised)."""
+    spec, model, normalisation = loaded.spec, loaded.model, None
+    if options.coreml_input == "image":
+        if spec.channels != 3:
+            raise ExportError(f"coreml: an image input needs 3 (RGB) channels, the model has {spec.channels}")
+        if not image_scale_bias(spec)[2]:
+            model = PixelNormalize(model, spec).eval()
+            normalisation = "stds differ per channel: ImageType scale/bias give [0, 1]; (x - mean) / std runs in the program"
+        else:
+            normalisation = "folded into ImageType scale and bias"
+    example_batch = min(max(options.example_batch, 2), options.coreml_max_batch)
+    example = torch.randn(example_batch, *spec.input_shape, generator=torch.Generator().manual_seed(0))
+    batch = torch.export.Dim(spec.batch_axis, min=1, max=options.coreml_max_batch)
+    try:
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    except Exception as err:  # torch.export raises many types for untraceable code; all mean "cannot export"
+        raise ExportError(f"coreml: torch.export failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
+    return program.run_decompositions({}), normalisation
+
+
+def _input_type(ct, spec: ModelSpec, options: ExportOptions):
+    channels, height, width = spec.input_shape
+    if options.coreml_input == "image":
+        # One CVPixelBuffer per prediction; apps batch images with MLArrayBatchProvider.
+        scale, bias, _ = image_scale_bias(spec)
+        return ct.ImageType(name=spec.input_name, shape=(1, channels, height, width), scale=scale, bias=bias,
+                            color_layout=ct.colorlayout.RGB)
+    batch = ct.RangeDim(lower_bound=1, upper_bound=options.coreml_max_batch, default=1, symbol=spec.batch_axis)
+    return ct.TensorType(name=spec.input_name, shape=(batch, channels, height, width), dtype=np.float32)
+
+
+def _quantize_weights(mlmodel):
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    config = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
+    return linear_quantize_weights(mlmodel, OptimizationConfig(op_type_configs={op: config for op in INT8_OP_TYPES}))
+
+
+def _describe(mlmodel, loaded: LoadedModel, options: ExportOptions) -> None:
+    """Author, licence, description, version, per-feature descriptions and the user-defined metadata."""
+    spec, info = loaded.spec, loaded.info
+    mlmodel.author = f"vitship {vitship_version()} export of {spec.name} (CommunityForensics, arXiv:2411.04125)"
+    mlmodel.license = LICENSE
+    mlmodel.version = f"{vitship_version()}+weights.{info.sha256[:12]}"
+    trained = "" if info.trained else " UNTRAINED (seeded) weights: not for decisions."
+    mlmodel.short_description = (f"{spec.architecture} real/fake image detector ({spec.head_kind} head over "
+                                 f"{list(spec.labels)}); outputs logits and {spec.embed_dim}-d features.{trained}")
+    channels, height, width = spec.input_shape
+    mlmodel.input_description[spec.input_name] = (
+        f"{width}x{height} RGB image" if options.coreml_input == "image"
+        else f"float32 NCHW (batch 1..{options.coreml_max_batch}, {channels}, {height}, {width}): RGB "
+             f"{spec.interpolation}-resized, center-cropped, (pixel/255 - {list(spec.mean)}) / {list(spec.std)}")
+    mlmodel.output_description[spec.output_names[0]] = (
+        f"logits over labels {list(spec.labels)}; " + ("sigmoid gives P(fake)" if spec.head_kind == "sigmoid" else "softmax"))
+    mlmodel.output_description[spec.output_names[1]] = f"pre-logits class-token embedding ({spec.embed_dim})"
+    preprocessing = {"mean": list(spec.mean), "std": list(spec.std), "size": list(spec.input_shape[1:]),
+                     "interpolation": spec.interpolation, "resize": {"mode": spec.resize_mode, "size": list(spec.resize_size)},
+                     "crop": list(spec.crop_size) if spec.do_center_crop else None, "rescale_factor": spec.rescale_factor}
+    extra = {"precision": options.precision, "compute_precision": "fp32" if options.precision == "fp32" else "fp16",
+             "input_type": options.coreml_input, "preprocessing": json.dumps(preprocessing)}
+    for key, value in {**model_metadata(loaded), **extra}.items():
+        mlmodel.user_defined_metadata[key] = value
+
+
+def mil_op_counts(spec) -> dict[str, int]:
+    """MIL op types (with counts) in an ML Program spec, nested blocks included."""
+    counts: Counter[str] = Counter()
+
+    def visit(block) -> None:
+        for op in block.operations:
+            counts[op.type] += 1
+            for nested in op.blocks:
+                visit(nested)
+
+    for function in spec.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            visit(block)
+    return dict(sorted(counts.items()))
+
+
+def _input_spec(spec: ModelSpec, options: ExportOptions) -> dict:
+    channels, height, width = spec.input_shape
+    if options.coreml_input == "image":
+        scale, bias, _ = image_scale_bias(spec)
+        shape, extra = [1, channels, height, width], {"color_layout": "RGB", "image_scale": scale, "image_bias": bias}
+    else:
+        shape, extra = [spec.batch_axis, channels, height, width], {"batch_range": [1, options.coreml_max_batch]}
+    return {**spec.to_dict(), "input_type": options.coreml_input, "input_shape": shape, "dtype": "float32",
+            "layout": "NCHW", **extra}

@@ -1,0 +1,116 @@
+"""OpenVINO IR export: fp32, fp16-compressed, and NNCF post-training int8, with the model's facts in rt_info."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, calibration_images, model_metadata,
+                            path_sha256, path_size)
+from models import FEATURES_NAME, LOGITS_NAME, LoadedModel, MissingDependencyError, UnknownNameError
+
+FORMAT = "openvino"
+MODEL_FILE = "model.xml"
+RT_INFO_SECTION = "model_info"  # the rt_info section optimum-intel and the Model Zoo use for model facts
+TRACE_SEED = 0
+# Patterns of nodes NNCF must leave in floating point. The classifier head is one tiny MatMul (embed_dim x
+# num_labels) whose output IS the decision: quantizing it saves nothing and costs logit accuracy.
+HEAD_PATTERNS = (r".*head.*",)
+
+
+def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifact:
+    """Convert ``loaded.model`` to an OpenVINO IR (model.xml + model.bin) in ``out_dir``.
+
+    fp32 keeps fp32 weights; fp16 stores fp16-compressed weights (computed at the device's inference
+    precision); int8 is NNCF post-training quantization calibrated on real photos.
+    """
+    ov = _import("openvino", "OpenVINO export")
+    if options.precision not in ("fp32", "fp16", "int8"):
+        raise ExportError(f"openvino: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
+    start = time.perf_counter()
+    model = _convert(ov, loaded, options)
+    versions = {"openvino": ov.get_version(), "torch": torch.__version__}
+    calibration, details = None, {"frontend": "openvino.convert_model(torch.nn.Module, TorchScript trace)"}
+    if options.precision == "int8":
+        model, calibration, quant_details = _quantize(model, loaded, options)
+        versions["nncf"] = _import("nncf", "OpenVINO int8 quantization").__version__
+        details.update(quant_details)
+    _set_rt_info(model, loaded, options.precision)
+    xml = Path(out_dir) / MODEL_FILE
+    ov.save_model(model, str(xml), compress_to_fp16=options.precision == "fp16")
+    details.update(_describe(xml, options.precision))
+    return Artifact(
+        id=artifact_id(FORMAT, options.precision), format=FORMAT, precision=options.precision,
+        path=f"{artifact_id(FORMAT, options.precision)}/{MODEL_FILE}", sha256=path_sha256(xml),
+        size_bytes=path_size(xml), export_seconds=round(time.perf_counter() - start, 3), versions=versions,
+        input_spec=_input_spec(loaded), weights=loaded.info.to_dict(), calibration=calibration,
+        options=options.cache_key(), details=details,
+    )
+
+
+def _import(package: str, purpose: str):
+    try:
+        return __import__(package)
+    except ImportError as err:
+        raise MissingDependencyError(package, purpose) from err
+
+
+def _convert(ov, loaded: LoadedModel, options: ExportOptions):
+    """Trace the PyTorch model into an ov.Model with input ``pixel_values`` [-1, C, H, W] and named outputs."""
+    spec = loaded.spec
+    channels, height, width = spec.input_shape
+    generator = torch.Generator().manual_seed(TRACE_SEED)
+    example = torch.randn(max(options.example_batch, 2), channels, height, width, generator=generator)
+    with warnings.catch_warnings():  # torch.jit.trace deprecation and timm's shape-assert TracerWarnings
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        model = ov.convert_model(loaded.model, example_input=example,
+                                 input=[(spec.input_name, [-1, channels, height, width], ov.Type.f32)])
+    if len(model.outputs) != len(spec.output_names):
+        raise ExportError(f"openvino: the converted model has {len(model.outputs)} outputs, expected {spec.output_names}")
+    for output, name in zip(model.outputs, spec.output_names):
+        output.get_tensor().set_names({name})
+    return model
+
+
+def _quantize(model, loaded: LoadedModel, options: ExportOptions):
+    """NNCF post-training quantization (int8 weights and activations) calibrated on real photos."""
+    nncf = _import("nncf", "OpenVINO int8 quantization")
+    presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
+    if options.openvino_int8_preset not in presets:
+        raise UnknownNameError("OpenVINO int8 preset", options.openvino_int8_preset, list(presets))
+    batch, calibration = calibration_images(loaded.spec, options)
+    dataset = nncf.Dataset([batch[i:i + 1] for i in range(len(batch))])
+    ignored = nncf.IgnoredScope(patterns=list(HEAD_PATTERNS), validate=False)
+    quantized = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER,
+                              preset=presets[options.openvino_int8_preset], subset_size=len(batch),
+                              fast_bias_correction=True, ignored_scope=ignored)
+    calibration.update(
+        scheme=f"NNCF PTQ, model_type=TRANSFORMER, preset={options.openvino_int8_preset}: int8 symmetric "
+               "per-channel weights, int8 activations (FakeQuantize), SmoothQuant, fast bias correction",
+        subset_size=len(batch),
+    )
+    return quantized, calibration, {"ignored_scope": list(HEAD_PATTERNS)}
+
+
+def _set_rt_info(model, loaded: LoadedModel, precision: str) -> None:
+    for key, value in {**model_metadata(loaded), "precision": precision}.items():
+        model.set_rt_info(value, [RT_INFO_SECTION, key])
+
+
+def _describe(xml: Path, precision: str) -> dict:
+    files = {path.name: path.stat().st_size for path in (xml, xml.with_suffix(".bin"))}
+    storage = {"fp32": "fp32 weights", "fp16": "fp16-compressed weights (decompressed to the inference precision)",
+               "int8": "int8 weights with FakeQuantize on activations"}[precision]
+    return {"files": files, "weights_storage": storage,
+            "inference_precision": "chosen by the device at compile time (CPU: bf16 on AVX512-BF16/AMX, "
+                                   "else f32; set INFERENCE_PRECISION_HINT=f32 for exact fp32)"}
+
+
+def _input_spec(loaded: LoadedModel) -> dict:
+    spec = loaded.spec
+    return {**loaded.spec.to_dict(), "input_type": "tensor", "input_shape": [spec.batch_axis, *spec.input_shape],
+            "dtype": "float32", "layout": "NCHW", "outputs": [LOGITS_NAME, FEATURES_NAME]}

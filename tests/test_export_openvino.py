@@ -1,0 +1,171 @@
+"""exporters.openvino: the IR of the tiny ViT reads back with a dynamic batch, names, metadata and real int8."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from exporters.base import ExportError, ExportOptions, calibration_images, path_sha256
+from models import MissingDependencyError, load_weights, preprocess, sample_images, tiny_spec
+
+ov = pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+from exporters import openvino as openvino_exporter  # noqa: E402  (after the importorskip above)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_weights("seeded", tiny_spec())
+
+
+@pytest.fixture(scope="module")
+def exported(tiny, tmp_path_factory):
+    """{precision: (artifact, model_dir)} for the tiny ViT, each exported once for the whole module."""
+    model_dir = tmp_path_factory.mktemp("artifacts")
+    result = {}
+    for precision in PRECISIONS:
+        out_dir = model_dir / f"openvino-{precision}"
+        out_dir.mkdir()
+        result[precision] = openvino_exporter.export(tiny, out_dir, ExportOptions(precision=precision))
+    return result, model_dir
+
+
+def read(exported, precision):
+    artifacts, model_dir = exported
+    return ov.Core().read_model(str(model_dir / artifacts[precision].path))
+
+
+def constants(model):
+    return [op for op in model.get_ops() if op.get_type_name() == "Constant"]
+
+
+def torch_outputs(tiny, batch: np.ndarray):
+    with torch.no_grad():
+        return [t.numpy() for t in tiny.model(torch.from_numpy(batch))]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_ir_reads_back_with_dynamic_batch_and_names(exported, tiny, precision):
+    model = read(exported, precision)
+    assert [i.get_any_name() for i in model.inputs] == ["pixel_values"]
+    shape = model.inputs[0].get_partial_shape()
+    assert shape[0].is_dynamic
+    assert [d.get_length() for d in list(shape)[1:]] == list(tiny.spec.input_shape)
+    assert model.inputs[0].get_element_type() == ov.Type.f32
+    assert [o.get_any_name() for o in model.outputs] == ["logits", "features"]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_rt_info_and_record_carry_the_metadata(exported, tiny, precision):
+    artifacts, model_dir = exported
+    artifact, model = artifacts[precision], read(exported, precision)
+
+    def info(key):
+        return model.get_rt_info(["model_info", key]).astype(str)
+
+    assert info("weights_sha256") == tiny.info.sha256
+    assert info("model_name") == tiny.spec.name
+    assert json.loads(info("labels")) == list(tiny.spec.labels)
+    assert json.loads(info("mean")) == list(tiny.spec.mean) and json.loads(info("std")) == list(tiny.spec.std)
+    assert json.loads(info("input_size")) == list(tiny.spec.input_shape)
+    assert info("head_kind") == tiny.spec.head_kind and info("precision") == precision
+    assert info("vitship_version")
+    assert artifact.id == f"openvino-{precision}" and artifact.path == f"openvino-{precision}/model.xml"
+    xml = model_dir / artifact.path
+    assert artifact.sha256 == path_sha256(xml)
+    assert artifact.details["files"] == {"model.xml": xml.stat().st_size, "model.bin": xml.with_suffix(".bin").stat().st_size}
+    assert artifact.size_bytes == sum(artifact.details["files"].values())
+    assert artifact.weights["sha256"] == tiny.info.sha256 and "openvino" in artifact.versions
+
+
+def test_ir_sha256_covers_the_weights_file(exported, tmp_path):
+    artifacts, model_dir = exported
+    copy = shutil.copytree(model_dir / "openvino-fp32", tmp_path / "copy")
+    assert path_sha256(copy / "model.xml") == artifacts["fp32"].sha256
+    data = bytearray((copy / "model.bin").read_bytes())
+    data[-1] ^= 0xFF
+    (copy / "model.bin").write_bytes(bytes(data))
+    assert path_sha256(copy / "model.xml") != artifacts["fp32"].sha256
+
+
+def test_fp16_ir_stores_weights_as_fp16(exported):
+    big = [op for op in constants(read(exported, "fp16")) if op.get_output_size() and np.prod(op.get_output_shape(0)) >= 1024]
+    assert big and all(op.get_element_type() == ov.Type.f16 for op in big)
+    assert not any(op.get_element_type() == ov.Type.f16 for op in constants(read(exported, "fp32")))
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_fp32_ir_on_openvino_cpu_matches_torch(exported, tiny, count):
+    batch = preprocess(sample_images(limit=count), tiny.spec)
+    compiled = ov.Core().compile_model(read(exported, "fp32"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    result = compiled(batch)
+    logits, features = torch_outputs(tiny, batch)
+    assert result["logits"].shape == logits.shape and result["features"].shape == features.shape
+    np.testing.assert_allclose(result["logits"], logits, atol=1e-4)
+    np.testing.assert_allclose(result["features"], features, atol=1e-4)
+
+
+def test_int8_ir_holds_quantized_weights_calibrated_on_the_photos(exported):
+    artifacts, _ = exported
+    model = read(exported, "int8")
+    kinds = [op.get_type_name() for op in model.get_ops()]
+    assert kinds.count("FakeQuantize") >= 4
+    int8_weights = [op for op in constants(model) if op.get_element_type() in (ov.Type.i8, ov.Type.u8)]
+    assert len(int8_weights) >= 8  # qkv, proj, fc1, fc2 of both blocks (the patch conv too)
+    calibration = artifacts["int8"].calibration
+    assert calibration["count"] == len(sample_images()) == calibration["subset_size"]
+    assert calibration["source"].startswith("sample_images") and "TRANSFORMER" in calibration["scheme"]
+    assert artifacts["int8"].size_bytes < artifacts["fp32"].size_bytes
+
+
+def test_int8_ir_keeps_features_close_on_real_photos(exported, tiny):
+    batch = preprocess(sample_images(), tiny.spec)
+    compiled = ov.Core().compile_model(read(exported, "int8"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    features = compiled(batch)["features"]
+    reference = torch_outputs(tiny, batch)[1]
+    cosine = (features * reference).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() >= 0.98
+
+
+def test_calibration_images_from_a_folder(tiny, tmp_path):
+    for path in sample_images(limit=2):
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    batch, info = calibration_images(tiny.spec, ExportOptions(calibration_dir=tmp_path))
+    assert batch.shape == (2, *tiny.spec.input_shape) and info["count"] == 2 and info["source"] == str(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="no images"):
+        calibration_images(tiny.spec, ExportOptions(calibration_dir=tmp_path / "empty"))
+    with pytest.raises(ExportError, match="not a directory"):
+        calibration_images(tiny.spec, ExportOptions(calibration_dir=tmp_path / "missing"))
+
+
+def test_missing_openvino_names_the_pip_command(tiny, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(MissingDependencyError, match="pip install openvino"):
+        openvino_exporter.export(tiny, tmp_path, ExportOptions())
+
+
+@pytest.mark.slow
+def test_real_vit_int8_passes_the_parity_gate_and_size(tmp_path):
+    """DESIGN.md int8 gate on the real ViT-S/16-384 (seeded), OpenVINO CPU at f32 vs torch fp32."""
+    loaded = load_weights("seeded")
+    artifact = openvino_exporter.export(loaded, tmp_path, ExportOptions(precision="int8"))
+    assert artifact.size_bytes < 30e6
+    batch = preprocess(sample_images(), loaded.spec)
+    compiled = ov.Core().compile_model(str(tmp_path / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    result = compiled(batch)
+    logits, features = torch_outputs(loaded, batch)
+    cosine = (result["features"] * features).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(result["features"], axis=1)
+    prob, reference = torch.sigmoid(torch.from_numpy(result["logits"])).numpy(), torch.sigmoid(torch.from_numpy(logits)).numpy()
+    assert cosine.min() >= 0.98
+    assert ((prob > 0.5) == (reference > 0.5)).mean() >= 0.99
+    assert np.abs(prob - reference).max() <= 0.05
