@@ -1,0 +1,240 @@
+"""ONNX export: fp32 (dynamo exporter, one self-contained file), fp16 (fp32 I/O kept) and int8 (QDQ).
+
+Every precision starts from the same fp32 graph: exported by ``torch.onnx.export(dynamo=True)`` (the
+TorchScript exporter only as a logged fallback), simplified with onnxslim when that removes nodes
+without changing outputs, then converted to fp16 or quantized to int8 (``exporters.onnx_int8``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, model_metadata, path_sha256,
+                            path_size)
+from models import LoadedModel, MissingDependencyError
+
+FORMAT = "onnx"
+MODEL_FILE = "model.onnx"
+MAX_BATCH = 1024  # torch.export needs an upper bound; the ONNX axis itself stays symbolic ("batch")
+PROTOBUF_LIMIT = 2**31  # one self-contained .onnx file must fit in a 2 GB protobuf
+SLIM_TOLERANCE = 1e-4  # max abs output difference allowed between the exported and the slimmed graph
+log = logging.getLogger(__name__)
+
+
+def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifact:
+    """Export ``loaded.model`` to ``out_dir/model.onnx`` at ``options.precision``.
+
+    Returns:
+        The Artifact; ``details`` records the exporter used (and any fallback reason), the onnxslim
+        decision with node counts, and the fp16/int8 conversion settings.
+    """
+    onnx = _import("onnx", "ONNX export")
+    if options.precision not in ("fp32", "fp16", "int8"):
+        raise ExportError(f"onnx: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
+    start = time.perf_counter()
+    details: dict = {}
+    example = _example_batch(loaded, options)
+    model = _export_fp32(loaded, example, options, details)
+    if options.onnx_slim:
+        model = _slim(model, example, details)
+    calibration = None
+    if options.precision == "fp16":
+        model = _to_fp16(model, details)
+    elif options.precision == "int8":
+        from exporters import onnx_int8
+
+        model, calibration, int8_details = onnx_int8.quantize(model, loaded, options)
+        details["int8"] = int8_details
+    _set_metadata(model, loaded, options.precision)
+    path = Path(out_dir) / MODEL_FILE
+    _save_self_contained(onnx, model, path)
+    onnx.checker.check_model(str(path), full_check=True)
+    details["nodes"] = len(model.graph.node)
+    details["ort_smoke_run"] = _smoke_run(path, example[:1], loaded)
+    aid = artifact_id(FORMAT, options.precision)
+    return Artifact(
+        id=aid, format=FORMAT, precision=options.precision, path=f"{aid}/{MODEL_FILE}", sha256=path_sha256(path),
+        size_bytes=path_size(path), export_seconds=round(time.perf_counter() - start, 3), versions=library_versions(),
+        input_spec=_input_spec(loaded), weights=loaded.info.to_dict(), calibration=calibration,
+        options=options.cache_key(), details=details,
+    )
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of everything that shapes the ONNX bytes (compared to skip up-to-date exports)."""
+    import importlib.metadata
+
+    from exporters.base import vitship_version
+
+    versions = {"vitship": vitship_version()}
+    for package in ("torch", "onnx", "onnxscript", "onnxruntime", "onnxslim"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _import(package: str, purpose: str):
+    try:
+        return __import__(package)
+    except ImportError as err:
+        raise MissingDependencyError(package, purpose) from err
+
+
+def _example_batch(loaded: LoadedModel, options: ExportOptions) -> np.ndarray:
+    # torch.export specialises a size-1 dim to a constant, so the example batch is at least 2.
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((max(options.example_batch, 2), *loaded.spec.input_shape), dtype=np.float32)
+
+
+def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: ExportOptions, details: dict):
+    """The fp32 ModelProto from the dynamo exporter, or from the TorchScript exporter if dynamo fails."""
+    import torch
+
+    spec = loaded.spec
+    if options.onnx_opset < 18:
+        raise ExportError(f"onnx: opset {options.onnx_opset} is too old; the dynamo exporter needs opset 18 or newer")
+    inputs = (torch.from_numpy(example),)
+    names = {"input_names": [spec.input_name], "output_names": list(spec.output_names), "opset_version": options.onnx_opset}
+    try:
+        batch = torch.export.Dim(spec.batch_axis, min=1, max=MAX_BATCH)
+        program = torch.onnx.export(loaded.model, inputs, dynamo=True, external_data=False, verbose=False,
+                                    dynamic_shapes={spec.input_name: {0: batch}}, **names)
+        details["exporter"] = f"torch.onnx.export(dynamo=True), opset {options.onnx_opset}"
+        return program.model_proto
+    except Exception as err:  # the dynamo exporter raises many types; all mean "use the fallback"
+        reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}"
+        log.warning("onnx: the dynamo exporter failed (%s); falling back to the TorchScript exporter", reason)
+        details["exporter"] = f"torch.onnx.export(dynamo=False) (TorchScript fallback), opset {options.onnx_opset}"
+        details["dynamo_fallback_reason"] = reason
+    return _export_torchscript(loaded, inputs, names)
+
+
+def _export_torchscript(loaded: LoadedModel, inputs: tuple, names: dict):
+    import io
+    import warnings
+
+    import onnx
+    import torch
+
+    spec = loaded.spec
+    axes = {name: {0: spec.batch_axis} for name in (spec.input_name, *spec.output_names)}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings from timm's shape asserts
+        torch.onnx.export(loaded.model, inputs, buffer, dynamo=False, dynamic_axes=axes, **names)
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _slim(model, example: np.ndarray, details: dict):
+    """onnxslim's graph if it has fewer nodes, still checks and computes the same outputs; else ``model``."""
+    import onnx
+
+    before = len(model.graph.node)
+    decision = {"nodes_before": before}
+    details["onnxslim"] = decision
+    try:
+        import onnxslim
+
+        slimmed = onnxslim.slim(model)
+        onnx.checker.check_model(slimmed, full_check=True)
+    except ImportError:
+        decision.update(kept=False, reason="onnxslim is not installed")
+        return model
+    except Exception as err:  # onnxslim or the checker failed: keep the exporter's graph
+        decision.update(kept=False, reason=f"onnxslim failed: {type(err).__name__}: {str(err)[:200]}")
+        return model
+    decision["nodes_after"] = len(slimmed.graph.node)
+    if decision["nodes_after"] >= before:
+        decision.update(kept=False, reason="no fewer nodes")
+        return model
+    difference = _max_output_difference(model, slimmed, example)
+    decision["max_output_difference"] = difference
+    if difference > SLIM_TOLERANCE:
+        decision.update(kept=False, reason=f"outputs changed by {difference:.3g} > {SLIM_TOLERANCE}")
+        return model
+    decision.update(kept=True, reason=f"{before - decision['nodes_after']} fewer nodes, same outputs")
+    return slimmed
+
+
+def _max_output_difference(model_a, model_b, example: np.ndarray) -> float:
+    outputs = [_run(model.SerializeToString(), example) for model in (model_a, model_b)]
+    return max(float(np.abs(a - b).max()) for a, b in zip(*outputs))
+
+
+def _run(model: bytes | str, batch: np.ndarray) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: batch})
+
+
+def _to_fp16(model, details: dict):
+    """fp16 weights and compute, fp32 inputs and outputs (for GPUs; still loads in onnxruntime CPU)."""
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as err:
+        raise MissingDependencyError("onnxruntime", "ONNX fp16 conversion") from err
+    converted = convert_float_to_float16(model, keep_io_types=True)
+    _topological_sort(converted.graph)
+    details["fp16"] = "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)"
+    return converted
+
+
+def _topological_sort(graph) -> None:
+    """Reorder nodes so each comes after its inputs' producers.
+
+    convert_float_to_float16 appends the input Cast nodes at the end of the graph, which onnxruntime
+    accepts but onnx.checker rejects ("Nodes in a graph must be topologically sorted").
+    """
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(name in available for name in n.input)]
+        if not ready:
+            raise ExportError("onnx: the fp16 graph has a cycle or a dangling input; cannot order its nodes")
+        for node in ready:
+            available.update(node.output)
+        ordered += ready
+        pending = [n for n in pending if n not in ready]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def _set_metadata(model, loaded: LoadedModel, precision: str) -> None:
+    import onnx
+
+    props = {**model_metadata(loaded), "precision": precision}
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    model.producer_name, model.doc_string = "vitship", f"{loaded.spec.name} ({loaded.spec.architecture}), {precision}"
+
+
+def _save_self_contained(onnx, model, path: Path) -> None:
+    """One file with every tensor inlined (no .onnx.data), which is what apps and runtimes copy around."""
+    size = model.ByteSize()
+    if size >= PROTOBUF_LIMIT:
+        raise ExportError(f"onnx: the model is {size / 2**30:.1f} GiB, over protobuf's 2 GiB limit for one "
+                          "self-contained file; this exporter does not write external data")
+    onnx.save_model(model, str(path), save_as_external_data=False)
+
+
+def _smoke_run(path: Path, batch: np.ndarray, loaded: LoadedModel) -> str:
+    """Load the saved file in onnxruntime CPU and run one image: a broken file fails the export, not a later check."""
+    outputs = _run(str(path), batch)
+    expected = [(1, loaded.spec.num_classes), (1, loaded.spec.embed_dim)]
+    if [tuple(o.shape) for o in outputs] != expected or not all(np.isfinite(o).all() for o in outputs):
+        raise ExportError(f"onnx: {path.name} runs in onnxruntime but gives shapes {[o.shape for o in outputs]} "
+                          f"(expected {expected}) or non-finite values")
+    return "ok (onnxruntime CPU, batch 1)"
+
+
+def _input_spec(loaded: LoadedModel) -> dict:
+    spec = loaded.spec
+    return {**spec.to_dict(), "input_type": "tensor", "input_shape": [spec.batch_axis, *spec.input_shape],
+            "dtype": "float32", "layout": "NCHW", "outputs": list(spec.output_names)}

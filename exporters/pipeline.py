@@ -1,0 +1,200 @@
+"""export_all: run the requested exporters into ``root/<model>/<id>/`` and keep ``manifest.json`` truthful.
+
+Each artifact is built in a temporary folder and swapped in with one rename; the manifest is rewritten
+atomically around each swap, so a run killed at any point leaves a manifest whose every entry matches
+the files on disk. One exporter failing does not stop the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from exporters import EXPORTERS, get_exporter
+from exporters.base import (MANIFEST_SCHEMA_VERSION, PRECISIONS, Artifact, ExportError, ExportOptions, artifact_id,
+                            path_sha256, path_size, read_manifest, vitship_version, write_manifest)
+from models import LoadedModel, UnknownNameError
+from models.atomic import atomic_directory, recover_directory
+
+STATUS_OK, STATUS_SKIPPED, STATUS_FAILED = "ok", "skipped", "export_failed"
+log = logging.getLogger(__name__)
+
+# progress(artifact_id, event): event is "start", then the result's status.
+ProgressFn = Callable[[str, str], None]
+
+
+@dataclass
+class ExportResult:
+    """What happened to one requested artifact."""
+
+    id: str
+    status: str  # ok | skipped (up to date) | export_failed
+    reason: str = ""
+    size_bytes: int = 0
+    seconds: float = 0.0
+    artifact: Artifact | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == STATUS_FAILED
+
+
+def resolve_requests(formats: list[str] | None = None, precisions: list[str] | None = None) -> list[tuple[str, str]]:
+    """The (format, precision) pairs to export: every registered one, narrowed by ``formats``/``precisions``."""
+    for fmt in formats or []:
+        if fmt not in EXPORTERS:
+            raise UnknownNameError("format", fmt, list(EXPORTERS))
+    for precision in precisions or []:
+        if precision not in PRECISIONS:
+            raise UnknownNameError("precision", precision, list(PRECISIONS))
+    return [(fmt, precision) for fmt, (_, supported) in EXPORTERS.items() if not formats or fmt in formats
+            for precision in supported if not precisions or precision in precisions]
+
+
+def model_dir_for(root: Path, loaded: LoadedModel) -> Path:
+    return Path(root) / loaded.spec.name
+
+
+def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]], options: ExportOptions,
+               force: bool = False, progress: ProgressFn | None = None) -> list[ExportResult]:
+    """Export each (format, precision) in ``requests`` into ``root/<model-name>/`` and update its manifest.
+
+    Args:
+        loaded: the model, its spec and weights info.
+        root: the artifacts folder (``artifacts`` by default in the CLI).
+        requests: (format, precision) pairs, e.g. from ``resolve_requests``.
+        options: shared options; ``precision`` is set per request.
+        force: rebuild even artifacts that are up to date.
+        progress: called with (artifact id, "start") and then (artifact id, status).
+    Returns:
+        One ExportResult per request, in order.
+    """
+    model_dir = model_dir_for(root, loaded)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for fmt, precision in requests:
+        recover_directory(model_dir / artifact_id(fmt, precision))
+    manifest = _load_manifest(model_dir, loaded, force)
+    results = []
+    for fmt, precision in requests:
+        aid = artifact_id(fmt, precision)
+        if progress:
+            progress(aid, "start")
+        result = _export_one(loaded, model_dir, manifest, fmt, dataclasses.replace(options, precision=precision), force)
+        results.append(result)
+        if progress:
+            progress(aid, result.status)
+    return results
+
+
+def _load_manifest(model_dir: Path, loaded: LoadedModel, force: bool) -> dict:
+    """The existing manifest, minus entries made from other weights (a corrupt one is replaced only with force)."""
+    try:
+        manifest = read_manifest(model_dir)
+    except ExportError:
+        if not force:
+            raise
+        manifest = {"artifacts": {}}
+    stale = [aid for aid, entry in manifest["artifacts"].items()
+             if entry.get("weights", {}).get("sha256") != loaded.info.sha256]
+    for aid in stale:
+        log.warning("%s: dropping %s from the manifest: it was exported from other weights", model_dir, aid)
+        del manifest["artifacts"][aid]
+    manifest.update(schema_version=MANIFEST_SCHEMA_VERSION, model=loaded.spec.name, spec=loaded.spec.to_dict(),
+                    weights=loaded.info.to_dict(), vitship_version=vitship_version())
+    manifest["artifacts"] = manifest.pop("artifacts")  # keep the artifacts last, for readers of the JSON
+    return manifest
+
+
+def _export_one(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, options: ExportOptions,
+                force: bool) -> ExportResult:
+    aid = artifact_id(fmt, options.precision)
+    entry = manifest["artifacts"].get(aid)
+    if entry and not force:
+        stale = why_stale(model_dir, entry, loaded, options)
+        if stale is None:
+            return ExportResult(aid, STATUS_SKIPPED, "up to date", entry.get("size_bytes", 0), 0.0, Artifact.from_dict(entry))
+        log.info("%s: rebuilding: %s", aid, stale)
+    start = time.perf_counter()
+    try:
+        artifact = _build(loaded, model_dir, manifest, fmt, options)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # a failing exporter is one row of the table, not the end of the run
+        log.debug("%s failed", aid, exc_info=True)
+        reason = f"{type(err).__name__}: {err}" if not isinstance(err, ExportError) else str(err)
+        return ExportResult(aid, STATUS_FAILED, reason, 0, round(time.perf_counter() - start, 2))
+    return ExportResult(aid, STATUS_OK, "", artifact.size_bytes, round(time.perf_counter() - start, 2), artifact)
+
+
+def _build(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, options: ExportOptions) -> Artifact:
+    """Export into a temporary folder, then swap it in; the manifest never names a file it does not match."""
+    aid = artifact_id(fmt, options.precision)
+    exporter = get_exporter(fmt)
+    with atomic_directory(model_dir / aid) as tmp:
+        artifact = exporter(loaded, tmp, options)
+        inner = _inner_path(artifact, aid)
+        if not (tmp / inner).exists():
+            raise ExportError(f"{aid}: the exporter reported {artifact.path} but wrote no {inner} in its folder")
+        if manifest["artifacts"].pop(aid, None) is not None:
+            write_manifest(model_dir, manifest)  # the old entry goes before its files do
+    final = model_dir / artifact.path
+    artifact.sha256, artifact.size_bytes = path_sha256(final), path_size(final)
+    artifact.versions.setdefault("vitship", vitship_version())
+    manifest["artifacts"][aid] = artifact.to_dict()
+    write_manifest(model_dir, manifest)
+    return artifact
+
+
+def _inner_path(artifact: Artifact, aid: str) -> Path:
+    path = Path(artifact.path)
+    if path.is_absolute() or not path.parts or path.parts[0] != aid or ".." in path.parts:
+        raise ExportError(f"{aid}: artifact path {artifact.path!r} must be relative and start with '{aid}/'")
+    return path.relative_to(aid)
+
+
+def why_stale(model_dir: Path, entry: dict, loaded: LoadedModel, options: ExportOptions) -> str | None:
+    """Why a manifest entry must be rebuilt, or None when it is up to date."""
+    if entry.get("weights", {}).get("sha256") != loaded.info.sha256:
+        return "other weights"
+    fmt, precision = entry.get("format", ""), options.precision
+    recorded, wanted = entry.get("options", {}), options.cache_key()
+    if relevant_options(recorded, fmt, precision) != relevant_options(wanted, fmt, precision):
+        return "other options"
+    changed = [f"{name} {version} -> {installed_version(name)}" for name, version in entry.get("versions", {}).items()
+               if not _same_version(version, installed_version(name))]
+    if changed:
+        return "library versions changed: " + ", ".join(changed)
+    path = model_dir / entry.get("path", "")
+    if not entry.get("path") or not path.exists():
+        return "its file is missing"
+    if path_sha256(path) != entry.get("sha256"):
+        return "its file no longer matches the manifest sha256"
+    return None
+
+
+def relevant_options(key: dict, fmt: str, precision: str) -> dict:
+    """The cache-key entries that can change this artifact: not other formats' options, int8 ones only for int8."""
+    others = tuple(f"{other}_" for other in EXPORTERS if other != fmt)
+    int8_only = ("calibration_", "int8")
+    return {name: value for name, value in key.items()
+            if not name.startswith(others) and (precision == "int8" or not any(part in name for part in int8_only))}
+
+
+def installed_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _same_version(recorded: str, installed: str | None) -> bool:
+    # Exporters record what their library reports: openvino says "2026.4.0-<build>" where the
+    # package metadata says "2026.4.0", so a recorded version may extend the installed one.
+    if installed is None:
+        return recorded in (None, "not installed", "unknown")
+    return recorded == installed or str(recorded).startswith(installed + "-")
