@@ -96,6 +96,84 @@ def doctor(weights: str = WeightsOpt, arch: str = ArchOpt) -> None:
     console.print(table)
 
 
+# --- export (exporters/pipeline.py) ---
+
+
+def _split_names(values: list[str]) -> list[str]:
+    """Repeatable options that also take comma lists: --precision fp32,int8 --precision fp16."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _export_table(results: list) -> Table:
+    table = Table(title="Exports")
+    for column, justify in (("artifact", "left"), ("status", "left"), ("size", "right"), ("seconds", "right"), ("reason", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    colours = {"ok": "green", "skipped": "cyan", "export_failed": "red"}
+    for r in results:
+        size = f"{r.size_bytes / 1e6:.1f} MB" if r.size_bytes else "-"
+        table.add_row(r.id, f"[{colours.get(r.status, 'red')}]{r.status}[/]", size, f"{r.seconds:.1f}", r.reason or "")
+    return table
+
+
+@app.command()
+def export(
+    all_: bool = typer.Option(False, "--all", help="every registered format and precision (the default without --format/--precision)"),
+    fmt: list[str] = typer.Option([], "--format", "-f", help="onnx, openvino, coreml (repeatable or comma list)"),
+    precision: list[str] = typer.Option([], "--precision", "-p", help="fp32, fp16, int8 (repeatable or comma list)"),
+    weights: str = WeightsOpt, arch: str = ArchOpt,
+    out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="writes OUT/<model-name>/<artifact-id>/ and manifest.json"),
+    calibration: Path | None = typer.Option(None, "--calibration", help="folder of real photos for int8 calibration (default: bundled samples)"),
+    int8_mode: str = typer.Option("static", "--int8-mode", help="ONNX int8: static (QDQ, calibrated) or dynamic (weight-only)"),
+    coreml_input: str = typer.Option("tensor", "--coreml-input", help="CoreML input: tensor (normalised float) or image (RGB pixel buffer)"),
+    coreml_max_batch: int = typer.Option(64, "--coreml-max-batch", min=1, help="CoreML flexible batch upper bound"),
+    coreml_min_target: str = typer.Option("iOS17", "--coreml-min-target", help="CoreML minimum deployment target, e.g. iOS17, macOS14"),
+    force: bool = typer.Option(False, "--force", help="rebuild artifacts that are up to date"),
+) -> None:
+    """Export the model to every requested format and precision; skips what is up to date. Exits 1 if any failed."""
+    import logging
+
+    from rich.logging import RichHandler
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from exporters import ExportOptions
+    from exporters.pipeline import export_all, model_dir_for, resolve_requests
+
+    formats, precisions = _split_names(fmt), _split_names(precision)
+    if all_ and (formats or precisions):
+        raise typer.BadParameter("--all exports everything; leave out --format/--precision, or drop --all")
+    requests = resolve_requests(formats or None, precisions or None)
+    if not requests:
+        raise typer.BadParameter(f"no registered exporter produces {formats or 'any format'} in {precisions or 'any precision'}")
+    options = ExportOptions(calibration_dir=calibration, onnx_int8_mode=int8_mode, coreml_input=coreml_input,
+                            coreml_max_batch=coreml_max_batch, coreml_min_target=coreml_min_target)
+    loaded = load_weights(weights, spec_for(arch))
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    logging.getLogger("exporters").addHandler(handler)
+    columns = (SpinnerColumn(), TextColumn("[bold]export[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("", total=len(requests))
+
+            def on_progress(aid: str, event: str) -> None:
+                if event == "start":
+                    progress.update(task, description=aid)
+                else:
+                    progress.advance(task)
+                    progress.update(task, description=f"{aid}: {event}")
+
+            results = export_all(loaded, out, requests, options, force=force, progress=on_progress)
+    finally:
+        logging.getLogger("exporters").removeHandler(handler)
+    wide = console if console.is_terminal or console.width >= 150 else Console(width=160)
+    wide.print(_export_table(results))
+    if not loaded.info.trained:
+        console.print("[yellow]untrained weights (seeded): artifacts are valid for export, parity and latency, not accuracy[/yellow]")
+    console.print(f"manifest: {model_dir_for(out, loaded) / 'manifest.json'}", highlight=False)
+    if any(r.failed for r in results):
+        raise typer.Exit(code=1)
+
+
 # --- eval, report, compare (bench/accuracy.py, bench/report.py, bench/compare.py) ---
 
 ArtifactsOpt = typer.Option(Path("artifacts"), "--artifacts", help="folder that holds <model-name>/manifest.json")
