@@ -328,7 +328,7 @@ def _parity_table(results: list) -> Table:
         number = lambda key, fmt: "-" if m.get(key) is None else format(m[key], fmt)  # noqa: E731
         consistent = "-" if not b else ("[red]inconsistent[/red]" if any(f.startswith("batch") for f in r.failures)
                                         else "ok") + f"\nΔlogit {b['max_abs_logit']:.1e}"
-        verdict = f"[{colours[r.verdict]}]{r.verdict}[/]" + (f": {r.reason}" if r.reason else "")
+        verdict = f"[{colours[r.verdict]}]{r.verdict}[/]" + (f": {r.reason}" if r.verdict == "unavailable" else "")
         target = r.target + (f"\n({r.note})" if r.note else "")
         table.add_row(r.artifact, target, r.precision_label or "-", number("min_cosine", ".6f"), number("max_abs_logit", ".2e"),
                       number("p99_abs_logit", ".2e"), number("max_prob_err", ".2e"), _parity_agreement(m), consistent, verdict)
@@ -407,6 +407,12 @@ def parity(
     if not loaded.info.trained:
         console.print("[yellow]untrained weights: parity is exact-computation checking; decisions sit near 0.5[/yellow]")
     console.print(_parity_table(results))
+    for r in results:
+        where = f"{r.artifact} on {r.target}" + (f" ({r.variant})" if r.variant else "")
+        if r.verdict in ("fail", "error"):
+            console.print(f"[bold red]{r.verdict}[/bold red] {where}: {r.reason}", highlight=False, soft_wrap=True)
+        for note in r.notes:
+            console.print(f"[yellow]note[/yellow] {where}: {note}", highlight=False, soft_wrap=True)
     path = write_parity_report(model_dir, parity_report(results, ctx, environment()))
     counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "error", "unavailable")}
     console.print(", ".join(f"{n} {v}" for v, n in counts.items()) + f"; wrote {path}", highlight=False)

@@ -1,0 +1,255 @@
+"""Parity: metrics, tolerance gates and overrides, and `vitship parity` on tiny-ViT artifacts made by the exporters."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.parity import (PARITY_NAME, ParityResult, RowPlan, check_row, prepare, read_parity_rows, verify_artifact,
+                          ArtifactRefused)
+from bench.parity_metrics import (DEFAULT_TOLERANCES, Tolerance, ToleranceError, ToleranceTable, compare,
+                                  effective_precision)
+from exporters import get_exporter
+from exporters.base import ExportOptions, manifest_artifacts, path_sha256, read_manifest, write_manifest
+from models import LoadedModel, load_weights, tiny_spec
+from runtimes import target_status
+
+ARTIFACTS = ("onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-int8")
+
+
+def _build(model_dir: Path, loaded: LoadedModel, ids) -> Path:
+    artifacts = {}
+    for aid in ids:
+        fmt, precision = aid.rsplit("-", 1)
+        out = model_dir / aid
+        out.mkdir(parents=True)
+        artifacts[aid] = get_exporter(fmt)(loaded, out, ExportOptions(precision=precision)).to_dict()
+    write_manifest(model_dir, {"schema_version": 1, "weights": loaded.info.to_dict(), "artifacts": artifacts})
+    return model_dir
+
+
+def _copy(model_dir: Path, dest: Path, keep: set[str]) -> Path:
+    """A copy of the model folder with only the artifacts in `keep`."""
+    shutil.copytree(model_dir, dest, ignore=lambda d, names: [n for n in names if d == str(model_dir)
+                                                              and n.endswith(("fp32", "fp16", "int8")) and n not in keep])
+    manifest = read_manifest(dest)
+    manifest["artifacts"] = {k: v for k, v in manifest["artifacts"].items() if k in keep}
+    write_manifest(dest, manifest)
+    return dest
+
+
+def _fix_sha(model_dir: Path, aid: str) -> None:
+    manifest = read_manifest(model_dir)
+    entry = manifest["artifacts"][aid]
+    entry["sha256"] = path_sha256(model_dir / entry["path"])
+    write_manifest(model_dir, manifest)
+
+
+def _parity(model_dir: Path, *args: str):
+    return CliRunner().invoke(app, ["parity", "--artifacts", str(model_dir), "--no-torch", *args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return load_weights("seeded", tiny_spec())
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, loaded):
+    return _build(tmp_path_factory.mktemp("parity") / "tiny-vit", loaded, ARTIFACTS)
+
+
+@pytest.fixture(scope="module")
+def clean_run(model_dir):
+    result = _parity(model_dir)
+    return result, json.loads((model_dir / PARITY_NAME).read_text())
+
+
+def _rows(report: dict, artifact: str, target: str) -> list[dict]:
+    return [r for r in report["rows"] if r["artifact"] == artifact and r["target"] == target]
+
+
+# --- metrics and gates ----------------------------------------------------------------------------------------
+
+
+def test_compare_computes_every_metric_by_hand():
+    spec = tiny_spec()
+    reference = {"logits": np.array([[2.0], [-2.0], [0.01], [0.0]]), "features": np.eye(4)}
+    candidate = {"logits": np.array([[2.5], [-2.0], [-0.01], [0.0]]),
+                 "features": np.eye(4) + np.array([[0, 1, 0, 0], [0] * 4, [0] * 4, [0] * 4])}
+    m = compare(candidate, reference, spec, ["a", "b", "c", "noise"], np.array([1, 1, 1, 0], bool), band=0.05)
+    assert m.max_abs_logit == pytest.approx(0.5)
+    assert m.mean_abs_logit == pytest.approx((0.5 + 0.02) / 4)
+    assert m.p99_abs_logit == pytest.approx(np.percentile([0.5, 0, 0.02, 0], 99))
+    assert m.min_cosine == pytest.approx(1 / np.sqrt(2))
+    assert m.max_prob_err == pytest.approx(1 / (1 + np.exp(-2.5)) - 1 / (1 + np.exp(-2.0)))
+    # "c" flips, but its reference probability (0.5025) is inside the 0.05 band: ambiguous, counted apart
+    assert m.agreement == pytest.approx(2 / 3) and m.decisive_agreement == 1.0
+    assert (m.n_ambiguous, m.ambiguous_flips) == (1, 1) and m.flipped[0].startswith("c (ref p=0.5025")
+    fp16 = DEFAULT_TOLERANCES["fp16"].judge(m)
+    assert any("feature cosine" in f for f in fp16) and any("probability" in f for f in fp16)
+    assert not any("agreement" in f for f in fp16)
+
+
+def test_softmax_head_probabilities_and_decisions():
+    spec = tiny_spec(num_labels=2)
+    reference = {"logits": np.array([[0.0, 3.0], [3.0, 0.0]]), "features": np.ones((2, 4))}
+    candidate = {"logits": np.array([[3.0, 0.0], [3.0, 0.0]]), "features": np.ones((2, 4))}
+    m = compare(candidate, reference, spec, ["x", "y"], np.array([True, True]))
+    assert m.decisive_agreement == 0.5 and m.max_prob_err == pytest.approx(np.tanh(1.5))
+
+
+def test_tolerance_lookup_and_overrides(tmp_path):
+    assert effective_precision("fp32", "bf16") == "bf16" and effective_precision("int8", "bf16") == "int8"
+    assert effective_precision("fp16", "fp32") == "fp16" and effective_precision("fp32", "unknown") == "fp32"
+    table = ToleranceTable()
+    assert table.lookup("onnx", "fp32", "fp32")[0] == DEFAULT_TOLERANCES["fp32"]
+    (tmp_path / "t.json").write_text(json.dumps({"int8": {"max_prob": 0.06}, "onnx-int8": {"min_agreement": None}}))
+    table = ToleranceTable.from_file(tmp_path / "t.json")
+    table.apply_cli(["openvino-fp32@bf16.min_cosine=0.99"])
+    tolerance, keys = table.lookup("onnx", "int8", "int8")
+    assert (tolerance.max_prob, tolerance.min_agreement, tolerance.min_cosine) == (0.06, None, 0.98)
+    assert keys == ["default:int8", "int8", "onnx-int8"]
+    assert table.lookup("openvino", "fp32", "bf16")[0].min_cosine == 0.99
+    assert table.lookup("openvino", "fp32", "fp32")[0].min_cosine == 0.99999
+    (tmp_path / "t.toml").write_text('[fp16]\nmax_prob = 0.02\n')
+    assert ToleranceTable.from_file(tmp_path / "t.toml").lookup("onnx", "fp16", "fp16")[0].max_prob == 0.02
+    with pytest.raises(ToleranceError, match="unknown tolerance field 'max_pro'"):
+        table.apply_cli(["int8.max_pro=1"])
+    with pytest.raises(ToleranceError, match="KEY.FIELD=VALUE"):
+        table.apply_cli(["int8=1"])
+
+
+# --- vitship parity on real exports ---------------------------------------------------------------------------
+
+
+def test_clean_run_passes_and_writes_parity_json(clean_run, model_dir):
+    result, report = clean_run
+    assert result.exit_code == 0, result.output
+    assert report["schema_version"] == 1 and report["weights"]["source"] == "seeded:0" and report["environment"]["cpu"]
+    onnx = _rows(report, "onnx-fp32", "onnxruntime:cpu")[0]
+    assert onnx["verdict"] == "pass" and onnx["metrics"]["max_abs_logit"] <= 1e-4
+    assert onnx["session"]["provider"] == "CPUExecutionProvider" and onnx["batch_consistency"]["batch_sizes"] == [1, 8]
+    for aid, target in (("onnx-int8", "onnxruntime:cpu"), ("openvino-int8", "openvino:CPU")):
+        row = _rows(report, aid, target)[0]  # a faithful quantization passes the int8 gate
+        assert row["verdict"] == "pass" and row["tolerance_keys"] == ["default:int8"], row
+    for row in report["rows"]:
+        assert row["verdict"] in ("pass", "unavailable"), row
+        if row["verdict"] == "unavailable":
+            assert row["reason"] and row["metrics"] is None
+    rows = read_parity_rows(model_dir / PARITY_NAME)  # round trip
+    assert [r.to_dict() for r in rows] == report["rows"] and rows == [ParityResult.from_dict(r) for r in report["rows"]]
+
+
+def test_openvino_fp32_ir_gets_a_bf16_default_row_and_an_f32_row(clean_run):
+    from runtimes.openvino_rt import default_precision
+
+    if default_precision("CPU") == "fp32":
+        pytest.skip("this CPU runs OpenVINO in f32 by default: there is no lower-precision default row")
+    rows = {r["variant"]: r for r in _rows(clean_run[1], "openvino-fp32", "openvino:CPU")}
+    default, f32 = rows[""], rows["f32 inference"]
+    assert default["runtime_precision"] == default["effective_precision"] == default_precision("CPU")
+    assert default["precision_label"].endswith("(runtime default)")
+    assert default["tolerance"] == DEFAULT_TOLERANCES[default["effective_precision"]].to_dict()
+    assert f32["precision_label"] == "fp32" and f32["tolerance"] == DEFAULT_TOLERANCES["fp32"].to_dict()
+    assert f32["metrics"]["max_abs_logit"] <= 1e-4
+
+
+def test_perturbed_onnx_weight_fails_with_exit_code_1(model_dir, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    work = _copy(model_dir, tmp_path / "tiny-vit", {"onnx-fp32"})
+    path = work / "onnx-fp32" / "model.onnx"
+    model = onnx.load(str(path))
+    weight = max((i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT), key=lambda i: np.prod(i.dims))
+    values = numpy_helper.to_array(weight)
+    noisy = values + np.random.default_rng(0).normal(0, 0.01, values.shape).astype(np.float32)
+    weight.CopyFrom(numpy_helper.from_array(noisy, weight.name))
+    onnx.save(model, str(path))
+    _fix_sha(work, "onnx-fp32")  # the manifest is consistent: only the computation is wrong
+    result = _parity(work, "--target", "onnxruntime:cpu")
+    assert result.exit_code == 1, result.output
+    row = read_parity_rows(work / PARITY_NAME)[0]
+    assert row.verdict == "fail" and "max abs logit error" in row.reason
+
+
+def test_broken_int8_scale_fails_the_int8_gate(model_dir, tmp_path, loaded):
+    import onnx
+    from onnx import numpy_helper
+
+    work = _copy(model_dir, tmp_path / "tiny-vit", {"onnx-int8"})
+    path = work / "onnx-int8" / "model.onnx"
+    model = onnx.load(str(path))
+    dequantized = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and "weight" in n.input[0] + n.input[1]]
+    scales = {i.name: i for i in model.graph.initializer}
+    scale = scales[dequantized[len(dequantized) // 2].input[1]]  # a weight scale in the middle of the network
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 3.0, scale.name))
+    onnx.save(model, str(path))
+    _fix_sha(work, "onnx-int8")
+    ctx = prepare(work, loaded)
+    row = check_row(RowPlan(manifest_artifacts(work)[0], target_status("onnxruntime:cpu"), ctx.options), ctx)
+    assert row.verdict == "fail" and row.tolerance_keys == ["default:int8"]
+    assert "feature cosine" in row.reason
+
+
+def test_tampered_artifact_is_refused_with_a_clear_message(model_dir, tmp_path, loaded):
+    work = _copy(model_dir, tmp_path / "tiny-vit", {"openvino-fp32"})
+    weights = work / "openvino-fp32" / "model.bin"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    artifact = manifest_artifacts(work)[0]
+    with pytest.raises(ArtifactRefused, match="modified or stale"):
+        verify_artifact(artifact, work, loaded.info.sha256)
+    result = _parity(work, "--target", "openvino:CPU")
+    assert result.exit_code == 1
+    assert "refused: openvino-fp32" in " ".join(result.output.split())
+    assert {r.verdict for r in read_parity_rows(work / PARITY_NAME)} == {"error"}
+    artifact.weights = {**artifact.weights, "sha256": "f" * 64}
+    with pytest.raises(ArtifactRefused, match="exported from weights ffff"):
+        verify_artifact(artifact, work, loaded.info.sha256)
+
+
+class _BatchDependent(torch.nn.Module):
+    """Exact at batch 1; at larger batches each output leans towards the batch mean (a batch-norm-like bug)."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, pixel_values):
+        logits, features = self.inner(pixel_values)
+        return logits + (logits.mean(0, keepdim=True) - logits), features + (features.mean(0, keepdim=True) - features)
+
+
+def test_batch_dependent_model_is_caught_by_batch_consistency(loaded, tmp_path):
+    buggy = LoadedModel(_BatchDependent(loaded.model).eval(), loaded.spec, loaded.info)
+    work = _build(tmp_path / "tiny-vit", buggy, ["openvino-fp32"])
+    ctx = prepare(work, loaded)
+    plan = RowPlan(manifest_artifacts(work)[0], target_status("openvino:CPU"), ctx.options.replace(openvino_precision="f32"))
+    row = check_row(plan, ctx)
+    assert row.verdict == "fail"
+    assert any(f.startswith("batch 8 vs batch 1:") for f in row.failures), row.failures
+    assert row.batch_consistency["max_abs_logit"] > 1e-3
+
+
+def test_unknown_artifact_or_target_lists_valid_names(model_dir):
+    from models import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="onnx-fp32"):
+        _parity(model_dir, "--artifact", "onnx-fp33")
+    with pytest.raises(UnknownNameError, match="openvino:CPU"):
+        _parity(model_dir, "--target", "openvino:CPUU")
+
+
+def test_tolerance_is_frozen_and_serialisable():
+    tolerance = Tolerance(min_cosine=0.9)
+    assert Tolerance(**tolerance.to_dict()) == tolerance
