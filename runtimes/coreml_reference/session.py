@@ -131,7 +131,11 @@ class ReferenceSession:
         if self.image_input is not None:
             batch = self.image_input.pixels_from(batch, self.normalization, self.input_name)
         with self._blas_limit():
-            outputs = self.executor.run({self.input_name: batch})
+            if self.image_input is None:
+                outputs = self.executor.run({self.input_name: batch})
+            else:  # one image per prediction, as apps batch CVPixelBuffers (MLArrayBatchProvider)
+                runs = [self.executor.run({self.input_name: batch[i:i + 1]}) for i in range(len(batch))]
+                outputs = {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
         outputs = {name: np.asarray(value, dtype=np.float32) for name, value in outputs.items()}
         if LOGITS_NAME not in outputs and len(outputs) == 2:  # unnamed outputs: DetectorModel order
             outputs = dict(zip((LOGITS_NAME, FEATURES_NAME), outputs.values()))

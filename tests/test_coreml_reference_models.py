@@ -1,0 +1,176 @@
+"""The shipped CoreML exports (exporters.coreml) through the reference executor, judged by the parity gates.
+
+Tiny ViT for mechanics (fp32, fp16, int8 weights, image input, corrupted weight blob); the real
+ViT-S/16-384 once per precision, marked slow. Reference: the PyTorch fp32 model, same weights.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+ct = pytest.importorskip("coremltools")
+torch = pytest.importorskip("torch")
+
+from bench.parity import ParityConfig, ParityInputs, run_batched  # noqa: E402
+from bench.parity_metrics import DEFAULT_TOLERANCES, Tolerance, compare  # noqa: E402
+from exporters import coreml as coreml_exporter  # noqa: E402
+from exporters.base import ExportOptions  # noqa: E402
+from models import load_weights, tiny_spec  # noqa: E402
+from runtimes import SessionOptions, open_session  # noqa: E402
+from runtimes.coreml_reference import (REFERENCE_LABEL, TARGET, ReferenceExecutorError, load_package,  # noqa: E402
+                                       open_reference_session)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+BATCHES = (1, 8)
+
+
+def reference_outputs(loaded, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        logits, features = loaded.model.eval()(torch.from_numpy(pixels))
+    return {"logits": logits.numpy(), "features": features.numpy()}
+
+
+def judge(session, loaded, inputs: ParityInputs, reference: dict, tolerance: Tolerance, batches=BATCHES):
+    """(failures, metrics) of the session at every batch size, plus batch consistency, under `tolerance`."""
+    runs = {b: run_batched(session, inputs.pixels, b) for b in batches}
+    failures, metrics = [], {}
+    for b, out in runs.items():
+        m = compare(out, reference, loaded.spec, inputs.names, inputs.is_photo, band=tolerance.max_prob or 0.0)
+        metrics[b] = m
+        failures += tolerance.judge(m, f"batch {b}")
+    consistency = compare(runs[batches[-1]], runs[batches[0]], loaded.spec, inputs.names, inputs.is_photo)
+    return failures + tolerance.judge(consistency, "batch consistency"), metrics
+
+
+def export(loaded, out_dir, **options):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    artifact = coreml_exporter.export(loaded, out_dir, ExportOptions(**options))
+    return artifact, out_dir / coreml_exporter.PACKAGE_NAME
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_weights("seeded", tiny_spec())
+
+
+@pytest.fixture(scope="module")
+def tiny_inputs(tiny):
+    inputs = ParityInputs.build(tiny.spec, ParityConfig(random_inputs=3))
+    return inputs, reference_outputs(tiny, inputs.pixels)
+
+
+@pytest.fixture(scope="module")
+def tiny_packages(tiny, tmp_path_factory):
+    root = tmp_path_factory.mktemp("coreml-tiny")
+    return {p: export(tiny, root / f"coreml-{p}", precision=p) for p in PRECISIONS}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_tiny_export_passes_its_gate_on_the_reference_executor(precision, tiny, tiny_inputs, tiny_packages):
+    inputs, reference = tiny_inputs
+    session = open_reference_session(tiny_packages[precision][1])
+    assert session.info.target == TARGET and session.info.extra["note"] == REFERENCE_LABEL
+    assert "not the Apple runtime" in session.info.provider
+    assert session.info.precision == ("fp32" if precision == "fp32" else "fp16-emulated")
+    if precision == "int8":  # the int8 weights are really decoded, not skipped
+        assert session.executor.op_counts["constexpr_affine_dequantize"] + \
+            session.executor.op_counts["constexpr_blockwise_shift_scale"] > 0
+    failures, metrics = judge(session, tiny, inputs, reference, DEFAULT_TOLERANCES[precision])
+    assert failures == []
+    assert metrics[1].n_photos > 0
+
+
+def test_registered_target_opens_the_reference_session(tiny_packages):
+    artifact, package = tiny_packages["fp16"]
+    model_dir = package.parent.parent
+    session = open_session(artifact, model_dir, "coreml:reference", SessionOptions(threads=1))
+    try:
+        assert session.info.target == "coreml:reference" and session.info.threads == 1
+        assert session.info.extra["note"] == REFERENCE_LABEL
+        assert session.run(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, 1)
+    finally:
+        session.close()
+
+
+def test_a_batch_outside_the_exported_range_is_refused(tiny_packages):
+    session = open_reference_session(tiny_packages["fp32"][1])
+    with pytest.raises(ReferenceExecutorError, match="outside the declared shape range"):
+        session.run(np.zeros((65, 3, 64, 64), np.float32))
+
+
+def _largest_fp32_blob(package) -> tuple[int, int]:
+    """(data offset, size in bytes) of the largest fp32 weight in weights/weight.bin, from the spec's
+    blob offsets and the blob metadata (sentinel u32, dtype u32, size u64, data offset u64)."""
+    loaded = load_package(package)
+    blob = loaded.weights_dir / "weight.bin"
+    block = next(iter(loaded.spec.mlProgram.functions["main"].block_specializations.values()))
+    offsets = [op.attributes["val"].blobFileValue.offset for op in block.operations
+               if op.type == "const" and op.attributes["val"].WhichOneof("value") == "blobFileValue"]
+    data = blob.read_bytes()
+    spans = [struct.unpack_from("<QQ", data, o + 8) for o in offsets]  # (size, data offset)
+    size, offset = max(spans)
+    return offset, size
+
+
+def test_corrupted_weight_blob_fails_the_gate(tiny, tiny_inputs, tiny_packages, tmp_path):
+    inputs, reference = tiny_inputs
+    package = tmp_path / "corrupt.mlpackage"
+    shutil.copytree(tiny_packages["fp32"][1], package)
+    offset, size = _largest_fp32_blob(package)
+    blob = package / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    data = bytearray(blob.read_bytes())
+    for i in range(offset + 3, offset + size, 4):  # flip the sign bit of every value of that weight
+        data[i] ^= 0x80
+    blob.write_bytes(bytes(data))
+    failures, metrics = judge(open_reference_session(package), tiny, inputs, reference, DEFAULT_TOLERANCES["fp32"],
+                              batches=(1, 4))
+    assert any("max abs logit error" in f for f in failures) and metrics[1].max_abs_logit > 1e-2
+
+
+def test_corrupted_blob_header_is_a_clear_error(tiny_packages, tmp_path):
+    package = tmp_path / "header.mlpackage"
+    shutil.copytree(tiny_packages["fp32"][1], package)
+    offset, _ = _largest_fp32_blob(package)
+    blob = package / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    data = bytearray(blob.read_bytes())
+    data[offset - 64:offset - 60] = b"\0\0\0\0"  # the metadata sentinel in front of that weight
+    blob.write_bytes(bytes(data))
+    with pytest.raises(ReferenceExecutorError, match="could not load the ML Program"):
+        open_reference_session(package)
+
+
+def test_image_input_export_runs_from_normalised_batches(tiny, tiny_inputs, tmp_path):
+    """ImageType: the program takes 0..255 RGB pixels and applies scale/bias itself; the session maps
+    the normalised batch back to 8-bit pixels (exact for photos) and runs one image per prediction."""
+    inputs, reference = tiny_inputs
+    artifact, package = export(tiny, tmp_path / "coreml-fp32", precision="fp32", coreml_input="image")
+    session = open_session(artifact, tmp_path, "coreml:reference")
+    assert session.info.extra["image_input"] == "RGB"
+    photos = inputs.pixels[inputs.is_photo]
+    out = run_batched(session, photos, 4)
+    ref = {k: v[inputs.is_photo] for k, v in reference.items()}
+    names = [n for n, p in zip(inputs.names, inputs.is_photo) if p]
+    metrics = compare(out, ref, tiny.spec, names, np.ones(len(names), bool))
+    assert DEFAULT_TOLERANCES["fp32"].judge(metrics) == []
+    with pytest.raises(ReferenceExecutorError, match="ImageType"):
+        open_reference_session(package).run(photos[:1])
+
+
+@pytest.fixture(scope="module")
+def vit_s():
+    return load_weights("seeded")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_real_vit_s_export_passes_its_gate(precision, vit_s, tmp_path):
+    inputs = ParityInputs.build(vit_s.spec, ParityConfig(random_inputs=1, photo_limit=3))
+    reference = reference_outputs(vit_s, inputs.pixels)
+    _, package = export(vit_s, tmp_path / f"coreml-{precision}", precision=precision)
+    failures, _ = judge(open_reference_session(package), vit_s, inputs, reference, DEFAULT_TOLERANCES[precision],
+                        batches=(1, 4))
+    assert failures == []
