@@ -253,3 +253,23 @@ def test_unknown_artifact_or_target_lists_valid_names(model_dir):
 def test_tolerance_is_frozen_and_serialisable():
     tolerance = Tolerance(min_cosine=0.9)
     assert Tolerance(**tolerance.to_dict()) == tolerance
+
+
+def test_coreml_rows_are_unavailable_off_macos_and_the_reference_executor_is_labelled(loaded, tmp_path):
+    import sys
+
+    from bench.parity import REFERENCE_NOTE, plan_rows
+    from runtimes import available_targets
+
+    work = _build(tmp_path / "tiny-vit", loaded, ["coreml-fp32"])
+    ctx = prepare(work, loaded)
+    rows = {r.target: r for r in (check_row(p, ctx) for p in plan_rows(manifest_artifacts(work), available_targets(), ctx.options))}
+    assert set(rows) == {"coreml:cpu_only", "coreml:cpu_and_gpu", "coreml:cpu_and_ne", "coreml:all", "coreml:reference"}
+    if sys.platform != "darwin":
+        assert {rows[t].reason for t in rows if t != "coreml:reference"} == {"CoreML runtime needs macOS"}
+        assert {rows[t].verdict for t in rows if t != "coreml:reference"} == {"unavailable"}
+    reference = rows["coreml:reference"]
+    assert reference.note == REFERENCE_NOTE
+    if reference.verdict != "unavailable":
+        assert reference.verdict == "pass", reference.reason
+        assert reference.metrics["max_abs_logit"] <= 1e-4
