@@ -61,15 +61,21 @@ def targets() -> list[TargetStatus]:
     return statuses
 
 
+# The Neural Engine computes in fp16 whatever the program's precision; CPU and GPU honour an fp32 program.
+_FP16_ONLY_UNITS = ("cpu_and_ne", "all")
+
+
 class CoreMLSession:
     """An MLModel loaded with one compute-unit setting; predict() on a dict of numpy inputs."""
 
-    def __init__(self, model, device: str, input_name: str):
+    def __init__(self, model, device: str, input_name: str, artifact_precision: str):
         self._model = model
         self._input = input_name
+        lowered = artifact_precision == "fp32" and device in _FP16_ONLY_UNITS
         self.info = SessionInfo(target=f"coreml:{device}", provider="coremltools MLModel.predict", device=device,
-                                precision=_compute_precision(model), threads=None,
-                                extra={"compute_units": COMPUTE_UNITS[device]})
+                                precision="fp16" if lowered else artifact_precision, threads=None,
+                                extra={"compute_units": COMPUTE_UNITS[device],
+                                       "precision_source": "Neural Engine (fp16) may run it" if lowered else "program"})
 
     def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         out = self._model.predict({self._input: np.ascontiguousarray(batch, dtype=np.float32)})
@@ -80,15 +86,6 @@ class CoreMLSession:
 
     def close(self) -> None:
         self._model = None
-
-
-def _compute_precision(model) -> str:
-    """The ML Program's compute precision as recorded in its metadata (fp16 by default for ML Programs)."""
-    try:
-        meta = model.user_defined_metadata or {}
-        return str(meta.get("com.github.apple.coremltools.compute_precision", "")).lower().replace("float", "fp") or "fp16"
-    except Exception:  # an older spec without user metadata
-        return "fp16"
 
 
 def open(artifact: Artifact, model_dir: Path, device: str, options) -> object:  # noqa: A001 - adapter API
@@ -112,4 +109,4 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> object:  
         raise MissingDependencyError("coremltools", "the CoreML targets") from err
     model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[device]))
     input_name = artifact.input_spec.get("input_name", INPUT_NAME) if artifact.input_spec else INPUT_NAME
-    return CoreMLSession(model, device, input_name)
+    return CoreMLSession(model, device, input_name, artifact.precision)
