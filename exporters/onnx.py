@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, model_metadata, path_sha256,
-                            path_size)
+from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, calibration_images, model_metadata,
+                            path_sha256, path_size)
 from models import LoadedModel, MissingDependencyError
 
 FORMAT = "onnx"
@@ -35,7 +35,12 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
     onnx = _import("onnx", "ONNX export")
     if options.precision not in ("fp32", "fp16", "int8"):
         raise ExportError(f"onnx: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
+    if options.precision == "int8" and options.onnx_int8_mode not in ("static", "dynamic"):
+        raise ExportError(f"onnx: unknown int8 mode {options.onnx_int8_mode!r}; use static or dynamic")
     start = time.perf_counter()
+    # Read the calibration photos first: a bad one fails in a second, not after the export.
+    static_int8 = options.precision == "int8" and options.onnx_int8_mode == "static"
+    photos = calibration_images(loaded.spec, options) if static_int8 else None
     details: dict = {}
     example = _example_batch(loaded, options)
     model = _export_fp32(loaded, example, options, details)
@@ -47,7 +52,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
     elif options.precision == "int8":
         from exporters import onnx_int8
 
-        model, calibration, int8_details = onnx_int8.quantize(model, loaded, options)
+        model, calibration, int8_details = onnx_int8.quantize(model, loaded, options, photos)
         details["int8"] = int8_details
     _set_metadata(model, loaded, options.precision)
     path = Path(out_dir) / MODEL_FILE

@@ -30,8 +30,12 @@ STATIC_OP_TYPES = ["MatMul", "Gemm", "Conv"]
 DYNAMIC_OP_TYPES = ["MatMul", "Gemm"]  # ConvInteger has no int8-weight kernel in onnxruntime CPU
 
 
-def quantize(model, loaded: LoadedModel, options: ExportOptions):
+def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[np.ndarray, dict] | None = None):
     """Quantize an fp32 ModelProto to int8.
+
+    Args:
+        photos: (calibration batch, its source info) from ``calibration_images`` for static mode
+            (read here when not given).
 
     Returns:
         (int8 ModelProto, calibration info for Artifact.calibration, details for Artifact.details)
@@ -43,13 +47,15 @@ def quantize(model, loaded: LoadedModel, options: ExportOptions):
         raise MissingDependencyError("onnxruntime", "ONNX int8 quantization") from err
     if options.onnx_int8_mode not in ("static", "dynamic"):
         raise ExportError(f"onnx: unknown int8 mode {options.onnx_int8_mode!r}; use static or dynamic")
+    if options.onnx_int8_mode == "static" and photos is None:
+        photos = calibration_images(loaded.spec, options)
     head = _head_nodes(model, loaded.spec.output_names[0])
     with tempfile.TemporaryDirectory(prefix="vitship-onnx-int8-") as work:
         source, target = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"
         onnx.save_model(model, str(source), save_as_external_data=False)
         with _without_preprocessing_hint():
             if options.onnx_int8_mode == "static":
-                calibration = _quantize_static(quantization, source, target, loaded, options, head)
+                calibration = _quantize_static(quantization, source, target, loaded, photos, head)
             else:
                 calibration = _quantize_dynamic(quantization, source, target, head)
         quantized = onnx.load(str(target))
@@ -73,9 +79,9 @@ def _head_nodes(model, logits_name: str) -> list[str]:
     return [node.name for node in model.graph.node if logits_name in node.output]
 
 
-def _quantize_static(quantization, source: Path, target: Path, loaded: LoadedModel, options: ExportOptions,
-                     head: list[str]) -> dict:
-    images, calibration = calibration_images(loaded.spec, options)
+def _quantize_static(quantization, source: Path, target: Path, loaded: LoadedModel,
+                     photos: tuple[np.ndarray, dict], head: list[str]) -> dict:
+    images, calibration = photos[0], dict(photos[1])
     reader = _photo_reader(quantization.CalibrationDataReader, loaded.spec.input_name, images)
     quantization.quantize_static(
         str(source), str(target), reader, quant_format=quantization.QuantFormat.QDQ, per_channel=True,

@@ -1,0 +1,167 @@
+"""exporters.onnx on the tiny ViT: symbolic batch, self-contained file, metadata, fp16 I/O, real int8 weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from exporters.base import ExportError, ExportOptions, model_metadata, path_sha256
+from models import ImageError
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from exporters import onnx as onnx_exporter  # noqa: E402  (after the importorskip above)
+from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
+
+PRECISIONS = ("fp32", "fp16", "int8")
+# Feature cosine the tiny ViT must keep per precision (the real ViT-S gates are in DESIGN.md).
+MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.98}
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_loaded, tmp_path_factory):
+    """{precision: (artifact, path to model.onnx)}, each exported once for the module."""
+    root = tmp_path_factory.mktemp("onnx")
+    result = {}
+    for precision in PRECISIONS:
+        out_dir = root / f"onnx-{precision}"
+        out_dir.mkdir()
+        artifact = onnx_exporter.export(tiny_loaded, out_dir, ExportOptions(precision=precision))
+        result[precision] = (artifact, root / artifact.path)
+    return result
+
+
+def session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def value_dims(value):
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_batch_axis_is_symbolic_and_names_are_declared(exported, tiny_loaded, precision):
+    model = onnx.load(str(exported[precision][1]), load_external_data=False)
+    spec = tiny_loaded.spec
+    assert [i.name for i in model.graph.input] == ["pixel_values"]
+    assert [o.name for o in model.graph.output] == ["logits", "features"]
+    assert value_dims(model.graph.input[0]) == ["batch", *spec.input_shape]
+    assert [value_dims(o)[0] for o in model.graph.output] == ["batch", "batch"]
+    assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) >= 18
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_onnxruntime_runs_batches_1_and_3_like_torch(exported, tiny_loaded, tiny_photos, precision):
+    run = session(exported[precision][1])
+    want_logits, want_features = torch_outputs(tiny_loaded, tiny_photos[:3])
+    single = [run.run(None, {"pixel_values": tiny_photos[i:i + 1]}) for i in range(3)]
+    logits, features = run.run(None, {"pixel_values": tiny_photos[:3]})
+    assert logits.shape == (3, tiny_loaded.spec.num_classes) and features.shape == (3, tiny_loaded.spec.embed_dim)
+    assert logits.dtype == np.float32 and features.dtype == np.float32
+    np.testing.assert_allclose(np.concatenate([s[1] for s in single]), features, atol=1e-4)
+    assert cosine_rows(features, want_features).min() >= MIN_COSINE[precision]
+    if precision == "fp32":
+        np.testing.assert_allclose(logits, want_logits, atol=1e-4)
+
+
+def test_fp32_is_one_self_contained_file_exported_by_dynamo(exported):
+    artifact, path = exported["fp32"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]
+    model = onnx.load(str(path), load_external_data=False)
+    assert not any(onnx.external_data_helper.uses_external_data(t) for t in model.graph.initializer)
+    assert artifact.details["exporter"].startswith("torch.onnx.export(dynamo=True)")
+    assert "dynamo_fallback_reason" not in artifact.details
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def test_metadata_and_artifact_record_the_model(exported, tiny_loaded):
+    artifact, path = exported["fp32"]
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    spec, info = tiny_loaded.spec, tiny_loaded.info
+    assert props["model_name"] == spec.name and props["weights_sha256"] == info.sha256
+    assert json.loads(props["labels"]) == list(spec.labels) and props["head_kind"] == spec.head_kind
+    assert json.loads(props["mean"]) == list(spec.mean) and json.loads(props["std"]) == list(spec.std)
+    assert json.loads(props["input_size"]) == list(spec.input_shape) and props["vitship_version"]
+    assert props == {**model_metadata(tiny_loaded), "precision": "fp32"}
+    assert artifact.id == "onnx-fp32" and artifact.path == "onnx-fp32/model.onnx"
+    assert artifact.sha256 == path_sha256(path) and artifact.size_bytes == path.stat().st_size
+    assert artifact.weights == info.to_dict() and artifact.input_spec["input_shape"][0] == "batch"
+    assert {"torch", "onnx", "onnxruntime", "onnxslim", "vitship"} <= set(artifact.versions)
+
+
+def test_onnxslim_decision_is_recorded(exported):
+    slim = exported["fp32"][0].details["onnxslim"]
+    assert slim["nodes_before"] > 0 and "kept" in slim and slim["reason"]
+    if slim["kept"]:
+        assert slim["nodes_after"] < slim["nodes_before"] and slim["max_output_difference"] <= 1e-4
+
+
+def test_fp16_has_fp16_weights_and_fp32_inputs_outputs(exported):
+    model = onnx.load(str(exported["fp16"][1]))
+    float_types = {t.data_type for t in model.graph.initializer} & {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+    assert onnx.TensorProto.FLOAT16 in float_types
+    big_weights = [t for t in model.graph.initializer if np.prod(t.dims) >= 1024]
+    assert big_weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in big_weights)
+    io = [*model.graph.input, *model.graph.output]
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in io)
+
+
+def test_int8_holds_quantized_weights_in_qdq_form(exported):
+    artifact, path = exported["int8"]
+    model = onnx.load(str(path))
+    ops = {node.op_type for node in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8 = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8 and np.prod(t.dims) > 1]
+    assert len(int8) >= 6  # per block: qkv, proj, fc1, fc2 (+ patch embedding)
+    (head,) = [n for n in model.graph.node if "logits" in n.output]
+    weights = {t.name: t for t in model.graph.initializer}
+    assert weights[head.input[1]].data_type == onnx.TensorProto.FLOAT  # the head stays fp32 (not dequantized)
+    assert artifact.calibration["count"] == 18 and "sample_images" in artifact.calibration["source"]
+    assert "QDQ" in artifact.calibration["scheme"] and artifact.details["int8"]["quantized_weights"] == len(int8)
+
+
+def test_dynamic_int8_quantizes_weights_only(tiny_loaded, tmp_path):
+    artifact = onnx_exporter.export(tiny_loaded, tmp_path, ExportOptions(precision="int8", onnx_int8_mode="dynamic"))
+    model = onnx.load(str(tmp_path / "model.onnx"))
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {n.op_type for n in model.graph.node}
+    assert "QuantizeLinear" not in {n.op_type for n in model.graph.node}
+    assert artifact.calibration["scheme"].startswith("dynamic") and artifact.calibration["count"] == 0
+
+
+def test_bad_calibration_image_is_named(tiny_loaded, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    options = ExportOptions(precision="int8", calibration_dir=photos)
+    with pytest.raises(ImageError, match="broken.jpg"):
+        onnx_exporter.export(tiny_loaded, tmp_path, options)
+
+
+def test_bad_options_are_domain_errors(tiny_loaded, tmp_path):
+    with pytest.raises(ExportError, match="precision"):
+        onnx_exporter.export(tiny_loaded, tmp_path, ExportOptions(precision="int4"))
+    with pytest.raises(ExportError, match="opset"):
+        onnx_exporter.export(tiny_loaded, tmp_path, ExportOptions(onnx_opset=13))
+    with pytest.raises(ExportError, match="int8 mode"):
+        onnx_exporter.export(tiny_loaded, tmp_path, ExportOptions(precision="int8", onnx_int8_mode="weights"))
+
+
+def test_dynamo_failure_falls_back_to_torchscript_and_says_why(tiny_loaded, tmp_path, monkeypatch, tiny_photos):
+    import torch
+
+    real_export = torch.onnx.export
+
+    def dynamo_breaks(*args, dynamo=True, **kwargs):
+        if dynamo:
+            raise RuntimeError("simulated dynamo failure")
+        return real_export(*args, dynamo=False, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", dynamo_breaks)
+    artifact = onnx_exporter.export(tiny_loaded, tmp_path, ExportOptions(onnx_slim=False))
+    assert "simulated dynamo failure" in artifact.details["dynamo_fallback_reason"]
+    assert "TorchScript" in artifact.details["exporter"]
+    logits, _ = session(tmp_path / "model.onnx").run(None, {"pixel_values": tiny_photos[:3]})
+    np.testing.assert_allclose(logits, torch_outputs(tiny_loaded, tiny_photos[:3])[0], atol=1e-4)

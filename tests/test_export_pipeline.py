@@ -1,0 +1,144 @@
+"""exporters.pipeline and `vitship export`: manifest truth, skipping, --force, failures, interrupted runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from exporters import EXPORTERS, pipeline
+from exporters.base import Artifact, ExportOptions, artifact_id, path_sha256, read_manifest
+from tests.conftest import assert_manifest_matches_files
+
+ONNX_FP32_INT8 = [("onnx", "fp32"), ("onnx", "int8")]
+
+
+def fake_export(loaded, out_dir, options):
+    """A fast stand-in exporter: one small file whose bytes depend on the options."""
+    aid = artifact_id("fake", options.precision)
+    (Path(out_dir) / "model.bin").write_text(json.dumps(options.cache_key()) + str(time.perf_counter_ns()))
+    return Artifact(id=aid, format="fake", precision=options.precision, path=f"{aid}/model.bin",
+                    weights=loaded.info.to_dict(), options=options.cache_key(), versions={"vitship": "0.1.0"})
+
+
+def broken_export(loaded, out_dir, options):
+    (Path(out_dir) / "half-written").write_text("x")
+    raise RuntimeError("simulated exporter crash")
+
+
+@pytest.fixture
+def fake_formats(monkeypatch):
+    """Register "fake" (works) and "broken" (raises) formats for one test."""
+    monkeypatch.setitem(EXPORTERS, "fake", ("tests.fake", ("fp32", "int8")))
+    monkeypatch.setitem(EXPORTERS, "broken", ("tests.broken", ("fp32",)))
+    real = pipeline.get_exporter
+    monkeypatch.setattr(pipeline, "get_exporter",
+                        lambda fmt: {"fake": fake_export, "broken": broken_export}.get(fmt) or real(fmt))
+
+
+@pytest.fixture(scope="module")
+def onnx_root(tiny_loaded, tmp_path_factory):
+    """artifacts/ with onnx-fp32 and onnx-int8 of the tiny ViT, exported once for the module."""
+    root = tmp_path_factory.mktemp("artifacts")
+    results = pipeline.export_all(tiny_loaded, root, ONNX_FP32_INT8, ExportOptions())
+    assert [r.status for r in results] == ["ok", "ok"], [r.reason for r in results]
+    return root
+
+
+def test_manifest_lists_every_artifact_with_matching_sha256(onnx_root, tiny_loaded):
+    model_dir = onnx_root / tiny_loaded.spec.name
+    manifest = assert_manifest_matches_files(model_dir)
+    assert list(manifest["artifacts"]) == ["onnx-fp32", "onnx-int8"]
+    assert manifest["weights"]["sha256"] == tiny_loaded.info.sha256 and manifest["spec"]["name"] == tiny_loaded.spec.name
+    assert manifest["vitship_version"] and manifest["schema_version"] == 1
+    for entry in manifest["artifacts"].values():
+        assert entry["export_seconds"] > 0 and entry["versions"]["onnxruntime"] and entry["input_spec"]
+    assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_rerun_skips_up_to_date_and_rebuilds_what_changed(onnx_root, tiny_loaded):
+    model_dir = onnx_root / tiny_loaded.spec.name
+    before = read_manifest(model_dir)
+    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, ExportOptions())
+    assert [r.status for r in results] == ["skipped", "skipped"]
+    assert read_manifest(model_dir) == before
+    # an int8-only option rebuilds the int8 artifact alone
+    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, ExportOptions(onnx_int8_mode="dynamic"))
+    assert [r.status for r in results] == ["skipped", "ok"]
+    assert read_manifest(model_dir)["artifacts"]["onnx-int8"]["options"]["onnx_int8_mode"] == "dynamic"
+    assert_manifest_matches_files(model_dir)
+
+
+def test_force_rebuilds_and_a_tampered_file_is_rebuilt(tiny_loaded, tmp_path, fake_formats):
+    requests = [("fake", "fp32"), ("fake", "int8")]
+    first = pipeline.export_all(tiny_loaded, tmp_path, requests, ExportOptions())
+    model_dir = tmp_path / tiny_loaded.spec.name
+    old = read_manifest(model_dir)["artifacts"]
+    assert [r.status for r in pipeline.export_all(tiny_loaded, tmp_path, requests, ExportOptions())] == ["skipped"] * 2
+    forced = pipeline.export_all(tiny_loaded, tmp_path, requests, ExportOptions(), force=True)
+    assert [r.status for r in forced] == ["ok", "ok"] and forced[0].artifact.sha256 != first[0].artifact.sha256
+    assert read_manifest(model_dir)["artifacts"]["fake-fp32"]["sha256"] != old["fake-fp32"]["sha256"]
+    (model_dir / "fake-int8" / "model.bin").write_text("tampered")
+    assert [r.status for r in pipeline.export_all(tiny_loaded, tmp_path, requests, ExportOptions())] == ["skipped", "ok"]
+    assert_manifest_matches_files(model_dir)
+
+
+def test_one_failing_format_does_not_stop_the_others(tiny_loaded, tmp_path, fake_formats):
+    pipeline.export_all(tiny_loaded, tmp_path, [("broken", "fp32")], ExportOptions())  # nothing before it
+    results = pipeline.export_all(tiny_loaded, tmp_path, [("broken", "fp32"), ("fake", "fp32")], ExportOptions())
+    assert [(r.id, r.status) for r in results] == [("broken-fp32", "export_failed"), ("fake-fp32", "ok")]
+    assert "simulated exporter crash" in results[0].reason
+    model_dir = tmp_path / tiny_loaded.spec.name
+    assert list(assert_manifest_matches_files(model_dir)["artifacts"]) == ["fake-fp32"]
+    assert not (model_dir / "broken-fp32").exists() and not list(model_dir.glob(".broken-fp32*"))
+
+
+def test_cli_prints_the_table_and_exits_1_when_one_failed(tiny_loaded, tmp_path, fake_formats):
+    from bench.cli import app
+
+    result = CliRunner().invoke(app, ["export", "--arch", "tiny", "-f", "broken,fake", "-p", "fp32", "--out", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert "export_failed" in result.output and "fake-fp32" in result.output and "ok" in result.output
+    assert_manifest_matches_files(tmp_path / tiny_loaded.spec.name)
+
+
+def test_unknown_names_are_domain_errors():
+    from models import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="onnx"):
+        pipeline.resolve_requests(["onx"])
+    with pytest.raises(UnknownNameError, match="fp16"):
+        pipeline.resolve_requests(None, ["fp61"])
+    assert pipeline.resolve_requests(["onnx"], ["int8"]) == [("onnx", "int8")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_an_interrupted_export_keeps_the_previous_manifest_and_files(onnx_root, tiny_loaded, tmp_path, sig):
+    import shutil
+
+    root = tmp_path / "artifacts"
+    shutil.copytree(onnx_root, root)
+    model_dir = root / tiny_loaded.spec.name
+    before = read_manifest(model_dir)
+    command = [sys.executable, "-m", "bench.cli", "export", "--arch", "tiny", "-f", "onnx", "--force", "--out", str(root)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 120
+    while not list(model_dir.glob(".onnx-*.tmp")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # wait until an artifact is being built in its temporary folder
+    assert process.poll() is None, "the export ended before it could be interrupted"
+    os.kill(process.pid, sig)
+    code = process.wait(timeout=60)
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130), process.stderr.read().decode()[-2000:]
+    after = assert_manifest_matches_files(model_dir)
+    assert set(after["artifacts"]) >= set(before["artifacts"])  # nothing that was there got lost
+    rerun = pipeline.export_all(tiny_loaded, root, ONNX_FP32_INT8, ExportOptions())  # recovers, then skips
+    assert all(r.status in ("ok", "skipped") for r in rerun)
+    assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")]
+    assert_manifest_matches_files(model_dir)

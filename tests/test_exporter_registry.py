@@ -1,0 +1,44 @@
+"""The exporter registry: every registered format is importable, lazily, and has its own tests."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from exporters import EXPORTERS, all_artifact_ids, get_exporter, register
+from models import UnknownNameError
+
+TESTS = Path(__file__).parent
+
+
+def _test_names(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    return [node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
+
+
+
+@pytest.mark.parametrize("fmt", sorted(EXPORTERS))
+def test_every_registered_format_has_a_test_module_with_tests(fmt):
+    path = TESTS / f"test_export_{fmt}.py"
+    assert path.is_file(), f"exporter {fmt!r} is registered but {path.name} does not exist: add tests for it"
+    assert len(_test_names(path)) >= 3, f"{path.name} holds fewer than 3 tests for the {fmt!r} exporter"
+
+
+@pytest.mark.parametrize("fmt", sorted(EXPORTERS))
+def test_every_registered_format_exports_through_one_function(fmt):
+    export = get_exporter(fmt)
+    assert callable(export) and export.__name__ == "export"
+
+
+def test_the_nine_artifact_ids():
+    assert sorted(all_artifact_ids()) == sorted(f"{fmt}-{p}" for fmt in ("onnx", "openvino", "coreml")
+                                                for p in ("fp32", "fp16", "int8"))
+
+
+def test_registering_twice_raises_and_unknown_names_suggest_one():
+    with pytest.raises(ValueError, match="already registered"):
+        register("onnx", "exporters.onnx")
+    with pytest.raises(UnknownNameError, match="Did you mean 'openvino'"):
+        get_exporter("openvin")
