@@ -18,7 +18,6 @@ def _test_names(path: Path) -> list[str]:
     return [node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
 
 
-
 @pytest.mark.parametrize("fmt", sorted(EXPORTERS))
 def test_every_registered_format_has_a_test_module_with_tests(fmt):
     path = TESTS / f"test_export_{fmt}.py"
