@@ -163,14 +163,12 @@ def _torch_logits(loaded: LoadedModel, batch: np.ndarray) -> np.ndarray:
 
 
 def default_target(fmt: str, statuses) -> str | None:
-    """The first available CPU target whose runtime runs ``fmt`` (None when there is none)."""
+    """The first available CPU target that runs ``fmt``, else its first CPU target (whose session says why not)."""
     from runtimes import RUNTIMES
 
-    for status in statuses:
-        runtime = RUNTIMES.get(status.runtime)
-        if runtime and fmt in runtime.formats and status.available and status.device.lower().startswith("cpu"):
-            return status.target
-    return None
+    cpu = [s for s in statuses if s.runtime in RUNTIMES and fmt in RUNTIMES[s.runtime].formats
+           and s.device.lower().startswith("cpu")]
+    return next((s.target for s in cpu if s.available), cpu[0].target if cpu else None)
 
 
 class _Sessions:
@@ -189,7 +187,7 @@ class _Sessions:
             if artifact.weights.get("sha256") not in (None, loaded.info.sha256):
                 result.status = "error: exported from other weights (sha256 differs from the reference's)"
             elif target is None:
-                result.status = f"unavailable: no available CPU target runs {artifact.format} here"
+                result.status = f"unavailable: no CPU target runs {artifact.format}"
             else:
                 try:
                     self.open[artifact.id] = open_session(artifact, model_dir, target, SessionOptions(loaded=loaded))
@@ -208,20 +206,6 @@ class _Sessions:
     def close(self) -> None:
         for session in self.open.values():
             session.close()
-
-
-def reference_model(model_dir: Path, weights: str | None, spec: ModelSpec) -> LoadedModel:
-    """The PyTorch reference: ``weights`` or the source the manifest records, with the exported spec."""
-    from exporters.base import manifest_artifacts
-    from models import load_weights
-
-    artifacts = manifest_artifacts(model_dir)
-    if not artifacts:
-        raise DatasetError(f"{model_dir}: no artifacts in its manifest; run vitship export first (or pass --artifacts/--model)")
-    first = artifacts[0]
-    if "embed_dim" in (first.input_spec or {}):
-        spec = ModelSpec.from_dict(first.input_spec)
-    return load_weights(weights or first.weights.get("source") or "seeded", spec)
 
 
 def evaluate(model_dir: Path, data: Path, loaded: LoadedModel, options: EvalOptions = EvalOptions()) -> dict:

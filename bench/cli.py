@@ -219,7 +219,8 @@ def eval_command(
     batch_size: int = typer.Option(8, "--batch-size", min=1),
 ) -> None:
     """Score a labelled folder with every artifact and the PyTorch reference; write eval.json."""
-    from bench.accuracy import DatasetError, EvalOptions, evaluate, reference_model, write_eval
+    from bench.accuracy import DatasetError, EvalOptions, evaluate, write_eval
+    from bench.parity import load_reference
 
     model_dir = _model_dir(artifacts, model, arch)
     targets = {}
@@ -228,7 +229,7 @@ def eval_command(
         if not sep:
             raise DatasetError(f"--target {item!r}: expected ARTIFACT_OR_FORMAT=TARGET, e.g. onnx=onnxruntime:cpu")
         targets[key] = value
-    loaded = reference_model(model_dir, weights, spec_for(arch))
+    loaded = load_reference(model_dir, weights)
     with console.status(f"scoring {data} with every artifact in {model_dir} ..."):
         document = evaluate(model_dir, data, loaded, EvalOptions(threshold=threshold, batch_size=batch_size, targets=targets))
     if document["note"]:

@@ -49,7 +49,8 @@ def _recommend_one(target: str, rows: list[dict], judged: bool, eval_ran: bool, 
                     and r["accuracy"]["delta_points"] >= -options.accuracy_threshold_points]
     entry = {"target": target, "artifact": None, "variant": "", "p50_ms": None, "line": ""}
     if not accepted:
-        why = ("no artifact passes parity" if not passing else f"no parity-passing artifact was timed at batch {batch}"
+        why = ("no artifact passes parity" if not passing else "latency not measured: run vitship bench"
+               if not any(r["latency"] for r in passing) else f"no parity-passing artifact was timed at batch {batch}"
                if not timed else f"no artifact is within {options.accuracy_threshold_points:g} accuracy points of the reference")
         entry["line"] = f"{target}: no recommendation ({why})"
         return entry
@@ -69,10 +70,28 @@ def _recommend_one(target: str, rows: list[dict], judged: bool, eval_ran: bool, 
     return entry
 
 
+def unavailable_reason(rows: list[dict]) -> str | None:
+    """Why a target ran nothing here, when every row of it is unavailable (None when something ran or failed)."""
+    statuses = [r["parity"]["verdict"] for r in rows] + [c.get("status", "") for r in rows for c in r["latency"].values()]
+    if any(s not in ("unavailable", "not run") and not s.startswith("unavailable") for s in statuses):
+        return None
+    reasons = [r["parity"]["reason"] for r in rows if r["parity"]["reason"]]
+    reasons += [c["status"].partition(":")[2].strip() for r in rows for c in r["latency"].values()]
+    return next((reason for reason in reasons if reason), "not available here") if "unavailable" in " ".join(statuses) else None
+
+
 def recommendations(rows: list[dict], judged: bool, eval_ran: bool, options: ReportOptions = ReportOptions()) -> list[dict]:
-    """One summary entry per target (in name order): the recommended artifact and its one-line reason."""
+    """One summary entry per target that ran here (in name order): the recommended artifact and its reason."""
     targets = sorted({r["target"] for r in rows if r["target"]})
-    return [_recommend_one(t, [r for r in rows if r["target"] == t], judged, eval_ran, options) for t in targets]
+    by_target = {t: [r for r in rows if r["target"] == t] for t in targets}
+    return [_recommend_one(t, mine, judged, eval_ran, options) for t, mine in by_target.items() if unavailable_reason(mine) is None]
+
+
+def unavailable_targets(rows: list[dict]) -> dict[str, str]:
+    """target -> reason, for the targets this machine could not run at all."""
+    targets = sorted({r["target"] for r in rows if r["target"]})
+    reasons = {t: unavailable_reason([r for r in rows if r["target"] == t]) for t in targets}
+    return {t: reason for t, reason in reasons.items() if reason is not None}
 
 
 def run_id(environment: dict | None, weights: dict, now: dt.datetime | None = None) -> str:
@@ -107,6 +126,7 @@ def build_report(model_dir: Path | None, options: ReportOptions = ReportOptions(
         "sections": {
             "sources": {name: {"path": e["path"], "status": e["status"]} for name, e in sources.items()},
             "summary": summary,
+            "unavailable_targets": unavailable_targets(rows),
             "rows": rows,
             "accuracy": _accuracy_section(evaluation),
             "plots": [],

@@ -51,10 +51,12 @@ def _best_throughput(row: dict) -> str:
 
 
 def _latency(row: dict, field: str) -> str:
-    cell = row["latency"].get("1")
+    cell = row["latency"].get("1") or next((c for b, c in row["latency"].items() if not b.isdigit()), None)
     if not cell:
-        return "not run"
-    return _num(cell.get(field)) if cell.get("status") == "ok" else cell.get("status", "-")
+        return "not run" if field == "p50_ms" else "-"
+    if cell.get("status") == "ok":
+        return _num(cell.get(field))
+    return cell.get("status", "-") if field == "p50_ms" else "-"
 
 
 def _accuracy(row: dict) -> str:
@@ -68,8 +70,10 @@ def main_table(document: dict) -> tuple[list[str], list[list[str]]]:
     """The full table: one line per (artifact, target, variant)."""
     headers = ["artifact", "target", "size", "parity", "p50 ms (b1)", "p90 ms (b1)", "img/s (b1)", "best img/s",
                "accuracy Δ (pts)" if document.get("trained") else "accuracy Δ (pts, not judged)", "agreement"]
-    lines = []
+    lines, unavailable = [], (document["sections"].get("unavailable_targets") or {})
     for r in document["sections"]["rows"]:
+        if r["target"] in unavailable:  # listed once, with the reason, under the recommendation
+            continue
         agreement = r["accuracy"]["agreement"]
         lines.append([r["artifact"] + (f" ({r['variant']})" if r["variant"] else ""), r["target"] or "-", _size(r["size_bytes"]),
                       _parity(r), _latency(r, "p50_ms"), _latency(r, "p90_ms"), _latency(r, "throughput_ips"),
@@ -103,6 +107,11 @@ def accuracy_table(document: dict) -> tuple[list[str], list[list[str]]]:
         agreement = "-" if r.get("agreement") is None else f"{r['agreement']:.1%}"
         lines.append([r["artifact"], r.get("target") or "-", r.get("status") or "-", *cells, agreement])
     return ["artifact", "target", "status", "accuracy", "balanced acc.", "AUROC", "avg precision", "F1", "agreement"], lines
+
+
+def _unavailable_lines(document: dict) -> list[str]:
+    targets = (document.get("sections") or {}).get("unavailable_targets") or {}
+    return [f"not available on this machine: {target} ({reason})" for target, reason in targets.items()]
 
 
 def _meta_lines(document: dict) -> list[str]:
@@ -145,6 +154,7 @@ def to_markdown(document: dict) -> str:
     out += [f"- {line}" for line in _meta_lines(document)] + [""]
     if not merged:
         out += ["## Recommendation", ""] + [f"- {s['line']}" for s in document["sections"]["summary"]] + [""]
+        out += [f"- {line}" for line in _unavailable_lines(document)] + [""]
     out += ["## Results", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(line) + " |" for line in lines] + [""]
     if accuracy_table(document)[1]:
@@ -206,6 +216,7 @@ def to_html(document: dict, folder: Path) -> str:
     if not merged:
         parts.append("<h2>Recommendation</h2><ul class=\"rec\">"
                      + "".join(f"<li>{esc(s['line'])}</li>" for s in document["sections"]["summary"]) + "</ul>")
+        parts.append("".join(f"<div class=\"meta\">{esc(line)}</div>" for line in _unavailable_lines(document)))
     parts.append("<h2>Results</h2>" + _html_table(headers, lines))
     if accuracy_table(document)[1]:
         parts.append("<h2>Accuracy (Δ in points vs the PyTorch reference)</h2>" + _html_table(*accuracy_table(document)))

@@ -11,7 +11,9 @@ import json
 import math
 from pathlib import Path
 
-SOURCE_FILES = {"manifest": "manifest.json", "parity": "parity.json", "bench": "bench.json", "eval": "eval.json"}
+# Where each producer writes, relative to the model folder (first existing wins).
+SOURCE_FILES = {"manifest": ("manifest.json",), "parity": ("parity.json",), "bench": ("bench/bench.json", "bench.json"),
+                "eval": ("eval.json",)}
 REFERENCE_ARTIFACTS = ("torch-fp32", "torch")  # the PyTorch reference: parity is 'reference' by definition
 PARITY_KEY_METRICS = ("min_cosine", "max_abs_logit", "max_prob_err", "agreement")
 
@@ -20,8 +22,9 @@ def load_sources(model_dir: Path | None, overrides: dict[str, Path | None] | Non
     """{name: {"path", "status", "data"}} for manifest/parity/bench/eval; status is ok, not run or unreadable."""
     overrides = overrides or {}
     sources = {}
-    for name, filename in SOURCE_FILES.items():
-        path = overrides.get(name) or (Path(model_dir) / filename if model_dir else None)
+    for name, filenames in SOURCE_FILES.items():
+        candidates = [Path(model_dir) / f for f in filenames] if model_dir else []
+        path = overrides.get(name) or next((p for p in candidates if p.is_file()), candidates[0] if candidates else None)
         entry = {"path": str(path) if path else None, "status": "not run", "data": None}
         if path and Path(path).is_file():
             try:
@@ -98,7 +101,8 @@ def latency_cells(bench: dict | None) -> dict[tuple[str, str, str], dict[str, di
     cells: dict[tuple[str, str, str], dict[str, dict]] = {}
     for row in (bench or {}).get("rows") or []:
         stats = row.get("stats") or {}
-        key = (row.get("artifact"), row.get("target"), row.get("variant") or "")
+        target = "" if row.get("target") in (None, "-") else row["target"]  # "-": bench's not-exported rows
+        key = (row.get("artifact"), target, row.get("variant") or "")
         batch = str(row.get("batch") if row.get("batch") is not None else stats.get("batch", "-"))
         cells.setdefault(key, {})[batch] = {
             "status": row.get("status") or "unknown",

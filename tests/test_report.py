@@ -88,7 +88,8 @@ def test_recommendation_is_the_fastest_artifact_that_passes_parity(written):
     assert "ship onnx-fp32" in _line(document, "onnxruntime:cpu")  # onnx-int8 is faster but fails parity
     assert "ship openvino-int8" in _line(document, "openvino:CPU")
     assert "ship torch-fp32 (eager)" in _line(document, "torch:cpu")
-    assert "no recommendation" in _line(document, "coreml:cpu_only")
+    assert document["sections"]["unavailable_targets"] == {"coreml:cpu_only": "CoreML runtime needs macOS"}
+    assert "coreml:cpu_only" not in [s["target"] for s in document["sections"]["summary"]]
     assert "accuracy not judged (untrained weights)" in _line(document, "openvino:CPU")
     assert document["banner"].startswith("untrained weights") and document["trained"] is False
 
@@ -120,7 +121,8 @@ def test_html_is_self_contained_and_says_untrained_first(written):
     assert not re.search(r"""(src|href)\s*=\s*["']?//""", page) and "url(" not in page and "@import" not in page
     assert page.count('src="data:image/png;base64,') == 3
     assert page.index("untrained weights") < page.index("Recommendation")
-    for text in ("ship openvino-int8", "onnx-int8", "fail", "1 unreadable images skipped", "data/fake/broken.jpg"):
+    for text in ("ship openvino-int8", "onnx-int8", "fail", "1 unreadable images skipped", "data/fake/broken.jpg",
+                 "not available on this machine: coreml:cpu_only (CoreML runtime needs macOS)"):
         assert text in page
 
 
@@ -175,3 +177,41 @@ def test_merging_one_report_is_an_error(untrained):
 
     with pytest.raises(ReportError, match="at least two"):
         merge_reports([copy.deepcopy(build_report(untrained))])
+
+
+def test_real_chain_on_the_tiny_model(tmp_path):
+    """export onnx-fp32 (exporters) -> vitship parity -> eval -> bench -> report -> compare, on the tiny ViT."""
+    import shutil
+
+    from exporters import ExportOptions, get_exporter
+    from exporters.base import write_manifest
+    from models import load_weights, sample_images, tiny_spec
+
+    loaded = load_weights("seeded", tiny_spec())
+    model_dir = tmp_path / "artifacts" / "tiny-vit"
+    (model_dir / "onnx-fp32").mkdir(parents=True)
+    artifact = get_exporter("onnx")(loaded, model_dir / "onnx-fp32", ExportOptions())
+    write_manifest(model_dir, {"schema_version": 1, "artifacts": {artifact.id: artifact.to_dict()}})
+    for index, photo in enumerate(sample_images(limit=8)):
+        (tmp_path / "data" / ("fake" if index % 2 else "real")).mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, tmp_path / "data" / ("fake" if index % 2 else "real") / photo.name)
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=600,
+                                cwd=tmp_path, env={**os.environ, "COLUMNS": "200", "PYTHONPATH": os.getcwd()})
+        assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        return result.stdout
+
+    cli("parity", "--artifacts", "artifacts", "--target", "onnxruntime:cpu")
+    cli("eval", "--data", "data", "--artifacts", "artifacts")
+    cli("bench", "--artifacts", "artifacts", "--arch", "tiny", "--quick", "--target", "onnxruntime:cpu",
+        "--min-time", "0.2", "--warmup", "0.1", "--no-plots")
+    folder = tmp_path / cli("report", "--artifacts", "artifacts").strip().splitlines()[-1]
+    document = read_report(folder)
+    (row,) = [r for r in document["sections"]["rows"] if r["target"] == "onnxruntime:cpu"]
+    assert row["artifact"] == "onnx-fp32" and row["parity"]["verdict"] == "pass" and row["parity"]["value"] <= 1e-4
+    assert row["latency"]["1"]["status"] == "ok" and row["latency"]["1"]["p50_ms"] > 0
+    assert row["accuracy"]["agreement"] == 1.0 and row["accuracy"]["status"] == "ok"
+    assert "onnxruntime:cpu: ship onnx-fp32" in (folder / "report.md").read_text()
+    assert "untrained weights" in (folder / "report.html").read_text()
+    cli("compare", str(folder), str(tmp_path / "reports" / "latest"))
