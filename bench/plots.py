@@ -35,7 +35,7 @@ def save_png(data: bytes, path: Path) -> Path:
 
 
 def bar_chart(labels: list[str], values: list[float], *, title: str, xlabel: str,
-              errors: list[float] | None = None, annotate: str = "{:.1f}") -> bytes:
+              errors: list[float] | None = None, annotate: str = "{:.3g}") -> bytes:
     """Horizontal bars, first label on top; ``errors`` draws one-sided whiskers (e.g. p90 - p50)."""
     figure = _figure(8, max(2.0, 0.45 * len(labels) + 1.2))
     axes = figure.add_subplot()
@@ -43,9 +43,13 @@ def bar_chart(labels: list[str], values: list[float], *, title: str, xlabel: str
     xerr = [[0] * len(errors), errors] if errors else None
     bars = axes.barh(positions, values, xerr=xerr, color="#4C72B0", capsize=3)
     axes.set_yticks(positions, labels, fontsize=8)
-    axes.set_xlabel(xlabel)
     axes.set_title(title, fontsize=10)
     axes.bar_label(bars, [annotate.format(v) for v in values], padding=3, fontsize=7)
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) / min(positive) > 50:  # otherwise the fast rows are invisible slivers
+        axes.set_xscale("log")
+        xlabel += " (log scale)"
+    axes.set_xlabel(xlabel)
     axes.margins(x=0.15)
     axes.grid(axis="x", alpha=0.3)
     return png_bytes(figure)
