@@ -507,7 +507,7 @@ def bench(
         if row.status.startswith("unavailable"):
             where = row.artifact if row.target == "-" else f"{row.target} ({row.artifact})"
             wide.print(f"[yellow]{where}[/yellow]: {row.status}", highlight=False)
-    console.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False)
+    wide.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False)
     if report_.errors:
         console.print(f"[bold red]{len(report_.errors)} row(s) failed[/bold red]")
         raise typer.Exit(code=1)
