@@ -1,6 +1,7 @@
 """Measurement honesty: vitship's p50 against OpenVINO's own benchmark_app median, same IR, same settings.
 
-Like is compared with like: the same IR, device, batch-1 shape and latency hint; benchmark_app gets the
+Like is compared with like: the same IR (its batch left dynamic on both sides), device, batch-1 data shape,
+input filled once, and latency hint (one synchronous request); benchmark_app gets the
 thread count and the inference precision that vitship's session reports it actually used (through
 -load_config, since benchmark_app refuses -nthreads together with -hint). Both print the compiled
 model's streams, threads and precision, and a mismatch fails the check as surely as a slow clock.
@@ -85,7 +86,10 @@ def run_benchmark_app(xml: Path, shape: list[int], options: CheckOptions, thread
         config_path = Path(tmp, "config.json")
         config_path.write_text(json.dumps({options.device: config}))
         command = [str(benchmark_app_path()), "-m", str(xml), "-d", options.device, "-hint", options.hint,
-                   "-shape", "[" + ",".join(str(d) for d in shape) + "]", "-t", str(int(round(options.seconds))),
+                   # -data_shape keeps the IR's dynamic batch, as vitship compiles it (-shape would make it static);
+                   # inference_only: the input is filled once, as vitship reuses one batch.
+                   "-data_shape", "[" + ",".join(str(d) for d in shape) + "]", "-inference_only", "true",
+                   "-t", str(int(round(options.seconds))),
                    "-load_config", str(config_path)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=options.seconds * 10 + 120)
     parsed = parse_benchmark_app(done.stdout + done.stderr)
