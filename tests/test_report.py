@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -180,28 +181,22 @@ def test_merging_one_report_is_an_error(untrained):
 
 
 def test_real_chain_on_the_tiny_model(tmp_path):
-    """export onnx-fp32 (exporters) -> vitship parity -> eval -> bench -> report -> compare, on the tiny ViT."""
+    """vitship export onnx-fp32 -> parity -> eval -> bench -> report -> compare, on the tiny ViT."""
     import shutil
 
-    from exporters import ExportOptions, get_exporter
-    from exporters.base import write_manifest
-    from models import load_weights, sample_images, tiny_spec
+    from models import sample_images
 
-    loaded = load_weights("seeded", tiny_spec())
-    model_dir = tmp_path / "artifacts" / "tiny-vit"
-    (model_dir / "onnx-fp32").mkdir(parents=True)
-    artifact = get_exporter("onnx")(loaded, model_dir / "onnx-fp32", ExportOptions())
-    write_manifest(model_dir, {"schema_version": 1, "artifacts": {artifact.id: artifact.to_dict()}})
     for index, photo in enumerate(sample_images(limit=8)):
         (tmp_path / "data" / ("fake" if index % 2 else "real")).mkdir(parents=True, exist_ok=True)
         shutil.copy(photo, tmp_path / "data" / ("fake" if index % 2 else "real") / photo.name)
 
     def cli(*args):
         result = subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=600,
-                                cwd=tmp_path, env={**os.environ, "COLUMNS": "200", "PYTHONPATH": os.getcwd()})
+                                cwd=tmp_path, env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         return result.stdout
 
+    cli("export", "--format", "onnx", "--precision", "fp32", "--arch", "tiny", "--out", "artifacts")
     cli("parity", "--artifacts", "artifacts", "--target", "onnxruntime:cpu")
     cli("eval", "--data", "data", "--artifacts", "artifacts")
     cli("bench", "--artifacts", "artifacts", "--arch", "tiny", "--quick", "--target", "onnxruntime:cpu",
