@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -198,6 +199,22 @@ def _last_line(log: str) -> str:
     return lines[-1].strip()[:300] if lines else ""
 
 
+def _spawn(job_path: Path, result_path: Path, log_path: Path, timeout_s: float) -> tuple[int, bool, int]:
+    """Run the worker in its own session (so a timeout also ends its children, e.g. torch.compile's pool)."""
+    command = [sys.executable, "-m", "bench.bench_worker", str(job_path), str(result_path)]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        try:
+            return process.wait(timeout=timeout_s), False, process.pid
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return process.wait(), True, process.pid
+
+
 def run_in_subprocess(job: RowJob, timeout_s: float = 900.0) -> BenchRow:
     """Measure ``job`` in a fresh worker process; a crash or timeout becomes an ``error: ...`` row."""
     row = BenchRow(artifact=job.artifact_id, target=job.target, batch=job.batch, variant=job.variant, knobs=dict(job.knobs))
@@ -209,20 +226,12 @@ def run_in_subprocess(job: RowJob, timeout_s: float = 900.0) -> BenchRow:
             np.save(Path(tmp, "input.npy"), input_batch(job))
             job = dataclasses.replace(job, input_path=str(Path(tmp, "input.npy")))
         job_path.write_text(json.dumps(job.to_dict()))
-        command = [sys.executable, "-m", "bench.bench_worker", str(job_path), str(result_path)]
         start = time.perf_counter()
-        with open(log_path, "wb") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            try:
-                code = process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                code = process.wait()
-                row.status = f"error: timed out after {timeout_s:.0f} s"
+        code, timed_out, pid = _spawn(job_path, result_path, log_path, timeout_s)
+        row.worker = {"pid": pid, "exit_code": code, "seconds": round(time.perf_counter() - start, 3)}
         log_text = log_path.read_text(errors="replace")
-        row.worker = {"pid": process.pid, "exit_code": code, "seconds": round(time.perf_counter() - start, 3)}
-        if row.status.startswith("error"):
-            pass
+        if timed_out:
+            row.status = f"error: timed out after {timeout_s:.0f} s"
         elif result_path.exists():
             result = json.loads(result_path.read_text())
             row.status, row.session = result["status"], result.get("session", {})

@@ -126,3 +126,98 @@ def test_speedup_needs_a_baseline_from_the_same_run():
     row = BenchRow("onnx-fp32", "onnxruntime:cpu", 1, "", stats=LatencyStats.from_samples([1_000_000]))
     apply_speedups([row])
     assert row.speedup is None and math.isnan(LatencyStats(batch=1, samples_ns=[]).p50_ms)
+
+
+def test_sweep_runs_every_row_even_after_a_crash(fake_worker_env):
+    from bench.bench_sweep import BenchConfig, SweepPlan, run_sweep
+
+    plan = SweepPlan(jobs=[fake_job("open_segfault"), fake_job("open_sleep", sleep_s=0.005)],
+                     unavailable=[BenchRow("fake-fp32", "fake:gpu", None, "", status="unavailable: no such device")])
+    seen = []
+    rows = run_sweep(plan, BenchConfig(row_timeout_s=120), lambda done, total, job, row: seen.append((done, total, row)))
+    assert [r.status.split(":")[0] for r in rows] == ["error", "ok", "unavailable"]
+    assert [(d, t) for d, t, _ in seen] == [(0, 2), (1, 2), (1, 2), (2, 2)]
+
+
+def test_torch_variants_per_device():
+    from bench.bench_sweep import BenchConfig, _variants
+    from exporters.base import Artifact
+
+    torch_fp32 = Artifact(id="torch-fp32", format="torch", precision="fp32", path="seeded")
+    cpu = _variants(torch_fp32, "torch:cpu", BenchConfig(threads=2))
+    assert [(a.id, label) for label, _, a in cpu] == [("torch-fp32", "eager"), ("torch-fp32", "compile")]
+    cuda = _variants(torch_fp32, "torch:cuda", BenchConfig(threads=2))
+    assert {(a.id, k["torch_variant"]) for _, k, a in cuda} >= {("torch-fp16", "eager"), ("torch-bf16", "eager"),
+                                                                  ("torch-fp16", "cudagraphs")}
+    ort = _variants(Artifact(id="onnx-fp32", format="onnx", precision="fp32", path="x"), "onnxruntime:cpu",
+                    BenchConfig(threads=2, ort_optimizations=("basic", "all")))
+    assert [(label, k["ort_optimization"], k["threads"]) for label, k, _ in ort] == [("opt=basic", "basic", 2),
+                                                                                     ("opt=all", "all", 2)]
+
+
+def test_cuda_rows_are_unavailable_without_cuda(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the cuda rows run instead")
+    from bench.bench_sweep import BenchConfig, bench_artifacts, plan_sweep
+
+    artifacts, weights = bench_artifacts(tmp_path, tiny_spec(), "seeded")
+    plan = plan_sweep(artifacts, tmp_path, tiny_spec().to_dict(), BenchConfig(batches=(1,)))
+    cuda = [r for r in plan.unavailable if r.target == "torch:cuda"]
+    assert len(cuda) == 1 and cuda[0].status.startswith("unavailable: no CUDA device"), cuda
+    assert all(job.target != "torch:cuda" for job in plan.jobs)
+    assert {(j.artifact_id, j.target, j.variant) for j in plan.jobs} == {("torch-fp32", "torch:cpu", "eager"),
+                                                                         ("torch-fp32", "torch:cpu", "compile")}
+    assert weights["sha256"] == artifacts[0].sha256
+
+
+def test_bench_cli_on_the_tiny_model_measures_torch_and_writes_everything(tmp_path):
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--arch", "tiny", "--artifacts", str(tmp_path), "--quick",
+                                      "--min-time", "0.2", "--warmup", "0.1", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    report = BenchReport.load(tmp_path / "out" / "bench.json")
+    torch_row = next(r for r in report.rows if r.artifact == "torch-fp32" and r.ok)
+    assert torch_row.speedup == pytest.approx(1.0) and torch_row.session["threads"] == torch_row.knobs["threads"]
+    assert torch_row.stats.samples_ns and report.environment["cpu"]["logical_cores"] and report.weights["sha256"]
+    assert any(r.status == "unavailable: not in the manifest; export it first" for r in report.rows)
+    assert {p.name for p in (tmp_path / "out").iterdir()} >= {"bench.json", "bench.csv", "bench.md", "latency_batch1.png"}
+
+
+BENCHMARK_APP_TAIL = """[Step 8/11] Querying optimal runtime parameters
+[ INFO ] Model:
+[ INFO ]   NUM_STREAMS: 1
+[ INFO ]   INFERENCE_NUM_THREADS: 2
+[ INFO ]   INFERENCE_PRECISION_HINT: <Type: 'bfloat16'>
+[ INFO ]   PERFORMANCE_HINT: LATENCY
+[Step 11/11] Dumping statistics report
+[ INFO ] Count:            233 iterations
+[ INFO ] Latency:
+[ INFO ]    Median:        42.87 ms
+[ INFO ]    Average:       43.10 ms
+[ INFO ]    Min:           41.02 ms
+[ INFO ]    Max:           61.50 ms
+[ INFO ] Throughput:   23.20 FPS
+"""
+
+
+def test_benchmark_app_output_is_parsed_and_settings_compared():
+    from bench.bench_check import _mismatches, parse_benchmark_app
+
+    parsed = parse_benchmark_app(BENCHMARK_APP_TAIL)
+    assert parsed["median_ms"] == 42.87 and parsed["count"] == 233 and parsed["min_ms"] == 41.02
+    assert (parsed["num_streams"], parsed["inference_num_threads"], parsed["inference_precision_hint"]) == ("1", "2", "bfloat16")
+    assert parse_benchmark_app("[ INFO ]    Median:        73.13 us")["median_ms"] == pytest.approx(0.07313)
+    same = {"vitship": {"precision": "bf16", "threads": 2},
+            "benchmark_app": {"precision": "bfloat16", "threads": "2", "streams": "1"}}
+    assert _mismatches(same) == []
+    other = {"vitship": {"precision": "fp32", "threads": 1}, "benchmark_app": {"precision": "bfloat16", "threads": "2", "streams": "2"}}
+    assert len(_mismatches(other)) == 3
+
+
+def test_a_hanging_worker_times_out_into_an_error_row(fake_worker_env):
+    row = run_in_subprocess(fake_job("open_sleep", sleep_s=30.0), timeout_s=3)
+    assert row.status == "error: timed out after 3 s" and row.stats is None
