@@ -223,5 +223,7 @@ def merge_reports(documents: list[dict]) -> dict:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "environment": None, "weights": weights, "trained": trained, "banner": "" if trained else UNTRAINED_BANNER,
         "machines": machines,
+        "notes": [] if len({m["weights_sha256"] for m in machines}) == 1 else
+        ["note: the merged reports use different weights (sha256 differs); compare their rows with care"],
         "sections": {"rows": sorted(rows.values(), key=lambda r: (r["target"], r["artifact"], r["variant"])), "plots": []},
     }

@@ -109,6 +109,13 @@ def accuracy_table(document: dict) -> tuple[list[str], list[list[str]]]:
     return ["artifact", "target", "status", "accuracy", "balanced acc.", "AUROC", "avg precision", "F1", "agreement"], lines
 
 
+def _recommendation_lines(document: dict) -> list[str]:
+    """The summary lines; a merged report prefixes each machine's own lines with its label."""
+    if document.get("machines"):
+        return [f"{m['label']}: {s['line']}" for m in document["machines"] for s in m.get("summary") or []]
+    return [s["line"] for s in document["sections"].get("summary") or []]
+
+
 def _unavailable_lines(document: dict) -> list[str]:
     targets = (document.get("sections") or {}).get("unavailable_targets") or {}
     return [f"not available on this machine: {target} ({reason})" for target, reason in targets.items()]
@@ -127,6 +134,7 @@ def _meta_lines(document: dict) -> list[str]:
                      f"{env.get('memory_gib')} GiB, {gpus}, {env.get('os')}, Python {env.get('python')}")
     for machine in document.get("machines") or []:
         lines.append(f"machine: {machine['label']} (run {machine['run_id']}, environment {machine['key']})")
+    lines += document.get("notes") or []
     return lines
 
 
@@ -152,9 +160,8 @@ def to_markdown(document: dict) -> str:
     if document.get("banner"):
         out += [f"> **{document['banner']}**", ""]
     out += [f"- {line}" for line in _meta_lines(document)] + [""]
-    if not merged:
-        out += ["## Recommendation", ""] + [f"- {s['line']}" for s in document["sections"]["summary"]] + [""]
-        out += [f"- {line}" for line in _unavailable_lines(document)] + [""]
+    out += ["## Recommendation", ""] + [f"- {line}" for line in _recommendation_lines(document)] + [""]
+    out += [f"- {line}" for line in _unavailable_lines(document)] + [""]
     out += ["## Results", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(line) + " |" for line in lines] + [""]
     if accuracy_table(document)[1]:
@@ -213,10 +220,9 @@ def to_html(document: dict, folder: Path) -> str:
     if document.get("banner"):
         parts.append(f"<div class=\"banner\">{esc(document['banner'])}</div>")
     parts.append("".join(f"<div class=\"meta\">{esc(line)}</div>" for line in _meta_lines(document)))
-    if not merged:
-        parts.append("<h2>Recommendation</h2><ul class=\"rec\">"
-                     + "".join(f"<li>{esc(s['line'])}</li>" for s in document["sections"]["summary"]) + "</ul>")
-        parts.append("".join(f"<div class=\"meta\">{esc(line)}</div>" for line in _unavailable_lines(document)))
+    parts.append("<h2>Recommendation</h2><ul class=\"rec\">"
+                 + "".join(f"<li>{esc(line)}</li>" for line in _recommendation_lines(document)) + "</ul>")
+    parts.append("".join(f"<div class=\"meta\">{esc(line)}</div>" for line in _unavailable_lines(document)))
     parts.append("<h2>Results</h2>" + _html_table(headers, lines))
     if accuracy_table(document)[1]:
         parts.append("<h2>Accuracy (Δ in points vs the PyTorch reference)</h2>" + _html_table(*accuracy_table(document)))

@@ -171,6 +171,7 @@ def test_merge_has_a_column_per_machine(untrained, tmp_path):
     folder = result.stdout.strip().splitlines()[-1]
     page = open(os.path.join(folder, "report.html")).read()
     assert all(label in page for label in labels) and "untrained weights" in page
+    assert f"{labels[1]}: onnxruntime:cpu: ship onnx-fp32" in page  # each machine keeps its recommendation
 
 
 def test_merging_one_report_is_an_error(untrained):
