@@ -275,6 +275,8 @@ def _compare_table(comparison) -> Table:
         table.add_column(column, overflow="fold")
     colours = {"ok": "green", "new": "cyan", "regression": "bold red", "missing": "bold red", "not compared": "yellow"}
     for row in comparison.rows:
+        if row.status == "ok" and row.parity_old == row.parity_new == "unavailable" and row.p50_old_ms is None:
+            continue  # a target neither machine could run: nothing to compare
         number = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
         status = f"[{colours[row.status]}]{row.status}[/]" + ("".join(f"\n{r}" for r in row.reasons))
         table.add_row(row.artifact + (f" ({row.variant})" if row.variant else ""), row.target, number(row.p50_old_ms),
