@@ -31,6 +31,7 @@ TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", 
 # int8 weights only where the model multiplies by them (linear, conv): the position embedding and class
 # token feed an `add`, and quantizing them saves ~1% of the size for a systematic error on every token.
 INT8_OP_TYPES = ("linear", "conv")
+INT8_MIN_ELEMENTS = 2048  # coremltools' default: smaller consts (biases, norms) stay in float
 
 
 def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifact:
@@ -148,10 +149,22 @@ def _input_type(ct, spec: ModelSpec, options: ExportOptions):
 
 
 def _quantize_weights(mlmodel):
-    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+    """int8 per-channel symmetric weights for the consts that only feed linear/conv ops.
 
-    config = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel")
-    return linear_quantize_weights(mlmodel, OptimizationConfig(op_type_configs={op: config for op in INT8_OP_TYPES}))
+    Selected by name (get_weights_metadata) rather than by op type: the converter de-duplicates equal
+    constants, so one zero bias can feed both a layer_norm and a linear, and an op-type config then
+    raises a "compression config conflict".
+    """
+    from coremltools.optimize.coreml import (OpLinearQuantizerConfig, OptimizationConfig, get_weights_metadata,
+                                             linear_quantize_weights)
+
+    config = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                     weight_threshold=INT8_MIN_ELEMENTS)
+    weights = get_weights_metadata(mlmodel, weight_threshold=INT8_MIN_ELEMENTS)
+    names = [name for name, meta in weights.items() if all(child.op_type in INT8_OP_TYPES for child in meta.child_ops)]
+    if not names:
+        raise ExportError("coreml: no linear/conv weights large enough to quantize to int8")
+    return linear_quantize_weights(mlmodel, OptimizationConfig(op_name_configs={name: config for name in names}))
 
 
 def _describe(mlmodel, loaded: LoadedModel, options: ExportOptions) -> None:

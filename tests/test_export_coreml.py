@@ -141,6 +141,13 @@ def test_int8_package_holds_int8_weights(exported):
     assert artifact.size_bytes < exported["fp32"][0].size_bytes
 
 
+def test_int8_survives_deduplicated_zero_biases(tmp_path):
+    """Width 128: the converter merges the equal zero biases of layer_norm and linear (as in the real ViT-S)."""
+    wide = load_weights("seeded", tiny_spec().replace(embed_dim=128, mlp_dim=256, depth=1))
+    artifact = coreml_exporter.export(wide, tmp_path, ExportOptions(precision="int8"))
+    assert artifact.details["mil_ops"]["constexpr_affine_dequantize"] == 5  # patch conv, qkv, proj, fc1, fc2
+
+
 def test_directory_sha256_is_deterministic_and_location_free(exported, tmp_path):
     artifact, package = exported["fp32"]
     copy = shutil.copytree(package, tmp_path / "elsewhere.mlpackage")
