@@ -23,6 +23,7 @@ MAX_BATCH = 1024  # torch.export needs an upper bound; the ONNX axis itself stay
 PROTOBUF_LIMIT = 2**31  # one self-contained .onnx file must fit in a 2 GB protobuf
 SLIM_TOLERANCE = 1e-4  # max abs output difference allowed between the exported and the slimmed graph
 log = logging.getLogger(__name__)
+_FP32_GRAPHS: dict[tuple, tuple[bytes, dict]] = {}  # one entry: see _fp32_graph
 
 
 def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifact:
@@ -41,11 +42,8 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
     # Read the calibration photos first: a bad one fails in a second, not after the export.
     static_int8 = options.precision == "int8" and options.onnx_int8_mode == "static"
     photos = calibration_images(loaded.spec, options) if static_int8 else None
-    details: dict = {}
     example = _example_batch(loaded, options)
-    model = _export_fp32(loaded, example, options, details)
-    if options.onnx_slim:
-        model = _slim(model, example, details)
+    model, details = _fp32_graph(loaded, example, options)
     calibration = None
     if options.precision == "fp16":
         model = _to_fp16(model, details)
@@ -95,6 +93,29 @@ def _example_batch(loaded: LoadedModel, options: ExportOptions) -> np.ndarray:
     # torch.export specialises a size-1 dim to a constant, so the example batch is at least 2.
     rng = np.random.default_rng(0)
     return rng.standard_normal((max(options.example_batch, 2), *loaded.spec.input_shape), dtype=np.float32)
+
+
+def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: ExportOptions):
+    """The exported (and slimmed) fp32 graph and its details.
+
+    fp16 and int8 start from the same graph, so the last one is kept (serialized) for the next
+    precision of the same weights and options in this process: an export --all exports once, not thrice.
+    """
+    import copy
+
+    import onnx
+
+    key = (loaded.info.sha256, loaded.spec, options.onnx_opset, options.example_batch, options.onnx_slim)
+    if key in _FP32_GRAPHS:
+        data, details = _FP32_GRAPHS[key]
+        return onnx.load_from_string(data), {**copy.deepcopy(details), "fp32_graph": "reused from this process's last export"}
+    details: dict = {}
+    model = _export_fp32(loaded, example, options, details)
+    if options.onnx_slim:
+        model = _slim(model, example, details)
+    _FP32_GRAPHS.clear()
+    _FP32_GRAPHS[key] = (model.SerializeToString(), copy.deepcopy(details))
+    return model, details
 
 
 def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: ExportOptions, details: dict):

@@ -142,3 +142,21 @@ def test_an_interrupted_export_keeps_the_previous_manifest_and_files(onnx_root, 
     assert all(r.status in ("ok", "skipped") for r in rerun)
     assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")]
     assert_manifest_matches_files(model_dir)
+
+
+@pytest.mark.slow
+def test_real_vit_s_export_all_end_to_end(tmp_path):
+    """`vitship export --all` on the real ViT-S/16-384 (seeded): every registered artifact, sizes in budget."""
+    from exporters import all_artifact_ids
+    from models import DEFAULT_SPEC
+
+    command = [sys.executable, "-m", "bench.cli", "export", "--all", "--weights", "seeded", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    manifest = assert_manifest_matches_files(tmp_path / DEFAULT_SPEC.name)
+    artifacts = manifest["artifacts"]
+    assert sorted(artifacts) == sorted(all_artifact_ids())
+    assert 80e6 <= artifacts["onnx-fp32"]["size_bytes"] <= 95e6
+    for aid, entry in artifacts.items():
+        if entry["precision"] == "int8":
+            assert entry["size_bytes"] < 30e6, f"{aid} is {entry['size_bytes'] / 1e6:.1f} MB"
