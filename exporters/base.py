@@ -125,6 +125,17 @@ def vitship_version() -> str:
         return "unknown"
 
 
+def package_versions(*packages: str) -> dict[str, str]:
+    """Installed distribution versions, as the export pipeline compares them to decide what is stale."""
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
 def model_metadata(loaded: LoadedModel) -> dict[str, str]:
     """What every artifact carries inside itself (ONNX metadata_props, OpenVINO rt_info, CoreML user metadata).
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, model_metadata, path_sha256, path_size,
-                            vitship_version)
+from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, model_metadata, package_versions,
+                            path_sha256, path_size, vitship_version)
 from models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
 
 FORMAT = "coreml"
@@ -67,7 +67,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
         id=artifact_id(FORMAT, options.precision), format=FORMAT, precision=options.precision,
         path=f"{artifact_id(FORMAT, options.precision)}/{PACKAGE_NAME}", sha256=path_sha256(package),
         size_bytes=path_size(package), export_seconds=round(time.perf_counter() - start, 3),
-        versions={"coremltools": ct.__version__, "torch": torch.__version__}, input_spec=_input_spec(loaded.spec, options),
+        versions=package_versions("coremltools", "torch"), input_spec=_input_spec(loaded.spec, options),
         weights=loaded.info.to_dict(), calibration=None, options=options.cache_key(), details=details,
     )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, calibration_images, model_metadata,
-                            path_sha256, path_size)
+                            package_versions, path_sha256, path_size)
 from models import FEATURES_NAME, LOGITS_NAME, LoadedModel, MissingDependencyError, UnknownNameError
 
 FORMAT = "openvino"
@@ -32,11 +32,9 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
         raise ExportError(f"openvino: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
     start = time.perf_counter()
     model = _convert(ov, loaded, options)
-    versions = {"openvino": ov.get_version(), "torch": torch.__version__}
     calibration, details = None, {"frontend": "openvino.convert_model(torch.nn.Module, TorchScript trace)"}
     if options.precision == "int8":
         model, calibration, quant_details = _quantize(model, loaded, options)
-        versions["nncf"] = _import("nncf", "OpenVINO int8 quantization").__version__
         details.update(quant_details)
     _set_rt_info(model, loaded, options.precision)
     xml = Path(out_dir) / MODEL_FILE
@@ -45,7 +43,8 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
     return Artifact(
         id=artifact_id(FORMAT, options.precision), format=FORMAT, precision=options.precision,
         path=f"{artifact_id(FORMAT, options.precision)}/{MODEL_FILE}", sha256=path_sha256(xml),
-        size_bytes=path_size(xml), export_seconds=round(time.perf_counter() - start, 3), versions=versions,
+        size_bytes=path_size(xml), export_seconds=round(time.perf_counter() - start, 3),
+        versions=package_versions("openvino", "torch", *(["nncf"] if options.precision == "int8" else [])),
         input_spec=_input_spec(loaded), weights=loaded.info.to_dict(), calibration=calibration,
         options=options.cache_key(), details=details,
     )

@@ -8,33 +8,28 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from exporters.base import ExportError, ExportOptions, calibration_images, path_sha256
-from models import MissingDependencyError, load_weights, preprocess, sample_images, tiny_spec
+from models import MissingDependencyError, load_weights, preprocess, sample_images
 
 ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 from exporters import openvino as openvino_exporter  # noqa: E402  (after the importorskip above)
+from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    return load_weights("seeded", tiny_spec())
-
-
-@pytest.fixture(scope="module")
-def exported(tiny, tmp_path_factory):
+def exported(tiny_loaded, tmp_path_factory):
     """{precision: (artifact, model_dir)} for the tiny ViT, each exported once for the whole module."""
     model_dir = tmp_path_factory.mktemp("artifacts")
     result = {}
     for precision in PRECISIONS:
         out_dir = model_dir / f"openvino-{precision}"
         out_dir.mkdir()
-        result[precision] = openvino_exporter.export(tiny, out_dir, ExportOptions(precision=precision))
+        result[precision] = openvino_exporter.export(tiny_loaded, out_dir, ExportOptions(precision=precision))
     return result, model_dir
 
 
@@ -47,43 +42,38 @@ def constants(model):
     return [op for op in model.get_ops() if op.get_type_name() == "Constant"]
 
 
-def torch_outputs(tiny, batch: np.ndarray):
-    with torch.no_grad():
-        return [t.numpy() for t in tiny.model(torch.from_numpy(batch))]
-
-
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_ir_reads_back_with_dynamic_batch_and_names(exported, tiny, precision):
+def test_ir_reads_back_with_dynamic_batch_and_names(exported, tiny_loaded, precision):
     model = read(exported, precision)
     assert [i.get_any_name() for i in model.inputs] == ["pixel_values"]
     shape = model.inputs[0].get_partial_shape()
     assert shape[0].is_dynamic
-    assert [d.get_length() for d in list(shape)[1:]] == list(tiny.spec.input_shape)
+    assert [d.get_length() for d in list(shape)[1:]] == list(tiny_loaded.spec.input_shape)
     assert model.inputs[0].get_element_type() == ov.Type.f32
     assert [o.get_any_name() for o in model.outputs] == ["logits", "features"]
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_rt_info_and_record_carry_the_metadata(exported, tiny, precision):
+def test_rt_info_and_record_carry_the_metadata(exported, tiny_loaded, precision):
     artifacts, model_dir = exported
     artifact, model = artifacts[precision], read(exported, precision)
 
     def info(key):
         return model.get_rt_info(["model_info", key]).astype(str)
 
-    assert info("weights_sha256") == tiny.info.sha256
-    assert info("model_name") == tiny.spec.name
-    assert json.loads(info("labels")) == list(tiny.spec.labels)
-    assert json.loads(info("mean")) == list(tiny.spec.mean) and json.loads(info("std")) == list(tiny.spec.std)
-    assert json.loads(info("input_size")) == list(tiny.spec.input_shape)
-    assert info("head_kind") == tiny.spec.head_kind and info("precision") == precision
+    assert info("weights_sha256") == tiny_loaded.info.sha256
+    assert info("model_name") == tiny_loaded.spec.name
+    assert json.loads(info("labels")) == list(tiny_loaded.spec.labels)
+    assert json.loads(info("mean")) == list(tiny_loaded.spec.mean) and json.loads(info("std")) == list(tiny_loaded.spec.std)
+    assert json.loads(info("input_size")) == list(tiny_loaded.spec.input_shape)
+    assert info("head_kind") == tiny_loaded.spec.head_kind and info("precision") == precision
     assert info("vitship_version")
     assert artifact.id == f"openvino-{precision}" and artifact.path == f"openvino-{precision}/model.xml"
     xml = model_dir / artifact.path
     assert artifact.sha256 == path_sha256(xml)
     assert artifact.details["files"] == {"model.xml": xml.stat().st_size, "model.bin": xml.with_suffix(".bin").stat().st_size}
     assert artifact.size_bytes == sum(artifact.details["files"].values())
-    assert artifact.weights["sha256"] == tiny.info.sha256 and "openvino" in artifact.versions
+    assert artifact.weights["sha256"] == tiny_loaded.info.sha256 and "openvino" in artifact.versions
 
 
 def test_ir_sha256_covers_the_weights_file(exported, tmp_path):
@@ -103,11 +93,11 @@ def test_fp16_ir_stores_weights_as_fp16(exported):
 
 
 @pytest.mark.parametrize("count", [1, 3])
-def test_fp32_ir_on_openvino_cpu_matches_torch(exported, tiny, count):
-    batch = preprocess(sample_images(limit=count), tiny.spec)
+def test_fp32_ir_on_openvino_cpu_matches_torch(exported, tiny_loaded, count):
+    batch = preprocess(sample_images(limit=count), tiny_loaded.spec)
     compiled = ov.Core().compile_model(read(exported, "fp32"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     result = compiled(batch)
-    logits, features = torch_outputs(tiny, batch)
+    logits, features = torch_outputs(tiny_loaded, batch)
     assert result["logits"].shape == logits.shape and result["features"].shape == features.shape
     np.testing.assert_allclose(result["logits"], logits, atol=1e-4)
     np.testing.assert_allclose(result["features"], features, atol=1e-4)
@@ -126,32 +116,29 @@ def test_int8_ir_holds_quantized_weights_calibrated_on_the_photos(exported):
     assert artifacts["int8"].size_bytes < artifacts["fp32"].size_bytes
 
 
-def test_int8_ir_keeps_features_close_on_real_photos(exported, tiny):
-    batch = preprocess(sample_images(), tiny.spec)
+def test_int8_ir_keeps_features_close_on_real_photos(exported, tiny_loaded, tiny_photos):
     compiled = ov.Core().compile_model(read(exported, "int8"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    features = compiled(batch)["features"]
-    reference = torch_outputs(tiny, batch)[1]
-    cosine = (features * reference).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(reference, axis=1)
-    assert cosine.min() >= 0.98
+    features = compiled(tiny_photos)["features"]
+    assert cosine_rows(features, torch_outputs(tiny_loaded, tiny_photos)[1]).min() >= 0.98
 
 
-def test_calibration_images_from_a_folder(tiny, tmp_path):
+def test_calibration_images_from_a_folder(tiny_loaded, tmp_path):
     for path in sample_images(limit=2):
         shutil.copy(path, tmp_path / path.name)
     (tmp_path / "notes.txt").write_text("not an image")
-    batch, info = calibration_images(tiny.spec, ExportOptions(calibration_dir=tmp_path))
-    assert batch.shape == (2, *tiny.spec.input_shape) and info["count"] == 2 and info["source"] == str(tmp_path)
+    batch, info = calibration_images(tiny_loaded.spec, ExportOptions(calibration_dir=tmp_path))
+    assert batch.shape == (2, *tiny_loaded.spec.input_shape) and info["count"] == 2 and info["source"] == str(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ExportError, match="no images"):
-        calibration_images(tiny.spec, ExportOptions(calibration_dir=tmp_path / "empty"))
+        calibration_images(tiny_loaded.spec, ExportOptions(calibration_dir=tmp_path / "empty"))
     with pytest.raises(ExportError, match="not a directory"):
-        calibration_images(tiny.spec, ExportOptions(calibration_dir=tmp_path / "missing"))
+        calibration_images(tiny_loaded.spec, ExportOptions(calibration_dir=tmp_path / "missing"))
 
 
-def test_missing_openvino_names_the_pip_command(tiny, tmp_path, monkeypatch):
+def test_missing_openvino_names_the_pip_command(tiny_loaded, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)
     with pytest.raises(MissingDependencyError, match="pip install openvino"):
-        openvino_exporter.export(tiny, tmp_path, ExportOptions())
+        openvino_exporter.export(tiny_loaded, tmp_path, ExportOptions())
 
 
 @pytest.mark.slow
@@ -164,8 +151,8 @@ def test_real_vit_int8_passes_the_parity_gate_and_size(tmp_path):
     compiled = ov.Core().compile_model(str(tmp_path / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     result = compiled(batch)
     logits, features = torch_outputs(loaded, batch)
-    cosine = (result["features"] * features).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(result["features"], axis=1)
-    prob, reference = torch.sigmoid(torch.from_numpy(result["logits"])).numpy(), torch.sigmoid(torch.from_numpy(logits)).numpy()
+    cosine = cosine_rows(result["features"], features)
+    prob, reference = 1 / (1 + np.exp(-result["logits"])), 1 / (1 + np.exp(-logits))  # the sigmoid head
     assert cosine.min() >= 0.98
     assert ((prob > 0.5) == (reference > 0.5)).mean() >= 0.99
     assert np.abs(prob - reference).max() <= 0.05
