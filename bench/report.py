@@ -49,9 +49,14 @@ def _recommend_one(target: str, rows: list[dict], judged: bool, eval_ran: bool, 
                     and r["accuracy"]["delta_points"] >= -options.accuracy_threshold_points]
     entry = {"target": target, "artifact": None, "variant": "", "p50_ms": None, "line": ""}
     if not accepted:
-        why = ("no artifact passes parity" if not passing else "latency not measured: run vitship bench"
-               if not any(r["latency"] for r in passing) else f"no parity-passing artifact was timed at batch {batch}"
-               if not timed else f"no artifact is within {options.accuracy_threshold_points:g} accuracy points of the reference")
+        if not passing:
+            why = "no artifact passes parity"
+        elif not any(r["latency"] for r in passing):
+            why = "latency not measured: run vitship bench"
+        elif not timed:
+            why = f"no parity-passing artifact was timed at batch {batch}"
+        else:
+            why = f"no artifact is within {options.accuracy_threshold_points:g} accuracy points of the reference"
         entry["line"] = f"{target}: no recommendation ({why})"
         return entry
     best = min(accepted, key=lambda r: r["latency"][batch]["p50_ms"])
