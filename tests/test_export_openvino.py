@@ -26,7 +26,7 @@ def exported(tiny_loaded, tmp_path_factory):
     """{precision: (artifact, model_dir)} for the tiny ViT, each exported once for the whole module."""
     model_dir = tmp_path_factory.mktemp("artifacts")
     result = {}
-    for precision in PRECISIONS:
+    for precision in ("fp16", "int8", "fp32"):  # fp32 last: the reused trace must come out unchanged
         out_dir = model_dir / f"openvino-{precision}"
         out_dir.mkdir()
         result[precision] = openvino_exporter.export(tiny_loaded, out_dir, ExportOptions(precision=precision))
@@ -90,6 +90,8 @@ def test_fp16_ir_stores_weights_as_fp16(exported):
     big = [op for op in constants(read(exported, "fp16")) if op.get_output_size() and np.prod(op.get_output_shape(0)) >= 1024]
     assert big and all(op.get_element_type() == ov.Type.f16 for op in big)
     assert not any(op.get_element_type() == ov.Type.f16 for op in constants(read(exported, "fp32")))
+    artifacts, _ = exported
+    assert artifacts["int8"].details["reused_trace"] and artifacts["fp32"].details["reused_trace"]
 
 
 @pytest.mark.parametrize("count", [1, 3])
