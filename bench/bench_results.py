@@ -144,7 +144,8 @@ def to_markdown(report: BenchReport) -> str:
     config = report.config
     lines = [f"# vitship bench: {report.model}", "", f"{report.created}; weights `{weights.get('source')}` sha256 "
              f"`{str(weights.get('sha256', ''))[:16]}...`{trained}", "", "## Environment", *_environment_lines(report.environment),
-             "", "## Settings", f"- threads {config.get('threads')}, batches {config.get('batches')}, timing {config.get('timing')}",
+             "", "## Settings", f"- threads {config.get('threads')}, batches {', '.join(map(str, config.get('batches') or []))}, "
+             f"timing {config.get('timing')}",
              "", "## Results (sorted by batch, then p50 latency)", "", markdown_table(report.rows), "",
              "Latencies are per call (one batch). Throughput = batch x iterations / total measured time. Speedup = p50 of "
              "torch fp32 eager at the same batch in this run / p50 of the row (GPU rows against torch:cuda when measured). "
