@@ -26,8 +26,6 @@ from models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameEr
 FORMAT = "coreml"
 PACKAGE_NAME = "model.mlpackage"
 LICENSE = "MIT"  # the CommunityForensics detector's licence (arXiv:2411.04125)
-TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15",
-           "watchOS8", "watchOS9", "watchOS10", "watchOS11", "tvOS15", "tvOS16", "tvOS17", "tvOS18")
 # int8 weights only where the model multiplies by them (linear, conv): the position embedding and class
 # token feed an `add`, and quantizing them saves ~1% of the size for a systematic error on every token.
 INT8_OP_TYPES = ("linear", "conv")
@@ -41,7 +39,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
     program (weights dequantize to fp16, so it still runs on the Neural Engine).
     """
     ct = _import_coremltools()
-    _check_options(options)
+    _check_options(ct, options)
     start = time.perf_counter()
     program, normalisation = _export_program(loaded, options)
     mlmodel = ct.convert(
@@ -55,6 +53,17 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
     _describe(mlmodel, loaded, options)
     package = Path(out_dir) / PACKAGE_NAME
     mlmodel.save(str(package))
+    return Artifact(
+        id=artifact_id(FORMAT, options.precision), format=FORMAT, precision=options.precision,
+        path=f"{artifact_id(FORMAT, options.precision)}/{PACKAGE_NAME}", sha256=path_sha256(package),
+        size_bytes=path_size(package), export_seconds=round(time.perf_counter() - start, 3),
+        versions=package_versions("coremltools", "torch"), input_spec=_input_spec(loaded.spec, options),
+        weights=loaded.info.to_dict(), calibration=None, options=options.cache_key(),
+        details=_details(mlmodel, options, normalisation),
+    )
+
+
+def _details(mlmodel, options: ExportOptions, normalisation: str | None) -> dict:
     details = {"source": "torch.export ExportedProgram (ATEN dialect)", "minimum_deployment_target": options.coreml_min_target,
                "compute_precision": "fp32" if options.precision == "fp32" else "fp16", "mil_ops": mil_op_counts(mlmodel.get_spec()),
                "labels_in": "user_defined_metadata['labels'] and the logits output description (no ClassifierConfig)"}
@@ -62,14 +71,9 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
         details["image_normalisation"] = normalisation
     if options.precision == "int8":
         details["weight_quantization"] = {"mode": "linear_symmetric", "dtype": "int8", "granularity": "per_channel",
-                                          "op_types": list(INT8_OP_TYPES), "base_program": "fp16"}
-    return Artifact(
-        id=artifact_id(FORMAT, options.precision), format=FORMAT, precision=options.precision,
-        path=f"{artifact_id(FORMAT, options.precision)}/{PACKAGE_NAME}", sha256=path_sha256(package),
-        size_bytes=path_size(package), export_seconds=round(time.perf_counter() - start, 3),
-        versions=package_versions("coremltools", "torch"), input_spec=_input_spec(loaded.spec, options),
-        weights=loaded.info.to_dict(), calibration=None, options=options.cache_key(), details=details,
-    )
+                                          "op_types": list(INT8_OP_TYPES), "min_elements": INT8_MIN_ELEMENTS,
+                                          "base_program": "fp16"}
+    return details
 
 
 def _import_coremltools():
@@ -80,11 +84,16 @@ def _import_coremltools():
     return coremltools
 
 
-def _check_options(options: ExportOptions) -> None:
+def deployment_targets(ct) -> list[str]:
+    """The deployment targets this coremltools knows that can hold an ML Program (iOS15 / macOS12 and later)."""
+    return [name for name, target in ct.target.__members__.items() if target.value >= ct.target.iOS15.value]
+
+
+def _check_options(ct, options: ExportOptions) -> None:
     if options.precision not in ("fp32", "fp16", "int8"):
         raise ExportError(f"coreml: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
-    if options.coreml_min_target not in TARGETS:
-        raise UnknownNameError("CoreML deployment target", options.coreml_min_target, list(TARGETS))
+    if options.coreml_min_target not in deployment_targets(ct):
+        raise UnknownNameError("CoreML deployment target", options.coreml_min_target, deployment_targets(ct))
     if options.coreml_max_batch < 2:
         raise ExportError(f"coreml: --coreml-max-batch must be 2 or more (got {options.coreml_max_batch})")
     if options.coreml_input not in ("tensor", "image"):
