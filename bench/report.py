@@ -52,7 +52,7 @@ def _recommend_one(target: str, rows: list[dict], judged: bool, eval_ran: bool, 
         if not passing:
             why = "no artifact passes parity"
         elif not any(r["latency"] for r in passing):
-            why = "latency not measured: run vitship bench"
+            why = f"latency not measured on this target: vitship bench --target {target}"
         elif not timed:
             why = f"no parity-passing artifact was timed at batch {batch}"
         else:

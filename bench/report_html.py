@@ -62,7 +62,7 @@ def _latency(row: dict, field: str) -> str:
 def _accuracy(row: dict) -> str:
     acc = row["accuracy"]
     if acc["delta_points"] is None:
-        return acc["status"] if acc["status"] != "ok" else "-"
+        return acc["status"].split(":", 1)[0] if acc["status"] != "ok" else "-"
     return f"{acc['delta_points']:+.2f}"
 
 
@@ -147,7 +147,8 @@ def _accuracy_lines(document: dict) -> list[str]:
     data = section.get("data") or {}
     lines = [f"accuracy on {data.get('source')}: {data.get('n_images')} images ({data.get('n_real')} real, "
              f"{data.get('n_fake')} fake), threshold {section.get('threshold')}; {data.get('n_skipped', 0)} unreadable images skipped"]
-    lines += [f"skipped: {item['path']}: {item['reason']}" for item in (data.get("skipped") or [])[:20]]
+    lines += [f"skipped: {item['reason'] if item['reason'].startswith(item['path']) else item['path'] + ': ' + item['reason']}"
+              for item in (data.get("skipped") or [])[:20]]
     if section.get("note"):
         lines.append(section["note"])
     return lines
@@ -222,7 +223,10 @@ def to_html(document: dict, folder: Path) -> str:
     parts.append("".join(f"<div class=\"meta\">{esc(line)}</div>" for line in _meta_lines(document)))
     parts.append("<h2>Recommendation</h2><ul class=\"rec\">"
                  + "".join(f"<li>{esc(line)}</li>" for line in _recommendation_lines(document)) + "</ul>")
-    parts.append("".join(f"<div class=\"meta\">{esc(line)}</div>" for line in _unavailable_lines(document)))
+    unavailable = _unavailable_lines(document)
+    if unavailable:
+        parts.append(f"<details class=\"meta\"><summary>{len(unavailable)} targets not available on this machine</summary>"
+                     + "".join(f"<div>{esc(line)}</div>" for line in unavailable) + "</details>")
     parts.append("<h2>Results</h2>" + _html_table(headers, lines))
     if accuracy_table(document)[1]:
         parts.append("<h2>Accuracy (Δ in points vs the PyTorch reference)</h2>" + _html_table(*accuracy_table(document)))
