@@ -314,3 +314,19 @@ def test_a_dropped_registry_entry_is_named_not_skipped(tmp_path, monkeypatch):
     monkeypatch.delitem(ops_module.OPS, "gelu")
     with pytest.raises(ReferenceExecutorError, match=r"unsupported MIL op 'gelu'.*gelu_0"):
         run_op(tmp_path, lambda x: mb.gelu(x=x), [X28])
+
+
+def test_fast_fp16_rounding_equals_numpy_float16_everywhere():
+    """Every fp16 value, every midpoint (ties to even) and its float32 neighbours, subnormals,
+    overflow to inf, inf and NaN: the same as a round trip through numpy's float16."""
+    from runtimes.coreml_reference.executor import round_to_fp16
+
+    every = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+    finite = np.sort(every[np.isfinite(every)])
+    mids = ((finite[1:].astype(np.float64) + finite[:-1]) / 2).astype(np.float32)
+    spread = (rng.standard_normal(200_000) * np.exp(rng.uniform(-30, 14, 200_000))).astype(np.float32)
+    x = np.concatenate([every, mids, np.nextafter(mids, np.float32(np.inf)), np.nextafter(mids, np.float32(-np.inf)),
+                        spread, np.array([65519.99, 65520.0, 1e30, -1e30], np.float32)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        want = x.astype(np.float16).astype(np.float32)
+    np.testing.assert_array_equal(round_to_fp16(x), want)  # NaNs compare equal here

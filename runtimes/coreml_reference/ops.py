@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from models import VitshipError
+from models import MissingDependencyError, VitshipError
 
 IOS15, IOS16, IOS17, IOS18 = 6, 7, 8, 9  # coremltools.target.iOS15.. as ints (the function's opset)
 
@@ -97,16 +97,19 @@ for _name, _fn in _BINARY.items():
 
 
 # ---- elementwise unary ---------------------------------------------------------------------------
-def _erf(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
-    return erf(x)
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function (scipy's; numpy has none)."""
+    try:
+        from scipy.special import erf as scipy_erf
+    except ImportError as err:
+        raise MissingDependencyError("scipy", "erf and exact gelu in the CoreML reference executor") from err
+    return scipy_erf(x)
 
 
 _UNARY = {
     "abs": np.abs, "ceil": np.ceil, "floor": np.floor, "round": np.round, "sign": np.sign,
     "cos": np.cos, "sin": np.sin, "tan": np.tan, "exp": np.exp, "exp2": np.exp2, "sqrt": np.sqrt,
-    "square": np.square, "tanh": np.tanh, "erf": _erf, "logical_not": np.logical_not,
+    "square": np.square, "tanh": np.tanh, "erf": erf, "logical_not": np.logical_not,
     "relu": lambda x: np.maximum(x, 0), "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
     "silu": lambda x: x / (1 + np.exp(-x)), "identity": lambda x: x,
 }

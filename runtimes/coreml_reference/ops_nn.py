@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from runtimes.coreml_reference.ops import OpContext, as_bool, axis_of, register
+from runtimes.coreml_reference.ops import OpContext, as_bool, axis_of, erf, register
 
 GELU_MODES = ("EXACT", "TANH_APPROXIMATION", "SIGMOID_APPROXIMATION")
 
@@ -30,7 +30,8 @@ def matmul(a: dict, ctx: OpContext):
         x = np.swapaxes(x, -1, -2)
     if as_bool(a.get("transpose_y")) and y.ndim >= 2:
         y = np.swapaxes(y, -1, -2)
-    return np.matmul(x, y)
+    # contiguous operands keep numpy's batched matmul on BLAS (strided views are ~2x slower)
+    return np.matmul(np.ascontiguousarray(x), np.ascontiguousarray(y))
 
 
 @register("einsum")
@@ -55,11 +56,9 @@ def gelu(a: dict, ctx: OpContext):
     x = np.asarray(a["x"])
     mode = str(a.get("mode", "EXACT"))
     if mode == "EXACT":
-        from scipy.special import erf
-
-        return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+        return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
     if mode == "TANH_APPROXIMATION":
-        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
     if mode == "SIGMOID_APPROXIMATION":
         return x / (1.0 + np.exp(-1.702 * x))
     raise ctx.error(f"unknown gelu mode {mode!r}; MIL defines {', '.join(GELU_MODES)}")
