@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -115,6 +118,61 @@ def _export_table(results: list) -> Table:
     return table
 
 
+@contextlib.contextmanager
+def _stop_between_artifacts():
+    """The first Ctrl-C stops the run before the next artifact; a second one aborts the current one.
+
+    An interrupt inside a C extension's import or initialisation (onnx, openvino, ...) can abort the
+    whole interpreter, so the first one is only noted. Either way finished artifacts stay in the manifest.
+    """
+    requested = []
+
+    def on_sigint(signum, frame):
+        requested.append(signum)
+        if len(requested) > 1:
+            raise KeyboardInterrupt
+        os.write(2, b"\nstopping after the current artifact (press Ctrl-C again to abort it now)\n")
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: keep the default behaviour
+        yield requested
+        return
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_exports(loaded, out: Path, requests: list, options, force: bool) -> list:
+    """export_all with a progress bar, exporter warnings on stderr and graceful Ctrl-C."""
+    import logging
+
+    from rich.logging import RichHandler
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from exporters.pipeline import export_all
+
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    logging.getLogger("exporters").addHandler(handler)
+    columns = (SpinnerColumn(), TextColumn("[bold]export[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    try:
+        with _stop_between_artifacts() as stop, Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("", total=len(requests))
+
+            def on_progress(aid: str, event: str) -> None:
+                if event == "start" and stop:
+                    raise KeyboardInterrupt
+                progress.update(task, description=aid if event == "start" else f"{aid}: {event}")
+                if event != "start":
+                    progress.advance(task)
+
+            return export_all(loaded, out, requests, options, force=force, progress=on_progress)
+    finally:
+        logging.getLogger("exporters").removeHandler(handler)
+
+
 @app.command()
 def export(
     all_: bool = typer.Option(False, "--all", help="every registered format and precision (the default without --format/--precision)"),
@@ -130,15 +188,14 @@ def export(
     force: bool = typer.Option(False, "--force", help="rebuild artifacts that are up to date"),
 ) -> None:
     """Export the model to every requested format and precision; skips what is up to date. Exits 1 if any failed."""
-    import logging
-
-    from rich.logging import RichHandler
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from exporters import ExportOptions
-    from exporters.pipeline import export_all, model_dir_for, resolve_requests
+    from exporters.pipeline import model_dir_for, resolve_requests
 
     formats, precisions = _split_names(fmt), _split_names(precision)
+    if int8_mode not in ("static", "dynamic"):
+        raise typer.BadParameter(f"--int8-mode {int8_mode!r}: use static or dynamic")
+    if coreml_input not in ("tensor", "image"):
+        raise typer.BadParameter(f"--coreml-input {coreml_input!r}: use tensor or image")
     if all_ and (formats or precisions):
         raise typer.BadParameter("--all exports everything; leave out --format/--precision, or drop --all")
     requests = resolve_requests(formats or None, precisions or None)
@@ -147,24 +204,7 @@ def export(
     options = ExportOptions(calibration_dir=calibration, onnx_int8_mode=int8_mode, coreml_input=coreml_input,
                             coreml_max_batch=coreml_max_batch, coreml_min_target=coreml_min_target)
     loaded = load_weights(weights, spec_for(arch))
-    handler = RichHandler(console=err_console, show_path=False, show_time=False)
-    logging.getLogger("exporters").addHandler(handler)
-    columns = (SpinnerColumn(), TextColumn("[bold]export[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
-    try:
-        with Progress(*columns, console=console, transient=False) as progress:
-            task = progress.add_task("", total=len(requests))
-
-            def on_progress(aid: str, event: str) -> None:
-                if event == "start":
-                    progress.update(task, description=aid)
-                else:
-                    progress.advance(task)
-                    progress.update(task, description=f"{aid}: {event}")
-
-            results = export_all(loaded, out, requests, options, force=force, progress=on_progress)
-    finally:
-        logging.getLogger("exporters").removeHandler(handler)
+    results = _run_exports(loaded, out, requests, options, force)
     wide = console if console.is_terminal or console.width >= 150 else Console(width=160)
     wide.print(_export_table(results))
     if not loaded.info.trained:

@@ -34,7 +34,7 @@ class ExportResult:
 
     id: str
     status: str  # ok | skipped (up to date) | export_failed
-    reason: str = ""
+    reason: str = ""  # ok: why it was (re)built ("new", "forced", "other options", ...); failed: the error
     size_bytes: int = 0
     seconds: float = 0.0
     artifact: Artifact | None = None
@@ -114,11 +114,12 @@ def _export_one(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, 
                 force: bool) -> ExportResult:
     aid = artifact_id(fmt, options.precision)
     entry = manifest["artifacts"].get(aid)
+    why = "forced" if entry and force else "new"
     if entry and not force:
-        stale = why_stale(model_dir, entry, loaded, options)
-        if stale is None:
+        why = why_stale(model_dir, entry, loaded, options)
+        if why is None:
             return ExportResult(aid, STATUS_SKIPPED, "up to date", entry.get("size_bytes", 0), 0.0, Artifact.from_dict(entry))
-        log.info("%s: rebuilding: %s", aid, stale)
+        log.info("%s: rebuilding: %s", aid, why)
     start = time.perf_counter()
     try:
         artifact = _build(loaded, model_dir, manifest, fmt, options)
@@ -128,7 +129,7 @@ def _export_one(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, 
         log.debug("%s failed", aid, exc_info=True)
         reason = f"{type(err).__name__}: {err}" if not isinstance(err, ExportError) else str(err)
         return ExportResult(aid, STATUS_FAILED, reason, 0, round(time.perf_counter() - start, 2))
-    return ExportResult(aid, STATUS_OK, "", artifact.size_bytes, round(time.perf_counter() - start, 2), artifact)
+    return ExportResult(aid, STATUS_OK, why, artifact.size_bytes, round(time.perf_counter() - start, 2), artifact)
 
 
 def _build(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, options: ExportOptions) -> Artifact:
@@ -141,13 +142,21 @@ def _build(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, optio
         if not (tmp / inner).exists():
             raise ExportError(f"{aid}: the exporter reported {artifact.path} but wrote no {inner} in its folder")
         if manifest["artifacts"].pop(aid, None) is not None:
-            write_manifest(model_dir, manifest)  # the old entry goes before its files do
+            _write_manifest(model_dir, manifest)  # the old entry goes before its files do
     final = model_dir / artifact.path
     artifact.sha256, artifact.size_bytes = path_sha256(final), path_size(final)
     artifact.versions.setdefault("vitship", vitship_version())
     manifest["artifacts"][aid] = artifact.to_dict()
-    write_manifest(model_dir, manifest)
+    _write_manifest(model_dir, manifest)
     return artifact
+
+
+def _write_manifest(model_dir: Path, manifest: dict) -> None:
+    """Write atomically, artifacts in registry order (onnx-fp32, onnx-fp16, ...) however they were built."""
+    order = {artifact_id(fmt, p): i for i, (fmt, p) in enumerate(resolve_requests())}
+    entries = manifest["artifacts"]
+    manifest["artifacts"] = {aid: entries[aid] for aid in sorted(entries, key=lambda a: (order.get(a, len(order)), a))}
+    write_manifest(model_dir, manifest)
 
 
 def _inner_path(artifact: Artifact, aid: str) -> Path:
