@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, calibration_images, model_metadata,
-                            path_sha256, path_size)
+                            package_versions, path_sha256, path_size, vitship_version)
 from models import LoadedModel, MissingDependencyError
 
 FORMAT = "onnx"
@@ -69,17 +69,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
 
 def library_versions() -> dict[str, str]:
     """Versions of everything that shapes the ONNX bytes (compared to skip up-to-date exports)."""
-    import importlib.metadata
-
-    from exporters.base import vitship_version
-
-    versions = {"vitship": vitship_version()}
-    for package in ("torch", "onnx", "onnxscript", "onnxruntime", "onnxslim"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    return {"vitship": vitship_version(), **package_versions("torch", "onnx", "onnxscript", "onnxruntime", "onnxslim")}
 
 
 def _import(package: str, purpose: str):
