@@ -26,6 +26,7 @@ class BenchReport:
     weights: dict
     config: dict
     rows: list[BenchRow] = field(default_factory=list)
+    conditions: dict = field(default_factory=dict)  # load average at start and end: a busy machine inflates latency
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = BENCH_SCHEMA_VERSION
 
@@ -138,6 +139,14 @@ def _environment_lines(env: dict) -> list[str]:
             f"- GPU: {gpus}", f"- packages: {packages}"]
 
 
+def _conditions_lines(conditions: dict) -> list[str]:
+    if not conditions.get("load_average_start"):
+        return []
+    start, end = conditions["load_average_start"], conditions.get("load_average_end") or []
+    return [f"- load average (1/5/15 min) at start {' / '.join(f'{v:.2f}' for v in start)}, at end "
+            f"{' / '.join(f'{v:.2f}' for v in end)}, on {conditions.get('logical_cores')} logical cores"]
+
+
 def to_markdown(report: BenchReport) -> str:
     weights = report.weights
     trained = "" if weights.get("trained", True) else " (untrained weights: latency is valid, accuracy is not)"
@@ -145,7 +154,7 @@ def to_markdown(report: BenchReport) -> str:
     lines = [f"# vitship bench: {report.model}", "", f"{report.created}; weights `{weights.get('source')}` sha256 "
              f"`{str(weights.get('sha256', ''))[:16]}...`{trained}", "", "## Environment", *_environment_lines(report.environment),
              "", "## Settings", f"- threads {config.get('threads')}, batches {', '.join(map(str, config.get('batches') or []))}, "
-             f"timing {config.get('timing')}",
+             f"timing {config.get('timing')}", *_conditions_lines(report.conditions),
              "", "## Results (sorted by batch, then p50 latency)", "", markdown_table(report.rows), "",
              "Latencies are per call (one batch). Throughput = batch x iterations / total measured time. Speedup = p50 of "
              "torch fp32 eager at the same batch in this run / p50 of the row (GPU rows against torch:cuda when measured). "

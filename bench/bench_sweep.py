@@ -7,6 +7,7 @@ dropped. The PyTorch reference is the `torch-<precision>` pseudo-artifact from r
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -169,5 +170,16 @@ def run_bench(model_dir: Path, spec, weights_source: str, config: BenchConfig, p
         missing = sorted(set(config.artifacts) - known)
         plan.unavailable += [BenchRow(a, "-", None, "", status="unavailable: not in the manifest; export it first")
                              for a in missing if not a.startswith("torch-")]
+    start_load = load_average()
     rows = run_sweep(plan, config, progress)
-    return BenchReport(model=spec.name, environment=environment(), weights=weights, config=config.to_dict(), rows=rows)
+    conditions = {"load_average_start": start_load, "load_average_end": load_average(), "logical_cores": os.cpu_count()}
+    return BenchReport(model=spec.name, environment=environment(), weights=weights, config=config.to_dict(), rows=rows,
+                       conditions=conditions)
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
