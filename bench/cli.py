@@ -517,6 +517,7 @@ def bench(
 ) -> None:
     """Measure latency, throughput and memory of every artifact on every available target (one process per row)."""
     import dataclasses
+    import os
 
     from bench.bench_results import write_report
     from bench.bench_sweep import BenchConfig, run_bench
@@ -532,6 +533,12 @@ def bench(
         batches=_csv_list(batch, int) or base.batches, openvino_hints=_csv_list(hint), ort_optimizations=_csv_list(ort_opt),
         torch_variants=_csv_list(torch_variants) or base.torch_variants,
         artifacts=_csv_list(artifact) or base.artifacts, targets=_csv_list(target) or base.targets)
+    from bench.bench_sweep import load_average
+
+    load, cores = load_average(), os.cpu_count() or 1
+    if load and load[0] > 0.5 * cores:
+        console.print(f"[yellow]busy machine: load average {load[0]:.2f} on {cores} cores; latencies will be inflated "
+                      "(recorded in bench.json)[/yellow]", highlight=False)
     with _bench_progress() as progress:
         task = progress.add_task("planning", total=None)
 
