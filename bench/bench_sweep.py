@@ -15,7 +15,7 @@ from typing import Callable
 from bench.bench_worker import DEFAULT_OPENER, RowJob, run_in_subprocess
 from bench.latency import BenchRow, TimingOptions
 from exporters.base import Artifact
-from models import VitshipError
+from models import UnknownNameError, VitshipError
 
 # (dtype, torch variant) rows per torch device; CUDA adds half precision and CUDA graphs (reduce-overhead).
 TORCH_ROWS = {
@@ -93,7 +93,10 @@ def plan_sweep(artifacts: list[Artifact], model_dir: Path, spec: dict, config: B
     config = dataclasses.replace(config, threads=config.threads or physical_cores())
     plan = SweepPlan()
     wanted = set(config.artifacts) if config.artifacts else None
-    for status in available_targets():
+    statuses = available_targets()
+    for name in set(config.targets or ()) - {s.target for s in statuses}:
+        raise UnknownNameError("target", name, [s.target for s in statuses])
+    for status in statuses:
         if config.targets is not None and status.target not in config.targets:
             continue
         if config.targets is None and status.target in SKIPPED_BY_DEFAULT:
