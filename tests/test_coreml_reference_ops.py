@@ -330,3 +330,82 @@ def test_fast_fp16_rounding_equals_numpy_float16_everywhere():
     with np.errstate(over="ignore", invalid="ignore"):
         want = x.astype(np.float16).astype(np.float32)
     np.testing.assert_array_equal(round_to_fp16(x), want)  # NaNs compare equal here
+
+
+POS = np.abs(X234) + 0.25
+HALVES = np.array([0.5, 1.5, 2.5, -0.5, -1.7, 3.2], np.float32)
+UNARY = {  # op -> (input: 0 = X234, 1 = POS, 2 = HALVES, independent expectation)
+    "abs": (0, np.abs), "ceil": (0, np.ceil), "floor": (0, np.floor), "sign": (0, np.sign),
+    "round": (2, lambda x: np.array([0, 2, 2, 0, -2, 3], np.float32)),  # ties to even: 0.5 -> 0
+    "cos": (0, np.cos), "sin": (0, np.sin), "tan": (1, np.tan), "exp": (0, np.exp), "exp2": (0, lambda x: 2.0 ** x),
+    "square": (0, lambda x: x * x), "tanh": (0, np.tanh), "erf": (0, lambda x: torch.erf(t(x))),
+    "relu": (0, lambda x: np.where(x > 0, x, 0)), "sigmoid": (0, lambda x: torch.sigmoid(t(x))),
+    "silu": (0, lambda x: F.silu(t(x))), "identity": (0, lambda x: x),
+    "inverse": (1, lambda x: 1 / (x + 1e-4)), "log": (1, lambda x: np.log(x + 1e-45)),
+}
+
+
+@pytest.mark.parametrize("group", ["unary", "binary", "reductions", "misc"])
+def test_every_other_registered_op(group, tmp_path):
+    """The remaining registered ops, one program per group (one conversion), each output checked by name."""
+    if group == "unary":
+        inputs = [X234, POS, HALVES / 1.0]
+        names = list(UNARY)
+        got, _ = run_op(tmp_path, lambda *xs: tuple(getattr(mb, n)(x=xs[UNARY[n][0]]) for n in names), inputs)
+        want = [UNARY[n][1](inputs[UNARY[n][0]]) for n in names]
+    else:
+        x, y = X234, G4 + 0.5
+        cases = {
+            "binary": [
+                (lambda x, y: mb.maximum(x=x, y=y), np.maximum(x, y)), (lambda x, y: mb.minimum(x=x, y=y), np.minimum(x, y)),
+                (lambda x, y: mb.floor_div(x=x, y=y), np.floor_divide(x, y)), (lambda x, y: mb.mod(x=x, y=y), np.mod(x, y)),
+                *[(lambda x, y, o=o: mb.cast(x=getattr(mb, o)(x=x, y=y), dtype="fp32"), f(x, y).astype(np.float32))
+                  for o, f in [("not_equal", np.not_equal), ("greater_equal", np.greater_equal), ("less", np.less),
+                               ("less_equal", np.less_equal)]],
+                *[(lambda x, y, o=o: mb.cast(x=getattr(mb, o)(x=mb.greater(x=x, y=0.0), y=mb.less(x=x, y=y)), dtype="fp32"),
+                   f(x > 0, x < y).astype(np.float32))
+                  for o, f in [("logical_and", np.logical_and), ("logical_or", np.logical_or), ("logical_xor", np.logical_xor)]],
+                (lambda x, y: mb.cast(x=mb.logical_not(x=mb.greater(x=x, y=y)), dtype="fp32"), (x <= y).astype(np.float32)),
+                (lambda x, y: mb.clip(x=x, alpha=-0.5, beta=0.7), np.clip(x, -0.5, 0.7)),
+            ],
+            "reductions": [
+                (lambda x, y: mb.reduce_sum(x=x, axes=[1]), x.sum(1)), (lambda x, y: mb.reduce_max(x=x, axes=[0, 2]), x.max((0, 2))),
+                (lambda x, y: mb.reduce_min(x=x, axes=[-1], keep_dims=True), x.min(-1, keepdims=True)),
+                (lambda x, y: mb.reduce_prod(x=x, axes=[2]), x.prod(2)),
+                (lambda x, y: mb.reduce_sum_square(x=x, axes=[1]), (x * x).sum(1)),
+                (lambda x, y: mb.reduce_l2_norm(x=x, axes=[2]), np.sqrt((x * x).sum(2))),
+                (lambda x, y: mb.reduce_log_sum_exp(x=x, axes=[1]), torch.logsumexp(t(x), 1)),
+                (lambda x, y: mb.cast(x=mb.reduce_argmax(x=x, axis=1), dtype="fp32"), x.argmax(1).astype(np.float32)),
+                (lambda x, y: mb.cast(x=mb.reduce_argmin(x=x, axis=-1, keep_dims=True), dtype="fp32"),
+                 x.argmin(-1)[..., None].astype(np.float32)),
+            ],
+            "misc": [
+                (lambda x, y: mb.slice_by_size(x=x, begin=[1, 0, 1], size=[1, -1, 2]), x[1:2, :, 1:3]),
+                (lambda x, y: mb.stack(values=[x, mb.mul(x=x, y=2.0)], axis=1), np.stack([x, x * 2], 1)),
+                (lambda x, y: mb.fill_like(ref_tensor=x, value=2.5), np.full(x.shape, 2.5, np.float32)),
+                (lambda x, y: mb.gather_along_axis(x=x, indices=np.array([[[1], [0], [2]]] * 2, np.int32), axis=2),
+                 np.take_along_axis(x, np.array([[[1], [0], [2]]] * 2), 2)),
+                (lambda x, y: mb.einsum(values=(mb.reshape(x=x, shape=[2, 3, 2, 2]),
+                                                mb.reshape(x=x, shape=[2, 2, 2, 3])), equation="nchw,nwhu->nchu"),
+                 np.einsum("nchw,nwhu->nchu", x.reshape(2, 3, 2, 2), x.reshape(2, 2, 2, 3))),
+            ],
+        }[group]
+        outputs, executor = run_op(tmp_path, lambda x, y: tuple(b(x, y) for b, _ in cases), [x, y])
+        got, want, names = outputs, [w for _, w in cases], [f"{group}[{i}]" for i in range(len(cases))]
+    for name, g, w in zip(names, got, want):
+        w = w.numpy() if isinstance(w, torch.Tensor) else np.asarray(w, np.float32)
+        np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-5, err_msg=name)
+
+
+COVERED_ELSEWHERE = {  # ops exercised by the tests above other than through CASES' op types
+    "maximum", "minimum", "floor_div", "mod", "not_equal", "greater", "greater_equal", "less", "less_equal", "logical_and",
+    "logical_or", "logical_xor", "logical_not", "clip", "reduce_sum", "reduce_max", "reduce_min", "reduce_prod",
+    "reduce_sum_square", "reduce_l2_norm", "reduce_log_sum_exp", "reduce_argmax", "reduce_argmin", "slice_by_size", "stack",
+    "fill_like", "gather_along_axis", "einsum", "shape", "fill", "constexpr_affine_dequantize",
+    "constexpr_blockwise_shift_scale", "constexpr_lut_to_dense", "constexpr_sparse_to_dense", "constexpr_cast",
+}
+
+
+def test_every_registered_op_has_a_test():
+    covered = {c[1] for c in CASES} | set(UNARY) | COVERED_ELSEWHERE
+    assert sorted(set(ops_module.OPS) - covered) == []
