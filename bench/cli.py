@@ -361,20 +361,36 @@ def _parity_agreement(metrics: dict) -> str:
 
 
 def _parity_table(results: list) -> Table:
+    """The rows that ran (pass, fail, error), one per line; unavailable ones go to _unavailable_table."""
     table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors)")
     for column in ("artifact", "target", "runtime precision", "min cosine", "max abs logit err", "p99 abs logit err",
                    "max prob err", "agreement", "batch consistency", "verdict"):
         table.add_column(column, overflow="fold")
-    colours = {"pass": "green", "fail": "bold red", "error": "bold red", "unavailable": "yellow"}
-    for r in results:
+    colours = {"pass": "green", "fail": "bold red", "error": "bold red"}
+    for r in (r for r in results if r.verdict != "unavailable"):
         m, b = r.metrics or {}, r.batch_consistency
         number = lambda key, fmt: "-" if m.get(key) is None else format(m[key], fmt)  # noqa: E731
         consistent = "-" if not b else ("[red]inconsistent[/red]" if any(f.startswith("batch") for f in r.failures)
                                         else "ok") + f"\nΔlogit {b['max_abs_logit']:.1e}"
-        verdict = f"[{colours[r.verdict]}]{r.verdict}[/]" + (f": {r.reason}" if r.verdict == "unavailable" else "")
         target = r.target + (f"\n({r.note})" if r.note else "")
         table.add_row(r.artifact, target, r.precision_label or "-", number("min_cosine", ".6f"), number("max_abs_logit", ".2e"),
-                      number("p99_abs_logit", ".2e"), number("max_prob_err", ".2e"), _parity_agreement(m), consistent, verdict)
+                      number("p99_abs_logit", ".2e"), number("max_prob_err", ".2e"), _parity_agreement(m), consistent,
+                      f"[{colours[r.verdict]}]{r.verdict}[/]")
+    return table
+
+
+def _unavailable_table(results: list) -> Table | None:
+    """Rows that could not be checked here, one line per (target, reason) with the artifacts it concerns."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for r in (r for r in results if r.verdict == "unavailable"):
+        grouped.setdefault((r.target, r.reason), []).append(r.artifact)
+    if not grouped:
+        return None
+    table = Table(title="Unavailable here (not checked, not passed)")
+    for column in ("target", "artifacts", "verdict"):
+        table.add_column(column, overflow="fold")
+    for (target, reason), artifacts in grouped.items():
+        table.add_row(target, ", ".join(artifacts), f"[yellow]unavailable[/yellow]: {reason}")
     return table
 
 
@@ -450,6 +466,9 @@ def parity(
     if not loaded.info.trained:
         console.print("[yellow]untrained weights: parity is exact-computation checking; decisions sit near 0.5[/yellow]")
     console.print(_parity_table(results))
+    unavailable = _unavailable_table(results)
+    if unavailable is not None:
+        console.print(unavailable)
     for r in results:
         where = f"{r.artifact} on {r.target}" + (f" ({r.variant})" if r.variant else "")
         if r.verdict in ("fail", "error"):

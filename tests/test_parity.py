@@ -231,8 +231,15 @@ class _BatchDependent(torch.nn.Module):
 
 
 def test_batch_dependent_model_is_caught_by_batch_consistency(loaded, tmp_path):
-    buggy = LoadedModel(_BatchDependent(loaded.model).eval(), loaded.spec, loaded.info)
+    import dataclasses
+
+    # Its own weights id keeps exporter caches (keyed by weights sha256) from reusing the clean model's trace;
+    # the manifest then claims the reference weights, as for any artifact whose graph is subtly wrong.
+    buggy = LoadedModel(_BatchDependent(loaded.model).eval(), loaded.spec, dataclasses.replace(loaded.info, sha256="b" * 64))
     work = _build(tmp_path / "tiny-vit", buggy, ["openvino-fp32"])
+    manifest = read_manifest(work)
+    manifest["weights"] = manifest["artifacts"]["openvino-fp32"]["weights"] = loaded.info.to_dict()
+    write_manifest(work, manifest)
     ctx = prepare(work, loaded)
     plan = RowPlan(manifest_artifacts(work)[0], target_status("openvino:CPU"), ctx.options.replace(openvino_precision="f32"))
     row = check_row(plan, ctx)
