@@ -11,14 +11,17 @@ import struct
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 ct = pytest.importorskip("coremltools")
 torch = pytest.importorskip("torch")
 
-from bench.parity import ParityConfig, ParityInputs, run_batched  # noqa: E402
+from bench.cli import app  # noqa: E402
+from bench.parity import PARITY_NAME, ParityConfig, ParityInputs, read_parity_rows, run_batched  # noqa: E402
 from bench.parity_metrics import DEFAULT_TOLERANCES, Tolerance, compare  # noqa: E402
 from exporters import coreml as coreml_exporter  # noqa: E402
-from exporters.base import ExportOptions  # noqa: E402
+from exporters.base import ExportOptions, manifest_artifacts, path_sha256, read_manifest, write_manifest  # noqa: E402
+from exporters.pipeline import export_all, model_dir_for  # noqa: E402
 from models import load_weights, tiny_spec  # noqa: E402
 from runtimes import SessionOptions, open_session  # noqa: E402
 from runtimes.coreml_reference import (REFERENCE_LABEL, TARGET, ReferenceExecutorError, load_package,  # noqa: E402
@@ -64,9 +67,18 @@ def tiny_inputs(tiny):
 
 
 @pytest.fixture(scope="module")
-def tiny_packages(tiny, tmp_path_factory):
+def tiny_model_dir(tiny, tmp_path_factory):
+    """tiny ViT coreml-fp32/fp16/int8 exported by the shipped pipeline, with its manifest."""
     root = tmp_path_factory.mktemp("coreml-tiny")
-    return {p: export(tiny, root / f"coreml-{p}", precision=p) for p in PRECISIONS}
+    results = export_all(tiny, root, [("coreml", p) for p in PRECISIONS], ExportOptions())
+    assert [r.status for r in results] == ["ok"] * len(PRECISIONS), [r.reason for r in results]
+    return model_dir_for(root, tiny)
+
+
+@pytest.fixture(scope="module")
+def tiny_packages(tiny_model_dir):
+    artifacts = {a.precision: a for a in manifest_artifacts(tiny_model_dir)}
+    return {p: (artifacts[p], tiny_model_dir / artifacts[p].path) for p in PRECISIONS}
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
@@ -84,10 +96,9 @@ def test_tiny_export_passes_its_gate_on_the_reference_executor(precision, tiny, 
     assert metrics[1].n_photos > 0
 
 
-def test_registered_target_opens_the_reference_session(tiny_packages):
-    artifact, package = tiny_packages["fp16"]
-    model_dir = package.parent.parent
-    session = open_session(artifact, model_dir, "coreml:reference", SessionOptions(threads=1))
+def test_registered_target_opens_the_reference_session(tiny_packages, tiny_model_dir):
+    artifact, _ = tiny_packages["fp16"]
+    session = open_session(artifact, tiny_model_dir, "coreml:reference", SessionOptions(threads=1))
     try:
         assert session.info.target == "coreml:reference" and session.info.threads == 1
         assert session.info.extra["note"] == REFERENCE_LABEL
@@ -116,19 +127,52 @@ def _largest_fp32_blob(package) -> tuple[int, int]:
     return offset, size
 
 
+def _flip_largest_weight(package) -> None:
+    """Flip the sign bit of every value of the largest fp32 weight in weights/weight.bin."""
+    offset, size = _largest_fp32_blob(package)
+    blob = package / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
+    data = bytearray(blob.read_bytes())
+    for i in range(offset + 3, offset + size, 4):
+        data[i] ^= 0x80
+    blob.write_bytes(bytes(data))
+
+
 def test_corrupted_weight_blob_fails_the_gate(tiny, tiny_inputs, tiny_packages, tmp_path):
     inputs, reference = tiny_inputs
     package = tmp_path / "corrupt.mlpackage"
     shutil.copytree(tiny_packages["fp32"][1], package)
-    offset, size = _largest_fp32_blob(package)
-    blob = package / "Data" / "com.apple.CoreML" / "weights" / "weight.bin"
-    data = bytearray(blob.read_bytes())
-    for i in range(offset + 3, offset + size, 4):  # flip the sign bit of every value of that weight
-        data[i] ^= 0x80
-    blob.write_bytes(bytes(data))
+    _flip_largest_weight(package)
     failures, metrics = judge(open_reference_session(package), tiny, inputs, reference, DEFAULT_TOLERANCES["fp32"],
                               batches=(1, 4))
     assert any("max abs logit error" in f for f in failures) and metrics[1].max_abs_logit > 1e-2
+
+
+def _parity(model_dir, *args):
+    return CliRunner().invoke(app, ["parity", "--artifacts", str(model_dir), "--no-torch", "--target", "coreml:reference",
+                                    *args], catch_exceptions=False)
+
+
+def test_vitship_parity_checks_every_coreml_artifact_on_the_reference_executor(tiny_model_dir, tmp_path):
+    work = shutil.copytree(tiny_model_dir, tmp_path / tiny_model_dir.name)
+    result = _parity(work)
+    assert result.exit_code == 0, result.output
+    rows = {r.artifact: r for r in read_parity_rows(work / PARITY_NAME)}
+    assert sorted(rows) == [f"coreml-{p}" for p in sorted(PRECISIONS)]
+    for row in rows.values():
+        assert (row.target, row.verdict, row.note) == ("coreml:reference", "pass", REFERENCE_LABEL)
+
+
+def test_corrupted_weight_blob_makes_its_parity_row_fail(tiny_model_dir, tmp_path):
+    work = shutil.copytree(tiny_model_dir, tmp_path / tiny_model_dir.name)
+    entry = read_manifest(work)["artifacts"]["coreml-fp32"]
+    _flip_largest_weight(work / entry["path"])
+    manifest = read_manifest(work)  # the manifest is made consistent: only the computation is wrong
+    manifest["artifacts"]["coreml-fp32"]["sha256"] = path_sha256(work / entry["path"])
+    write_manifest(work, manifest)
+    result = _parity(work, "--artifact", "coreml-fp32")
+    assert result.exit_code == 1, result.output
+    (row,) = read_parity_rows(work / PARITY_NAME)
+    assert row.verdict == "fail" and "max abs logit error" in row.reason and row.note == REFERENCE_LABEL
 
 
 def test_corrupted_blob_header_is_a_clear_error(tiny_packages, tmp_path):
