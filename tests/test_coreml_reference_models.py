@@ -200,6 +200,8 @@ def test_image_input_export_runs_from_normalised_batches(tiny, tiny_inputs, tmp_
     names = [n for n, p in zip(inputs.names, inputs.is_photo) if p]
     metrics = compare(out, ref, tiny.spec, names, np.ones(len(names), bool))
     assert DEFAULT_TOLERANCES["fp32"].judge(metrics) == []
+    with pytest.raises(ReferenceExecutorError, match="image height 32 outside"):
+        session.run(np.zeros((1, 3, 32, 64), np.float32))
     with pytest.raises(ReferenceExecutorError, match="ImageType"):
         open_reference_session(package).run(photos[:1])
 

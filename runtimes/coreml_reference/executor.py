@@ -159,8 +159,8 @@ class ReferenceExecutor:
                 raise ctx.error("ops with nested blocks (control flow) are not supported by the reference executor")
             if op.op_type not in OPS:
                 raise ReferenceExecutorError(
-                    f"unsupported MIL op {op.op_type!r}: {ctx.where()}; the reference executor implements "
-                    f"{len(OPS)} ops ({', '.join(sorted(OPS))}). Add it to runtimes/coreml_reference.")
+                    f"unsupported MIL op {op.op_type!r}: {ctx.where()}; the reference executor implements {len(OPS)} "
+                    "ops (runtimes.coreml_reference.OPS) and never skips one: add it there, with a test")
             refs = {k: [v.name for v in var] if isinstance(var, (list, tuple)) else var.name for k, var in op.inputs.items()}
             step = Step(OPS[op.op_type], ctx, refs, [Declared.of(v) for v in op.outputs], exact=self._moves_fp16(op))
             names = [n for r in refs.values() for n in (r if isinstance(r, list) else [r])]

@@ -39,10 +39,13 @@ class ImageInput:
     """An ImageType input: the program receives raw pixels (0..255) in `color_space` channel order."""
 
     color_space: str  # RGB, BGR, GRAYSCALE, GRAYSCALE_FLOAT16
-    height: int
-    width: int
+    height: tuple[int, int | None]  # (lower, upper or None) as the spec's imageSizeRange says; fixed: (h, h)
+    width: tuple[int, int | None]
 
     def pixels_from(self, batch: np.ndarray, norm: Normalization | None, name: str) -> np.ndarray:
+        for size, (low, high), what in zip(batch.shape[2:], (self.height, self.width), ("height", "width")):
+            if size < low or (high is not None and size > high):
+                raise ReferenceExecutorError(f"input {name!r}: image {what} {size} outside the declared {low}..{high}")
         if norm is None:
             raise ReferenceExecutorError(
                 f"input {name!r} is an ImageType; the reference session needs the model's mean/std/rescale "
@@ -65,7 +68,14 @@ def image_input_of(description) -> ImageInput | None:
     from coremltools.proto import FeatureTypes_pb2
 
     space = FeatureTypes_pb2.ImageFeatureType.ColorSpace.Name(image.colorSpace)
-    return ImageInput(space, int(image.height), int(image.width))
+    if image.WhichOneof("SizeFlexibility") == "imageSizeRange":
+        bounds = image.imageSizeRange
+        return ImageInput(space, _bounds(bounds.heightRange), _bounds(bounds.widthRange))
+    return ImageInput(space, (int(image.height),) * 2, (int(image.width),) * 2)
+
+
+def _bounds(size_range) -> tuple[int, int | None]:
+    return int(size_range.lowerBound), None if size_range.upperBound < 0 else int(size_range.upperBound)
 
 
 def declared_ranges(description) -> list[tuple[int, int | None]] | None:
@@ -93,6 +103,16 @@ def check_input_shape(description, shape: tuple[int, ...]) -> None:
             f"{[(lo, hi if hi is not None else 'inf') for lo, hi in ranges]}; split the batch or re-export with a larger range")
 
 
+def _blas_threads() -> int | None:
+    """The threads numpy's BLAS uses by default (what an unlimited session runs with), if threadpoolctl can tell."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    counts = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
 class ReferenceSession:
     """Runs an .mlpackage through the numpy executor; `info` says what ran (never the Apple runtime)."""
 
@@ -109,7 +129,8 @@ class ReferenceSession:
         self._threads = threads
         meta = package.metadata
         self.info = SessionInfo(
-            target=TARGET, provider=PROVIDER, device="cpu (numpy)", precision=self.executor.precision, threads=threads,
+            target=TARGET, provider=PROVIDER, device="cpu (numpy)", precision=self.executor.precision,
+            threads=threads if threads is not None else _blas_threads(),
             extra={"note": REFERENCE_LABEL, "package": str(package.path), "opset": IOS_NAMES.get(self.executor.opset, str(self.executor.opset)),
                    "specification_version": int(package.spec.specificationVersion),
                    "image_input": self.image_input.color_space if self.image_input else None,
