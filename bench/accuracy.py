@@ -123,7 +123,7 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: fl
         "balanced_accuracy": float(metrics.balanced_accuracy_score(labels, predictions)) if both_classes else None,
         "auroc": float(metrics.roc_auc_score(labels, probabilities)) if both_classes else None,
         "average_precision": float(metrics.average_precision_score(labels, probabilities)) if both_classes else None,
-        "f1": float(metrics.f1_score(labels, predictions, zero_division=0)),
+        "f1": float(metrics.f1_score(labels, predictions, zero_division=0)) if labels.any() else None,  # no fakes: undefined
     }
 
 
