@@ -11,6 +11,7 @@ import html
 import io
 from pathlib import Path
 
+from bench.report_plots import PLOT_FILES
 from models.atomic import atomic_write_text
 
 CSV_FIELDS = ("artifact", "target", "variant", "batch", "size_bytes", "parity_verdict", "parity_metric", "parity_value",
@@ -109,6 +110,17 @@ def accuracy_table(document: dict) -> tuple[list[str], list[list[str]]]:
     return ["artifact", "target", "status", "accuracy", "balanced acc.", "AUROC", "avg precision", "F1", "agreement"], lines
 
 
+def _missing_plots(document: dict) -> list[str]:
+    """A line for each plot the data did not allow, saying what would make it."""
+    if document.get("kind") != "vitship-report":
+        return []
+    why = {"latency_vs_size": "latency against size: no batch-1 latency with a known artifact size",
+           "pareto": "accuracy delta against latency: needs vitship eval and batch-1 latency",
+           "throughput_vs_batch": "throughput against batch: needs two or more batch sizes (vitship bench --batch 1,8,32)"}
+    made = document["sections"].get("plots") or []
+    return [f"not plotted: {text}" for name, text in why.items() if PLOT_FILES[name] not in made]
+
+
 def _recommendation_lines(document: dict) -> list[str]:
     """The summary lines; a merged report prefixes each machine's own lines with its label."""
     if document.get("machines"):
@@ -172,6 +184,7 @@ def to_markdown(document: dict) -> str:
     out += [f"- {line}" for line in _accuracy_lines(document)]
     sources = (document.get("sections") or {}).get("sources") or {}
     out += [f"- {name}: {s['status']} ({s['path']})" for name, s in sources.items()]
+    out += [""] + [f"- {line}" for line in _missing_plots(document)]
     out += [""] + [f"![{name}]({name})" for name in document["sections"].get("plots") or []]
     return "\n".join(out) + "\n"
 
@@ -237,8 +250,10 @@ def to_html(document: dict, folder: Path) -> str:
     plots = document["sections"].get("plots") or []
     images = [f"<img alt=\"{esc(name)}\" src=\"data:image/png;base64,"
               f"{base64.b64encode((Path(folder) / name).read_bytes()).decode('ascii')}\">" for name in plots]
-    if images:
-        parts.append("<h2>Plots</h2><div class=\"plots\">" + "".join(images) + "</div>")
+    missing = _missing_plots(document)
+    if images or missing:
+        parts.append("<h2>Plots</h2>" + "".join(f"<div class=\"meta\">{esc(m)}</div>" for m in missing)
+                     + "<div class=\"plots\">" + "".join(images) + "</div>")
     title = esc(f"vitship report {document['run_id']}")
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")

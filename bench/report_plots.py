@@ -89,7 +89,7 @@ def throughput_vs_batch(rows: list[dict], path: Path) -> bool:
                        if b.isdigit() and c.get("status") == "ok" and c.get("throughput_ips") is not None)
         if cells:
             series.append((_label(r), cells))
-    if not series:
+    if not any(len(cells) > 1 for _, cells in series):  # one batch size: nothing to draw a curve through
         return False
     plt, fig, ax = _figure("throughput against batch size")
     for label, cells in series:

@@ -151,6 +151,7 @@ def test_missing_sources_render_as_not_run(tmp_path):
     folder = write_report(document, tmp_path / "reports")
     page = (folder / "report.html").read_text()
     assert "parity: not run" in page and "accuracy: not run" in page and "not run" in (folder / "report.md").read_text()
+    assert "not plotted: throughput against batch" in page and "data:image/png" not in page
 
 
 def test_merge_has_a_column_per_machine(untrained, tmp_path):
