@@ -330,6 +330,7 @@ def test_fast_fp16_rounding_equals_numpy_float16_everywhere():
     with np.errstate(over="ignore", invalid="ignore"):
         want = x.astype(np.float16).astype(np.float32)
     np.testing.assert_array_equal(round_to_fp16(x), want)  # NaNs compare equal here
+    np.testing.assert_array_equal(round_to_fp16(x.copy(), inplace=True), want)
 
 
 POS = np.abs(X234) + 0.25

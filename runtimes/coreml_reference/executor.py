@@ -43,13 +43,14 @@ DATA_MOVEMENT = frozenset({"reshape", "transpose", "squeeze", "expand_dims", "sl
 _FP16_MAX = 65504.0
 
 
-def round_to_fp16(x: np.ndarray) -> np.ndarray:
+def round_to_fp16(x: np.ndarray, inplace: bool = False) -> np.ndarray:
     """float32 values rounded to the nearest float16 (ties to even), kept as float32.
 
     Same result as x.astype(float16).astype(float32), ~5x faster: adding and subtracting a magic
     number 1.5 * 2**(e + 13), e = max(exponent(x), -14), rounds x in float32 arithmetic to the fp16
     grid of its binade (2**-24 for fp16 subnormals); magnitudes past 65504 become +-inf, NaN stays
     NaN. tests/test_coreml_reference_ops.py checks every fp16 value, every tie and its neighbours.
+    `inplace` overwrites x (a float32 array nothing else references) instead of allocating the result.
     """
     x = np.asarray(x, dtype=np.float32)
     scale = x.view(np.uint32) >> np.uint32(23)
@@ -60,7 +61,7 @@ def round_to_fp16(x: np.ndarray) -> np.ndarray:
     scale |= np.uint32(0x400000)
     magic = scale.view(np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
-        out = x + magic
+        out = np.add(x, magic, out=x if inplace else None)
         out -= magic
     if out.size and not (out.max() <= _FP16_MAX and out.min() >= -_FP16_MAX):  # overflow, inf or nan
         special = ~(np.abs(out) <= _FP16_MAX)
@@ -99,13 +100,14 @@ class Declared:
         return cls(var.name, nptype, declared_pattern(var))
 
 
-def to_declared(value, decl: Declared, ctx: OpContext, exact: bool = False):
-    """`value` converted to the declared dtype (fp16: rounded unless `exact`, kept as float32); shape checked."""
+def to_declared(value, decl: Declared, ctx: OpContext, exact: bool = False, owned: bool = False):
+    """`value` converted to the declared dtype (fp16: rounded unless `exact`, kept as float32); shape checked.
+    `owned`: value is a fresh array no other var references, so fp16 rounding may overwrite it."""
     if decl.nptype is None:
         return str(value)
     arr = np.asarray(value)
     if decl.nptype == np.float16:
-        arr = arr.astype(np.float32, copy=False) if exact else round_to_fp16(arr)
+        arr = arr.astype(np.float32, copy=False) if exact else round_to_fp16(arr, inplace=owned and arr.dtype == np.float32)
     elif arr.dtype != decl.nptype:
         arr = arr.astype(decl.nptype)
     check_shape(arr, decl.pattern, decl.name, ctx)
@@ -118,6 +120,12 @@ def _const_value(var):
         return value
     arr = np.asarray(value)
     return arr.astype(np.float32) if arr.dtype == np.float16 else arr
+
+
+def _owned(value, inputs: list) -> bool:
+    """A fresh array: it owns its memory (not a view) and is none of the op's input arrays."""
+    return isinstance(value, np.ndarray) and value.base is None and value.flags.writeable \
+        and not any(value is v for v in inputs)
 
 
 class ReferenceExecutor:
@@ -204,7 +212,9 @@ class ReferenceExecutor:
         values = result if isinstance(result, tuple) else (result,)
         if len(values) != len(step.outputs):
             raise step.ctx.error(f"produced {len(values)} outputs, the program declares {len(step.outputs)}")
-        return {decl.name: to_declared(value, decl, step.ctx, step.exact) for decl, value in zip(step.outputs, values)}
+        inputs = [v for r in args.values() for v in (r if isinstance(r, list) else [r])]
+        return {decl.name: to_declared(value, decl, step.ctx, step.exact, _owned(value, inputs))
+                for decl, value in zip(step.outputs, values)}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Every output of the function by name, for input arrays by input name."""

@@ -44,7 +44,8 @@ def softmax(a: dict, ctx: OpContext):
     """exp(x) / sum(exp(x)) along axis (default -1), max-subtracted for stability."""
     x = np.asarray(a["x"])
     axis = axis_of(a.get("axis", -1), x.ndim)
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    e = x - np.max(x, axis=axis, keepdims=True)
+    np.exp(e, out=e)
     e /= np.sum(e, axis=axis, keepdims=True)
     return e
 
