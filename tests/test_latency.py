@@ -221,3 +221,29 @@ def test_benchmark_app_output_is_parsed_and_settings_compared():
 def test_a_hanging_worker_times_out_into_an_error_row(fake_worker_env):
     row = run_in_subprocess(fake_job("open_sleep", sleep_s=30.0), timeout_s=3)
     assert row.status == "error: timed out after 3 s" and row.stats is None
+
+
+@pytest.fixture(scope="module")
+def tiny_openvino_fp16(tmp_path_factory):
+    pytest.importorskip("openvino")
+    from exporters import ExportOptions
+    from exporters.pipeline import export_all, model_dir_for
+    from models import load_weights
+
+    loaded = load_weights("seeded", tiny_spec())
+    root = tmp_path_factory.mktemp("artifacts")
+    results = export_all(loaded, root, [("openvino", "fp16")], ExportOptions())
+    assert [r.status for r in results] == ["ok"], results
+    return model_dir_for(root, loaded)
+
+
+def test_bench_check_runs_benchmark_app_like_for_like(tiny_openvino_fp16):
+    """Mechanics on the tiny IR (its per-call Python overhead dominates, so no ratio is asserted here)."""
+    from bench.bench_check import CheckOptions, bench_check
+
+    result = bench_check(tiny_openvino_fp16, tiny_spec(), CheckOptions(seconds=1, threads=1))
+    assert result.notes == [], result.settings  # same precision, threads and one stream on both sides
+    assert result.settings["vitship"]["threads"] == 1 and result.settings["benchmark_app"]["threads"] == "1"
+    assert result.vitship_p50_ms > 0 and result.benchmark_app_median_ms > 0
+    assert result.ratio == pytest.approx(result.vitship_p50_ms / result.benchmark_app_median_ms)
+    assert "-data_shape [1,3,64,64]" in result.rounds[0]["benchmark_app"]["command"]
