@@ -287,14 +287,17 @@ def eval_command(
 def report(
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
     reports: Path = typer.Option(Path("reports"), "--reports", help="where reports/<run-id>/ and reports/latest go"),
-    merge: list[Path] = typer.Option([], "--merge", help="merge these report.json files (one per machine) instead"),
+    merge: bool = typer.Option(False, "--merge", help="merge the REPORTS given (report.json per machine) into one table"),
+    to_merge: list[Path] = typer.Argument(None, metavar="[REPORTS]...", help="report.json files (or folders) for --merge"),
     accuracy_threshold: float = typer.Option(0.5, "--accuracy-threshold", help="largest accepted accuracy drop, in points"),
 ) -> None:
     """Write the release report (JSON, Markdown, CSV, HTML with plots) and print its path last."""
-    from bench.report import ReportOptions, build_report, merge_reports, read_report, write_report
+    from bench.report import ReportError, ReportOptions, build_report, merge_reports, read_report, write_report
 
+    if to_merge and not merge:
+        raise ReportError("report paths are only taken with --merge: vitship report --merge A/report.json B/report.json")
     if merge:
-        document = merge_reports([read_report(path) for path in merge])
+        document = merge_reports([read_report(path) for path in to_merge or []])
     else:
         document = build_report(_model_dir(artifacts, model, arch), ReportOptions(accuracy_threshold_points=accuracy_threshold))
     folder = write_report(document, reports)

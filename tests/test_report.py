@@ -165,7 +165,7 @@ def test_merge_has_a_column_per_machine(untrained, tmp_path):
     onnx = next(r for r in merged["sections"]["rows"] if r["artifact"] == "onnx-fp32")
     assert onnx["cells"][labels[0]]["p50_ms"] == pytest.approx(90.0) and onnx["cells"][labels[1]]["p50_ms"] == pytest.approx(45.0)
     paths = [write_report(d, tmp_path / "reports") / "report.json" for d in (a, b)]
-    result = subprocess.run([sys.executable, "-m", "bench.cli", "report", "--merge", str(paths[0]), "--merge", str(paths[1]),
+    result = subprocess.run([sys.executable, "-m", "bench.cli", "report", "--merge", str(paths[0]), str(paths[1]),
                              "--reports", str(tmp_path / "reports")], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
