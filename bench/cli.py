@@ -288,7 +288,7 @@ def report(
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
     reports: Path = typer.Option(Path("reports"), "--reports", help="where reports/<run-id>/ and reports/latest go"),
     merge: bool = typer.Option(False, "--merge", help="merge the REPORTS given (report.json per machine) into one table"),
-    to_merge: list[Path] = typer.Argument(None, metavar="[REPORTS]...", help="report.json files (or folders) for --merge"),
+    to_merge: list[Path] = typer.Argument(None, metavar="REPORTS", help="report.json files (or folders) for --merge"),
     accuracy_threshold: float = typer.Option(0.5, "--accuracy-threshold", help="largest accepted accuracy drop, in points"),
 ) -> None:
     """Write the release report (JSON, Markdown, CSV, HTML with plots) and print its path last."""
