@@ -39,7 +39,7 @@ class CheckOptions:
     seconds: float = 10.0
     threads: int | None = None  # None: physical cores
     tolerance: float = 0.10
-    rounds: int = 1  # alternate vitship / benchmark_app this many times; the medians of each side are compared
+    rounds: int = 3  # alternate vitship / benchmark_app (a neighbour's burst then hits both sides); medians compared
 
 
 @dataclass

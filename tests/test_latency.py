@@ -241,7 +241,7 @@ def test_bench_check_runs_benchmark_app_like_for_like(tiny_openvino_fp16):
     """Mechanics on the tiny IR (its per-call Python overhead dominates, so no ratio is asserted here)."""
     from bench.bench_check import CheckOptions, bench_check
 
-    result = bench_check(tiny_openvino_fp16, tiny_spec(), CheckOptions(seconds=1, threads=1))
+    result = bench_check(tiny_openvino_fp16, tiny_spec(), CheckOptions(seconds=1, threads=1, rounds=1))
     assert result.notes == [], result.settings  # same precision, threads and one stream on both sides
     assert result.settings["vitship"]["threads"] == 1 and result.settings["benchmark_app"]["threads"] == "1"
     assert result.vitship_p50_ms > 0 and result.benchmark_app_median_ms > 0
