@@ -588,7 +588,7 @@ def bench(
 def bench_check_command(
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt, weights: str = WeightsOpt,
     seconds: float = typer.Option(10.0, "--seconds", "-t", help="measured seconds per side and round"),
-    rounds: int = typer.Option(1, "--rounds", help="alternate vitship / benchmark_app this many times (medians compared)"),
+    rounds: int = typer.Option(3, "--rounds", help="alternate vitship / benchmark_app this many times (medians compared)"),
     threads: int | None = typer.Option(None, "--threads", help="inference threads (default: physical cores)"),
     tolerance: float = typer.Option(0.10, "--tolerance", help="largest accepted |vitship p50 / benchmark_app median - 1|"),
 ) -> None:
