@@ -112,6 +112,14 @@ def _fmt(value, spec: str = ".1f", dash: str = "-") -> str:
     return dash if value is None else format(value, spec)
 
 
+def _rss(stats) -> str:
+    """Peak RSS, and in brackets what the session added to the process (imports excluded)."""
+    if stats.peak_rss_mb is None:
+        return "-"
+    added = f" (+{stats.peak_rss_mb - stats.rss_before_load_mb:.0f})" if stats.rss_before_load_mb is not None else ""
+    return f"{stats.peak_rss_mb:.0f}{added}"
+
+
 def markdown_table(rows: list[BenchRow]) -> str:
     lines = ["| artifact | target | variant | batch | p50 ms | p90 ms | p99 ms | CV | img/s | speedup | load s | first ms | "
              "peak RSS MB | size MB | precision | status |", "|" + "---|" * 16]
@@ -122,8 +130,7 @@ def markdown_table(rows: list[BenchRow]) -> str:
         cells += [_fmt(s.p50_ms, ".2f"), _fmt(s.p90_ms, ".2f"), _fmt(s.p99_ms, ".2f"), _fmt(s.cv, ".1%"),
                   _fmt(s.throughput_ips, ".1f")] if s else ["-"] * 5
         cells += [_fmt(row.speedup, ".2f") + ("x" if row.speedup else "")]
-        cells += [_fmt(s.load_s, ".2f"), _fmt(s.first_inference_ms, ".1f"), _fmt(s.peak_rss_mb, ".0f"), _fmt(size, ".1f")] \
-            if s else ["-"] * 4
+        cells += [_fmt(s.load_s, ".2f"), _fmt(s.first_inference_ms, ".1f"), _rss(s), _fmt(size, ".1f")] if s else ["-"] * 4
         cells += [row.session.get("precision") or "-", row.status.replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -158,7 +165,8 @@ def to_markdown(report: BenchReport) -> str:
              "", "## Results (sorted by batch, then p50 latency)", "", markdown_table(report.rows), "",
              "Latencies are per call (one batch). Throughput = batch x iterations / total measured time. Speedup = p50 of "
              "torch fp32 eager at the same batch in this run / p50 of the row (GPU rows against torch:cuda when measured). "
-             "Peak RSS is the worker process's maximum resident set (it includes the Python runtime and imports).", ""]
+             "Peak RSS is the worker process's maximum resident set (VmHWM); it includes Python and every import, "
+             "and the bracket is what opening and running the session added.", ""]
     return "\n".join(lines)
 
 
