@@ -21,11 +21,15 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Every step runs even if an earlier one fails (a parity failure still gets its report); the exit status
+# is non-zero if any step failed.
 export-all: $(STAMP)
-	$(BIN)/vitship export --all --weights $(WEIGHTS)
-	$(BIN)/vitship parity
-	$(BIN)/vitship bench --quick  # batch 1, CPU targets, ~1 min on 2 cores; `make bench` for the full sweep
-	$(BIN)/vitship report  # keep last: it prints the path of reports/<run-id>/
+	rc=0; \
+	$(BIN)/vitship export --all --weights $(WEIGHTS) || rc=1; \
+	$(BIN)/vitship parity || rc=1; \
+	$(BIN)/vitship bench --quick || rc=1; \
+	$(BIN)/vitship report || rc=1; \
+	exit $$rc
 
 # The full sweep: every artifact on every available target at batch 1, 8 and 32 (long on a small CPU).
 bench: $(STAMP)

@@ -1,6 +1,6 @@
 """Measurement honesty: vitship's p50 against OpenVINO's own benchmark_app median, same IR, same settings.
 
-Like is compared with like: the same IR (its batch left dynamic on both sides), device, batch-1 data shape,
+Like is compared with like: the same IR reshaped to a static batch of 1 on both sides, device,
 input filled once, and latency hint (one synchronous request); benchmark_app gets the
 thread count and the inference precision that vitship's session reports it actually used (through
 -load_config, since benchmark_app refuses -nthreads together with -hint). Both print the compiled
@@ -86,9 +86,9 @@ def run_benchmark_app(xml: Path, shape: list[int], options: CheckOptions, thread
         config_path = Path(tmp, "config.json")
         config_path.write_text(json.dumps({options.device: config}))
         command = [str(benchmark_app_path()), "-m", str(xml), "-d", options.device, "-hint", options.hint,
-                   # -data_shape keeps the IR's dynamic batch, as vitship compiles it (-shape would make it static);
-                   # inference_only: the input is filled once, as vitship reuses one batch.
-                   "-data_shape", "[" + ",".join(str(d) for d in shape) + "]", "-inference_only", "true",
+                   # -shape reshapes the IR to a static batch, as vitship's bench rows compile it
+                   # (SessionOptions.static_batch); inference_only: the input is filled once, as vitship reuses one batch.
+                   "-shape", "[" + ",".join(str(d) for d in shape) + "]", "-inference_only", "true",
                    "-t", str(int(round(options.seconds))),
                    "-load_config", str(config_path)]
         done = subprocess.run(command, capture_output=True, text=True, timeout=options.seconds * 10 + 120)
@@ -119,7 +119,8 @@ def find_artifact(model_dir: Path, artifact_id: str) -> Artifact | None:
 
 def _vitship_row(artifact: Artifact, model_dir: Path, spec: dict, options: CheckOptions, threads: int) -> BenchRow:
     job = RowJob(artifact=artifact.to_dict(), model_dir=str(model_dir), target=f"openvino:{options.device}", batch=1,
-                 variant=f"hint={options.hint}", knobs={"threads": threads, "openvino_hint": options.hint}, spec=spec,
+                 variant=f"hint={options.hint},static", knobs={"threads": threads, "openvino_hint": options.hint,
+                                                       "openvino_shape": "static"}, spec=spec,
                  timing=TimingOptions(min_time_s=options.seconds, warmup_s=1.0, min_iterations=10).to_dict())
     row = run_in_subprocess(job, timeout_s=options.seconds * 10 + 300)
     if not row.ok:

@@ -26,8 +26,11 @@ TORCH_ROWS = {
 # Targets left out unless asked for by name: AUTO duplicates a concrete device; a reference executor is not a runtime.
 SKIPPED_BY_DEFAULT = {"openvino:AUTO": "duplicates openvino:CPU (name it with --target to measure it)",
                       "coreml:reference": "a numpy reference executor checks correctness; its latency means nothing"}
-QUICK_ARTIFACTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp16", "openvino-int8")
-QUICK_TARGETS = ("torch:cpu", "onnxruntime:cpu", "openvino:CPU")
+# --quick (make export-all): batch 1 on every available target, so the report can recommend one artifact per
+# target. coreml:reference rows are timed too but labelled: numpy's latency, not an Apple device's.
+QUICK_ARTIFACTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp16", "openvino-int8",
+                   "coreml-fp32", "coreml-fp16", "coreml-int8")
+QUICK_TARGETS = ("torch:cpu", "onnxruntime:cpu", "openvino:CPU", "openvino:AUTO", "coreml:reference")
 
 
 class BenchError(VitshipError):
@@ -42,6 +45,9 @@ class BenchConfig:
     threads: int | None = None  # None: physical cores (resolved before the sweep so every row records it)
     openvino_hints: tuple[str, ...] = ("latency",)
     openvino_precision: str | None = None  # None: the device default (bf16 on AVX512-BF16 CPUs); recorded per row
+    # static: reshape the IR to each row's batch before compiling, as a fixed-batch app deploys it (see
+    # runtimes.SessionOptions.static_batch); dynamic: run the IR's dynamic batch as exported.
+    openvino_shape: str = "static"
     ort_optimizations: tuple[str, ...] = ("all",)
     torch_variants: tuple[str, ...] = ("eager", "compile", "cudagraphs")
     artifacts: tuple[str, ...] | None = None  # None: every artifact in the manifest, plus torch
@@ -76,7 +82,8 @@ def _variants(artifact: Artifact, target: str, config: BenchConfig) -> list[tupl
     if runtime == "onnxruntime":
         return [(f"opt={level}", {**threads, "ort_optimization": level}, None) for level in config.ort_optimizations]
     if runtime == "openvino":
-        return [(f"hint={hint}", {**threads, "openvino_hint": hint, "openvino_precision": config.openvino_precision}, None)
+        return [(f"hint={hint},{config.openvino_shape}", {**threads, "openvino_hint": hint,
+                 "openvino_precision": config.openvino_precision, "openvino_shape": config.openvino_shape}, None)
                 for hint in config.openvino_hints]
     if runtime == "torch":
         rows = TORCH_ROWS.get(device, TORCH_ROWS["cpu"])

@@ -59,12 +59,13 @@ class RowJob:
         return cls(**data)
 
 
-def _session_options(knobs: dict):
+def _session_options(knobs: dict, batch: int):
     """runtimes.SessionOptions from the row's knobs (only the fields the class declares)."""
     from runtimes import SessionOptions
 
     names = {f.name for f in dataclasses.fields(SessionOptions)}
-    return SessionOptions(**{k: v for k, v in knobs.items() if k in names})
+    static = {"static_batch": batch} if knobs.get("openvino_shape") == "static" else {}
+    return SessionOptions(**{k: v for k, v in knobs.items() if k in names}, **static)
 
 
 def _open(job: RowJob):
@@ -74,7 +75,7 @@ def _open(job: RowJob):
         return function(job)
     from exporters.base import Artifact
 
-    return function(Artifact.from_dict(job.artifact), Path(job.model_dir), job.target, _session_options(job.knobs))
+    return function(Artifact.from_dict(job.artifact), Path(job.model_dir), job.target, _session_options(job.knobs, job.batch))
 
 
 def input_batch(job: RowJob):

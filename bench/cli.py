@@ -13,12 +13,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.report_sources import target_display
 from models import VitshipError, load_weights, spec_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Ship the ViT deepfake detector: export, check parity, benchmark and report.")
-console = Console()
-err_console = Console(stderr=True)
+# Piped into a log (make, CI), rich would fold wide tables to 80 columns; COLUMNS still wins when set.
+_LOG_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 180
+console = Console(width=_LOG_WIDTH)
+err_console = Console(stderr=True, width=_LOG_WIDTH)
 _state = {"debug": False}
 
 WEIGHTS_HELP = ("seeded[:N] (default, untrained), a transformers-format directory, a timm state dict "
@@ -506,7 +509,7 @@ def _bench_table(rows: list) -> Table:
         cells = [f"{s.p50_ms:.2f}", f"{s.p90_ms:.2f}", f"{s.cv:.1%}", f"{s.throughput_ips:.1f}",
                  f"{row.speedup:.2f}x" if row.speedup else "-", f"{s.load_s:.2f}", f"{s.peak_rss_mb:.0f}"] if s else ["-"] * 7
         status = "[green]ok[/green]" if row.ok else f"[red]{row.status}[/red]"
-        table.add_row(row.artifact, row.target, row.variant or "-", str(row.batch), *cells,
+        table.add_row(row.artifact, target_display(row.target), row.variant or "-", str(row.batch), *cells,
                       row.session.get("precision") or "-", status)
     return table
 
@@ -534,7 +537,7 @@ def bench(
     warmup: float | None = typer.Option(None, "--warmup", help="seconds of warm-up per row (1; --quick 0.5)"),
     min_iterations: int | None = typer.Option(None, "--min-iterations", help="minimum measured iterations per row (5)"),
     row_timeout: float = typer.Option(900.0, "--row-timeout", help="seconds before a row's worker is killed"),
-    quick: bool = typer.Option(False, "--quick", help="batch 1, short timing, the main artifacts on the CPU targets"),
+    quick: bool = typer.Option(False, "--quick", help="batch 1, short timing, every available target (what make export-all runs)"),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="write the PNG plots"),
 ) -> None:
     """Measure latency, throughput and memory of every artifact on every available target (one process per row)."""

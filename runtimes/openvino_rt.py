@@ -80,7 +80,7 @@ def _model_file(path: Path) -> Path:
 class OpenVinoSession:
     """A compiled OpenVINO model with one infer request; outputs copied out as float32."""
 
-    def __init__(self, compiled, device: str, requested: str | None, hint: str, threads: int):
+    def __init__(self, compiled, device: str, requested: str | None, hint: str, threads: int, shape: str):
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self._outputs = [o.get_any_name() for o in compiled.outputs]
@@ -89,7 +89,8 @@ class OpenVinoSession:
             target=f"openvino:{device}", provider=f"openvino {_ov().__version__}", device=",".join(executed_on) or device,
             precision=precision, threads=threads,
             extra={"precision_source": "requested" if requested else "runtime default",
-                   "requested_precision": requested, "performance_hint": hint, "execution_devices": executed_on},
+                   "requested_precision": requested, "performance_hint": hint, "execution_devices": executed_on,
+                   "input_shape": shape},
         )
 
     def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -134,5 +135,10 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> OpenVinoS
             raise RuntimeUnavailable("openvino:AUTO cannot be given an inference precision; pick a device")
         config["INFERENCE_PRECISION_HINT"] = _TO_OPENVINO[requested]
     model = ov_core.read_model(str(_model_file(model_dir / artifact.path)))
+    shape = "dynamic batch (as exported)"
+    if options.static_batch:
+        static = [options.static_batch, *list(model.inputs[0].get_partial_shape())[1:]]
+        model.reshape({model.inputs[0].get_any_name(): static})
+        shape = "static " + str([int(str(d)) for d in static])
     compiled = ov_core.compile_model(model, device, config)
-    return OpenVinoSession(compiled, device, requested, config["PERFORMANCE_HINT"], threads)
+    return OpenVinoSession(compiled, device, requested, config["PERFORMANCE_HINT"], threads, shape)

@@ -246,4 +246,5 @@ def test_bench_check_runs_benchmark_app_like_for_like(tiny_openvino_fp16):
     assert result.settings["vitship"]["threads"] == 1 and result.settings["benchmark_app"]["threads"] == "1"
     assert result.vitship_p50_ms > 0 and result.benchmark_app_median_ms > 0
     assert result.ratio == pytest.approx(result.vitship_p50_ms / result.benchmark_app_median_ms)
-    assert "-data_shape [1,3,64,64]" in result.rounds[0]["benchmark_app"]["command"]
+    assert "-shape [1,3,64,64]" in result.rounds[0]["benchmark_app"]["command"]  # static, as vitship compiles it
+    assert result.rounds[0]["vitship_session"]["extra"]["input_shape"] == "static [1, 3, 64, 64]"

@@ -151,6 +151,16 @@ def test_openvino_records_the_precision_it_actually_used(loaded, pixels, expecte
     np.testing.assert_allclose(default.run(pixels), expected[0], atol=2e-2)
     auto = open_session(artifact, model_dir, "openvino:AUTO")
     assert auto.run(pixels).shape == (3, 1) and auto.info.precision != ""
+    assert f32.info.extra["input_shape"] == "dynamic batch (as exported)"
+
+
+def test_openvino_static_batch_compiles_the_fixed_shape_a_fixed_batch_app_uses(loaded, pixels, expected, model_dir):
+    artifact = _export(loaded, model_dir, "openvino", "fp16")
+    static = open_session(artifact, model_dir, "openvino:CPU", SessionOptions(openvino_precision="f32", static_batch=3))
+    assert static.info.extra["input_shape"] == "static [3, 3, 64, 64]"
+    np.testing.assert_allclose(static.run(pixels), expected[0], atol=1e-2)
+    with pytest.raises(Exception):  # the compiled shape is fixed: another batch size is refused, not resized
+        static.run(pixels[:1])
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="on macOS the CoreML runtime is available")
