@@ -13,8 +13,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.report_sources import target_display
-from models import VitshipError, load_weights, spec_for
+# tqdm reads TQDM_* when it is first imported (coremltools, nncf and huggingface_hub all use it), so this
+# must precede every backend import; rich shows vitship's own progress. TQDM_DISABLE=0 brings them back.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from bench.report_sources import target_display  # noqa: E402
+from models import VitshipError, load_weights, spec_for  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Ship the ViT deepfake detector: export, check parity, benchmark and report.")
@@ -30,9 +34,24 @@ WeightsOpt = typer.Option("seeded", "--weights", "-w", help=WEIGHTS_HELP)
 ArchOpt = typer.Option("vit_small_patch16_384", "--arch", help="architecture for seeded/state-dict weights (tiny: tests)")
 
 
+def _quiet_backends() -> None:
+    """Keep backend chatter out of vitship's own progress and tables (all of it returns with --debug).
+
+    coremltools logs a warning per Apple runtime proxy it cannot load (always, off macOS) and runs tqdm bars
+    for every conversion pass; NNCF and coremltools' tqdm bars interleave with rich's progress display.
+    """
+    import logging
+
+    # A filter, not a level: nncf resets its logger's level when it is imported.
+    for name in ("coremltools", "nncf", "torch.utils.cpp_extension"):
+        logging.getLogger(name).addFilter(lambda record: record.levelno >= logging.ERROR)
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and backend logs.")) -> None:
     _state["debug"] = debug
+    if not debug:
+        _quiet_backends()
 
 
 def _versions_table() -> Table:
