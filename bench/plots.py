@@ -14,7 +14,8 @@ from models.atomic import atomic_write_bytes
 DPI = 110
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A matplotlib Figure on the Agg canvas (no pyplot global state, safe in workers and threads)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -25,7 +26,7 @@ def _figure(width: float, height: float):
 
 def png_bytes(figure) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", metadata={"Software": None})  # no version/URL stamp: same data, same bytes
     return buffer.getvalue()
 
 
@@ -37,7 +38,7 @@ def save_png(data: bytes, path: Path) -> Path:
 def bar_chart(labels: list[str], values: list[float], *, title: str, xlabel: str,
               errors: list[float] | None = None, annotate: str = "{:.3g}") -> bytes:
     """Horizontal bars, first label on top; ``errors`` draws one-sided whiskers (e.g. p90 - p50)."""
-    figure = _figure(8, max(2.0, 0.45 * len(labels) + 1.2))
+    figure = new_figure(8, max(2.0, 0.45 * len(labels) + 1.2))
     axes = figure.add_subplot()
     positions = list(range(len(labels)))[::-1]
     xerr = [[0] * len(errors), errors] if errors else None
@@ -58,7 +59,7 @@ def bar_chart(labels: list[str], values: list[float], *, title: str, xlabel: str
 def line_chart(series: dict[str, tuple[list[float], list[float]]], *, title: str, xlabel: str, ylabel: str,
                log_x: bool = False, log_y: bool = False) -> bytes:
     """One line with markers per named series of (xs, ys)."""
-    figure = _figure(8, 4.5)
+    figure = new_figure(8, 4.5)
     axes = figure.add_subplot()
     for label, (xs, ys) in series.items():
         axes.plot(xs, ys, marker="o", label=label)
@@ -80,7 +81,7 @@ def line_chart(series: dict[str, tuple[list[float], list[float]]], *, title: str
 def scatter_chart(points: dict[str, tuple[float, float]], *, title: str, xlabel: str, ylabel: str,
                   log_x: bool = False) -> bytes:
     """Labelled points (label -> (x, y)), e.g. latency against size."""
-    figure = _figure(8, 4.5)
+    figure = new_figure(8, 4.5)
     axes = figure.add_subplot()
     for label, (x, y) in points.items():
         axes.scatter([x], [y])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.plots import line_chart, new_figure, png_bytes, save_png
+
 PLOT_FILES = {
     "latency_vs_size": "latency_vs_size.png",
     "pareto": "accuracy_delta_vs_latency.png",
@@ -21,30 +23,24 @@ def _batch1(row: dict) -> float | None:
 
 
 def _figure(title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=90)
+    figure = new_figure(7.5, 4.2)
+    ax = figure.add_subplot()
     ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
-    return plt, fig, ax
+    return figure, ax
 
 
-def _save(plt, fig, ax, path: Path) -> None:
+def _save(figure, ax, path: Path) -> None:
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
-    plt.close(fig)
+    save_png(png_bytes(figure), path)
 
 
 def latency_vs_size(rows: list[dict], path: Path) -> bool:
     points = [(r["size_bytes"] / 2**20, _batch1(r), r) for r in rows if r["size_bytes"] and _batch1(r) is not None]
     if not points:
         return False
-    plt, fig, ax = _figure("p50 latency (batch 1) against artifact size")
+    fig, ax = _figure("p50 latency (batch 1) against artifact size")
     for target in sorted({r["target"] for _, _, r in points}):
         mine = [(x, y, r) for x, y, r in points if r["target"] == target]
         ax.scatter([x for x, _, _ in mine], [y for _, y, _ in mine], label=target, s=30)
@@ -53,7 +49,7 @@ def latency_vs_size(rows: list[dict], path: Path) -> bool:
                         xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("artifact size (MiB)")
     ax.set_ylabel("p50 latency (ms)")
-    _save(plt, fig, ax, path)
+    _save(fig, ax, path)
     return True
 
 
@@ -63,7 +59,7 @@ def pareto(rows: list[dict], path: Path, trained: bool) -> bool:
     if not points:
         return False
     note = "" if trained else " (untrained weights: accuracy not judged)"
-    plt, fig, ax = _figure("accuracy delta against latency, batch 1" + note)
+    fig, ax = _figure("accuracy delta against latency, batch 1" + note)
     frontier, best = [], -float("inf")
     for x, y, _ in points:  # sorted by latency: a point is on the frontier if no faster point is as accurate
         if y > best:
@@ -78,7 +74,7 @@ def pareto(rows: list[dict], path: Path, trained: bool) -> bool:
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xlabel("p50 latency (ms)")
     ax.set_ylabel("accuracy delta vs reference (points)")
-    _save(plt, fig, ax, path)
+    _save(fig, ax, path)
     return True
 
 
@@ -91,13 +87,10 @@ def throughput_vs_batch(rows: list[dict], path: Path) -> bool:
             series.append((_label(r), cells))
     if not any(len(cells) > 1 for _, cells in series):  # one batch size: nothing to draw a curve through
         return False
-    plt, fig, ax = _figure("throughput against batch size")
-    for label, cells in series:
-        ax.plot([b for b, _ in cells], [t for _, t in cells], marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("batch size")
-    ax.set_ylabel("throughput (images/s)")
-    _save(plt, fig, ax, path)
+    chart = line_chart({label: ([b for b, _ in cells], [t for _, t in cells]) for label, cells in series},
+                       title="throughput against batch size", xlabel="batch size", ylabel="throughput (images/s)",
+                       log_x=True)
+    save_png(chart, path)
     return True
 
 
