@@ -1,1 +1,1 @@
-"""bench: parity, latency, accuracy, reports and the vitship CLI."""
+"""vitship.bench: parity, latency, accuracy and the report, and the vitship CLI (bench/cli.py, bench/commands/)."""

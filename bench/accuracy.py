@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models import ImageError, LoadedModel, ModelSpec, VitshipError, preprocess
-from models.atomic import atomic_write_json
+from vitship.models import ImageError, LoadedModel, ModelSpec, VitshipError, preprocess
+from vitship.models.atomic import atomic_write_json
 
 EVAL_NAME = "eval.json"
 EVAL_SCHEMA_VERSION = 1
@@ -164,7 +164,7 @@ def _torch_logits(loaded: LoadedModel, batch: np.ndarray) -> np.ndarray:
 
 def default_target(fmt: str, statuses) -> str | None:
     """The first available CPU target that runs ``fmt``, else its first CPU target (whose session says why not)."""
-    from runtimes import RUNTIMES
+    from vitship.runtimes import RUNTIMES
 
     cpu = [s for s in statuses if s.runtime in RUNTIMES and fmt in RUNTIMES[s.runtime].formats
            and s.device.lower().startswith("cpu")]
@@ -175,8 +175,8 @@ class _Sessions:
     """One open session per artifact; artifacts that cannot open or that fail mid-run keep a status row."""
 
     def __init__(self, model_dir: Path, loaded: LoadedModel, targets: dict[str, str]):
-        from exporters.base import manifest_artifacts
-        from runtimes import SessionOptions, available_targets, open_session
+        from vitship.exporters.base import manifest_artifacts
+        from vitship.runtimes import SessionOptions, available_targets, open_session
 
         self.open, self.results = {}, []
         statuses = available_targets()
@@ -242,7 +242,7 @@ def evaluate(model_dir: Path, data: Path, loaded: LoadedModel, options: EvalOpti
 
 
 def _document(data, loaded, options, labels, paths, skipped, reference_logits, logits, sessions) -> dict:
-    from bench.environment import environment
+    from vitship.bench.environment import environment
 
     y = np.asarray(labels)
     ref_prob = fake_probability(np.concatenate(reference_logits), loaded.spec)

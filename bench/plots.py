@@ -1,7 +1,7 @@
 """PNG plots (matplotlib, Agg, no pyplot state): generic bar/line/scatter charts and the bench plots.
 
 The generic helpers return PNG bytes so callers can embed them (HTML) or write them atomically
-(``save_png``). Rows are ``bench.latency.BenchRow``; only ``ok`` rows are plotted.
+(``save_png``). Rows are ``vitship.bench.latency.timing.BenchRow``; only ``ok`` rows are plotted.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from models.atomic import atomic_write_bytes
+from vitship.models.atomic import atomic_write_bytes
 
 DPI = 110
 

@@ -1,4 +1,4 @@
-"""exporters: one module per format, each with export(loaded, out_dir, options) -> Artifact.
+"""vitship.exporters: one module per format, each with export(loaded, out_dir, options) -> Artifact.
 
 The registry maps a format name to its module path; modules are imported on first use so that a
 missing backend (coremltools, openvino, ...) only affects its own format.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-from exporters.base import PRECISIONS, Artifact, ExportError, ExportFn, ExportOptions, artifact_id
-from models import UnknownNameError
+from vitship.exporters.base import PRECISIONS, Artifact, ExportError, ExportFn, ExportOptions, artifact_id
+from vitship.models import UnknownNameError
 
 # format -> (module, precisions it produces)
 EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {}
@@ -21,9 +21,9 @@ def register(fmt: str, module: str, precisions: tuple[str, ...] = PRECISIONS) ->
     EXPORTERS[fmt] = (module, precisions)
 
 
-register("onnx", "exporters.onnx")
-register("openvino", "exporters.openvino")
-register("coreml", "exporters.coreml")
+register("onnx", "vitship.exporters.onnx")
+register("openvino", "vitship.exporters.openvino")
+register("coreml", "vitship.exporters.coreml")
 
 
 def get_exporter(fmt: str) -> ExportFn:

@@ -12,8 +12,8 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from models import LoadedModel, ModelSpec, VitshipError, file_sha256, preprocess, sample_images
-from models.atomic import atomic_write_json
+from vitship.models import LoadedModel, ModelSpec, VitshipError, file_sha256, preprocess, sample_images
+from vitship.models.atomic import atomic_write_json
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, model_metadata, package_versions,
+from vitship.exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, model_metadata, package_versions,
                             path_sha256, path_size, vitship_version)
-from models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
+from vitship.models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
 
 FORMAT = "coreml"
 PACKAGE_NAME = "model.mlpackage"

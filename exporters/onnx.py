@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, calibration_images, model_metadata,
+from vitship.exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, calibration_images, model_metadata,
                             package_versions, path_sha256, path_size, vitship_version)
-from models import LoadedModel, MissingDependencyError
+from vitship.models import LoadedModel, MissingDependencyError
 
 FORMAT = "onnx"
 MODEL_FILE = "model.onnx"
@@ -48,7 +48,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
     if options.precision == "fp16":
         model = _to_fp16(model, details)
     elif options.precision == "int8":
-        from exporters import onnx_int8
+        from vitship.exporters import onnx_int8
 
         model, calibration, int8_details = onnx_int8.quantize(model, loaded, options, photos)
         details["int8"] = int8_details

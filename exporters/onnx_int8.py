@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import ExportError, ExportOptions, calibration_images
-from models import LoadedModel, MissingDependencyError
+from vitship.exporters.base import ExportError, ExportOptions, calibration_images
+from vitship.models import LoadedModel, MissingDependencyError
 
 STATIC_OP_TYPES = ["MatMul", "Gemm", "Conv"]
 DYNAMIC_OP_TYPES = ["MatMul", "Gemm"]  # ConvInteger has no int8-weight kernel in onnxruntime CPU

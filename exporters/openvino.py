@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, calibration_images, model_metadata,
+from vitship.exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, calibration_images, model_metadata,
                             package_versions, path_sha256, path_size)
-from models import FEATURES_NAME, LOGITS_NAME, LoadedModel, MissingDependencyError, UnknownNameError
+from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel, MissingDependencyError, UnknownNameError
 
 FORMAT = "openvino"
 MODEL_FILE = "model.xml"

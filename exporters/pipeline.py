@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from exporters import EXPORTERS, get_exporter
-from exporters.base import (MANIFEST_SCHEMA_VERSION, PRECISIONS, Artifact, ExportError, ExportOptions, artifact_id,
+from vitship.exporters import EXPORTERS, get_exporter
+from vitship.exporters.base import (MANIFEST_SCHEMA_VERSION, PRECISIONS, Artifact, ExportError, ExportOptions, artifact_id,
                             path_sha256, path_size, read_manifest, vitship_version, write_manifest)
-from models import LoadedModel, UnknownNameError
-from models.atomic import atomic_directory, recover_directory
+from vitship.models import LoadedModel, UnknownNameError
+from vitship.models.atomic import atomic_directory, recover_directory
 
 STATUS_OK, STATUS_SKIPPED, STATUS_FAILED = "ok", "skipped", "export_failed"
 log = logging.getLogger(__name__)
@@ -58,6 +58,19 @@ def resolve_requests(formats: list[str] | None = None, precisions: list[str] | N
 
 def model_dir_for(root: Path, loaded: LoadedModel) -> Path:
     return Path(root) / loaded.spec.name
+
+
+def find_model_dir(artifacts: Path, model: str | None, arch: str) -> Path:
+    """artifacts/<model>: ``artifacts`` itself if it holds a manifest, the named one, the only one, else ``arch``'s name."""
+    from vitship.models import spec_for
+
+    artifacts = Path(artifacts)
+    if (artifacts / "manifest.json").is_file():
+        return artifacts
+    if model:
+        return artifacts / model
+    found = sorted(p.parent for p in artifacts.glob("*/manifest.json"))
+    return found[0] if len(found) == 1 else artifacts / spec_for(arch).name
 
 
 def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]], options: ExportOptions,

@@ -1,11 +1,11 @@
-"""models: the reference model, its weights, preprocessing and sample photos. Imports nothing else of vitship."""
+"""vitship.models: the reference model, its weights, preprocessing and sample photos. Imports nothing else of vitship."""
 
-from models.errors import ImageError, MissingDependencyError, UnknownNameError, VitshipError, WeightsError
-from models.preprocess import load_image, preprocess
-from models.samples import sample_images
-from models.spec import DEFAULT_SPEC, FEATURES_NAME, INPUT_NAME, LOGITS_NAME, ModelSpec, tiny_spec
-from models.vit import DetectorModel
-from models.weights import LoadedModel, WeightsInfo, file_sha256, load_weights
+from vitship.models.errors import ImageError, MissingDependencyError, UnknownNameError, VitshipError, WeightsError
+from vitship.models.preprocess import load_image, preprocess
+from vitship.models.samples import sample_images
+from vitship.models.spec import DEFAULT_SPEC, FEATURES_NAME, INPUT_NAME, LOGITS_NAME, ModelSpec, tiny_spec
+from vitship.models.vit import DetectorModel
+from vitship.models.weights import LoadedModel, WeightsInfo, file_sha256, load_weights
 
 ARCHITECTURES = {"vit_small_patch16_384": DEFAULT_SPEC, "tiny": tiny_spec()}
 

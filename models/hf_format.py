@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from models.errors import WeightsError
-from models.spec import ModelSpec
-from models.vit import supported_activations
+from vitship.models.errors import WeightsError
+from vitship.models.spec import ModelSpec
+from vitship.models.vit import supported_activations
 
 # PIL resample codes used by transformers' image processors.
 _PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}

@@ -9,8 +9,8 @@ from typing import Iterable, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models.errors import ImageError
-from models.spec import DEFAULT_SPEC, ModelSpec
+from vitship.models.errors import ImageError
+from vitship.models.spec import DEFAULT_SPEC, ModelSpec
 
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 

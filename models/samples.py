@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from models.errors import MissingDependencyError
+from vitship.models.errors import MissingDependencyError
 
 # Real photographs only: synthetic patterns (chessboard, logo, phantom), text scans and binary masks
 # are left out because calibration and parity should see what the detector sees in production.

@@ -7,8 +7,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from models.errors import WeightsError
-from models.spec import ModelSpec
+from vitship.models.errors import WeightsError
+from vitship.models.spec import ModelSpec
 
 # HF `hidden_act` names -> torch activation layers timm's Mlp can take as `act_layer`.
 _ACTIVATIONS = {

@@ -14,10 +14,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from models.errors import WeightsError
-from models.hf_format import convert_state_dict, read_transformers_dir
-from models.spec import DEFAULT_SPEC, ModelSpec
-from models.vit import DetectorModel, build_vit, seeded_vit
+from vitship.models.errors import WeightsError
+from vitship.models.hf_format import convert_state_dict, read_transformers_dir
+from vitship.models.spec import DEFAULT_SPEC, ModelSpec
+from vitship.models.vit import DetectorModel, build_vit, seeded_vit
 
 DEFAULT_SEED = 0
 PUBLISHED_REPO = "buildborderless/CommunityForensics-DeepfakeDet-ViT"

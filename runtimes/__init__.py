@@ -1,4 +1,4 @@
-"""runtimes: open_session(artifact, model_dir, target, options) -> Session for every runtime vitship can measure.
+"""vitship.runtimes: open_session(artifact, model_dir, target, options) -> Session for every runtime vitship can measure.
 
 `RUNTIMES` maps a runtime name (the part of a target before the colon) to a `RuntimeAdapter`. Each
 adapter lives in its own module (`runtimes.torch_rt`, `runtimes.onnxruntime_rt`, ...), which imports
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from exporters.base import Artifact
-from models import LoadedModel, UnknownNameError
-from runtimes.base import RuntimeFailure, RuntimeUnavailable, Session, SessionInfo, TargetStatus
+from vitship.exporters.base import Artifact
+from vitship.models import LoadedModel, UnknownNameError
+from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, Session, SessionInfo, TargetStatus
 
 TorchVariant = Literal["eager", "compile", "cudagraphs"]
 OrtOptimization = Literal["disable", "basic", "extended", "all"]
@@ -103,10 +103,10 @@ def register(adapter: RuntimeAdapter) -> None:
     RUNTIMES[adapter.name] = adapter
 
 
-register(RuntimeAdapter("torch", "runtimes.torch_rt", ("torch",)))
-register(RuntimeAdapter("onnxruntime", "runtimes.onnxruntime_rt", ("onnx",)))
-register(RuntimeAdapter("openvino", "runtimes.openvino_rt", ("openvino",)))
-register(RuntimeAdapter("coreml", "runtimes.coreml_rt", ("coreml",)))
+register(RuntimeAdapter("torch", "vitship.runtimes.torch_rt", ("torch",)))
+register(RuntimeAdapter("onnxruntime", "vitship.runtimes.onnxruntime_rt", ("onnx",)))
+register(RuntimeAdapter("openvino", "vitship.runtimes.openvino_rt", ("openvino",)))
+register(RuntimeAdapter("coreml", "vitship.runtimes.coreml_rt", ("coreml",)))
 
 
 def get_runtime(name: str) -> RuntimeAdapter:
@@ -162,7 +162,7 @@ def open_session(artifact: Artifact, model_dir: Path, target: str, options: Sess
 
 def torch_artifact(loaded: LoadedModel, precision: str = "fp32") -> Artifact:
     """A pseudo-artifact for the PyTorch model itself (`torch-fp32`, ...); its path is the weights source."""
-    from runtimes.torch_rt import torch_artifact as make
+    from vitship.runtimes.torch_rt import torch_artifact as make
 
     return make(loaded, precision)
 

@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from models import VitshipError
+from vitship.models import VitshipError
 
 
 class RuntimeUnavailable(VitshipError):

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import Artifact
-from models import INPUT_NAME, LOGITS_NAME, MissingDependencyError
-from runtimes.base import RuntimeUnavailable, SessionInfo, TargetStatus
+from vitship.exporters.base import Artifact
+from vitship.models import INPUT_NAME, LOGITS_NAME, MissingDependencyError
+from vitship.runtimes.base import RuntimeUnavailable, SessionInfo, TargetStatus
 
 COMPUTE_UNITS = {"cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE", "all": "ALL"}
 REFERENCE_DEVICE = "reference"
-REFERENCE_MODULE = "runtimes.coreml_reference"
+REFERENCE_MODULE = "vitship.runtimes.coreml_reference"
 REFERENCE_NOTE = "reference executor, not the Apple runtime"
 NEEDS_MACOS = "CoreML runtime needs macOS"
 

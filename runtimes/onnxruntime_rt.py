@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import Artifact
-from models import LOGITS_NAME, MissingDependencyError
-from runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInfo, TargetStatus
+from vitship.exporters.base import Artifact
+from vitship.models import LOGITS_NAME, MissingDependencyError
+from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInfo, TargetStatus
 
 # target device -> (execution provider, what it needs when the build lacks it)
 PROVIDERS: dict[str, tuple[str, str]] = {

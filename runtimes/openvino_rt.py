@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import Artifact
-from models import LOGITS_NAME, MissingDependencyError
-from runtimes.base import RuntimeUnavailable, SessionInfo, TargetStatus
+from vitship.exporters.base import Artifact
+from vitship.models import LOGITS_NAME, MissingDependencyError
+from vitship.runtimes.base import RuntimeUnavailable, SessionInfo, TargetStatus
 
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")
 # OpenVINO element type names <-> vitship precision names

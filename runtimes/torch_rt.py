@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import Artifact
-from models import FEATURES_NAME, LOGITS_NAME, LoadedModel, ModelSpec, load_weights
-from runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInfo, TargetStatus
+from vitship.exporters.base import Artifact
+from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel, ModelSpec, load_weights
+from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInfo, TargetStatus
 
 TORCH_FORMAT = "torch"
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16")

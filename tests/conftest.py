@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models import LoadedModel, load_weights, preprocess, sample_images, tiny_spec
+from vitship.models import LoadedModel, load_weights, preprocess, sample_images, tiny_spec
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +38,7 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def assert_manifest_matches_files(model_dir: Path) -> dict:
     """Every manifest entry names an existing artifact whose sha256 and size match; returns the manifest."""
-    from exporters.base import path_sha256, path_size, read_manifest
+    from vitship.exporters.base import path_sha256, path_size, read_manifest
 
     manifest = read_manifest(model_dir)
     for aid, entry in manifest["artifacts"].items():

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from bench.accuracy import DatasetError, EvalOptions, evaluate, read_dataset, read_eval, write_eval
-from exporters.base import Artifact, write_manifest
-from models import load_weights, preprocess, sample_images, tiny_spec
-from runtimes import torch_artifact
+from vitship.bench.accuracy import DatasetError, EvalOptions, evaluate, read_dataset, read_eval, write_eval
+from vitship.exporters.base import Artifact, write_manifest
+from vitship.models import load_weights, preprocess, sample_images, tiny_spec
+from vitship.runtimes import torch_artifact
 
 SPEC = tiny_spec()
 

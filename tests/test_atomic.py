@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from models.atomic import atomic_directory, atomic_write_text, recover_directory
+from vitship.models.atomic import atomic_directory, atomic_write_text, recover_directory
 
 
 def test_atomic_write_replaces_and_uses_umask_modes(tmp_path):

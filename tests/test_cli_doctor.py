@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 
-from models import file_sha256
+from vitship.models import file_sha256
 from tests.test_models_weights import TINY, save_hf_vit
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=600,
+    return subprocess.run([sys.executable, "-m", "vitship.bench.cli", *args], capture_output=True, text=True, timeout=600,
                           env={**os.environ, "COLUMNS": "200", **env})
 
 

@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from bench.compare import CompareThresholds, compare_reports
-from bench.report import build_report, write_report
+from vitship.bench.report.compare import CompareThresholds, compare_reports
+from vitship.bench.report.document import build_report, write_report
 from tests.test_report import write_sources
 
 
 def run_compare(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.cli", "compare", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vitship.bench.cli", "compare", *map(str, args)], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "COLUMNS": "220"})
 
 
@@ -87,6 +87,6 @@ def test_different_environments_are_not_compared_without_force(baseline, tmp_pat
     _row(other, "onnx-fp32")["latency"]["1"]["p50_ms"] *= 2
     old, new = _save(baseline, tmp_path / "a"), _save(other, tmp_path / "b")
     refused = run_compare(old, new)
-    assert refused.returncode == 2 and "not compared" in refused.stdout and "--force" in refused.stdout
+    assert refused.returncode == 4 and "not compared" in refused.stdout and "--force" in refused.stdout
     forced = run_compare(old, new, "--force")
     assert forced.returncode == 1 and "different environments" in forced.stdout

@@ -16,15 +16,15 @@ from typer.testing import CliRunner
 ct = pytest.importorskip("coremltools")
 torch = pytest.importorskip("torch")
 
-from bench.cli import app  # noqa: E402
-from bench.parity import PARITY_NAME, ParityConfig, ParityInputs, read_parity_rows, run_batched  # noqa: E402
-from bench.parity_metrics import DEFAULT_TOLERANCES, Tolerance, compare  # noqa: E402
-from exporters import coreml as coreml_exporter  # noqa: E402
-from exporters.base import ExportOptions, manifest_artifacts, path_sha256, read_manifest, write_manifest  # noqa: E402
-from exporters.pipeline import export_all, model_dir_for  # noqa: E402
-from models import load_weights, tiny_spec  # noqa: E402
-from runtimes import SessionOptions, open_session  # noqa: E402
-from runtimes.coreml_reference import (REFERENCE_LABEL, TARGET, ReferenceExecutorError, load_package,  # noqa: E402
+from vitship.bench.cli import app  # noqa: E402
+from vitship.bench.parity.run import PARITY_NAME, ParityConfig, ParityInputs, read_parity_rows, run_batched  # noqa: E402
+from vitship.bench.parity.metrics import DEFAULT_TOLERANCES, Tolerance, compare  # noqa: E402
+from vitship.exporters import coreml as coreml_exporter  # noqa: E402
+from vitship.exporters.base import ExportOptions, manifest_artifacts, path_sha256, read_manifest, write_manifest  # noqa: E402
+from vitship.exporters.pipeline import export_all, model_dir_for  # noqa: E402
+from vitship.models import load_weights, tiny_spec  # noqa: E402
+from vitship.runtimes import SessionOptions, open_session  # noqa: E402
+from vitship.runtimes.coreml_reference import (REFERENCE_LABEL, TARGET, ReferenceExecutorError, load_package,  # noqa: E402
                                        open_reference_session)
 
 PRECISIONS = ("fp32", "fp16", "int8")

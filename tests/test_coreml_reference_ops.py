@@ -20,8 +20,8 @@ F = torch.nn.functional
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 from coremltools.converters.mil.mil import get_new_symbol, types  # noqa: E402
 
-from runtimes.coreml_reference import ReferenceExecutor, ReferenceExecutorError, load_package  # noqa: E402
-from runtimes.coreml_reference import ops as ops_module  # noqa: E402
+from vitship.runtimes.coreml_reference import ReferenceExecutor, ReferenceExecutorError, load_package  # noqa: E402
+from vitship.runtimes.coreml_reference import ops as ops_module  # noqa: E402
 
 IOS16, IOS17, IOS18 = ct.target.iOS16, ct.target.iOS17, ct.target.iOS18
 _counter = itertools.count()
@@ -319,7 +319,7 @@ def test_a_dropped_registry_entry_is_named_not_skipped(tmp_path, monkeypatch):
 def test_fast_fp16_rounding_equals_numpy_float16_everywhere():
     """Every fp16 value, every midpoint (ties to even) and its float32 neighbours, subnormals,
     overflow to inf, inf and NaN: the same as a round trip through numpy's float16."""
-    from runtimes.coreml_reference.executor import round_to_fp16
+    from vitship.runtimes.coreml_reference.executor import round_to_fp16
 
     every = np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
     finite = np.sort(every[np.isfinite(every)])

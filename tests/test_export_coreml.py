@@ -1,4 +1,4 @@
-"""exporters.coreml: flexible batch, labels and metadata, ImageType scale/bias and real int8 weights (tiny ViT).
+"""vitship.exporters.coreml: flexible batch, labels and metadata, ImageType scale/bias and real int8 weights (tiny ViT).
 
 Core ML cannot run predictions off macOS, so these tests read the saved spec and ML Program back;
 the one prediction test runs on macOS only.
@@ -13,12 +13,12 @@ import sys
 import numpy as np
 import pytest
 
-from exporters.base import ExportError, ExportOptions, path_sha256
-from models import MissingDependencyError, UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
+from vitship.exporters.base import ExportError, ExportOptions, path_sha256
+from vitship.models import MissingDependencyError, UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
 
 ct = pytest.importorskip("coremltools")
 
-from exporters import coreml as coreml_exporter  # noqa: E402  (after the importorskip above)
+from vitship.exporters import coreml as coreml_exporter  # noqa: E402  (after the importorskip above)
 from tests.conftest import torch_outputs  # noqa: E402
 
 VARIANTS = {  # name -> options

@@ -1,4 +1,4 @@
-"""exporters.onnx on the tiny ViT: symbolic batch, self-contained file, metadata, fp16 I/O, real int8 weights."""
+"""vitship.exporters.onnx on the tiny ViT: symbolic batch, self-contained file, metadata, fp16 I/O, real int8 weights."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from exporters.base import ExportError, ExportOptions, model_metadata, path_sha256
-from models import ImageError
+from vitship.exporters.base import ExportError, ExportOptions, model_metadata, path_sha256
+from vitship.models import ImageError
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from exporters import onnx as onnx_exporter  # noqa: E402  (after the importorskip above)
+from vitship.exporters import onnx as onnx_exporter  # noqa: E402  (after the importorskip above)
 from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")

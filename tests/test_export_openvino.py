@@ -1,4 +1,4 @@
-"""exporters.openvino: the IR of the tiny ViT reads back with a dynamic batch, names, metadata and real int8."""
+"""vitship.exporters.openvino: the IR of the tiny ViT reads back with a dynamic batch, names, metadata and real int8."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from exporters.base import ExportError, ExportOptions, calibration_images, path_sha256
-from models import MissingDependencyError, load_weights, preprocess, sample_images
+from vitship.exporters.base import ExportError, ExportOptions, calibration_images, path_sha256
+from vitship.models import MissingDependencyError, load_weights, preprocess, sample_images
 
 ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-from exporters import openvino as openvino_exporter  # noqa: E402  (after the importorskip above)
+from vitship.exporters import openvino as openvino_exporter  # noqa: E402  (after the importorskip above)
 from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")

@@ -1,4 +1,4 @@
-"""exporters.pipeline and `vitship export`: manifest truth, skipping, --force, failures, interrupted runs."""
+"""vitship.exporters.pipeline and `vitship export`: manifest truth, skipping, --force, failures, interrupted runs."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from exporters import EXPORTERS, pipeline
-from exporters.base import Artifact, ExportOptions, artifact_id, read_manifest
+from vitship.exporters import EXPORTERS, pipeline
+from vitship.exporters.base import Artifact, ExportOptions, artifact_id, read_manifest
 from tests.conftest import assert_manifest_matches_files
 
 ONNX_FP32_INT8 = [("onnx", "fp32"), ("onnx", "int8")]
@@ -101,7 +101,7 @@ def test_one_failing_format_does_not_stop_the_others(tiny_loaded, tmp_path, fake
 
 
 def test_cli_prints_the_table_and_exits_1_when_one_failed(tiny_loaded, tmp_path, fake_formats):
-    from bench.cli import app
+    from vitship.bench.cli import app
 
     result = CliRunner().invoke(app, ["export", "--arch", "tiny", "-f", "broken,fake", "-p", "fp32", "--out", str(tmp_path)])
     assert result.exit_code == 1, result.output
@@ -110,7 +110,7 @@ def test_cli_prints_the_table_and_exits_1_when_one_failed(tiny_loaded, tmp_path,
 
 
 def test_unknown_names_are_domain_errors():
-    from models import UnknownNameError
+    from vitship.models import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="onnx"):
         pipeline.resolve_requests(["onx"])
@@ -127,7 +127,7 @@ def test_an_interrupted_export_keeps_the_previous_manifest_and_files(onnx_root, 
     shutil.copytree(onnx_root, root)
     model_dir = root / tiny_loaded.spec.name
     before = read_manifest(model_dir)
-    command = [sys.executable, "-m", "bench.cli", "export", "--arch", "tiny", "-f", "onnx", "--force", "--out", str(root)]
+    command = [sys.executable, "-m", "vitship.bench.cli", "export", "--arch", "tiny", "-f", "onnx", "--force", "--out", str(root)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1])
     deadline = time.monotonic() + 120
     while not list(model_dir.glob(".onnx-*.tmp")) and process.poll() is None and time.monotonic() < deadline:
@@ -150,10 +150,10 @@ def test_an_interrupted_export_keeps_the_previous_manifest_and_files(onnx_root, 
 @pytest.mark.slow
 def test_real_vit_s_export_all_end_to_end(tmp_path):
     """`vitship export --all` on the real ViT-S/16-384 (seeded): every registered artifact, sizes in budget."""
-    from exporters import all_artifact_ids
-    from models import DEFAULT_SPEC
+    from vitship.exporters import all_artifact_ids
+    from vitship.models import DEFAULT_SPEC
 
-    command = [sys.executable, "-m", "bench.cli", "export", "--all", "--weights", "seeded", "--out", str(tmp_path)]
+    command = [sys.executable, "-m", "vitship.bench.cli", "export", "--all", "--weights", "seeded", "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     manifest = assert_manifest_matches_files(tmp_path / DEFAULT_SPEC.name)

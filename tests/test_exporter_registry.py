@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from exporters import EXPORTERS, all_artifact_ids, get_exporter, register
-from models import UnknownNameError
+from vitship.exporters import EXPORTERS, all_artifact_ids, get_exporter, register
+from vitship.models import UnknownNameError
 
 TESTS = Path(__file__).parent
 
@@ -38,6 +38,6 @@ def test_the_nine_artifact_ids():
 
 def test_registering_twice_raises_and_unknown_names_suggest_one():
     with pytest.raises(ValueError, match="already registered"):
-        register("onnx", "exporters.onnx")
+        register("onnx", "vitship.exporters.onnx")
     with pytest.raises(UnknownNameError, match="Did you mean 'openvino'"):
         get_exporter("openvin")

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.bench_results import BenchReport, apply_speedups, sorted_rows, write_report
-from bench.bench_worker import RowJob, run_in_subprocess
-from bench.latency import BenchRow, LatencyStats, TimingOptions, measure
-from models import tiny_spec
+from vitship.bench.latency.results import BenchReport, apply_speedups, sorted_rows, write_report
+from vitship.bench.latency.worker import RowJob, run_in_subprocess
+from vitship.bench.latency.timing import BenchRow, LatencyStats, TimingOptions, measure
+from vitship.models import tiny_spec
 
 TESTS_DIR = Path(__file__).parent
 FAST = TimingOptions(min_time_s=0.3, warmup_s=0.1, min_iterations=5)
@@ -129,7 +129,7 @@ def test_speedup_needs_a_baseline_from_the_same_run():
 
 
 def test_sweep_runs_every_row_even_after_a_crash(fake_worker_env):
-    from bench.bench_sweep import BenchConfig, SweepPlan, run_sweep
+    from vitship.bench.latency.sweep import BenchConfig, SweepPlan, run_sweep
 
     plan = SweepPlan(jobs=[fake_job("open_segfault"), fake_job("open_sleep", sleep_s=0.005)],
                      unavailable=[BenchRow("fake-fp32", "fake:gpu", None, "", status="unavailable: no such device")])
@@ -140,8 +140,8 @@ def test_sweep_runs_every_row_even_after_a_crash(fake_worker_env):
 
 
 def test_torch_variants_per_device():
-    from bench.bench_sweep import BenchConfig, _variants
-    from exporters.base import Artifact
+    from vitship.bench.latency.sweep import BenchConfig, _variants
+    from vitship.exporters.base import Artifact
 
     torch_fp32 = Artifact(id="torch-fp32", format="torch", precision="fp32", path="seeded")
     cpu = _variants(torch_fp32, "torch:cpu", BenchConfig(threads=2))
@@ -159,7 +159,7 @@ def test_cuda_rows_are_unavailable_without_cuda(tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: the cuda rows run instead")
-    from bench.bench_sweep import BenchConfig, bench_artifacts, plan_sweep
+    from vitship.bench.latency.sweep import BenchConfig, bench_artifacts, plan_sweep
 
     artifacts, weights = bench_artifacts(tmp_path, tiny_spec(), "seeded")
     plan = plan_sweep(artifacts, tmp_path, tiny_spec().to_dict(), BenchConfig(batches=(1,)))
@@ -174,7 +174,7 @@ def test_cuda_rows_are_unavailable_without_cuda(tmp_path):
 def test_bench_cli_on_the_tiny_model_measures_torch_and_writes_everything(tmp_path):
     from typer.testing import CliRunner
 
-    from bench.cli import app
+    from vitship.bench.cli import app
 
     result = CliRunner().invoke(app, ["bench", "--arch", "tiny", "--artifacts", str(tmp_path), "--quick",
                                       "--min-time", "0.2", "--warmup", "0.1", "--out", str(tmp_path / "out")])
@@ -205,7 +205,7 @@ BENCHMARK_APP_TAIL = """[Step 8/11] Querying optimal runtime parameters
 
 
 def test_benchmark_app_output_is_parsed_and_settings_compared():
-    from bench.bench_check import _mismatches, parse_benchmark_app
+    from vitship.bench.latency.honesty import _mismatches, parse_benchmark_app
 
     parsed = parse_benchmark_app(BENCHMARK_APP_TAIL)
     assert parsed["median_ms"] == 42.87 and parsed["count"] == 233 and parsed["min_ms"] == 41.02
@@ -226,9 +226,9 @@ def test_a_hanging_worker_times_out_into_an_error_row(fake_worker_env):
 @pytest.fixture(scope="module")
 def tiny_openvino_fp16(tmp_path_factory):
     pytest.importorskip("openvino")
-    from exporters import ExportOptions
-    from exporters.pipeline import export_all, model_dir_for
-    from models import load_weights
+    from vitship.exporters import ExportOptions
+    from vitship.exporters.pipeline import export_all, model_dir_for
+    from vitship.models import load_weights
 
     loaded = load_weights("seeded", tiny_spec())
     root = tmp_path_factory.mktemp("artifacts")
@@ -239,7 +239,7 @@ def tiny_openvino_fp16(tmp_path_factory):
 
 def test_bench_check_runs_benchmark_app_like_for_like(tiny_openvino_fp16):
     """Mechanics on the tiny IR (its per-call Python overhead dominates, so no ratio is asserted here)."""
-    from bench.bench_check import CheckOptions, bench_check
+    from vitship.bench.latency.honesty import CheckOptions, bench_check
 
     result = bench_check(tiny_openvino_fp16, tiny_spec(), CheckOptions(seconds=1, threads=1, rounds=1))
     assert result.notes == [], result.settings  # same precision, threads and one stream on both sides

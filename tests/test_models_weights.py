@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import WeightsError, load_weights, preprocess, sample_images, tiny_spec
-from models.weights import state_dict_sha256
+from vitship.models import WeightsError, load_weights, preprocess, sample_images, tiny_spec
+from vitship.models.weights import state_dict_sha256
 
 transformers = pytest.importorskip("transformers")
 
@@ -178,7 +178,7 @@ def test_missing_path_and_unknown_suffix(tmp_path):
 
 def test_hub_reference_offline_says_how_to_pass_a_directory(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "bench.cli", "doctor", "--arch", "tiny", "--weights",
+    result = subprocess.run([sys.executable, "-m", "vitship.bench.cli", "doctor", "--arch", "tiny", "--weights",
                              "hf:buildborderless/CommunityForensics-DeepfakeDet-ViT@main"],
                             capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 2

@@ -11,15 +11,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bench.cli import app
-from bench.parity import (PARITY_NAME, ParityResult, RowPlan, check_row, prepare, read_parity_rows, verify_artifact,
+from vitship.bench.cli import app
+from vitship.bench.parity.run import (PARITY_NAME, ParityResult, RowPlan, check_row, prepare, read_parity_rows, verify_artifact,
                           ArtifactRefused)
-from bench.parity_metrics import (DEFAULT_TOLERANCES, Tolerance, ToleranceError, ToleranceTable, compare,
+from vitship.bench.parity.metrics import (DEFAULT_TOLERANCES, Tolerance, ToleranceError, ToleranceTable, compare,
                                   effective_precision)
-from exporters import get_exporter
-from exporters.base import ExportOptions, manifest_artifacts, path_sha256, read_manifest, write_manifest
-from models import LoadedModel, load_weights, tiny_spec
-from runtimes import target_status
+from vitship.exporters import get_exporter
+from vitship.exporters.base import ExportOptions, manifest_artifacts, path_sha256, read_manifest, write_manifest
+from vitship.models import LoadedModel, load_weights, tiny_spec
+from vitship.runtimes import target_status
 
 ARTIFACTS = ("onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-int8")
 
@@ -149,7 +149,7 @@ def test_clean_run_passes_and_writes_parity_json(clean_run, model_dir):
 
 
 def test_openvino_fp32_ir_gets_a_bf16_default_row_and_an_f32_row(clean_run):
-    from runtimes.openvino_rt import default_precision
+    from vitship.runtimes.openvino_rt import default_precision
 
     if default_precision("CPU") == "fp32":
         pytest.skip("this CPU runs OpenVINO in f32 by default: there is no lower-precision default row")
@@ -249,7 +249,7 @@ def test_batch_dependent_model_is_caught_by_batch_consistency(loaded, tmp_path):
 
 
 def test_unknown_artifact_or_target_lists_valid_names(model_dir):
-    from models import UnknownNameError
+    from vitship.models import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="onnx-fp32"):
         _parity(model_dir, "--artifact", "onnx-fp33")
@@ -265,8 +265,8 @@ def test_tolerance_is_frozen_and_serialisable():
 def test_coreml_rows_are_unavailable_off_macos_and_the_reference_executor_is_labelled(loaded, tmp_path):
     import sys
 
-    from bench.parity import REFERENCE_NOTE, plan_rows
-    from runtimes import available_targets
+    from vitship.bench.parity.run import REFERENCE_NOTE, plan_rows
+    from vitship.runtimes import available_targets
 
     work = _build(tmp_path / "tiny-vit", loaded, ["coreml-fp32"])
     ctx = prepare(work, loaded)

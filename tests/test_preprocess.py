@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import DEFAULT_SPEC, ImageError, load_image, preprocess, sample_images
-from models.preprocess import MAX_IMAGE_PIXELS
+from vitship.models import DEFAULT_SPEC, ImageError, load_image, preprocess, sample_images
+from vitship.models.preprocess import MAX_IMAGE_PIXELS
 
 
 @pytest.fixture(scope="module")

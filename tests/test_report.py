@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_results import BenchReport
-from bench.environment import environment
-from bench.latency import BenchRow, LatencyStats
-from bench.report import ReportOptions, build_report, merge_reports, read_report, write_report
-from models.atomic import atomic_write_json
+from vitship.bench.latency.results import BenchReport
+from vitship.bench.environment import environment
+from vitship.bench.latency.timing import BenchRow, LatencyStats
+from vitship.bench.report.document import ReportOptions, build_report, merge_reports, read_report, write_report
+from vitship.models.atomic import atomic_write_json
 
 MIB = 2**20
 # artifact -> (target, variant, p50 ms at batch 1, size MiB, parity verdict, accuracy)
@@ -165,7 +165,7 @@ def test_merge_has_a_column_per_machine(untrained, tmp_path):
     onnx = next(r for r in merged["sections"]["rows"] if r["artifact"] == "onnx-fp32")
     assert onnx["cells"][labels[0]]["p50_ms"] == pytest.approx(90.0) and onnx["cells"][labels[1]]["p50_ms"] == pytest.approx(45.0)
     paths = [write_report(d, tmp_path / "reports") / "report.json" for d in (a, b)]
-    result = subprocess.run([sys.executable, "-m", "bench.cli", "report", "--merge", str(paths[0]), str(paths[1]),
+    result = subprocess.run([sys.executable, "-m", "vitship.bench.cli", "report", "--merge", str(paths[0]), str(paths[1]),
                              "--reports", str(tmp_path / "reports")], capture_output=True, text=True, timeout=300,
                             env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
@@ -176,7 +176,7 @@ def test_merge_has_a_column_per_machine(untrained, tmp_path):
 
 
 def test_merging_one_report_is_an_error(untrained):
-    from bench.report import ReportError
+    from vitship.bench.report.document import ReportError
 
     with pytest.raises(ReportError, match="at least two"):
         merge_reports([copy.deepcopy(build_report(untrained))])
@@ -186,14 +186,14 @@ def test_real_chain_on_the_tiny_model(tmp_path):
     """vitship export onnx-fp32 -> parity -> eval -> bench -> report -> compare, on the tiny ViT."""
     import shutil
 
-    from models import sample_images
+    from vitship.models import sample_images
 
     for index, photo in enumerate(sample_images(limit=8)):
         (tmp_path / "data" / ("fake" if index % 2 else "real")).mkdir(parents=True, exist_ok=True)
         shutil.copy(photo, tmp_path / "data" / ("fake" if index % 2 else "real") / photo.name)
 
     def cli(*args):
-        result = subprocess.run([sys.executable, "-m", "bench.cli", *args], capture_output=True, text=True, timeout=600,
+        result = subprocess.run([sys.executable, "-m", "vitship.bench.cli", *args], capture_output=True, text=True, timeout=600,
                                 cwd=tmp_path, env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
         assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         return result.stdout

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-import runtimes
-from exporters import get_exporter
-from exporters.base import ExportOptions
-from models import UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
-from runtimes import (RUNTIMES, RuntimeAdapter, RuntimeFailure, RuntimeUnavailable, SessionOptions, available_targets,
+import vitship.runtimes as runtimes
+from vitship.exporters import get_exporter
+from vitship.exporters.base import ExportOptions
+from vitship.models import UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
+from vitship.runtimes import (RUNTIMES, RuntimeAdapter, RuntimeFailure, RuntimeUnavailable, SessionOptions, available_targets,
                       open_session, register, target_status, torch_artifact)
 
 
@@ -51,7 +51,7 @@ def onnx_fp32(loaded, model_dir):
 
 def test_registry_refuses_a_second_registration_and_names_the_valid_runtimes():
     with pytest.raises(ValueError, match="already registered"):
-        register(RuntimeAdapter("onnxruntime", "runtimes.onnxruntime_rt", ("onnx",)))
+        register(RuntimeAdapter("onnxruntime", "vitship.runtimes.onnxruntime_rt", ("onnx",)))
     with pytest.raises(UnknownNameError, match="onnxruntime") as err:
         runtimes.get_runtime("onnxruntim")
     assert "Did you mean 'onnxruntime'" in str(err.value)
@@ -79,7 +79,7 @@ def test_every_target_is_listed_with_a_reason_when_unavailable():
 def test_wrong_format_or_unavailable_target_raises_runtime_unavailable(loaded, model_dir):
     with pytest.raises(RuntimeUnavailable, match="cannot run torch artifacts"):
         open_session(torch_artifact(loaded), model_dir, "onnxruntime:cpu")
-    from exporters.base import Artifact
+    from vitship.exporters.base import Artifact
 
     onnx = Artifact(id="onnx-fp32", format="onnx", precision="fp32", path="onnx-fp32/model.onnx")
     unavailable = next(s for s in available_targets(["onnxruntime"]) if not s.available)
@@ -136,7 +136,7 @@ def test_onnxruntime_provider_that_falls_back_to_cpu_is_an_error(onnx_fp32, mode
 
 
 def test_openvino_records_the_precision_it_actually_used(loaded, pixels, expected, model_dir):
-    from runtimes.openvino_rt import default_precision
+    from vitship.runtimes.openvino_rt import default_precision
 
     artifact = _export(loaded, model_dir, "openvino", "fp32")
     default = open_session(artifact, model_dir, "openvino:CPU")
@@ -165,7 +165,7 @@ def test_openvino_static_batch_compiles_the_fixed_shape_a_fixed_batch_app_uses(l
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="on macOS the CoreML runtime is available")
 def test_coreml_compute_units_need_macos(loaded, model_dir):
-    from exporters.base import Artifact
+    from vitship.exporters.base import Artifact
 
     artifact = Artifact(id="coreml-fp16", format="coreml", precision="fp16", path="coreml-fp16/model.mlpackage")
     with pytest.raises(RuntimeUnavailable, match="CoreML runtime needs macOS"):

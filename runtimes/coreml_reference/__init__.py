@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtimes.coreml_reference.executor import ReferenceExecutor
-from runtimes.coreml_reference.loader import MLPackage, load_package
-from runtimes.coreml_reference.ops import OPS, ReferenceExecutorError
-from runtimes.coreml_reference.session import (
+from vitship.runtimes.coreml_reference.executor import ReferenceExecutor
+from vitship.runtimes.coreml_reference.loader import MLPackage, load_package
+from vitship.runtimes.coreml_reference.ops import OPS, ReferenceExecutorError
+from vitship.runtimes.coreml_reference.session import (
     PROVIDER, REFERENCE_LABEL, TARGET, Normalization, ReferenceSession, open_reference_session,
 )
 

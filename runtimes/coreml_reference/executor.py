@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # importing the op modules fills the registry
-from runtimes.coreml_reference import ops_constexpr, ops_nn, ops_tensor  # noqa: F401
-from runtimes.coreml_reference.ops import IOS15, OPS, OpContext, OpFn, ReferenceExecutorError
+from vitship.runtimes.coreml_reference import ops_constexpr, ops_nn, ops_tensor  # noqa: F401
+from vitship.runtimes.coreml_reference.ops import IOS15, OPS, OpContext, OpFn, ReferenceExecutorError
 
 
 @dataclass

@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from models import MissingDependencyError
-from runtimes.coreml_reference.ops import ReferenceExecutorError
+from vitship.models import MissingDependencyError
+from vitship.runtimes.coreml_reference.ops import ReferenceExecutorError
 
 APPLE_AUTHOR = "com.apple.CoreML"
 WEIGHTS_ITEM = "weights"

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from models import MissingDependencyError, VitshipError
+from vitship.models import MissingDependencyError, VitshipError
 
 IOS15, IOS16, IOS17, IOS18 = 6, 7, 8, 9  # coremltools.target.iOS15.. as ints (the function's opset)
 

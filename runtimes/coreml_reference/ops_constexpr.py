@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from runtimes.coreml_reference.ops import OpContext, axis_of, register
+from vitship.runtimes.coreml_reference.ops import OpContext, axis_of, register
 
 
 def _on_axis(param: np.ndarray, rank: int, axis: int) -> np.ndarray:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from runtimes.coreml_reference.ops import OpContext, as_bool, axis_of, erf, register
+from vitship.runtimes.coreml_reference.ops import OpContext, as_bool, axis_of, erf, register
 
 GELU_MODES = ("EXACT", "TANH_APPROXIMATION", "SIGMOID_APPROXIMATION")
 

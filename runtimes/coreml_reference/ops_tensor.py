@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtimes.coreml_reference.ops import IOS17, OpContext, as_bool, axis_of, register
+from vitship.runtimes.coreml_reference.ops import IOS17, OpContext, as_bool, axis_of, register
 
 
 @register("shape")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from models import FEATURES_NAME, LOGITS_NAME
-from runtimes.base import SessionInfo
-from runtimes.coreml_reference.executor import ReferenceExecutor
-from runtimes.coreml_reference.loader import MLPackage, load_package
-from runtimes.coreml_reference.ops import ReferenceExecutorError
+from vitship.models import FEATURES_NAME, LOGITS_NAME
+from vitship.runtimes.base import SessionInfo
+from vitship.runtimes.coreml_reference.executor import ReferenceExecutor
+from vitship.runtimes.coreml_reference.loader import MLPackage, load_package
+from vitship.runtimes.coreml_reference.ops import ReferenceExecutorError
 
 TARGET = "coreml:reference"
 REFERENCE_LABEL = "reference executor, not the Apple runtime"

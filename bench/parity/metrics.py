@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models import FEATURES_NAME, LOGITS_NAME, ModelSpec, VitshipError
+from vitship.models import FEATURES_NAME, LOGITS_NAME, ModelSpec, VitshipError
 
 # Lower rank = less precise. An fp32 IR run in bf16 is judged as bf16; an int8 IR stays int8.
 PRECISION_RANK = {"fp32": 3, "fp16": 2, "bf16": 1, "int8": 0}

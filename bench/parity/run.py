@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.parity_metrics import Metrics, Tolerance, ToleranceTable, compare, effective_precision
-from exporters.base import Artifact, path_sha256, read_manifest
-from models import LoadedModel, ModelSpec, VitshipError, load_weights, preprocess, sample_images
-from models.atomic import atomic_write_json
-from runtimes import RuntimeUnavailable, SessionOptions, TargetStatus, can_run, open_session, torch_artifact
+from vitship.bench.parity.metrics import Metrics, Tolerance, ToleranceTable, compare, effective_precision
+from vitship.exporters.base import Artifact, path_sha256, read_manifest
+from vitship.models import LoadedModel, ModelSpec, VitshipError, load_weights, preprocess, sample_images
+from vitship.models.atomic import atomic_write_json
+from vitship.runtimes import RuntimeUnavailable, SessionOptions, TargetStatus, can_run, open_session, torch_artifact
 
 SCHEMA_VERSION = 1
 PARITY_NAME = "parity.json"
@@ -191,7 +191,7 @@ def plan_rows(artifacts: list[Artifact], statuses: list[TargetStatus], options: 
     not a deployment target). An fp32 OpenVINO IR gets a second row with inference precision f32
     when the device's default is lower (bf16 on this CPU): both are what a user may run.
     """
-    from runtimes.openvino_rt import default_precision
+    from vitship.runtimes.openvino_rt import default_precision
 
     plans = []
     for artifact in artifacts:
@@ -313,3 +313,29 @@ def read_parity_rows(path: Path) -> list[ParityResult]:
     if data.get("schema_version") != SCHEMA_VERSION:
         raise VitshipError(f"{path}: parity schema {data.get('schema_version')} != {SCHEMA_VERSION}; rerun vitship parity")
     return [ParityResult.from_dict(row) for row in data["rows"]]
+
+
+def select_rows(model_dir: Path, loaded, artifact_ids: list[str], target_names: list[str], with_torch: bool, options):
+    """The rows to check: manifest artifacts (+ PyTorch itself) x targets, narrowed by --artifact/--target."""
+    from vitship.exporters.base import manifest_artifacts
+    from vitship.models import UnknownNameError
+    from vitship.runtimes import available_targets
+
+    artifacts = manifest_artifacts(model_dir)
+    torch_rows = [torch_artifact(loaded, p) for p in ("fp32", "fp16", "bf16")]
+    if artifact_ids:
+        known = {a.id: a for a in artifacts + torch_rows}
+        for name in artifact_ids:
+            if name not in known:
+                raise UnknownNameError("artifact", name, list(known))
+        artifacts = [known[name] for name in artifact_ids]
+    elif with_torch:
+        artifacts = artifacts + torch_rows
+    statuses = available_targets()
+    if target_names:
+        known_targets = {s.target.lower(): s for s in statuses}
+        for name in target_names:
+            if name.lower() not in known_targets:
+                raise UnknownNameError("target", name, [s.target for s in statuses])
+        statuses = [known_targets[name.lower()] for name in target_names]
+    return plan_rows(artifacts, statuses, options, explicit=set(artifact_ids))

@@ -1,7 +1,7 @@
 """The benchmark sweep: plan one job per (artifact, target, batch, variant), run each in its own worker.
 
 Targets that cannot run here become `unavailable: <reason>` rows (one per target), never silently
-dropped. The PyTorch reference is the `torch-<precision>` pseudo-artifact from runtimes.
+dropped. The PyTorch reference is the `torch-<precision>` pseudo-artifact from vitship.runtimes.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from bench.bench_worker import DEFAULT_OPENER, RowJob, run_in_subprocess
-from bench.latency import BenchRow, TimingOptions
-from exporters.base import Artifact
-from models import UnknownNameError, VitshipError
+from vitship.bench.latency.worker import DEFAULT_OPENER, RowJob, run_in_subprocess
+from vitship.bench.latency.timing import BenchRow, TimingOptions
+from vitship.exporters.base import Artifact
+from vitship.models import UnknownNameError, VitshipError
 
 # (dtype, torch variant) rows per torch device; CUDA adds half precision and CUDA graphs (reduce-overhead).
 TORCH_ROWS = {
@@ -95,7 +95,7 @@ def _variants(artifact: Artifact, target: str, config: BenchConfig) -> list[tupl
 
 def plan_sweep(artifacts: list[Artifact], model_dir: Path, spec: dict, config: BenchConfig) -> SweepPlan:
     """Jobs for every artifact on every target its format runs on, and a row per unavailable target."""
-    from runtimes import available_targets, can_run, physical_cores
+    from vitship.runtimes import available_targets, can_run, physical_cores
 
     config = dataclasses.replace(config, threads=config.threads or physical_cores())
     plan = SweepPlan()
@@ -149,9 +149,9 @@ def bench_artifacts(model_dir: Path, spec, weights_source: str) -> tuple[list[Ar
     The weights come from the manifest (what the artifacts were exported from); without a manifest,
     ``weights_source`` is loaded to learn its sha256.
     """
-    from exporters.base import manifest_artifacts
-    from models import LoadedModel, WeightsInfo, load_weights
-    from runtimes import torch_artifact
+    from vitship.exporters.base import manifest_artifacts
+    from vitship.models import LoadedModel, WeightsInfo, load_weights
+    from vitship.runtimes import torch_artifact
 
     artifacts = manifest_artifacts(model_dir) if (Path(model_dir) / "manifest.json").exists() else []
     shas = {a.weights.get("sha256") for a in artifacts if a.weights}
@@ -168,9 +168,9 @@ def bench_artifacts(model_dir: Path, spec, weights_source: str) -> tuple[list[Ar
 
 def run_bench(model_dir: Path, spec, weights_source: str, config: BenchConfig, progress: ProgressFn | None = None):
     """Plan and run the sweep; returns a BenchReport (not yet written) with the environment and weights."""
-    from bench.bench_results import BenchReport
-    from bench.environment import environment
-    from runtimes import physical_cores
+    from vitship.bench.latency.results import BenchReport
+    from vitship.bench.environment import environment
+    from vitship.runtimes import physical_cores
 
     config = dataclasses.replace(config, threads=config.threads or physical_cores())
     artifacts, weights = bench_artifacts(model_dir, spec, weights_source)

@@ -95,7 +95,7 @@ def compare_rows(old: dict, new: dict, thresholds: CompareThresholds, judge_accu
 
 def compare_reports(old: dict, new: dict, thresholds: CompareThresholds = CompareThresholds(), force: bool = False) -> Comparison:
     """Row deltas of ``new`` against ``old``; rows are matched by (artifact, target, variant)."""
-    from bench.report import REPORT_KIND, ReportError
+    from vitship.bench.report.document import REPORT_KIND, ReportError
 
     for document in (old, new):
         if document.get("kind") != REPORT_KIND:

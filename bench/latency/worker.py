@@ -1,4 +1,4 @@
-"""One benchmark row in its own process: `python -m bench.bench_worker JOB.json RESULT.json`.
+"""One benchmark row in its own process: `python -m vitship.bench.latency.worker JOB.json RESULT.json`.
 
 A fresh process per (artifact, target, batch, variant) keeps the peak RSS clean (nothing else was
 loaded into it) and turns a crashing runtime (segfault, abort, OOM kill) into an `error: ...` row
@@ -22,9 +22,9 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.latency import NS_PER_MS, BenchRow, LatencyStats, TimingOptions, measure
+from vitship.bench.latency.timing import NS_PER_MS, BenchRow, LatencyStats, TimingOptions, measure
 
-DEFAULT_OPENER = "runtimes:open_session"
+DEFAULT_OPENER = "vitship.runtimes:open_session"
 LOG_TAIL_CHARS = 2000
 
 
@@ -60,8 +60,8 @@ class RowJob:
 
 
 def _session_options(knobs: dict, batch: int):
-    """runtimes.SessionOptions from the row's knobs (only the fields the class declares)."""
-    from runtimes import SessionOptions
+    """vitship.runtimes.SessionOptions from the row's knobs (only the fields the class declares)."""
+    from vitship.runtimes import SessionOptions
 
     names = {f.name for f in dataclasses.fields(SessionOptions)}
     static = {"static_batch": batch} if knobs.get("openvino_shape") == "static" else {}
@@ -73,7 +73,7 @@ def _open(job: RowJob):
     function = getattr(importlib.import_module(module_name), function_name)
     if job.opener != DEFAULT_OPENER:
         return function(job)
-    from exporters.base import Artifact
+    from vitship.exporters.base import Artifact
 
     return function(Artifact.from_dict(job.artifact), Path(job.model_dir), job.target, _session_options(job.knobs, job.batch))
 
@@ -84,7 +84,7 @@ def input_batch(job: RowJob):
 
     if job.input_path:
         return np.load(job.input_path)
-    from models import ModelSpec, preprocess, sample_images
+    from vitship.models import ModelSpec, preprocess, sample_images
 
     spec = ModelSpec.from_dict(job.spec) if job.spec else ModelSpec()
     image = preprocess(sample_images(limit=1)[0], spec)
@@ -202,7 +202,7 @@ def _last_line(log: str) -> str:
 
 def _spawn(job_path: Path, result_path: Path, log_path: Path, timeout_s: float) -> tuple[int, bool, int]:
     """Run the worker in its own session (so a timeout also ends its children, e.g. torch.compile's pool)."""
-    command = [sys.executable, "-m", "bench.bench_worker", str(job_path), str(result_path)]
+    command = [sys.executable, "-P", "-m", "vitship.bench.latency.worker", str(job_path), str(result_path)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)

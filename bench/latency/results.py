@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.latency import BenchRow
-from models.atomic import atomic_write_json, atomic_write_text
+from vitship.bench.latency.timing import BenchRow
+from vitship.models.atomic import atomic_write_json, atomic_write_text
 
 BENCH_SCHEMA_VERSION = 1
 GPU_DEVICES = ("cuda", "tensorrt", "GPU")
@@ -179,7 +179,7 @@ def write_report(report: BenchReport, out_dir: Path, plots: bool = True) -> dict
     atomic_write_text(written["csv"], to_csv(report))
     atomic_write_text(written["md"], to_markdown(report))
     if plots:
-        from bench.plots import write_bench_plots
+        from vitship.bench.plots import write_bench_plots
 
         written.update(write_bench_plots(report.rows, out_dir))
     return written

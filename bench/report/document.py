@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.report_sources import build_rows, load_sources, target_display, weights_and_environment
-from models import VitshipError
-from models.atomic import atomic_directory, atomic_write_json
+from vitship.bench.report.sources import build_rows, load_sources, target_display, weights_and_environment
+from vitship.models import VitshipError
+from vitship.models.atomic import atomic_directory, atomic_write_json
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_KIND = "vitship-report"
@@ -109,7 +109,7 @@ def run_id(environment: dict | None, weights: dict, now: dt.datetime | None = No
 def build_report(model_dir: Path | None, options: ReportOptions = ReportOptions(),
                  overrides: dict[str, Path | None] | None = None) -> dict:
     """The report document (what report.json holds) from the sources in ``model_dir``."""
-    from bench.environment import environment as current_environment
+    from vitship.bench.environment import environment as current_environment
 
     sources = load_sources(model_dir, overrides)
     weights, measured_env = weights_and_environment(sources)
@@ -152,7 +152,7 @@ def _accuracy_section(evaluation: dict | None) -> dict | None:
 
 def write_report(document: dict, reports_dir: Path) -> Path:
     """Write reports/<run-id>/ atomically (JSON, Markdown, CSV, HTML and plots); point reports/latest at it."""
-    from bench import report_html, report_plots
+    from vitship.bench.report import html as report_html, plots as report_plots
 
     reports_dir = Path(reports_dir)
     final = reports_dir / document["run_id"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.plots import line_chart, new_figure, png_bytes, save_png
+from vitship.bench.plots import line_chart, new_figure, png_bytes, save_png
 
 PLOT_FILES = {
     "latency_vs_size": "latency_vs_size.png",

@@ -11,9 +11,9 @@ import html
 import io
 from pathlib import Path
 
-from bench.report_plots import PLOT_FILES
-from bench.report_sources import target_display
-from models.atomic import atomic_write_text
+from vitship.bench.report.plots import PLOT_FILES
+from vitship.bench.report.sources import target_display
+from vitship.models.atomic import atomic_write_text
 
 CSV_FIELDS = ("artifact", "target", "variant", "batch", "size_bytes", "parity_verdict", "parity_metric", "parity_value",
               "latency_status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "accuracy",

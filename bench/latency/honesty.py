@@ -19,10 +19,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.bench_sweep import BenchError
-from bench.bench_worker import RowJob, run_in_subprocess
-from bench.latency import BenchRow, TimingOptions
-from exporters.base import Artifact, manifest_artifacts
+from vitship.bench.latency.sweep import BenchError
+from vitship.bench.latency.worker import RowJob, run_in_subprocess
+from vitship.bench.latency.timing import BenchRow, TimingOptions
+from vitship.exporters.base import Artifact, manifest_artifacts
 
 UNITS_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1000.0}
 _OV_PRECISION = {"bf16": "bf16", "fp16": "f16", "fp32": "f32"}
@@ -130,7 +130,7 @@ def _vitship_row(artifact: Artifact, model_dir: Path, spec: dict, options: Check
 
 def bench_check(model_dir: Path, spec, options: CheckOptions = CheckOptions()) -> CheckResult:
     """Measure ``options.artifact`` with vitship and with benchmark_app, alternating, and compare the medians."""
-    from runtimes import physical_cores
+    from vitship.runtimes import physical_cores
 
     artifact = find_artifact(model_dir, options.artifact)
     if artifact is None:

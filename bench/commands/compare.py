@@ -1,0 +1,57 @@
+"""vitship compare: per-row deltas between two reports, as a release gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from vitship.bench.commands.common import console
+
+# Exit codes, distinct so that a CI gate can tell them apart (bad input is 2, as for every command).
+EXIT_REGRESSION = 1
+EXIT_NOT_COMPARED = 4
+HELP = (f"Per-row deltas between two reports. Exit codes: 0 no regression; {EXIT_REGRESSION} a regression; "
+        f"2 bad input (unreadable or not a vitship report, bad option); {EXIT_NOT_COMPARED} the environments differ "
+        "and nothing was compared (pass --force to compare anyway).")
+
+
+def _compare_table(comparison) -> Table:
+    table = Table(title="Report comparison (batch-1 p50; accuracy in points)")
+    for column in ("artifact", "target", "p50 old ms", "p50 new ms", "Δ p50", "parity", "Δ accuracy", "status"):
+        table.add_column(column, overflow="fold")
+    colours = {"ok": "green", "new": "cyan", "regression": "bold red", "missing": "bold red", "not compared": "yellow"}
+    for row in comparison.rows:
+        if row.status == "ok" and row.parity_old == row.parity_new == "unavailable" and row.p50_old_ms is None:
+            continue  # a target neither machine could run: nothing to compare
+        number = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+        status = f"[{colours[row.status]}]{row.status}[/]" + ("".join(f"\n{r}" for r in row.reasons))
+        table.add_row(row.artifact + (f" ({row.variant})" if row.variant else ""), row.target, number(row.p50_old_ms),
+                      number(row.p50_new_ms), "-" if row.p50_change is None else f"{row.p50_change:+.1%}",
+                      row.parity_old if row.parity_old == row.parity_new else f"{row.parity_old} -> {row.parity_new}",
+                      "-" if row.accuracy_change_points is None else f"{row.accuracy_change_points:+.2f}", status)
+    return table
+
+
+def compare(
+    old: Path = typer.Argument(..., help="the baseline report.json (or its folder)"),
+    new: Path = typer.Argument(..., help="the candidate report.json (or its folder)"),
+    force: bool = typer.Option(False, "--force", help="compare rows even when the environments differ"),
+    max_latency_increase: float = typer.Option(0.10, "--max-latency-increase", help="allowed relative p50 increase"),
+    max_accuracy_drop: float = typer.Option(0.5, "--max-accuracy-drop", help="allowed accuracy drop, in points"),
+) -> None:
+    """Per-row deltas between two reports (exit codes in HELP)."""
+    from vitship.bench.report.compare import CompareThresholds, compare_reports
+    from vitship.bench.report.document import read_report
+
+    comparison = compare_reports(read_report(old), read_report(new), CompareThresholds(max_latency_increase, max_accuracy_drop), force)
+    console.print(_compare_table(comparison))
+    for note in comparison.notes:
+        console.print(f"[yellow]{note}[/yellow]", highlight=False)
+    if not comparison.compared:
+        raise typer.Exit(code=EXIT_NOT_COMPARED)
+    if comparison.regressions:
+        console.print(f"[bold red]{len(comparison.regressions)} regression(s)[/bold red]")
+        raise typer.Exit(code=EXIT_REGRESSION)
+    console.print("[green]no regression[/green]")

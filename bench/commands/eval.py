@@ -1,0 +1,68 @@
+"""vitship eval: score a labelled folder with every artifact and the PyTorch reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from vitship.bench.commands.common import (
+    ArchOpt,
+    ArtifactsOpt,
+    ModelOpt,
+    console,
+    model_dir_option,
+)
+
+
+def _pts(value: float | None, delta: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" + ("" if delta is None or delta == 0 else f" ({delta:+.2f})")
+
+
+def _eval_table(document: dict) -> Table:
+    table = Table(title=f"Accuracy at threshold {document['threshold']} (Δ in points vs the PyTorch reference)")
+    for column in ("artifact", "target", "status", "accuracy", "balanced", "AUROC", "AP", "F1", "agreement"):
+        table.add_column(column, overflow="fold")
+    for row in document["rows"]:
+        m, d = row["metrics"], row["deltas"]
+        cells = [_pts(m.get(k), d.get(k)) for k in ("accuracy", "balanced_accuracy", "auroc", "average_precision", "f1")]
+        ok = row["status"] == "ok"
+        table.add_row(row["artifact"], row["target"], row["status"] if not ok else "[green]ok[/green]", *cells,
+                      "-" if row["agreement"] is None else f"{row['agreement']:.1%}")
+    return table
+
+
+def eval_command(
+    data: Path = typer.Option(..., "--data", help="a folder with real/ and fake/ subfolders, or a CSV of path,label"),
+    artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
+    weights: str | None = typer.Option(None, "--weights", "-w", help="reference weights (default: the source the manifest records)"),
+    threshold: float = typer.Option(0.5, "--threshold", help="decision threshold on the 'fake' probability"),
+    target: list[str] = typer.Option([], "--target", help="ARTIFACT_OR_FORMAT=TARGET, e.g. openvino=openvino:CPU (repeatable)"),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+) -> None:
+    """Score a labelled folder with every artifact and the PyTorch reference; write eval.json."""
+    from vitship.bench.accuracy import DatasetError, EvalOptions, evaluate, write_eval
+    from vitship.bench.parity.run import load_reference
+
+    model_dir = model_dir_option(artifacts, model, arch)
+    targets = {}
+    for item in target:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DatasetError(f"--target {item!r}: expected ARTIFACT_OR_FORMAT=TARGET, e.g. onnx=onnxruntime:cpu")
+        targets[key] = value
+    loaded = load_reference(model_dir, weights)
+    with console.status(f"scoring {data} with every artifact in {model_dir} ..."):
+        document = evaluate(model_dir, data, loaded, EvalOptions(threshold=threshold, batch_size=batch_size, targets=targets))
+    if document["note"]:
+        console.print(f"[bold yellow]{document['note']}[/bold yellow]")
+    console.print(_eval_table(document))
+    info = document["data"]
+    console.print(f"{info['n_images']} images ({info['n_real']} real, {info['n_fake']} fake); "
+                  f"{info['n_skipped']} unreadable images skipped")
+    for item in info["skipped"]:
+        console.print(f"  [yellow]skipped[/yellow] {item['reason']}", highlight=False)
+    console.print(f"wrote {write_eval(model_dir, document)}")

@@ -1,0 +1,134 @@
+"""vitship export: every requested format and precision, with progress and a graceful Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from vitship.bench.commands.common import (
+    ArchOpt,
+    WeightsOpt,
+    console,
+    err_console,
+    split_names,
+    wide_console,
+)
+from vitship.models import load_weights, spec_for
+
+
+def _export_table(results: list) -> Table:
+    table = Table(title="Exports")
+    for column, justify in (("artifact", "left"), ("status", "left"), ("size", "right"), ("seconds", "right"), ("reason", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    colours = {"ok": "green", "skipped": "cyan", "export_failed": "red"}
+    for r in results:
+        size = f"{r.size_bytes / 1e6:.1f} MB" if r.size_bytes else "-"
+        table.add_row(r.id, f"[{colours.get(r.status, 'red')}]{r.status}[/]", size, f"{r.seconds:.1f}", r.reason or "")
+    return table
+
+
+@contextlib.contextmanager
+def _stop_between_artifacts():
+    """The first Ctrl-C stops the run before the next artifact; a second one aborts the current one.
+
+    An interrupt inside a C extension's import or initialisation (onnx, openvino, ...) can abort the
+    whole interpreter, so the first one is only noted. Either way finished artifacts stay in the manifest.
+    """
+    requested = []
+
+    def on_sigint(signum, frame):
+        requested.append(signum)
+        if len(requested) > 1:
+            raise KeyboardInterrupt
+        os.write(2, b"\nstopping after the current artifact (press Ctrl-C again to abort it now)\n")
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: keep the default behaviour
+        yield requested
+        return
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_exports(loaded, out: Path, requests: list, options, force: bool) -> list:
+    """export_all with a progress bar, exporter warnings on stderr and graceful Ctrl-C."""
+    import logging
+
+    from rich.logging import RichHandler
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from vitship.exporters.pipeline import export_all
+
+    handler = RichHandler(console=err_console, show_path=False, show_time=False)
+    logging.getLogger("exporters").addHandler(handler)
+    columns = (SpinnerColumn(), TextColumn("[bold]export[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    try:
+        with _stop_between_artifacts() as stop, Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task("", total=len(requests))
+
+            def on_progress(aid: str, event: str) -> None:
+                if event == "start" and stop:
+                    raise KeyboardInterrupt
+                progress.update(task, description=aid if event == "start" else f"{aid}: {event}")
+                if event != "start":
+                    progress.advance(task)
+
+            return export_all(loaded, out, requests, options, force=force, progress=on_progress)
+    finally:
+        logging.getLogger("exporters").removeHandler(handler)
+
+
+def export(
+    all_: bool = typer.Option(False, "--all", help="every registered format and precision (the default without --format/--precision)"),
+    fmt: list[str] = typer.Option([], "--format", "-f", help="onnx, openvino, coreml (repeatable or comma list)"),
+    precision: list[str] = typer.Option([], "--precision", "-p", help="fp32, fp16, int8 (repeatable or comma list)"),
+    weights: str = WeightsOpt, arch: str = ArchOpt,
+    out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="writes OUT/<model-name>/<artifact-id>/ and manifest.json"),
+    calibration: Path | None = typer.Option(None, "--calibration", help="folder of real photos for int8 calibration (default: bundled samples)"),
+    int8_mode: str = typer.Option("static", "--int8-mode", help="ONNX int8: static (QDQ, calibrated) or dynamic (weight-only)"),
+    coreml_input: str = typer.Option("tensor", "--coreml-input", help="CoreML input: tensor (normalised float) or image (RGB pixel buffer)"),
+    coreml_max_batch: int = typer.Option(64, "--coreml-max-batch", min=1, help="CoreML flexible batch upper bound"),
+    coreml_min_target: str = typer.Option("iOS17", "--coreml-min-target", help="CoreML minimum deployment target, e.g. iOS17, macOS14"),
+    force: bool = typer.Option(False, "--force", help="rebuild artifacts that are up to date"),
+) -> None:
+    """Export the model to every requested format and precision; skips what is up to date. Exits 1 if any failed."""
+    from vitship.exporters import ExportOptions
+    from vitship.exporters.pipeline import model_dir_for, resolve_requests
+
+    formats, precisions = split_names(fmt), split_names(precision)
+    if int8_mode not in ("static", "dynamic"):
+        raise typer.BadParameter(f"--int8-mode {int8_mode!r}: use static or dynamic")
+    if coreml_input not in ("tensor", "image"):
+        raise typer.BadParameter(f"--coreml-input {coreml_input!r}: use tensor or image")
+    if all_ and (formats or precisions):
+        raise typer.BadParameter("--all exports everything; leave out --format/--precision, or drop --all")
+    requests = resolve_requests(formats or None, precisions or None)
+    if not requests:
+        raise typer.BadParameter(f"no registered exporter produces {formats or 'any format'} in {precisions or 'any precision'}")
+    options = ExportOptions(calibration_dir=calibration, onnx_int8_mode=int8_mode, coreml_input=coreml_input,
+                            coreml_max_batch=coreml_max_batch, coreml_min_target=coreml_min_target)
+    loaded = load_weights(weights, spec_for(arch))
+    results = _run_exports(loaded, out, requests, options, force)
+    wide = wide_console()
+    wide.print(_export_table(results))
+    if not loaded.info.trained:
+        console.print("[yellow]untrained weights (seeded): artifacts are valid for export, parity and latency, not accuracy[/yellow]")
+    console.print(f"manifest: {model_dir_for(out, loaded) / 'manifest.json'}", highlight=False)
+    if any(r.failed for r in results):
+        raise typer.Exit(code=1)

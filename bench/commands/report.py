@@ -1,0 +1,50 @@
+"""vitship report: the release report, or a merge of reports from many machines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from vitship.bench.commands.common import (
+    ArchOpt,
+    ArtifactsOpt,
+    ModelOpt,
+    console,
+    model_dir_option,
+)
+
+
+def report(
+    artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
+    reports: Path = typer.Option(Path("reports"), "--reports", help="where reports/<run-id>/ and reports/latest go"),
+    merge: bool = typer.Option(False, "--merge", help="merge the REPORTS given (report.json per machine) into one table"),
+    to_merge: list[Path] = typer.Argument(None, metavar="REPORTS", help="report.json files (or folders) for --merge"),
+    accuracy_threshold: float = typer.Option(0.5, "--accuracy-threshold", help="largest accepted accuracy drop, in points"),
+) -> None:
+    """Write the release report (JSON, Markdown, CSV, HTML with plots) and print its path last."""
+    from vitship.bench.report.document import (
+        ReportError,
+        ReportOptions,
+        build_report,
+        merge_reports,
+        read_report,
+        write_report,
+    )
+
+    if to_merge and not merge:
+        raise ReportError("report paths are only taken with --merge: vitship report --merge A/report.json B/report.json")
+    if merge:
+        document = merge_reports([read_report(path) for path in to_merge or []])
+    else:
+        document = build_report(model_dir_option(artifacts, model, arch), ReportOptions(accuracy_threshold_points=accuracy_threshold))
+    folder = write_report(document, reports)
+    if document.get("banner"):
+        console.print(f"[bold yellow]{document['banner']}[/bold yellow]")
+    for entry in document["sections"].get("summary", []):
+        console.print(entry["line"], highlight=False)
+    for name, source in document["sections"].get("sources", {}).items():
+        if source["status"] != "ok":
+            console.print(f"[yellow]{name}: {source['status']}[/yellow] ({source['path']})", highlight=False)
+    console.print("report.json, report.md, report.csv, report.html and plots in:")
+    print(folder)
