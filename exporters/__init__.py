@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from vitship.exporters.base import PRECISIONS, Artifact, ExportError, ExportFn, ExportOptions, artifact_id
+from vitship.exporters.base import PRECISIONS, Artifact, ExportError, ExportFn, ExportOptions, TraceCache, artifact_id
 from vitship.models import UnknownNameError
 
 # format -> (module, precisions it produces)
@@ -26,15 +26,25 @@ register("openvino", "vitship.exporters.openvino")
 register("coreml", "vitship.exporters.coreml")
 
 
-def get_exporter(fmt: str) -> ExportFn:
-    """The export function of a registered format (its backend is imported here, lazily)."""
+def _module(fmt: str):
     if fmt not in EXPORTERS:
         raise UnknownNameError("format", fmt, list(EXPORTERS))
-    return importlib.import_module(EXPORTERS[fmt][0]).export
+    return importlib.import_module(EXPORTERS[fmt][0])
+
+
+def get_exporter(fmt: str) -> ExportFn:
+    """The export function of a registered format (its backend is imported here, lazily)."""
+    return _module(fmt).export
+
+
+def options_class(fmt: str) -> type[ExportOptions]:
+    """The format's own options dataclass (``onnx.OnnxOptions``, ...): its fields are the format's rebuild key."""
+    return _module(fmt).Options
 
 
 def all_artifact_ids() -> list[str]:
     return [artifact_id(fmt, p) for fmt, (_, precisions) in EXPORTERS.items() for p in precisions]
 
 
-__all__ = ["EXPORTERS", "Artifact", "ExportError", "ExportOptions", "all_artifact_ids", "artifact_id", "get_exporter", "register"]
+__all__ = ["EXPORTERS", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids", "artifact_id", "get_exporter",
+           "options_class", "register"]

@@ -26,25 +26,49 @@ class ExportError(VitshipError):
     """An export failed for a reason the user can act on."""
 
 
+INT8_ONLY = {"int8_only": True}  # dataclass field metadata: the option changes int8 artifacts only
+
+
 @dataclass(frozen=True)
 class ExportOptions:
-    """Options for one export; each exporter reads the fields that concern it."""
+    """What every exporter reads. Each format subclasses it with its own options (``onnx.OnnxOptions``, ...).
+
+    The rebuild key is the options dataclass itself (``cache_key``): a changed field rebuilds the artifacts
+    it concerns, and fields marked ``INT8_ONLY`` concern int8 artifacts only.
+    """
 
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     example_batch: int = 2  # torch.export specialises a size-1 dim; 2+ keeps the batch dynamic
-    onnx_opset: int = 18
-    onnx_slim: bool = True
-    onnx_int8_mode: Literal["static", "dynamic"] = "static"
-    calibration_dir: Path | None = None  # default: models.sample_images()
-    calibration_limit: int | None = None
-    coreml_input: Literal["tensor", "image"] = "tensor"
-    coreml_max_batch: int = 64
-    coreml_min_target: str = "iOS17"
-    openvino_int8_preset: str = "mixed"
+    calibration_dir: Path | None = field(default=None, metadata=INT8_ONLY)  # default: models.sample_images()
+    calibration_limit: int | None = field(default=None, metadata=INT8_ONLY)
 
     def cache_key(self) -> dict:
-        """The options that change the bytes of an artifact (compared to skip up-to-date exports)."""
-        return {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(self).items()}
+        """The options that change the bytes of this artifact (compared to skip up-to-date exports)."""
+        return {f.name: str(value) if isinstance(value := getattr(self, f.name), Path) else value
+                for f in dataclasses.fields(self)
+                if self.precision == "int8" or not f.metadata.get("int8_only")}
+
+    def replace(self, **changes) -> "ExportOptions":
+        return dataclasses.replace(self, **changes)
+
+
+class TraceCache:
+    """The traced/exported fp32 graph of one model, shared by the precisions of one export run.
+
+    fp16 and int8 start from the fp32 graph, so ``export_all`` passes one cache to every exporter of a
+    run: an ``export --all`` traces the ViT-S once per format, not three times. Explicit, never a
+    process-wide global, so that no test depends on what ran before it.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, object] = {}
+
+    def get(self, key: tuple, make: Callable[[], object]) -> tuple[object, bool]:
+        """(the entry for ``key``, whether it was already there); ``make()`` builds it on a miss."""
+        if key in self._entries:
+            return self._entries[key], True
+        self._entries = {key: make()} | {k: v for k, v in self._entries.items() if k[0] != key[0]}
+        return self._entries[key], False
 
 
 @dataclass
@@ -74,8 +98,9 @@ class Artifact:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-# export(loaded, out_dir, options) -> Artifact. out_dir is the artifact's own (temporary) folder.
-ExportFn = Callable[[LoadedModel, Path, ExportOptions], Artifact]
+# export(loaded, out_dir, options, cache) -> Artifact. out_dir is the artifact's own (temporary) folder; options
+# is the format's own ExportOptions subclass; cache (may be None) holds the fp32 trace across precisions.
+ExportFn = Callable[[LoadedModel, Path, ExportOptions, "TraceCache | None"], Artifact]
 
 
 def artifact_id(fmt: str, precision: str) -> str:

@@ -14,12 +14,14 @@ import json
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
-from vitship.exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, model_metadata, package_versions,
+from vitship.exporters.base import (Artifact, ExportError, ExportOptions, TraceCache, artifact_id, model_metadata, package_versions,
                             path_sha256, path_size, vitship_version)
 from vitship.models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
 
@@ -32,7 +34,19 @@ INT8_OP_TYPES = ("linear", "conv")
 INT8_MIN_ELEMENTS = 2048  # coremltools' default: smaller consts (biases, norms) stay in float
 
 
-def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifact:
+@dataclass(frozen=True)
+class CoremlOptions(ExportOptions):
+    """CoreML export options (the rebuild key of every coreml-* artifact)."""
+
+    input: Literal["tensor", "image"] = "tensor"
+    max_batch: int = 64
+    min_target: str = "iOS17"
+
+
+Options = CoremlOptions
+
+
+def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: TraceCache | None = None) -> Artifact:
     """Convert ``loaded.model`` to an ML Program ``model.mlpackage`` in ``out_dir``.
 
     fp32/fp16 set the compute precision; int8 is linear symmetric int8 weight quantization of the fp16
@@ -45,7 +59,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
     mlmodel = ct.convert(
         program, inputs=[_input_type(ct, loaded.spec, options)],
         outputs=[ct.TensorType(name=name, dtype=np.float32) for name in loaded.spec.output_names],  # fp32 out at any precision
-        convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, options.coreml_min_target),
+        convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, options.min_target),
         compute_precision=ct.precision.FLOAT32 if options.precision == "fp32" else ct.precision.FLOAT16,
     )
     if options.precision == "int8":
@@ -64,7 +78,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
 
 
 def _details(mlmodel, options: ExportOptions, normalisation: str | None) -> dict:
-    details = {"source": "torch.export ExportedProgram (ATEN dialect)", "minimum_deployment_target": options.coreml_min_target,
+    details = {"source": "torch.export ExportedProgram (ATEN dialect)", "minimum_deployment_target": options.min_target,
                "compute_precision": "fp32" if options.precision == "fp32" else "fp16", "mil_ops": mil_op_counts(mlmodel.get_spec()),
                "labels_in": "user_defined_metadata['labels'] and the logits output description (no ClassifierConfig)"}
     if normalisation:
@@ -89,15 +103,15 @@ def deployment_targets(ct) -> list[str]:
     return [name for name, target in ct.target.__members__.items() if target.value >= ct.target.iOS15.value]
 
 
-def _check_options(ct, options: ExportOptions) -> None:
+def _check_options(ct, options: CoremlOptions) -> None:
     if options.precision not in ("fp32", "fp16", "int8"):
         raise ExportError(f"coreml: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
-    if options.coreml_min_target not in deployment_targets(ct):
-        raise UnknownNameError("CoreML deployment target", options.coreml_min_target, deployment_targets(ct))
-    if options.coreml_max_batch < 2:
-        raise ExportError(f"coreml: --coreml-max-batch must be 2 or more (got {options.coreml_max_batch})")
-    if options.coreml_input not in ("tensor", "image"):
-        raise UnknownNameError("CoreML input type", options.coreml_input, ["tensor", "image"])
+    if options.min_target not in deployment_targets(ct):
+        raise UnknownNameError("CoreML deployment target", options.min_target, deployment_targets(ct))
+    if options.max_batch < 2:
+        raise ExportError(f"coreml: --coreml-max-batch must be 2 or more (got {options.max_batch})")
+    if options.input not in ("tensor", "image"):
+        raise UnknownNameError("CoreML input type", options.input, ["tensor", "image"])
 
 
 def image_scale_bias(spec: ModelSpec) -> tuple[float, list[float], bool]:
@@ -125,10 +139,10 @@ class PixelNormalize(torch.nn.Module):
         return self.model((pixel_values - self.mean) * self.inv_std)
 
 
-def _export_program(loaded: LoadedModel, options: ExportOptions):
+def _export_program(loaded: LoadedModel, options: CoremlOptions):
     """torch.export with a dynamic batch (example batch 2+: a size-1 dim would be specialised)."""
     spec, model, normalisation = loaded.spec, loaded.model, None
-    if options.coreml_input == "image":
+    if options.input == "image":
         if spec.channels != 3:
             raise ExportError(f"coreml: an image input needs 3 (RGB) channels, the model has {spec.channels}")
         if not image_scale_bias(spec)[2]:
@@ -136,9 +150,9 @@ def _export_program(loaded: LoadedModel, options: ExportOptions):
             normalisation = "stds differ per channel: ImageType scale/bias give [0, 1]; (x - mean) / std runs in the program"
         else:
             normalisation = "folded into ImageType scale and bias"
-    example_batch = min(max(options.example_batch, 2), options.coreml_max_batch)
+    example_batch = min(max(options.example_batch, 2), options.max_batch)
     example = torch.randn(example_batch, *spec.input_shape, generator=torch.Generator().manual_seed(0))
-    batch = torch.export.Dim(spec.batch_axis, min=1, max=options.coreml_max_batch)
+    batch = torch.export.Dim(spec.batch_axis, min=1, max=options.max_batch)
     try:
         program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
     except Exception as err:  # torch.export raises many types for untraceable code; all mean "cannot export"
@@ -146,14 +160,14 @@ def _export_program(loaded: LoadedModel, options: ExportOptions):
     return program.run_decompositions({}), normalisation
 
 
-def _input_type(ct, spec: ModelSpec, options: ExportOptions):
+def _input_type(ct, spec: ModelSpec, options: CoremlOptions):
     channels, height, width = spec.input_shape
-    if options.coreml_input == "image":
+    if options.input == "image":
         # One CVPixelBuffer per prediction; apps batch images with MLArrayBatchProvider.
         scale, bias, _ = image_scale_bias(spec)
         return ct.ImageType(name=spec.input_name, shape=(1, channels, height, width), scale=scale, bias=bias,
                             color_layout=ct.colorlayout.RGB)
-    batch = ct.RangeDim(lower_bound=1, upper_bound=options.coreml_max_batch, default=1, symbol=spec.batch_axis)
+    batch = ct.RangeDim(lower_bound=1, upper_bound=options.max_batch, default=1, symbol=spec.batch_axis)
     return ct.TensorType(name=spec.input_name, shape=(batch, channels, height, width), dtype=np.float32)
 
 
@@ -176,7 +190,7 @@ def _quantize_weights(mlmodel):
     return linear_quantize_weights(mlmodel, OptimizationConfig(op_name_configs={name: config for name in names}))
 
 
-def _describe(mlmodel, loaded: LoadedModel, options: ExportOptions) -> None:
+def _describe(mlmodel, loaded: LoadedModel, options: CoremlOptions) -> None:
     """Author, licence, description, version, per-feature descriptions and the user-defined metadata."""
     spec, info = loaded.spec, loaded.info
     mlmodel.author = f"vitship {vitship_version()} export of {spec.name} (CommunityForensics, arXiv:2411.04125)"
@@ -187,8 +201,8 @@ def _describe(mlmodel, loaded: LoadedModel, options: ExportOptions) -> None:
                                  f"{list(spec.labels)}); outputs logits and {spec.embed_dim}-d features.{trained}")
     channels, height, width = spec.input_shape
     mlmodel.input_description[spec.input_name] = (
-        f"{width}x{height} RGB image" if options.coreml_input == "image"
-        else f"float32 NCHW (batch 1..{options.coreml_max_batch}, {channels}, {height}, {width}): RGB "
+        f"{width}x{height} RGB image" if options.input == "image"
+        else f"float32 NCHW (batch 1..{options.max_batch}, {channels}, {height}, {width}): RGB "
              f"{spec.interpolation}-resized, center-cropped, (pixel/255 - {list(spec.mean)}) / {list(spec.std)}")
     mlmodel.output_description[spec.output_names[0]] = (
         f"logits over labels {list(spec.labels)}; " + ("sigmoid gives P(fake)" if spec.head_kind == "sigmoid" else "softmax"))
@@ -197,7 +211,7 @@ def _describe(mlmodel, loaded: LoadedModel, options: ExportOptions) -> None:
                      "interpolation": spec.interpolation, "resize": {"mode": spec.resize_mode, "size": list(spec.resize_size)},
                      "crop": list(spec.crop_size) if spec.do_center_crop else None, "rescale_factor": spec.rescale_factor}
     extra = {"precision": options.precision, "compute_precision": "fp32" if options.precision == "fp32" else "fp16",
-             "input_type": options.coreml_input, "preprocessing": json.dumps(preprocessing)}
+             "input_type": options.input, "preprocessing": json.dumps(preprocessing)}
     for key, value in {**model_metadata(loaded), **extra}.items():
         mlmodel.user_defined_metadata[key] = value
 
@@ -218,12 +232,12 @@ def mil_op_counts(spec) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _input_spec(spec: ModelSpec, options: ExportOptions) -> dict:
+def _input_spec(spec: ModelSpec, options: CoremlOptions) -> dict:
     channels, height, width = spec.input_shape
-    if options.coreml_input == "image":
+    if options.input == "image":
         scale, bias, _ = image_scale_bias(spec)
         shape, extra = [1, channels, height, width], {"color_layout": "RGB", "image_scale": scale, "image_bias": bias}
     else:
-        shape, extra = [spec.batch_axis, channels, height, width], {"batch_range": [1, options.coreml_max_batch]}
-    return {**spec.to_dict(), "input_type": options.coreml_input, "input_shape": shape, "dtype": "float32",
+        shape, extra = [spec.batch_axis, channels, height, width], {"batch_range": [1, options.max_batch]}
+    return {**spec.to_dict(), "input_type": options.input, "input_shape": shape, "dtype": "float32",
             "layout": "NCHW", **extra}

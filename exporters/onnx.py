@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from vitship.exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, calibration_images, model_metadata,
+from vitship.exporters.base import (INT8_ONLY, Artifact, ExportError, ExportOptions, TraceCache, artifact_id, calibration_images, model_metadata,
                             package_versions, path_sha256, path_size, vitship_version)
 from vitship.models import LoadedModel, MissingDependencyError
 
@@ -23,10 +25,21 @@ MAX_BATCH = 1024  # torch.export needs an upper bound; the ONNX axis itself stay
 PROTOBUF_LIMIT = 2**31  # one self-contained .onnx file must fit in a 2 GB protobuf
 SLIM_TOLERANCE = 1e-4  # max abs output difference allowed between the exported and the slimmed graph
 log = logging.getLogger(__name__)
-_FP32_GRAPHS: dict[tuple, tuple[bytes, dict]] = {}  # one entry: see _fp32_graph
 
 
-def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifact:
+@dataclass(frozen=True)
+class OnnxOptions(ExportOptions):
+    """ONNX export options (the rebuild key of every onnx-* artifact)."""
+
+    opset: int = 18
+    slim: bool = True  # onnxslim, kept only when it removes nodes without changing outputs
+    int8_mode: Literal["static", "dynamic"] = field(default="static", metadata=INT8_ONLY)
+
+
+Options = OnnxOptions
+
+
+def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: TraceCache | None = None) -> Artifact:
     """Export ``loaded.model`` to ``out_dir/model.onnx`` at ``options.precision``.
 
     Returns:
@@ -36,14 +49,14 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
     onnx = _import("onnx", "ONNX export")
     if options.precision not in ("fp32", "fp16", "int8"):
         raise ExportError(f"onnx: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
-    if options.precision == "int8" and options.onnx_int8_mode not in ("static", "dynamic"):
-        raise ExportError(f"onnx: unknown int8 mode {options.onnx_int8_mode!r}; use static or dynamic")
+    if options.precision == "int8" and options.int8_mode not in ("static", "dynamic"):
+        raise ExportError(f"onnx: unknown int8 mode {options.int8_mode!r}; use static or dynamic")
     start = time.perf_counter()
     # Read the calibration photos first: a bad one fails in a second, not after the export.
-    static_int8 = options.precision == "int8" and options.onnx_int8_mode == "static"
+    static_int8 = options.precision == "int8" and options.int8_mode == "static"
     photos = calibration_images(loaded.spec, options) if static_int8 else None
     example = _example_batch(loaded, options)
-    model, details = _fp32_graph(loaded, example, options)
+    model, details = _fp32_graph(loaded, example, options, cache or TraceCache())
     calibration = None
     if options.precision == "fp16":
         model = _to_fp16(model, details)
@@ -85,48 +98,48 @@ def _example_batch(loaded: LoadedModel, options: ExportOptions) -> np.ndarray:
     return rng.standard_normal((max(options.example_batch, 2), *loaded.spec.input_shape), dtype=np.float32)
 
 
-def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: ExportOptions):
+def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, cache: TraceCache):
     """The exported (and slimmed) fp32 graph and its details.
 
-    fp16 and int8 start from the same graph, so the last one is kept (serialized) for the next
-    precision of the same weights and options in this process: an export --all exports once, not thrice.
+    fp16 and int8 start from the same graph, so it is kept (serialized) in ``cache`` for the next precision
+    of the same weights and options in this run: an export --all exports once, not thrice.
     """
     import copy
 
     import onnx
 
-    key = (loaded.info.sha256, loaded.spec, options.onnx_opset, options.example_batch, options.onnx_slim)
-    if key in _FP32_GRAPHS:
-        data, details = _FP32_GRAPHS[key]
-        return onnx.load_from_string(data), {**copy.deepcopy(details), "fp32_graph": "reused from this process's last export"}
-    details: dict = {}
-    model = _export_fp32(loaded, example, options, details)
-    if options.onnx_slim:
-        model = _slim(model, example, details)
-    _FP32_GRAPHS.clear()
-    _FP32_GRAPHS[key] = (model.SerializeToString(), copy.deepcopy(details))
-    return model, details
+    def make() -> tuple[bytes, dict]:
+        details: dict = {}
+        model = _export_fp32(loaded, example, options, details)
+        if options.slim:
+            model = _slim(model, example, details)
+        return model.SerializeToString(), details
+
+    key = (FORMAT, loaded.info.sha256, loaded.spec, options.opset, options.example_batch, options.slim)
+    (data, details), reused = cache.get(key, make)
+    details = copy.deepcopy(details) | ({"fp32_graph": "reused from this run's fp32 export"} if reused else {})
+    return onnx.load_from_string(data), details
 
 
-def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: ExportOptions, details: dict):
+def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, details: dict):
     """The fp32 ModelProto from the dynamo exporter, or from the TorchScript exporter if dynamo fails."""
     import torch
 
     spec = loaded.spec
-    if options.onnx_opset < 18:
-        raise ExportError(f"onnx: opset {options.onnx_opset} is too old; the dynamo exporter needs opset 18 or newer")
+    if options.opset < 18:
+        raise ExportError(f"onnx: opset {options.opset} is too old; the dynamo exporter needs opset 18 or newer")
     inputs = (torch.from_numpy(example),)
-    names = {"input_names": [spec.input_name], "output_names": list(spec.output_names), "opset_version": options.onnx_opset}
+    names = {"input_names": [spec.input_name], "output_names": list(spec.output_names), "opset_version": options.opset}
     try:
         batch = torch.export.Dim(spec.batch_axis, min=1, max=MAX_BATCH)
         program = torch.onnx.export(loaded.model, inputs, dynamo=True, external_data=False, verbose=False,
                                     dynamic_shapes={spec.input_name: {0: batch}}, **names)
-        details["exporter"] = f"torch.onnx.export(dynamo=True), opset {options.onnx_opset}"
+        details["exporter"] = f"torch.onnx.export(dynamo=True), opset {options.opset}"
         return program.model_proto
     except Exception as err:  # the dynamo exporter raises many types; all mean "use the fallback"
         reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}"
         log.warning("onnx: the dynamo exporter failed (%s); falling back to the TorchScript exporter", reason)
-        details["exporter"] = f"torch.onnx.export(dynamo=False) (TorchScript fallback), opset {options.onnx_opset}"
+        details["exporter"] = f"torch.onnx.export(dynamo=False) (TorchScript fallback), opset {options.opset}"
         details["dynamo_fallback_reason"] = reason
     return _export_torchscript(loaded, inputs, names)
 

@@ -45,21 +45,21 @@ def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[n
         from onnxruntime import quantization
     except ImportError as err:
         raise MissingDependencyError("onnxruntime", "ONNX int8 quantization") from err
-    if options.onnx_int8_mode not in ("static", "dynamic"):
-        raise ExportError(f"onnx: unknown int8 mode {options.onnx_int8_mode!r}; use static or dynamic")
-    if options.onnx_int8_mode == "static" and photos is None:
+    if options.int8_mode not in ("static", "dynamic"):
+        raise ExportError(f"onnx: unknown int8 mode {options.int8_mode!r}; use static or dynamic")
+    if options.int8_mode == "static" and photos is None:
         photos = calibration_images(loaded.spec, options)
     head = _head_nodes(model, loaded.spec.output_names[0])
     with tempfile.TemporaryDirectory(prefix="vitship-onnx-int8-") as work:
         source, target = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"
         onnx.save_model(model, str(source), save_as_external_data=False)
         with _without_preprocessing_hint():
-            if options.onnx_int8_mode == "static":
+            if options.int8_mode == "static":
                 calibration = _quantize_static(quantization, source, target, loaded, photos, head)
             else:
                 calibration = _quantize_dynamic(quantization, source, target, head)
         quantized = onnx.load(str(target))
-    details = {"mode": options.onnx_int8_mode, "fp32_nodes_excluded": head,
+    details = {"mode": options.int8_mode, "fp32_nodes_excluded": head,
                "quantized_weights": count_int8_initializers(quantized)}
     if details["quantized_weights"] == 0:
         raise ExportError("onnx: int8 quantization produced no int8 weights; the graph has no quantizable ops")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from vitship.exporters.base import (Artifact, ExportError, ExportOptions, artifact_id, calibration_images, model_metadata,
+from vitship.exporters.base import (INT8_ONLY, Artifact, ExportError, ExportOptions, TraceCache, artifact_id, calibration_images, model_metadata,
                             package_versions, path_sha256, path_size)
 from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel, MissingDependencyError, UnknownNameError
 
@@ -20,10 +22,19 @@ TRACE_SEED = 0
 # Patterns of nodes NNCF must leave in floating point. The classifier head is one tiny MatMul (embed_dim x
 # num_labels) whose output IS the decision: quantizing it saves nothing and costs logit accuracy.
 HEAD_PATTERNS = (r".*head.*",)
-_TRACED: dict[tuple, object] = {}  # one entry: see _converted
 
 
-def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifact:
+@dataclass(frozen=True)
+class OpenvinoOptions(ExportOptions):
+    """OpenVINO IR export options (the rebuild key of every openvino-* artifact)."""
+
+    int8_preset: Literal["mixed", "performance"] = field(default="mixed", metadata=INT8_ONLY)
+
+
+Options = OpenvinoOptions
+
+
+def export(loaded: LoadedModel, out_dir: Path, options: OpenvinoOptions, cache: TraceCache | None = None) -> Artifact:
     """Convert ``loaded.model`` to an OpenVINO IR (model.xml + model.bin) in ``out_dir``.
 
     fp32 keeps fp32 weights; fp16 stores fp16-compressed weights (computed at the device's inference
@@ -33,7 +44,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExportOptions) -> Artifa
     if options.precision not in ("fp32", "fp16", "int8"):
         raise ExportError(f"openvino: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
     start = time.perf_counter()
-    model, reused = _converted(ov, loaded, options)
+    model, reused = _converted(ov, loaded, options, cache or TraceCache())
     calibration = None
     details = {"frontend": "openvino.convert_model(torch.nn.Module, TorchScript trace)", "reused_trace": reused}
     if options.precision == "int8":
@@ -60,18 +71,15 @@ def _import(package: str, purpose: str):
         raise MissingDependencyError(package, purpose) from err
 
 
-def _converted(ov, loaded: LoadedModel, options: ExportOptions):
+def _converted(ov, loaded: LoadedModel, options: ExportOptions, cache: TraceCache):
     """A fresh copy of the traced model; fp16 and int8 start from the same trace as fp32.
 
-    The last trace is kept for the next precision of the same weights in this process, so an
+    The trace is kept in ``cache`` for the next precision of the same weights in this run, so an
     export --all traces the real ViT-S once, not three times (about 25 s each on 2 cores).
     """
-    key = (loaded.info.sha256, json.dumps(loaded.spec.to_dict(), sort_keys=True), max(options.example_batch, 2))
-    reused = key in _TRACED
-    if not reused:
-        _TRACED.clear()
-        _TRACED[key] = _convert(ov, loaded, options)
-    return _TRACED[key].clone(), reused
+    key = (FORMAT, loaded.info.sha256, json.dumps(loaded.spec.to_dict(), sort_keys=True), max(options.example_batch, 2))
+    model, reused = cache.get(key, lambda: _convert(ov, loaded, options))
+    return model.clone(), reused
 
 
 def _convert(ov, loaded: LoadedModel, options: ExportOptions):
@@ -96,16 +104,16 @@ def _quantize(model, loaded: LoadedModel, options: ExportOptions):
     """NNCF post-training quantization (int8 weights and activations) calibrated on real photos."""
     nncf = _import("nncf", "OpenVINO int8 quantization")
     presets = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}
-    if options.openvino_int8_preset not in presets:
-        raise UnknownNameError("OpenVINO int8 preset", options.openvino_int8_preset, list(presets))
+    if options.int8_preset not in presets:
+        raise UnknownNameError("OpenVINO int8 preset", options.int8_preset, list(presets))
     batch, calibration = calibration_images(loaded.spec, options)
     dataset = nncf.Dataset([batch[i:i + 1] for i in range(len(batch))])
     ignored = nncf.IgnoredScope(patterns=list(HEAD_PATTERNS), validate=False)
     quantized = nncf.quantize(model, dataset, model_type=nncf.ModelType.TRANSFORMER,
-                              preset=presets[options.openvino_int8_preset], subset_size=len(batch),
+                              preset=presets[options.int8_preset], subset_size=len(batch),
                               fast_bias_correction=True, ignored_scope=ignored)
     calibration.update(
-        scheme=f"NNCF PTQ, model_type=TRANSFORMER, preset={options.openvino_int8_preset}: int8 symmetric "
+        scheme=f"NNCF PTQ, model_type=TRANSFORMER, preset={options.int8_preset}: int8 symmetric "
                "per-channel weights, int8 activations (FakeQuantize), SmoothQuant, fast bias correction",
         subset_size=len(batch),
     )

@@ -7,16 +7,17 @@ the files on disk. One exporter failing does not stop the others.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import logging
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
-from vitship.exporters import EXPORTERS, get_exporter
-from vitship.exporters.base import (MANIFEST_SCHEMA_VERSION, PRECISIONS, Artifact, ExportError, ExportOptions, artifact_id,
+from vitship.exporters import EXPORTERS, get_exporter, options_class
+from vitship.exporters.base import (MANIFEST_SCHEMA_VERSION, PRECISIONS, Artifact, ExportError, ExportOptions, TraceCache,
+                                    artifact_id,
                             path_sha256, path_size, read_manifest, vitship_version, write_manifest)
 from vitship.models import LoadedModel, UnknownNameError
 from vitship.models.atomic import atomic_directory, recover_directory
@@ -38,6 +39,7 @@ class ExportResult:
     size_bytes: int = 0
     seconds: float = 0.0
     artifact: Artifact | None = None
+    traceback: str = ""  # the exporter's traceback when it failed (the CLI shows it with --debug)
 
     @property
     def failed(self) -> bool:
@@ -73,15 +75,17 @@ def find_model_dir(artifacts: Path, model: str | None, arch: str) -> Path:
     return found[0] if len(found) == 1 else artifacts / spec_for(arch).name
 
 
-def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]], options: ExportOptions,
-               force: bool = False, progress: ProgressFn | None = None) -> list[ExportResult]:
+def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
+               options: Mapping[str, ExportOptions] | None = None, force: bool = False,
+               progress: ProgressFn | None = None) -> list[ExportResult]:
     """Export each (format, precision) in ``requests`` into ``root/<model-name>/`` and update its manifest.
 
     Args:
         loaded: the model, its spec and weights info.
         root: the artifacts folder (``artifacts`` by default in the CLI).
         requests: (format, precision) pairs, e.g. from ``resolve_requests``.
-        options: shared options; ``precision`` is set per request.
+        options: each format's own options (``onnx.OnnxOptions``, ...) by format name; a format left out gets
+            its defaults; ``precision`` is set per request.
         force: rebuild even artifacts that are up to date.
         progress: called with (artifact id, "start") and then (artifact id, status).
     Returns:
@@ -92,12 +96,13 @@ def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
     for fmt, precision in requests:
         recover_directory(model_dir / artifact_id(fmt, precision))
     manifest = _load_manifest(model_dir, loaded, force)
-    results = []
+    options, cache, results = dict(options or {}), TraceCache(), []
     for fmt, precision in requests:
         aid = artifact_id(fmt, precision)
         if progress:
             progress(aid, "start")
-        result = _export_one(loaded, model_dir, manifest, fmt, dataclasses.replace(options, precision=precision), force)
+        format_options = (options.get(fmt) or options_class(fmt)()).replace(precision=precision)
+        result = _export_one(loaded, model_dir, manifest, fmt, format_options, force, cache)
         results.append(result)
         if progress:
             progress(aid, result.status)
@@ -124,7 +129,7 @@ def _load_manifest(model_dir: Path, loaded: LoadedModel, force: bool) -> dict:
 
 
 def _export_one(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, options: ExportOptions,
-                force: bool) -> ExportResult:
+                force: bool, cache: TraceCache) -> ExportResult:
     aid = artifact_id(fmt, options.precision)
     entry = manifest["artifacts"].get(aid)
     why = "forced" if entry and force else "new"
@@ -135,22 +140,24 @@ def _export_one(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, 
         log.info("%s: rebuilding: %s", aid, why)
     start = time.perf_counter()
     try:
-        artifact = _build(loaded, model_dir, manifest, fmt, options)
+        artifact = _build(loaded, model_dir, manifest, fmt, options, cache)
     except KeyboardInterrupt:
         raise
     except Exception as err:  # a failing exporter is one row of the table, not the end of the run
         log.debug("%s failed", aid, exc_info=True)
         reason = f"{type(err).__name__}: {err}" if not isinstance(err, ExportError) else str(err)
-        return ExportResult(aid, STATUS_FAILED, reason, 0, round(time.perf_counter() - start, 2))
+        return ExportResult(aid, STATUS_FAILED, reason, 0, round(time.perf_counter() - start, 2),
+                            traceback=traceback.format_exc())
     return ExportResult(aid, STATUS_OK, why, artifact.size_bytes, round(time.perf_counter() - start, 2), artifact)
 
 
-def _build(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, options: ExportOptions) -> Artifact:
+def _build(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, options: ExportOptions,
+           cache: TraceCache) -> Artifact:
     """Export into a temporary folder, then swap it in; the manifest never names a file it does not match."""
     aid = artifact_id(fmt, options.precision)
     exporter = get_exporter(fmt)
     with atomic_directory(model_dir / aid) as tmp:
-        artifact = exporter(loaded, tmp, options)
+        artifact = exporter(loaded, tmp, options, cache)
         inner = _inner_path(artifact, aid)
         if not (tmp / inner).exists():
             raise ExportError(f"{aid}: the exporter reported {artifact.path} but wrote no {inner} in its folder")
@@ -183,9 +190,7 @@ def why_stale(model_dir: Path, entry: dict, loaded: LoadedModel, options: Export
     """Why a manifest entry must be rebuilt, or None when it is up to date."""
     if entry.get("weights", {}).get("sha256") != loaded.info.sha256:
         return "other weights"
-    fmt, precision = entry.get("format", ""), options.precision
-    recorded, wanted = entry.get("options", {}), options.cache_key()
-    if relevant_options(recorded, fmt, precision) != relevant_options(wanted, fmt, precision):
+    if entry.get("options", {}) != options.cache_key():
         return "other options"
     changed = [f"{name} {version} -> {installed_version(name)}" for name, version in entry.get("versions", {}).items()
                if not _same_version(version, installed_version(name))]
@@ -197,14 +202,6 @@ def why_stale(model_dir: Path, entry: dict, loaded: LoadedModel, options: Export
     if path_sha256(path) != entry.get("sha256"):
         return "its file no longer matches the manifest sha256"
     return None
-
-
-def relevant_options(key: dict, fmt: str, precision: str) -> dict:
-    """The cache-key entries that can change this artifact: not other formats' options, int8 ones only for int8."""
-    others = tuple(f"{other}_" for other in EXPORTERS if other != fmt)
-    int8_only = ("calibration_", "int8")
-    return {name: value for name, value in key.items()
-            if not name.startswith(others) and (precision == "int8" or not any(part in name for part in int8_only))}
 
 
 def installed_version(package: str) -> str | None:

@@ -20,7 +20,8 @@ from vitship.bench.cli import app  # noqa: E402
 from vitship.bench.parity.run import PARITY_NAME, ParityConfig, ParityInputs, read_parity_rows, run_batched  # noqa: E402
 from vitship.bench.parity.metrics import DEFAULT_TOLERANCES, Tolerance, compare  # noqa: E402
 from vitship.exporters import coreml as coreml_exporter  # noqa: E402
-from vitship.exporters.base import ExportOptions, manifest_artifacts, path_sha256, read_manifest, write_manifest  # noqa: E402
+from vitship.exporters.coreml import CoremlOptions  # noqa: E402
+from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifest, write_manifest  # noqa: E402
 from vitship.exporters.pipeline import export_all, model_dir_for  # noqa: E402
 from vitship.models import load_weights, tiny_spec  # noqa: E402
 from vitship.runtimes import SessionOptions, open_session  # noqa: E402
@@ -51,7 +52,7 @@ def judge(session, loaded, inputs: ParityInputs, reference: dict, tolerance: Tol
 
 def export(loaded, out_dir, **options):
     out_dir.mkdir(parents=True, exist_ok=True)
-    artifact = coreml_exporter.export(loaded, out_dir, ExportOptions(**options))
+    artifact = coreml_exporter.export(loaded, out_dir, CoremlOptions(**options))
     return artifact, out_dir / coreml_exporter.PACKAGE_NAME
 
 
@@ -70,7 +71,7 @@ def tiny_inputs(tiny):
 def tiny_model_dir(tiny, tmp_path_factory):
     """tiny ViT coreml-fp32/fp16/int8 exported by the shipped pipeline, with its manifest."""
     root = tmp_path_factory.mktemp("coreml-tiny")
-    results = export_all(tiny, root, [("coreml", p) for p in PRECISIONS], ExportOptions())
+    results = export_all(tiny, root, [("coreml", p) for p in PRECISIONS])
     assert [r.status for r in results] == ["ok"] * len(PRECISIONS), [r.reason for r in results]
     return model_dir_for(root, tiny)
 
@@ -191,7 +192,7 @@ def test_image_input_export_runs_from_normalised_batches(tiny, tiny_inputs, tmp_
     """ImageType: the program takes 0..255 RGB pixels and applies scale/bias itself; the session maps
     the normalised batch back to 8-bit pixels (exact for photos) and runs one image per prediction."""
     inputs, reference = tiny_inputs
-    artifact, package = export(tiny, tmp_path / "coreml-fp32", precision="fp32", coreml_input="image")
+    artifact, package = export(tiny, tmp_path / "coreml-fp32", precision="fp32", input="image")
     session = open_session(artifact, tmp_path, "coreml:reference")
     assert session.info.extra["image_input"] == "RGB"
     photos = inputs.pixels[inputs.is_photo]

@@ -13,18 +13,19 @@ import sys
 import numpy as np
 import pytest
 
-from vitship.exporters.base import ExportError, ExportOptions, path_sha256
+from vitship.exporters.base import ExportError, path_sha256
 from vitship.models import MissingDependencyError, UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
 
 ct = pytest.importorskip("coremltools")
 
 from vitship.exporters import coreml as coreml_exporter  # noqa: E402  (after the importorskip above)
+from vitship.exporters.coreml import CoremlOptions  # noqa: E402
 from tests.conftest import torch_outputs  # noqa: E402
 
 VARIANTS = {  # name -> options
-    "fp32": ExportOptions(precision="fp32"),
-    "int8": ExportOptions(precision="int8"),
-    "fp16-image": ExportOptions(precision="fp16", coreml_input="image", coreml_min_target="iOS16"),
+    "fp32": CoremlOptions(precision="fp32"),
+    "int8": CoremlOptions(precision="int8"),
+    "fp16-image": CoremlOptions(precision="fp16", input="image", min_target="iOS16"),
 }
 
 
@@ -114,7 +115,7 @@ def test_image_input_with_per_channel_std_normalises_in_the_program(tiny_loaded,
     loaded = tiny_loaded._replace(spec=imagenet)
     scale, bias, folded = coreml_exporter.image_scale_bias(imagenet)
     assert not folded and scale == pytest.approx(1 / 255) and bias == [0.0, 0.0, 0.0]
-    artifact = coreml_exporter.export(loaded, tmp_path, ExportOptions(precision="fp32", coreml_input="image"))
+    artifact = coreml_exporter.export(loaded, tmp_path, CoremlOptions(precision="fp32", input="image"))
     assert "in the program" in artifact.details["image_normalisation"]
     ops = [op for op in operations(tmp_path / "model.mlpackage") if op.op_type != "const"]
     assert float(ops[0].y.val) == pytest.approx(1 / 255)
@@ -139,7 +140,7 @@ def test_int8_package_holds_int8_weights(exported):
 def test_int8_survives_deduplicated_zero_biases(tmp_path):
     """Width 128: the converter merges the equal zero biases of layer_norm and linear (as in the real ViT-S)."""
     wide = load_weights("seeded", tiny_spec().replace(embed_dim=128, mlp_dim=256, depth=1))
-    artifact = coreml_exporter.export(wide, tmp_path, ExportOptions(precision="int8"))
+    artifact = coreml_exporter.export(wide, tmp_path, CoremlOptions(precision="int8"))
     assert artifact.details["mil_ops"]["constexpr_affine_dequantize"] == 5  # patch conv, qkv, proj, fc1, fc2
 
 
@@ -154,15 +155,15 @@ def test_directory_sha256_is_deterministic_and_location_free(exported, tmp_path)
 
 def test_bad_options_are_domain_errors_before_converting(tiny_loaded, tmp_path):
     with pytest.raises(UnknownNameError, match="iOS17"):
-        coreml_exporter.export(tiny_loaded, tmp_path, ExportOptions(coreml_min_target="iOS99"))
+        coreml_exporter.export(tiny_loaded, tmp_path, CoremlOptions(min_target="iOS99"))
     with pytest.raises(ExportError, match="max-batch"):
-        coreml_exporter.export(tiny_loaded, tmp_path, ExportOptions(coreml_max_batch=1))
+        coreml_exporter.export(tiny_loaded, tmp_path, CoremlOptions(max_batch=1))
 
 
 def test_missing_coremltools_names_the_pip_command(tiny_loaded, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "coremltools", None)
     with pytest.raises(MissingDependencyError, match="pip install coremltools"):
-        coreml_exporter.export(tiny_loaded, tmp_path, ExportOptions())
+        coreml_exporter.export(tiny_loaded, tmp_path, CoremlOptions())
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="Core ML predictions need macOS (coremltools cannot run them elsewhere)")

@@ -7,13 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from vitship.exporters.base import ExportError, ExportOptions, model_metadata, path_sha256
+from vitship.exporters.base import ExportError, model_metadata, path_sha256
 from vitship.models import ImageError
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from vitship.exporters import onnx as onnx_exporter  # noqa: E402  (after the importorskip above)
+from vitship.exporters.onnx import OnnxOptions  # noqa: E402
 from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -29,7 +30,7 @@ def exported(tiny_loaded, tmp_path_factory):
     for precision in PRECISIONS:
         out_dir = root / f"onnx-{precision}"
         out_dir.mkdir()
-        artifact = onnx_exporter.export(tiny_loaded, out_dir, ExportOptions(precision=precision))
+        artifact = onnx_exporter.export(tiny_loaded, out_dir, OnnxOptions(precision=precision))
         result[precision] = (artifact, root / artifact.path)
     return result
 
@@ -124,7 +125,7 @@ def test_int8_holds_quantized_weights_in_qdq_form(exported):
 
 
 def test_dynamic_int8_quantizes_weights_only(tiny_loaded, tmp_path):
-    artifact = onnx_exporter.export(tiny_loaded, tmp_path, ExportOptions(precision="int8", onnx_int8_mode="dynamic"))
+    artifact = onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(precision="int8", int8_mode="dynamic"))
     model = onnx.load(str(tmp_path / "model.onnx"))
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {n.op_type for n in model.graph.node}
     assert "QuantizeLinear" not in {n.op_type for n in model.graph.node}
@@ -135,18 +136,18 @@ def test_bad_calibration_image_is_named(tiny_loaded, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
-    options = ExportOptions(precision="int8", calibration_dir=photos)
+    options = OnnxOptions(precision="int8", calibration_dir=photos)
     with pytest.raises(ImageError, match="broken.jpg"):
         onnx_exporter.export(tiny_loaded, tmp_path, options)
 
 
 def test_bad_options_are_domain_errors(tiny_loaded, tmp_path):
     with pytest.raises(ExportError, match="precision"):
-        onnx_exporter.export(tiny_loaded, tmp_path, ExportOptions(precision="int4"))
+        onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(precision="int4"))
     with pytest.raises(ExportError, match="opset"):
-        onnx_exporter.export(tiny_loaded, tmp_path, ExportOptions(onnx_opset=13))
+        onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(opset=13))
     with pytest.raises(ExportError, match="int8 mode"):
-        onnx_exporter.export(tiny_loaded, tmp_path, ExportOptions(precision="int8", onnx_int8_mode="weights"))
+        onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(precision="int8", int8_mode="weights"))
 
 
 def test_dynamo_failure_falls_back_to_torchscript_and_says_why(tiny_loaded, tmp_path, monkeypatch, tiny_photos):
@@ -160,7 +161,7 @@ def test_dynamo_failure_falls_back_to_torchscript_and_says_why(tiny_loaded, tmp_
         return real_export(*args, dynamo=False, **kwargs)
 
     monkeypatch.setattr(torch.onnx, "export", dynamo_breaks)
-    artifact = onnx_exporter.export(tiny_loaded, tmp_path, ExportOptions(onnx_slim=False))
+    artifact = onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(slim=False))
     assert "simulated dynamo failure" in artifact.details["dynamo_fallback_reason"]
     assert "TorchScript" in artifact.details["exporter"]
     logits, _ = session(tmp_path / "model.onnx").run(None, {"pixel_values": tiny_photos[:3]})

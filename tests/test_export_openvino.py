@@ -9,13 +9,14 @@ import sys
 import numpy as np
 import pytest
 
-from vitship.exporters.base import ExportError, ExportOptions, calibration_images, path_sha256
+from vitship.exporters.base import ExportError, TraceCache, ExportOptions, calibration_images, path_sha256
 from vitship.models import MissingDependencyError, load_weights, preprocess, sample_images
 
 ov = pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
 from vitship.exporters import openvino as openvino_exporter  # noqa: E402  (after the importorskip above)
+from vitship.exporters.openvino import OpenvinoOptions  # noqa: E402
 from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -25,11 +26,11 @@ PRECISIONS = ("fp32", "fp16", "int8")
 def exported(tiny_loaded, tmp_path_factory):
     """{precision: (artifact, model_dir)} for the tiny ViT, each exported once for the whole module."""
     model_dir = tmp_path_factory.mktemp("artifacts")
-    result = {}
+    result, cache = {}, TraceCache()  # one cache, as export_all passes one per run
     for precision in ("fp16", "int8", "fp32"):  # fp32 last: the reused trace must come out unchanged
         out_dir = model_dir / f"openvino-{precision}"
         out_dir.mkdir()
-        result[precision] = openvino_exporter.export(tiny_loaded, out_dir, ExportOptions(precision=precision))
+        result[precision] = openvino_exporter.export(tiny_loaded, out_dir, OpenvinoOptions(precision=precision), cache)
     return result, model_dir
 
 
@@ -92,6 +93,7 @@ def test_fp16_ir_stores_weights_as_fp16(exported):
     assert not any(op.get_element_type() == ov.Type.f16 for op in constants(read(exported, "fp32")))
     artifacts, _ = exported
     assert artifacts["int8"].details["reused_trace"] and artifacts["fp32"].details["reused_trace"]
+    assert not artifacts["fp16"].details["reused_trace"]  # a fresh cache: nothing carried over from earlier tests
 
 
 @pytest.mark.parametrize("count", [1, 3])
@@ -140,14 +142,14 @@ def test_calibration_images_from_a_folder(tiny_loaded, tmp_path):
 def test_missing_openvino_names_the_pip_command(tiny_loaded, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)
     with pytest.raises(MissingDependencyError, match="pip install openvino"):
-        openvino_exporter.export(tiny_loaded, tmp_path, ExportOptions())
+        openvino_exporter.export(tiny_loaded, tmp_path, OpenvinoOptions())
 
 
 @pytest.mark.slow
 def test_real_vit_int8_passes_the_parity_gate_and_size(tmp_path):
     """DESIGN.md int8 gate on the real ViT-S/16-384 (seeded), OpenVINO CPU at f32 vs torch fp32."""
     loaded = load_weights("seeded")
-    artifact = openvino_exporter.export(loaded, tmp_path, ExportOptions(precision="int8"))
+    artifact = openvino_exporter.export(loaded, tmp_path, OpenvinoOptions(precision="int8"))
     assert artifact.size_bytes < 30e6
     batch = preprocess(sample_images(), loaded.spec)
     compiled = ov.Core().compile_model(str(tmp_path / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})

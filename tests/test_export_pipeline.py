@@ -15,12 +15,13 @@ from typer.testing import CliRunner
 
 from vitship.exporters import EXPORTERS, pipeline
 from vitship.exporters.base import Artifact, ExportOptions, artifact_id, read_manifest
+from vitship.exporters.onnx import OnnxOptions
 from tests.conftest import assert_manifest_matches_files
 
 ONNX_FP32_INT8 = [("onnx", "fp32"), ("onnx", "int8")]
 
 
-def fake_export(loaded, out_dir, options):
+def fake_export(loaded, out_dir, options, cache=None):
     """A fast stand-in exporter: one small file whose bytes depend on the options."""
     aid = artifact_id("fake", options.precision)
     (Path(out_dir) / "model.bin").write_text(json.dumps(options.cache_key()) + str(time.perf_counter_ns()))
@@ -28,7 +29,7 @@ def fake_export(loaded, out_dir, options):
                     weights=loaded.info.to_dict(), options=options.cache_key(), versions={"vitship": "0.1.0"})
 
 
-def broken_export(loaded, out_dir, options):
+def broken_export(loaded, out_dir, options, cache=None):
     (Path(out_dir) / "half-written").write_text("x")
     raise RuntimeError("simulated exporter crash")
 
@@ -38,16 +39,17 @@ def fake_formats(monkeypatch):
     """Register "fake" (works) and "broken" (raises) formats for one test."""
     monkeypatch.setitem(EXPORTERS, "fake", ("tests.fake", ("fp32", "int8")))
     monkeypatch.setitem(EXPORTERS, "broken", ("tests.broken", ("fp32",)))
-    real = pipeline.get_exporter
+    real, real_options = pipeline.get_exporter, pipeline.options_class
     monkeypatch.setattr(pipeline, "get_exporter",
                         lambda fmt: {"fake": fake_export, "broken": broken_export}.get(fmt) or real(fmt))
+    monkeypatch.setattr(pipeline, "options_class", lambda fmt: ExportOptions if fmt in ("fake", "broken") else real_options(fmt))
 
 
 @pytest.fixture(scope="module")
 def onnx_root(tiny_loaded, tmp_path_factory):
     """artifacts/ with onnx-fp32 and onnx-int8 of the tiny ViT, exported once for the module."""
     root = tmp_path_factory.mktemp("artifacts")
-    results = pipeline.export_all(tiny_loaded, root, ONNX_FP32_INT8, ExportOptions())
+    results = pipeline.export_all(tiny_loaded, root, ONNX_FP32_INT8)
     assert [r.status for r in results] == ["ok", "ok"], [r.reason for r in results]
     return root
 
@@ -66,33 +68,33 @@ def test_manifest_lists_every_artifact_with_matching_sha256(onnx_root, tiny_load
 def test_rerun_skips_up_to_date_and_rebuilds_what_changed(onnx_root, tiny_loaded):
     model_dir = onnx_root / tiny_loaded.spec.name
     before = read_manifest(model_dir)
-    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, ExportOptions())
+    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8)
     assert [r.status for r in results] == ["skipped", "skipped"]
     assert read_manifest(model_dir) == before
     # an int8-only option rebuilds the int8 artifact alone
-    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, ExportOptions(onnx_int8_mode="dynamic"))
+    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, {"onnx": OnnxOptions(int8_mode="dynamic")})
     assert [r.status for r in results] == ["skipped", "ok"]
-    assert read_manifest(model_dir)["artifacts"]["onnx-int8"]["options"]["onnx_int8_mode"] == "dynamic"
+    assert read_manifest(model_dir)["artifacts"]["onnx-int8"]["options"]["int8_mode"] == "dynamic"
     assert_manifest_matches_files(model_dir)
 
 
 def test_force_rebuilds_and_a_tampered_file_is_rebuilt(tiny_loaded, tmp_path, fake_formats):
     requests = [("fake", "fp32"), ("fake", "int8")]
-    first = pipeline.export_all(tiny_loaded, tmp_path, requests, ExportOptions())
+    first = pipeline.export_all(tiny_loaded, tmp_path, requests)
     model_dir = tmp_path / tiny_loaded.spec.name
     old = read_manifest(model_dir)["artifacts"]
-    assert [r.status for r in pipeline.export_all(tiny_loaded, tmp_path, requests, ExportOptions())] == ["skipped"] * 2
-    forced = pipeline.export_all(tiny_loaded, tmp_path, requests, ExportOptions(), force=True)
+    assert [r.status for r in pipeline.export_all(tiny_loaded, tmp_path, requests)] == ["skipped"] * 2
+    forced = pipeline.export_all(tiny_loaded, tmp_path, requests, force=True)
     assert [r.status for r in forced] == ["ok", "ok"] and forced[0].artifact.sha256 != first[0].artifact.sha256
     assert read_manifest(model_dir)["artifacts"]["fake-fp32"]["sha256"] != old["fake-fp32"]["sha256"]
     (model_dir / "fake-int8" / "model.bin").write_text("tampered")
-    assert [r.status for r in pipeline.export_all(tiny_loaded, tmp_path, requests, ExportOptions())] == ["skipped", "ok"]
+    assert [r.status for r in pipeline.export_all(tiny_loaded, tmp_path, requests)] == ["skipped", "ok"]
     assert_manifest_matches_files(model_dir)
 
 
 def test_one_failing_format_does_not_stop_the_others(tiny_loaded, tmp_path, fake_formats):
-    pipeline.export_all(tiny_loaded, tmp_path, [("broken", "fp32")], ExportOptions())  # nothing before it
-    results = pipeline.export_all(tiny_loaded, tmp_path, [("broken", "fp32"), ("fake", "fp32")], ExportOptions())
+    pipeline.export_all(tiny_loaded, tmp_path, [("broken", "fp32")])  # nothing before it
+    results = pipeline.export_all(tiny_loaded, tmp_path, [("broken", "fp32"), ("fake", "fp32")])
     assert [(r.id, r.status) for r in results] == [("broken-fp32", "export_failed"), ("fake-fp32", "ok")]
     assert "simulated exporter crash" in results[0].reason
     model_dir = tmp_path / tiny_loaded.spec.name
@@ -141,7 +143,7 @@ def test_an_interrupted_export_keeps_the_previous_manifest_and_files(onnx_root, 
         assert "stopping after the current artifact" in stderr
     after = assert_manifest_matches_files(model_dir)
     assert set(after["artifacts"]) >= set(before["artifacts"])  # nothing that was there got lost
-    rerun = pipeline.export_all(tiny_loaded, root, ONNX_FP32_INT8, ExportOptions())  # recovers, then skips
+    rerun = pipeline.export_all(tiny_loaded, root, ONNX_FP32_INT8)  # recovers, then skips
     assert all(r.status in ("ok", "skipped") for r in rerun)
     assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")]
     assert_manifest_matches_files(model_dir)

@@ -226,13 +226,12 @@ def test_a_hanging_worker_times_out_into_an_error_row(fake_worker_env):
 @pytest.fixture(scope="module")
 def tiny_openvino_fp16(tmp_path_factory):
     pytest.importorskip("openvino")
-    from vitship.exporters import ExportOptions
     from vitship.exporters.pipeline import export_all, model_dir_for
     from vitship.models import load_weights
 
     loaded = load_weights("seeded", tiny_spec())
     root = tmp_path_factory.mktemp("artifacts")
-    results = export_all(loaded, root, [("openvino", "fp16")], ExportOptions())
+    results = export_all(loaded, root, [("openvino", "fp16")])
     assert [r.status for r in results] == ["ok"], results
     return model_dir_for(root, loaded)
 

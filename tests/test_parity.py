@@ -16,8 +16,8 @@ from vitship.bench.parity.run import (PARITY_NAME, ParityResult, RowPlan, check_
                           ArtifactRefused)
 from vitship.bench.parity.metrics import (DEFAULT_TOLERANCES, Tolerance, ToleranceError, ToleranceTable, compare,
                                   effective_precision)
-from vitship.exporters import get_exporter
-from vitship.exporters.base import ExportOptions, manifest_artifacts, path_sha256, read_manifest, write_manifest
+from vitship.exporters import get_exporter, options_class
+from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifest, write_manifest
 from vitship.models import LoadedModel, load_weights, tiny_spec
 from vitship.runtimes import target_status
 
@@ -30,7 +30,7 @@ def _build(model_dir: Path, loaded: LoadedModel, ids) -> Path:
         fmt, precision = aid.rsplit("-", 1)
         out = model_dir / aid
         out.mkdir(parents=True)
-        artifacts[aid] = get_exporter(fmt)(loaded, out, ExportOptions(precision=precision)).to_dict()
+        artifacts[aid] = get_exporter(fmt)(loaded, out, options_class(fmt)(precision=precision)).to_dict()
     write_manifest(model_dir, {"schema_version": 1, "weights": loaded.info.to_dict(), "artifacts": artifacts})
     return model_dir
 

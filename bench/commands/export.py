@@ -16,6 +16,7 @@ from vitship.bench.commands.common import (
     console,
     err_console,
     split_names,
+    state,
     wide_console,
 )
 from vitship.models import load_weights, spec_for
@@ -75,7 +76,7 @@ def _run_exports(loaded, out: Path, requests: list, options, force: bool) -> lis
     from vitship.exporters.pipeline import export_all
 
     handler = RichHandler(console=err_console, show_path=False, show_time=False)
-    logging.getLogger("exporters").addHandler(handler)
+    logging.getLogger("vitship.exporters").addHandler(handler)
     columns = (SpinnerColumn(), TextColumn("[bold]export[/bold] {task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     try:
@@ -91,7 +92,7 @@ def _run_exports(loaded, out: Path, requests: list, options, force: bool) -> lis
 
             return export_all(loaded, out, requests, options, force=force, progress=on_progress)
     finally:
-        logging.getLogger("exporters").removeHandler(handler)
+        logging.getLogger("vitship.exporters").removeHandler(handler)
 
 
 def export(
@@ -108,7 +109,9 @@ def export(
     force: bool = typer.Option(False, "--force", help="rebuild artifacts that are up to date"),
 ) -> None:
     """Export the model to every requested format and precision; skips what is up to date. Exits 1 if any failed."""
-    from vitship.exporters import ExportOptions
+    from vitship.exporters.coreml import CoremlOptions
+    from vitship.exporters.onnx import OnnxOptions
+    from vitship.exporters.openvino import OpenvinoOptions
     from vitship.exporters.pipeline import model_dir_for, resolve_requests
 
     formats, precisions = split_names(fmt), split_names(precision)
@@ -121,12 +124,17 @@ def export(
     requests = resolve_requests(formats or None, precisions or None)
     if not requests:
         raise typer.BadParameter(f"no registered exporter produces {formats or 'any format'} in {precisions or 'any precision'}")
-    options = ExportOptions(calibration_dir=calibration, onnx_int8_mode=int8_mode, coreml_input=coreml_input,
-                            coreml_max_batch=coreml_max_batch, coreml_min_target=coreml_min_target)
+    options = {"onnx": OnnxOptions(calibration_dir=calibration, int8_mode=int8_mode),
+               "openvino": OpenvinoOptions(calibration_dir=calibration),
+               "coreml": CoremlOptions(calibration_dir=calibration, input=coreml_input, max_batch=coreml_max_batch,
+                                       min_target=coreml_min_target)}
     loaded = load_weights(weights, spec_for(arch))
     results = _run_exports(loaded, out, requests, options, force)
     wide = wide_console()
     wide.print(_export_table(results))
+    for result in results:
+        if result.failed and result.traceback and state["debug"]:
+            err_console.print(f"[bold red]{result.id}[/bold red] traceback:\n{result.traceback}", highlight=False, markup=False)
     if not loaded.info.trained:
         console.print("[yellow]untrained weights (seeded): artifacts are valid for export, parity and latency, not accuracy[/yellow]")
     console.print(f"manifest: {model_dir_for(out, loaded) / 'manifest.json'}", highlight=False)
