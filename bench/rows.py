@@ -1,0 +1,63 @@
+"""The row contract: one key and one status type, shared by parity, bench, eval and the report.
+
+A row is one (artifact, target, variant, batch). Every producer's result class exposes ``key`` (a
+RowKey) and ``status`` (a Status, with the reason in its own field), and the report reads results
+through those classes, never by guessing dict keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """What happened to a row. The reason, where there is one, travels beside it."""
+
+    PASS = "pass"  # ran and met its gate (parity)
+    OK = "ok"  # ran; nothing to gate (latency, eval)
+    FAIL = "fail"  # ran and missed its gate
+    ERROR = "error"  # crashed, timed out or was refused (tampered artifact, other weights)
+    UNAVAILABLE = "unavailable"  # cannot run on this machine; the reason says why and where it can
+    NOT_RUN = "not run"  # no result: the producer was not run, or not for this row
+
+    @property
+    def ran(self) -> bool:
+        return self in (Status.PASS, Status.OK, Status.FAIL)
+
+    @property
+    def failed(self) -> bool:
+        """A status that must turn the command's exit code non-zero."""
+        return self in (Status.FAIL, Status.ERROR)
+
+    @classmethod
+    def parse(cls, text: str) -> tuple["Status", str]:
+        """(status, reason) from ``"unavailable: needs macOS"`` or ``"pass"``; an unknown word is a ValueError."""
+        word, _, reason = str(text).partition(":")
+        return cls(word.strip()), reason.strip()
+
+
+@dataclass(frozen=True, order=True)
+class RowKey:
+    """One row: an artifact on a target, with a variant (runtime knobs) and a batch size (None: every batch)."""
+
+    artifact: str
+    target: str
+    variant: str = ""
+    batch: int | None = None
+
+    def without_batch(self) -> "RowKey":
+        return dataclasses.replace(self, batch=None)
+
+    def label(self) -> str:
+        variant = f" [{self.variant}]" if self.variant else ""
+        batch = f" batch {self.batch}" if self.batch is not None else ""
+        return f"{self.artifact} on {self.target}{variant}{batch}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RowKey":
+        return cls(data["artifact"], data["target"], data.get("variant") or "", data.get("batch"))
