@@ -1,43 +1,31 @@
 """Accuracy on a labelled folder: every artifact and the PyTorch reference score the same images.
 
-The folder is either ``real/`` + ``fake/`` subfolders or a CSV of ``path,label`` (label real/fake or
-0/1, fake = 1). Unreadable images are listed and skipped, never fatal. Metrics come from
-scikit-learn; deltas against the reference are in percentage points.
+The folder is read by bench/dataset.py (real/ + fake/, or a path,label CSV). Metrics come from
+scikit-learn; deltas against the reference are in percentage points. ``evaluate`` returns an
+EvalReport, which eval.json holds and ``read_eval`` reads back.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from vitship.models import ImageError, LoadedModel, ModelSpec, VitshipError, preprocess
+from vitship.bench.dataset import DatasetError, load_batches, read_dataset
+from vitship.bench.rows import RowKey, Status, read_results
+from vitship.models import LoadedModel, VitshipError, fake_probability
 from vitship.models.atomic import atomic_write_json
 
 EVAL_NAME = "eval.json"
-EVAL_SCHEMA_VERSION = 1
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+EVAL_SCHEMA_VERSION = 2  # 2: "status" (ok/error/unavailable) and "reason" are separate fields
 REFERENCE = "torch-fp32"
 REFERENCE_TARGET = "torch:cpu"
 METRICS = ("accuracy", "balanced_accuracy", "auroc", "average_precision", "f1")
-_LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1}
 UNTRAINED_NOTE = ("untrained weights: accuracy is meaningless here; only the agreement with the reference "
                   "says anything about the artifacts")
-
-
-class DatasetError(VitshipError):
-    """The labelled folder or CSV cannot be used."""
-
-
-@dataclass(frozen=True)
-class LabelledImage:
-    path: Path
-    label: int  # 1 = fake, 0 = real
 
 
 @dataclass(frozen=True)
@@ -55,7 +43,8 @@ class AccuracyResult:
 
     artifact: str
     target: str
-    status: str = "ok"  # ok | unavailable: <reason> | error: <reason>
+    status: Status = Status.OK  # ok | error | unavailable, with the why in reason
+    reason: str = ""
     metrics: dict[str, float | None] = field(default_factory=dict)
     deltas: dict[str, float | None] = field(default_factory=dict)  # percentage points vs the reference
     agreement: float | None = None  # share of decisions equal to the reference's
@@ -63,51 +52,59 @@ class AccuracyResult:
     session: dict = field(default_factory=dict)
     probabilities: list[float] = field(default_factory=list)
 
+    def __post_init__(self):
+        self.status = Status(self.status)
+
+    @property
+    def key(self) -> RowKey:
+        return RowKey(self.artifact, self.target)
+
+    def fail(self, status: Status, reason: str) -> None:
+        self.status, self.reason = status, reason
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "status": str(self.status)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AccuracyResult":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def read_dataset(data: Path) -> list[LabelledImage]:
-    """The labelled images of a real/ + fake/ folder or a path,label CSV (paths relative to the CSV)."""
-    data = Path(data)
-    if data.is_file() and data.suffix.lower() == ".csv":
-        return _read_csv(data)
-    if not data.is_dir():
-        raise DatasetError(f"{data}: no such folder or CSV; pass a folder with real/ and fake/ or a path,label CSV")
-    items = [LabelledImage(path, label) for name, label in (("real", 0), ("fake", 1)) if (data / name).is_dir()
-             for path in sorted((data / name).rglob("*")) if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES]
-    if not items:
-        raise DatasetError(f"{data}: no images found; expected {data}/real/*.jpg and {data}/fake/*.jpg")
-    return items
+@dataclass
+class EvalReport:
+    """What eval.json holds: one AccuracyResult per artifact (the reference first), the data and the weights."""
 
+    environment: dict
+    weights: dict
+    threshold: float
+    data: dict  # source, n_images, n_real, n_fake, n_skipped, skipped: [{"path", "reason"}]
+    images: list[str]
+    labels: list[int]
+    rows: list[AccuracyResult] = field(default_factory=list)
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    schema_version: int = EVAL_SCHEMA_VERSION
 
-def _read_csv(path: Path) -> list[LabelledImage]:
-    items = []
-    with open(path, newline="") as handle:
-        for line_no, row in enumerate(csv.reader(handle), start=1):
-            if not row or row[0].strip().startswith("#"):
-                continue
-            if len(row) < 2:
-                raise DatasetError(f"{path}:{line_no}: expected path,label, got {row!r}")
-            image, label = row[0].strip(), row[1].strip().lower()
-            if line_no == 1 and (image.lower(), label) == ("path", "label"):
-                continue  # the header line
-            if label not in _LABELS:
-                raise DatasetError(f"{path}:{line_no}: label {row[1]!r} is not real/fake/0/1")
-            image_path = Path(image) if Path(image).is_absolute() else path.parent / image
-            items.append(LabelledImage(image_path, _LABELS[label]))
-    if not items:
-        raise DatasetError(f"{path}: no labelled rows; expected lines of path,label")
-    return items
+    @property
+    def accuracy_judged(self) -> bool:
+        """Only trained weights have an accuracy worth judging."""
+        return bool(self.weights.get("trained"))
 
+    @property
+    def note(self) -> str:
+        return "" if self.accuracy_judged else UNTRAINED_NOTE
 
-def fake_probability(logits: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """The 'fake' probability per image: sigmoid of a single logit, or softmax of the fake class."""
-    logits = np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)
-    if spec.head_kind == "sigmoid" or logits.shape[1] == 1:
-        return 1.0 / (1.0 + np.exp(-logits[:, 0]))
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted[:, spec.fake_index] / shifted.sum(axis=1)
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "rows"}
+        return {"schema_version": data.pop("schema_version"), "kind": "vitship-eval", **data,
+                "accuracy_judged": self.accuracy_judged, "note": self.note, "rows": [r.to_dict() for r in self.rows]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EvalReport":
+        names = {f.name for f in dataclasses.fields(cls)} - {"rows"}
+        report = cls(**{k: v for k, v in data.items() if k in names})
+        report.rows = [AccuracyResult.from_dict(r) for r in data.get("rows", [])]
+        return report
 
 
 def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float | None]:
@@ -133,27 +130,6 @@ def metric_deltas(metrics: dict, reference: dict) -> dict[str, float | None]:
             else round((metrics[name] - reference[name]) * 100.0, 6) for name in METRICS}
 
 
-def load_batches(images: list[LabelledImage], spec: ModelSpec, batch_size: int):
-    """Yield (batch, labels, paths) of readable images; unreadable ones go to the returned skipped list."""
-    skipped: list[dict] = []
-
-    def generate():
-        for start in range(0, len(images), batch_size):
-            arrays, labels, paths = [], [], []
-            for item in images[start:start + batch_size]:
-                try:
-                    arrays.append(preprocess(item.path, spec)[0])
-                except (ImageError, OSError, ValueError) as err:
-                    skipped.append({"path": str(item.path), "reason": str(err)})
-                    continue
-                labels.append(item.label)
-                paths.append(str(item.path))
-            if arrays:
-                yield np.stack(arrays), labels, paths
-
-    return generate(), skipped
-
-
 def _torch_logits(loaded: LoadedModel, batch: np.ndarray) -> np.ndarray:
     import torch
 
@@ -176,7 +152,7 @@ class _Sessions:
 
     def __init__(self, model_dir: Path, loaded: LoadedModel, targets: dict[str, str]):
         from vitship.exporters.base import manifest_artifacts
-        from vitship.runtimes import SessionOptions, available_targets, open_session
+        from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session
 
         self.open, self.results = {}, []
         statuses = available_targets()
@@ -185,31 +161,32 @@ class _Sessions:
             result = AccuracyResult(artifact.id, target or "-")
             self.results.append(result)
             if artifact.weights.get("sha256") not in (None, loaded.info.sha256):
-                result.status = "error: exported from other weights (sha256 differs from the reference's)"
+                result.fail(Status.ERROR, "exported from other weights (sha256 differs from the reference's)")
             elif target is None:
-                result.status = f"unavailable: no CPU target runs {artifact.format}"
+                result.fail(Status.UNAVAILABLE, f"no CPU target runs {artifact.format}")
             else:
                 try:
                     self.open[artifact.id] = open_session(artifact, model_dir, target, SessionOptions(loaded=loaded))
                     result.session = self.open[artifact.id].info.to_dict()
+                except RuntimeUnavailable as err:
+                    result.fail(Status.UNAVAILABLE, str(err))
                 except VitshipError as err:
-                    kind = "unavailable" if type(err).__name__ == "RuntimeUnavailable" else "error"
-                    result.status = f"{kind}: {err}"
+                    result.fail(Status.ERROR, str(err))
                 except Exception as err:  # a runtime that cannot load an artifact marks its row only
-                    result.status = f"error: {type(err).__name__}: {err}"
+                    result.fail(Status.ERROR, f"{type(err).__name__}: {err}")
 
     def fail(self, artifact_id: str, err: Exception) -> None:
         session = self.open.pop(artifact_id)
         session.close()
-        next(r for r in self.results if r.artifact == artifact_id).status = f"error: {type(err).__name__}: {err}"
+        next(r for r in self.results if r.artifact == artifact_id).fail(Status.ERROR, f"{type(err).__name__}: {err}")
 
     def close(self) -> None:
         for session in self.open.values():
             session.close()
 
 
-def evaluate(model_dir: Path, data: Path, loaded: LoadedModel, options: EvalOptions = EvalOptions()) -> dict:
-    """Score every image with the reference and every artifact in the manifest; return the eval document.
+def evaluate(model_dir: Path, data: Path, loaded: LoadedModel, options: EvalOptions = EvalOptions()) -> "EvalReport":
+    """Score every image with the reference and every artifact in the manifest; return the EvalReport.
 
     Args:
         model_dir: the model's artifact folder (holds manifest.json).
@@ -241,7 +218,7 @@ def evaluate(model_dir: Path, data: Path, loaded: LoadedModel, options: EvalOpti
     return _document(data, loaded, options, labels, paths, skipped, reference_logits, logits, sessions)
 
 
-def _document(data, loaded, options, labels, paths, skipped, reference_logits, logits, sessions) -> dict:
+def _document(data, loaded, options, labels, paths, skipped, reference_logits, logits, sessions) -> EvalReport:
     from vitship.bench.environment import environment
 
     y = np.asarray(labels)
@@ -252,42 +229,25 @@ def _document(data, loaded, options, labels, paths, skipped, reference_logits, l
                            agreement=1.0, n_images=len(y), session={"provider": "torch", "precision": "fp32"},
                            probabilities=ref_prob.tolist())]
     for result in sessions.results:
-        if result.status == "ok":
+        if result.status is Status.OK:
             prob = fake_probability(np.concatenate(logits[result.artifact]), loaded.spec)
             result.metrics = compute_metrics(y, prob, options.threshold)
             result.deltas = metric_deltas(result.metrics, ref_metrics)
             result.agreement = float(np.mean((prob >= options.threshold) == ref_pred))
             result.n_images, result.probabilities = len(y), prob.tolist()
         rows.append(result)
-    trained = bool(loaded.info.trained)
-    return {
-        "schema_version": EVAL_SCHEMA_VERSION,
-        "kind": "vitship-eval",
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "environment": environment(),
-        "weights": loaded.info.to_dict(),
-        "accuracy_judged": trained,
-        "note": "" if trained else UNTRAINED_NOTE,
-        "threshold": options.threshold,
-        "data": {"source": str(data), "n_images": len(y), "n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()),
-                 "n_skipped": len(skipped), "skipped": skipped},
-        "images": paths,
-        "labels": [int(v) for v in y],
-        "rows": [row.to_dict() for row in rows],
-    }
+    return EvalReport(environment=environment(), weights=loaded.info.to_dict(), threshold=options.threshold,
+                      data={"source": str(data), "n_images": len(y), "n_real": int((y == 0).sum()),
+                            "n_fake": int((y == 1).sum()), "n_skipped": len(skipped), "skipped": skipped},
+                      images=paths, labels=[int(v) for v in y], rows=rows)
 
 
-def write_eval(model_dir: Path, document: dict) -> Path:
+def write_eval(model_dir: Path, report: EvalReport) -> Path:
     path = Path(model_dir) / EVAL_NAME
-    atomic_write_json(path, document)
+    atomic_write_json(path, report.to_dict())
     return path
 
 
-def read_eval(path: Path) -> dict:
-    try:
-        document = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DatasetError(f"{path}: unreadable eval results ({err}); rerun vitship eval") from err
-    if document.get("schema_version") != EVAL_SCHEMA_VERSION:
-        raise DatasetError(f"{path}: eval schema {document.get('schema_version')} != {EVAL_SCHEMA_VERSION}; rerun vitship eval")
-    return document
+def read_eval(path: Path) -> EvalReport:
+    """Read eval.json; another schema_version (or an unreadable file) is a ResultsFileError."""
+    return EvalReport.from_dict(read_results(path, "eval results", EVAL_SCHEMA_VERSION, "vitship eval"))

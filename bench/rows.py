@@ -8,8 +8,16 @@ through those classes, never by guessing dict keys.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
+
+from vitship.models.errors import VitshipError
+
+
+class ResultsFileError(VitshipError):
+    """A results file (parity.json, bench.json, eval.json) that is unreadable or has another schema_version."""
 
 
 class Status(StrEnum):
@@ -61,3 +69,30 @@ class RowKey:
     @classmethod
     def from_dict(cls, data: dict) -> "RowKey":
         return cls(data["artifact"], data["target"], data.get("variant") or "", data.get("batch"))
+
+
+def read_results(path: Path, name: str, schema_version: int, rerun: str) -> dict:
+    """The JSON document at ``path``, refused unless it is a ``name`` file of ``schema_version``.
+
+    Args:
+        name: what the file is, for the message ("parity results").
+        rerun: the command that writes a current one ("vitship parity").
+    """
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ResultsFileError(f"{path}: unreadable {name} ({err}); rerun {rerun}") from err
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != schema_version:
+        raise ResultsFileError(f"{path}: {name} with schema_version {version!r}, this vitship reads "
+                               f"{schema_version}; rerun {rerun} to write a current one")
+    return data
+
+
+def unavailable_by_target(rows) -> dict[tuple[str, str], list[str]]:
+    """(target, reason) -> the artifacts of the unavailable rows, for one line per target in a table or log."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        if row.status is Status.UNAVAILABLE:
+            grouped.setdefault((row.target, row.reason), []).append(row.artifact)
+    return grouped

@@ -12,18 +12,21 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from vitship.models import LoadedModel, ModelSpec, VitshipError, file_sha256, preprocess, sample_images
+from vitship.models import IMAGE_SUFFIXES, LoadedModel, ModelSpec, VitshipError, file_sha256, image_files, preprocess, sample_images
 from vitship.models.atomic import atomic_write_json
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
 FORMATS = ("onnx", "openvino", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 class ExportError(VitshipError):
     """An export failed for a reason the user can act on."""
+
+
+class ArtifactPathError(ExportError):
+    """A manifest entry whose artifact path leads outside its model folder (absolute, '..', or a symlink out)."""
 
 
 INT8_ONLY = {"int8_only": True}  # dataclass field metadata: the option changes int8 artifacts only
@@ -200,7 +203,7 @@ def calibration_images(spec: ModelSpec, options: ExportOptions) -> tuple[np.ndar
         folder = Path(options.calibration_dir).expanduser()
         if not folder.is_dir():
             raise ExportError(f"--calibration {folder}: not a directory of images")
-        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = image_files(folder)
         paths = paths[: options.calibration_limit] if options.calibration_limit else paths
         if not paths:
             raise ExportError(f"--calibration {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
@@ -226,5 +229,26 @@ def write_manifest(model_dir: Path, manifest: dict) -> None:
     atomic_write_json(Path(model_dir) / MANIFEST_NAME, manifest)
 
 
+def resolve_artifact_path(model_dir: Path, artifact: Artifact) -> Path:
+    """``model_dir / artifact.path``, refused unless it stays inside ``model_dir`` (symlinks followed).
+
+    Every reader of a manifest's paths goes through here before it opens, hashes or stats anything, so
+    a hostile manifest cannot point vitship at ``/etc/passwd`` or ``../other-model``, whatever sha256 it
+    records.
+    """
+    root = Path(model_dir).resolve()
+    relative = Path(artifact.path)
+    candidate = (root / relative).resolve()
+    if relative.is_absolute() or ".." in relative.parts or not candidate.is_relative_to(root) or candidate == root:
+        raise ArtifactPathError(f"{Path(model_dir) / MANIFEST_NAME}: artifact {artifact.id} path {artifact.path!r} leads "
+                                f"outside its model folder {model_dir}; refused before reading it. A manifest names only "
+                                "files inside its own folder: re-export (vitship export --force)")
+    return root / relative
+
+
 def manifest_artifacts(model_dir: Path) -> list[Artifact]:
-    return [Artifact.from_dict(a) for a in read_manifest(model_dir)["artifacts"].values()]
+    """The manifest's artifacts; one whose path leads outside ``model_dir`` is refused (ArtifactPathError)."""
+    artifacts = [Artifact.from_dict(a) for a in read_manifest(model_dir)["artifacts"].values()]
+    for artifact in artifacts:
+        resolve_artifact_path(model_dir, artifact)
+    return artifacts

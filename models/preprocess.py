@@ -37,6 +37,15 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), mode="L")
 
 
+# The files a folder of images (calibration, eval) is read for: what PIL decodes and photos come as.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (recursively, by suffix, case-insensitive), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to RGB: alpha over white, palette, CMYK, 1-bit, 16-bit and float grayscale."""
     if img.mode in ("I", "F") or img.mode.startswith("I;16"):

@@ -13,9 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vitship.exporters.base import Artifact
+from vitship.exporters.base import Artifact, resolve_artifact_path
 from vitship.models import LoadedModel, UnknownNameError
-from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, Session, SessionInfo, TargetStatus
+from vitship.runtimes.base import (
+    REFERENCE_LABEL,
+    TARGET_LABELS,
+    RuntimeFailure,
+    RuntimeUnavailable,
+    Session,
+    SessionInfo,
+    TargetStatus,
+    target_display,
+)
 
 TorchVariant = Literal["eager", "compile", "cudagraphs"]
 OrtOptimization = Literal["disable", "basic", "extended", "all"]
@@ -157,6 +166,8 @@ def open_session(artifact: Artifact, model_dir: Path, target: str, options: Sess
                                  f"it runs: {', '.join(adapter.formats)}")
     if not status.available:
         raise RuntimeUnavailable(f"{status.target}: {status.reason}")
+    if artifact.format != "torch":  # its path is a weights source; anything else must stay inside model_dir
+        resolve_artifact_path(model_dir, artifact)
     return adapter.open(artifact, Path(model_dir), status.device, options or SessionOptions())
 
 
@@ -168,7 +179,7 @@ def torch_artifact(loaded: LoadedModel, precision: str = "fp32") -> Artifact:
 
 
 __all__ = [
-    "RUNTIMES", "RuntimeAdapter", "RuntimeFailure", "RuntimeUnavailable", "Session", "SessionInfo", "SessionOptions",
+    "REFERENCE_LABEL", "RUNTIMES", "TARGET_LABELS", "RuntimeAdapter", "RuntimeFailure", "RuntimeUnavailable", "Session", "SessionInfo", "SessionOptions",
     "TargetStatus", "available_targets", "can_run", "get_runtime", "open_session", "physical_cores", "register",
-    "target_status", "torch_artifact",
+    "target_display", "target_status", "torch_artifact",
 ]

@@ -11,6 +11,16 @@ import numpy as np
 from vitship.models import VitshipError
 
 
+# What a target is, wherever its rows appear (parity, bench, report): a numpy executor is not an Apple device.
+REFERENCE_LABEL = "reference executor, not the Apple runtime"
+TARGET_LABELS = {"coreml:reference": REFERENCE_LABEL}
+
+
+def target_display(target: str) -> str:
+    """The target as tables and recommendation lines show it, with its label where it has one."""
+    return f"{target} ({TARGET_LABELS[target]})" if target in TARGET_LABELS else target
+
+
 class RuntimeUnavailable(VitshipError):
     """A target cannot run here (package missing, no such device, needs macOS, ...)."""
 

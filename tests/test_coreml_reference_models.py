@@ -17,7 +17,8 @@ ct = pytest.importorskip("coremltools")
 torch = pytest.importorskip("torch")
 
 from vitship.bench.cli import app  # noqa: E402
-from vitship.bench.parity.run import PARITY_NAME, ParityConfig, ParityInputs, read_parity_rows, run_batched  # noqa: E402
+from vitship.bench.parity.results import PARITY_NAME, read_parity  # noqa: E402
+from vitship.bench.parity.run import ParityConfig, ParityInputs, run_batched  # noqa: E402
 from vitship.bench.parity.metrics import DEFAULT_TOLERANCES, Tolerance, compare  # noqa: E402
 from vitship.exporters import coreml as coreml_exporter  # noqa: E402
 from vitship.exporters.coreml import CoremlOptions  # noqa: E402
@@ -157,10 +158,10 @@ def test_vitship_parity_checks_every_coreml_artifact_on_the_reference_executor(t
     work = shutil.copytree(tiny_model_dir, tmp_path / tiny_model_dir.name)
     result = _parity(work)
     assert result.exit_code == 0, result.output
-    rows = {r.artifact: r for r in read_parity_rows(work / PARITY_NAME)}
+    rows = {r.artifact: r for r in read_parity(work / PARITY_NAME).rows}
     assert sorted(rows) == [f"coreml-{p}" for p in sorted(PRECISIONS)]
     for row in rows.values():
-        assert (row.target, row.verdict, row.note) == ("coreml:reference", "pass", REFERENCE_LABEL)
+        assert (row.target, row.status, row.note) == ("coreml:reference", "pass", REFERENCE_LABEL)
 
 
 def test_corrupted_weight_blob_makes_its_parity_row_fail(tiny_model_dir, tmp_path):
@@ -172,8 +173,8 @@ def test_corrupted_weight_blob_makes_its_parity_row_fail(tiny_model_dir, tmp_pat
     write_manifest(work, manifest)
     result = _parity(work, "--artifact", "coreml-fp32")
     assert result.exit_code == 1, result.output
-    (row,) = read_parity_rows(work / PARITY_NAME)
-    assert row.verdict == "fail" and "max abs logit error" in row.reason and row.note == REFERENCE_LABEL
+    (row,) = read_parity(work / PARITY_NAME).rows
+    assert row.status == "fail" and "max abs logit error" in row.reason and row.note == REFERENCE_LABEL
 
 
 def test_corrupted_blob_header_is_a_clear_error(tiny_packages, tmp_path):

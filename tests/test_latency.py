@@ -13,6 +13,7 @@ import pytest
 from vitship.bench.latency.results import BenchReport, apply_speedups, sorted_rows, write_report
 from vitship.bench.latency.worker import RowJob, run_in_subprocess
 from vitship.bench.latency.timing import BenchRow, LatencyStats, TimingOptions, measure
+from vitship.bench.rows import ResultsFileError, RowKey, Status
 from vitship.models import tiny_spec
 
 TESTS_DIR = Path(__file__).parent
@@ -81,7 +82,8 @@ def test_measure_synchronises_before_every_clock_read():
 
 def test_fake_session_p50_is_within_tolerance_of_the_truth(fake_worker_env):
     row = run_in_subprocess(fake_job("open_sleep", sleep_s=0.02), timeout_s=120)
-    assert row.ok, row.status
+    assert row.ok, row.reason
+    assert row.key == RowKey("fake-fp32", "fake:cpu", "fake", 2) and row.worker["exit_code"] == 0
     assert row.stats.p50_ms == pytest.approx(20.0, rel=0.25)
     assert row.stats.iterations >= FAST.min_iterations and len(row.stats.samples_ns) == row.stats.iterations
     assert row.stats.batch == 2 and row.stats.artifact_size_bytes == 1234
@@ -90,14 +92,14 @@ def test_fake_session_p50_is_within_tolerance_of_the_truth(fake_worker_env):
 
 
 @pytest.mark.parametrize("opener, expected", [
-    ("open_segfault", "error: worker killed by SIGSEGV"),
-    ("open_hard_exit", "error: worker exited with code 7"),
-    ("open_raise", "error: RuntimeError: fake runtime refused the model"),
+    ("open_segfault", "worker killed by SIGSEGV"),
+    ("open_hard_exit", "worker exited with code 7"),
+    ("open_raise", "RuntimeError: fake runtime refused the model"),
 ])
 def test_crashing_worker_gives_an_error_row(fake_worker_env, opener, expected):
     row = run_in_subprocess(fake_job(opener), timeout_s=120)
-    assert row.status.startswith(expected), row.status
-    assert row.stats is None and not row.ok
+    assert row.status is Status.ERROR and row.reason.startswith(expected), row.reason
+    assert row.stats is None and not row.ok and row.worker["log_tail"] is not None
 
 
 def test_stats_and_report_json_round_trip(tmp_path):
@@ -106,13 +108,15 @@ def test_stats_and_report_json_round_trip(tmp_path):
     rows = [BenchRow("torch-fp32", "torch:cpu", 8, "eager", {"torch_variant": "eager", "torch_dtype": "fp32"}, stats=stats),
             BenchRow("onnx-fp32", "onnxruntime:cpu", 8, "opt=all", {"ort_optimization": "all"},
                      stats=LatencyStats.from_samples([5_000_000, 5_500_000], batch=8)),
-            BenchRow("onnx-fp32", "onnxruntime:cuda", None, "", status="unavailable: no CUDA device"),
-            BenchRow("onnx-int8", "onnxruntime:cpu", 8, "opt=all", status="error: worker killed by SIGSEGV")]
+            BenchRow("onnx-fp32", "onnxruntime:cuda", None, "", status=Status.UNAVAILABLE, reason="no CUDA device"),
+            BenchRow("onnx-int8", "onnxruntime:cpu", 8, "opt=all", status=Status.ERROR, reason="worker killed by SIGSEGV")]
     report = BenchReport(model="tiny-vit", environment={"cpu": {"model": "x"}}, weights={"sha256": "ab"},
                          config={"batches": [8]}, rows=rows)
     written = write_report(report, tmp_path)
     loaded = BenchReport.load(written["json"])
     assert loaded.to_dict() == json.loads(json.dumps(report.to_dict()))
+    assert [r.status for r in loaded.rows] == [Status.OK, Status.OK, Status.UNAVAILABLE, Status.ERROR]
+    assert loaded.rows[3].reason == "worker killed by SIGSEGV" and loaded.errors == [loaded.rows[3]]
     assert loaded.rows[0].stats.samples_ns == [10_000_000, 12_000_000, 11_000_000]
     assert rows[1].speedup == pytest.approx(11.0 / 5.25) and rows[1].baseline == "torch:cpu eager fp32"
     assert [r.artifact for r in sorted_rows(rows)][:2] == ["onnx-fp32", "torch-fp32"]
@@ -132,10 +136,10 @@ def test_sweep_runs_every_row_even_after_a_crash(fake_worker_env):
     from vitship.bench.latency.sweep import BenchConfig, SweepPlan, run_sweep
 
     plan = SweepPlan(jobs=[fake_job("open_segfault"), fake_job("open_sleep", sleep_s=0.005)],
-                     unavailable=[BenchRow("fake-fp32", "fake:gpu", None, "", status="unavailable: no such device")])
+                     unavailable=[BenchRow("fake-fp32", "fake:gpu", None, "", status=Status.UNAVAILABLE, reason="no such device")])
     seen = []
     rows = run_sweep(plan, BenchConfig(row_timeout_s=120), lambda done, total, job, row: seen.append((done, total, row)))
-    assert [r.status.split(":")[0] for r in rows] == ["error", "ok", "unavailable"]
+    assert [r.status for r in rows] == [Status.ERROR, Status.OK, Status.UNAVAILABLE]
     assert [(d, t) for d, t, _ in seen] == [(0, 2), (1, 2), (1, 2), (2, 2)]
 
 
@@ -164,7 +168,8 @@ def test_cuda_rows_are_unavailable_without_cuda(tmp_path):
     artifacts, weights = bench_artifacts(tmp_path, tiny_spec(), "seeded")
     plan = plan_sweep(artifacts, tmp_path, tiny_spec().to_dict(), BenchConfig(batches=(1,)))
     cuda = [r for r in plan.unavailable if r.target == "torch:cuda"]
-    assert len(cuda) == 1 and cuda[0].status.startswith("unavailable: no CUDA device"), cuda
+    assert len(cuda) == 1 and cuda[0].status is Status.UNAVAILABLE and cuda[0].reason.startswith("no CUDA device"), cuda
+    assert cuda[0].artifact == "torch-fp32"  # one row per artifact the target would have run
     assert all(job.target != "torch:cuda" for job in plan.jobs)
     assert {(j.artifact_id, j.target, j.variant) for j in plan.jobs} == {("torch-fp32", "torch:cpu", "eager"),
                                                                          ("torch-fp32", "torch:cpu", "compile")}
@@ -183,7 +188,7 @@ def test_bench_cli_on_the_tiny_model_measures_torch_and_writes_everything(tmp_pa
     torch_row = next(r for r in report.rows if r.artifact == "torch-fp32" and r.ok)
     assert torch_row.speedup == pytest.approx(1.0) and torch_row.session["threads"] == torch_row.knobs["threads"]
     assert torch_row.stats.samples_ns and report.environment["cpu"]["logical_cores"] and report.weights["sha256"]
-    assert any(r.status == "unavailable: not in the manifest; export it first" for r in report.rows)
+    assert any(r.status is Status.UNAVAILABLE and r.reason == "not in the manifest; export it first" for r in report.rows)
     assert {p.name for p in (tmp_path / "out").iterdir()} >= {"bench.json", "bench.csv", "bench.md", "latency_batch1.png"}
 
 
@@ -220,7 +225,7 @@ def test_benchmark_app_output_is_parsed_and_settings_compared():
 
 def test_a_hanging_worker_times_out_into_an_error_row(fake_worker_env):
     row = run_in_subprocess(fake_job("open_sleep", sleep_s=30.0), timeout_s=3)
-    assert row.status == "error: timed out after 3 s" and row.stats is None
+    assert (row.status, row.reason, row.stats) == (Status.ERROR, "timed out after 3 s", None)
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +252,14 @@ def test_bench_check_runs_benchmark_app_like_for_like(tiny_openvino_fp16):
     assert result.ratio == pytest.approx(result.vitship_p50_ms / result.benchmark_app_median_ms)
     assert "-shape [1,3,64,64]" in result.rounds[0]["benchmark_app"]["command"]  # static, as vitship compiles it
     assert result.rounds[0]["vitship_session"]["extra"]["input_shape"] == "static [1, 3, 64, 64]"
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"schema_version": 1, "rows": []}', "schema_version 1, this vitship reads 2; rerun vitship bench"),
+    ('{"rows": []}', "schema_version None"),
+    ("not json", "unreadable bench results"),
+])
+def test_bench_json_of_another_schema_is_refused_with_the_command_to_rerun(tmp_path, content, message):
+    (tmp_path / "bench.json").write_text(content)
+    with pytest.raises(ResultsFileError, match=message):
+        BenchReport.load(tmp_path / "bench.json")

@@ -12,10 +12,12 @@ import torch
 from typer.testing import CliRunner
 
 from vitship.bench.cli import app
-from vitship.bench.parity.run import (PARITY_NAME, ParityResult, RowPlan, check_row, prepare, read_parity_rows, verify_artifact,
-                          ArtifactRefused)
 from vitship.bench.parity.metrics import (DEFAULT_TOLERANCES, Tolerance, ToleranceError, ToleranceTable, compare,
-                                  effective_precision)
+                                          effective_precision)
+from vitship.bench.parity.plan import RowPlan, plan_rows
+from vitship.bench.parity.results import PARITY_NAME, ParityResult, read_parity
+from vitship.bench.parity.run import ArtifactRefused, check_row, prepare, verify_artifact
+from vitship.bench.rows import ResultsFileError, Status
 from vitship.exporters import get_exporter, options_class
 from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifest, write_manifest
 from vitship.models import LoadedModel, load_weights, tiny_spec
@@ -133,19 +135,23 @@ def test_tolerance_lookup_and_overrides(tmp_path):
 def test_clean_run_passes_and_writes_parity_json(clean_run, model_dir):
     result, report = clean_run
     assert result.exit_code == 0, result.output
-    assert report["schema_version"] == 1 and report["weights"]["source"] == "seeded:0" and report["environment"]["cpu"]
+    assert report["schema_version"] == 2 and report["weights"]["source"] == "seeded:0" and report["environment"]["cpu"]
     onnx = _rows(report, "onnx-fp32", "onnxruntime:cpu")[0]
-    assert onnx["verdict"] == "pass" and onnx["metrics"]["max_abs_logit"] <= 1e-4
+    assert onnx["status"] == "pass" and onnx["metrics"]["max_abs_logit"] <= 1e-4
     assert onnx["session"]["provider"] == "CPUExecutionProvider" and onnx["batch_consistency"]["batch_sizes"] == [1, 8]
     for aid, target in (("onnx-int8", "onnxruntime:cpu"), ("openvino-int8", "openvino:CPU")):
         row = _rows(report, aid, target)[0]  # a faithful quantization passes the int8 gate
-        assert row["verdict"] == "pass" and row["tolerance_keys"] == ["default:int8"], row
-    for row in report["rows"]:
-        assert row["verdict"] in ("pass", "unavailable"), row
-        if row["verdict"] == "unavailable":
-            assert row["reason"] and row["metrics"] is None
-    rows = read_parity_rows(model_dir / PARITY_NAME)  # round trip
-    assert [r.to_dict() for r in rows] == report["rows"] and rows == [ParityResult.from_dict(r) for r in report["rows"]]
+        assert row["status"] == "pass" and row["tolerance_keys"] == ["default:int8"], row
+    assert {row["status"] for row in report["rows"]} <= {"pass", "unavailable"}, report["rows"]
+    unavailable = [row for row in report["rows"] if row["status"] == "unavailable"]
+    assert all(row["reason"] and row["metrics"] is None for row in unavailable), unavailable
+    assert report["summary"]["pass"] == len(report["rows"]) - len(unavailable) > 0
+    ran = [row for row in report["rows"] if row["status"] == "pass"]
+    assert all(row["worker"]["exit_code"] == 0 and row["worker"]["pid"] for row in ran)  # each row in its own worker
+    assert len({row["worker"]["pid"] for row in ran}) == len(ran)
+    loaded = read_parity(model_dir / PARITY_NAME)  # round trip
+    assert loaded.to_dict() == report and loaded.rows == [ParityResult.from_dict(r) for r in report["rows"]]
+    assert loaded.rows[0].key.artifact == loaded.rows[0].artifact and loaded.rows[0].key.batch is None
 
 
 def test_openvino_fp32_ir_gets_a_bf16_default_row_and_an_f32_row(clean_run):
@@ -177,8 +183,8 @@ def test_perturbed_onnx_weight_fails_with_exit_code_1(model_dir, tmp_path):
     _fix_sha(work, "onnx-fp32")  # the manifest is consistent: only the computation is wrong
     result = _parity(work, "--target", "onnxruntime:cpu")
     assert result.exit_code == 1, result.output
-    row = read_parity_rows(work / PARITY_NAME)[0]
-    assert row.verdict == "fail" and "max abs logit error" in row.reason
+    row = read_parity(work / PARITY_NAME).rows[0]
+    assert row.status is Status.FAIL and "max abs logit error" in row.reason
 
 
 def test_broken_int8_scale_fails_the_int8_gate(model_dir, tmp_path, loaded):
@@ -196,7 +202,7 @@ def test_broken_int8_scale_fails_the_int8_gate(model_dir, tmp_path, loaded):
     _fix_sha(work, "onnx-int8")
     ctx = prepare(work, loaded)
     row = check_row(RowPlan(manifest_artifacts(work)[0], target_status("onnxruntime:cpu"), ctx.options), ctx)
-    assert row.verdict == "fail" and row.tolerance_keys == ["default:int8"]
+    assert row.status is Status.FAIL and row.tolerance_keys == ["default:int8"]
     assert "feature cosine" in row.reason
 
 
@@ -212,7 +218,7 @@ def test_tampered_artifact_is_refused_with_a_clear_message(model_dir, tmp_path, 
     result = _parity(work, "--target", "openvino:CPU")
     assert result.exit_code == 1
     assert "refused: openvino-fp32" in " ".join(result.output.split())
-    assert {r.verdict for r in read_parity_rows(work / PARITY_NAME)} == {"error"}
+    assert {r.status for r in read_parity(work / PARITY_NAME).rows} == {Status.ERROR}
     artifact.weights = {**artifact.weights, "sha256": "f" * 64}
     with pytest.raises(ArtifactRefused, match="exported from weights ffff"):
         verify_artifact(artifact, work, loaded.info.sha256)
@@ -243,7 +249,7 @@ def test_batch_dependent_model_is_caught_by_batch_consistency(loaded, tmp_path):
     ctx = prepare(work, loaded)
     plan = RowPlan(manifest_artifacts(work)[0], target_status("openvino:CPU"), ctx.options.replace(openvino_precision="f32"))
     row = check_row(plan, ctx)
-    assert row.verdict == "fail"
+    assert row.status is Status.FAIL
     assert any(f.startswith("batch 8 vs batch 1:") for f in row.failures), row.failures
     assert row.batch_consistency["max_abs_logit"] > 1e-3
 
@@ -265,8 +271,7 @@ def test_tolerance_is_frozen_and_serialisable():
 def test_coreml_rows_are_unavailable_off_macos_and_the_reference_executor_is_labelled(loaded, tmp_path):
     import sys
 
-    from vitship.bench.parity.run import REFERENCE_NOTE, plan_rows
-    from vitship.runtimes import available_targets
+    from vitship.runtimes import REFERENCE_LABEL, available_targets
 
     work = _build(tmp_path / "tiny-vit", loaded, ["coreml-fp32"])
     ctx = prepare(work, loaded)
@@ -274,9 +279,30 @@ def test_coreml_rows_are_unavailable_off_macos_and_the_reference_executor_is_lab
     assert set(rows) == {"coreml:cpu_only", "coreml:cpu_and_gpu", "coreml:cpu_and_ne", "coreml:all", "coreml:reference"}
     if sys.platform != "darwin":
         assert {rows[t].reason for t in rows if t != "coreml:reference"} == {"CoreML runtime needs macOS"}
-        assert {rows[t].verdict for t in rows if t != "coreml:reference"} == {"unavailable"}
+        assert {rows[t].status for t in rows if t != "coreml:reference"} == {Status.UNAVAILABLE}
     reference = rows["coreml:reference"]
-    assert reference.note == REFERENCE_NOTE
-    if reference.verdict != "unavailable":
-        assert reference.verdict == "pass", reference.reason
-        assert reference.metrics["max_abs_logit"] <= 1e-4
+    assert reference.note == REFERENCE_LABEL
+    assert reference.status is Status.PASS, reference.reason  # the numpy executor runs everywhere coremltools does
+    assert reference.metrics["max_abs_logit"] <= 1e-4
+
+
+def test_a_crashing_runtime_is_an_error_row_and_parity_json_is_still_written(model_dir, tmp_path, monkeypatch):
+    import vitship.bench.parity.run as parity_run
+
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))
+    monkeypatch.setattr(parity_run, "WORKER_MODULE", "parity_fakes")
+    work = _copy(model_dir, tmp_path / "tiny-vit", {"onnx-fp32", "openvino-int8"})
+    result = _parity(work, "--target", "onnxruntime:cpu", "--target", "openvino:CPU")
+    assert result.exit_code == 1, result.output
+    rows = {r.artifact: r for r in read_parity(work / PARITY_NAME).rows}
+    crashed = rows["onnx-fp32"]
+    assert crashed.status is Status.ERROR and crashed.reason.startswith("worker killed by SIGSEGV"), crashed.reason
+    assert crashed.worker["exit_code"] == -11 and crashed.metrics is None
+    assert rows["openvino-int8"].status is Status.PASS  # the row after the crash still ran
+    assert "worker killed by SIGSEGV" in " ".join(result.output.split())
+
+
+def test_parity_json_of_another_schema_is_refused_with_the_command_to_rerun(clean_run, tmp_path):
+    (tmp_path / PARITY_NAME).write_text(json.dumps({**clean_run[1], "schema_version": 1}))
+    with pytest.raises(ResultsFileError, match="schema_version 1, this vitship reads 2; rerun vitship parity"):
+        read_parity(tmp_path / PARITY_NAME)

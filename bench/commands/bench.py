@@ -18,6 +18,7 @@ from vitship.bench.commands.common import (
     wide_console,
 )
 from vitship.bench.report.sources import target_display
+from vitship.bench.rows import Status, unavailable_by_target
 from vitship.models import spec_for
 
 
@@ -29,12 +30,12 @@ def _bench_table(rows: list) -> Table:
                    "peak RSS MB", "precision", "status"):
         table.add_column(column, overflow="fold")
     for row in sorted_rows(rows):
-        if row.status.startswith("unavailable"):
+        if row.status is Status.UNAVAILABLE:
             continue
         s = row.stats
         cells = [f"{s.p50_ms:.2f}", f"{s.p90_ms:.2f}", f"{s.cv:.1%}", f"{s.throughput_ips:.1f}",
                  f"{row.speedup:.2f}x" if row.speedup else "-", f"{s.load_s:.2f}", f"{s.peak_rss_mb:.0f}"] if s else ["-"] * 7
-        status = "[green]ok[/green]" if row.ok else f"[red]{row.status}[/red]"
+        status = "[green]ok[/green]" if row.ok else f"[red]{row.status}: {row.reason}[/red]"
         table.add_row(row.artifact, target_display(row.target), row.variant or "-", str(row.batch), *cells,
                       row.session.get("precision") or "-", status)
     return table
@@ -102,16 +103,15 @@ def bench(
             label = f"{job.artifact_id} @ {job.target} [{job.variant}] batch {job.batch}"
             progress.update(task, total=total, completed=done, description=label if row is None else f"done {label}")
             if row is not None and not row.ok:
-                progress.console.print(f"[red]{label}: {row.status}[/red]", highlight=False)
+                progress.console.print(f"[red]{label}: {row.status}: {row.reason}[/red]", highlight=False)
 
         report_ = run_bench(model_dir, spec_for(arch), weights, config, on_row)
     written = write_report(report_, out or model_dir / "bench", plots=plots)
     wide = wide_console()
     wide.print(_bench_table(report_.rows))
-    for row in report_.rows:
-        if row.status.startswith("unavailable"):
-            where = row.artifact if row.target == "-" else f"{row.target} ({row.artifact})"
-            wide.print(f"[yellow]{where}[/yellow]: {row.status}", highlight=False)
+    for (target, reason), ids in unavailable_by_target(report_.rows).items():
+        where = ", ".join(ids) if target == "-" else f"{target} ({', '.join(ids)})"
+        wide.print(f"[yellow]{where}[/yellow]: unavailable: {reason}", highlight=False)
     wide.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False)
     if report_.errors:
         console.print(f"[bold red]{len(report_.errors)} row(s) failed[/bold red]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -48,6 +49,33 @@ def choices(option: str, values: tuple | None, valid: tuple[str, ...]) -> tuple 
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(valid)}{hint}", param_hint=option)
     return values
+
+
+def batch_sizes(option: str, text: str | None) -> tuple[int, ...] | None:
+    """Comma-separated batch sizes (each a whole number >= 1); anything else is a usage error."""
+    if text is None:
+        return None
+    sizes = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if not part.isdigit() or int(part) < 1:
+            raise typer.BadParameter(f"{text!r}: batch sizes are whole numbers >= 1, comma-separated (e.g. 1,8)",
+                                     param_hint=option)
+        sizes.append(int(part))
+    if not sizes:
+        raise typer.BadParameter(f"{text!r}: give at least one batch size (e.g. 1,8)", param_hint=option)
+    return tuple(sizes)
+
+
+@contextmanager
+def row_progress(name: str):
+    """A progress bar for a run of rows; yields ``update(done, total, what)`` (total None: not counted yet)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(f"[bold]{name}[/bold] {{task.description}}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("", total=None)
+        yield lambda done, total, what: progress.update(task, total=total, completed=done, description=what)
 
 
 def model_dir_option(artifacts: Path, model: str | None, arch: str) -> Path:

@@ -14,6 +14,7 @@ from vitship.bench.commands.common import (
     console,
     model_dir_option,
 )
+from vitship.bench.rows import Status
 
 
 def _pts(value: float | None, delta: float | None) -> str:
@@ -22,16 +23,15 @@ def _pts(value: float | None, delta: float | None) -> str:
     return f"{value:.3f}" + ("" if delta is None or delta == 0 else f" ({delta:+.2f})")
 
 
-def _eval_table(document: dict) -> Table:
-    table = Table(title=f"Accuracy at threshold {document['threshold']} (Δ in points vs the PyTorch reference)")
+def _eval_table(report) -> Table:
+    table = Table(title=f"Accuracy at threshold {report.threshold} (Δ in points vs the PyTorch reference)")
     for column in ("artifact", "target", "status", "accuracy", "balanced", "AUROC", "AP", "F1", "agreement"):
         table.add_column(column, overflow="fold")
-    for row in document["rows"]:
-        m, d = row["metrics"], row["deltas"]
+    for row in report.rows:
+        m, d = row.metrics, row.deltas
         cells = [_pts(m.get(k), d.get(k)) for k in ("accuracy", "balanced_accuracy", "auroc", "average_precision", "f1")]
-        ok = row["status"] == "ok"
-        table.add_row(row["artifact"], row["target"], row["status"] if not ok else "[green]ok[/green]", *cells,
-                      "-" if row["agreement"] is None else f"{row['agreement']:.1%}")
+        status = "[green]ok[/green]" if row.status is Status.OK else f"[red]{row.status}[/red]: {row.reason}"
+        table.add_row(row.artifact, row.target, status, *cells, "-" if row.agreement is None else f"{row.agreement:.1%}")
     return table
 
 
@@ -56,13 +56,13 @@ def eval_command(
         targets[key] = value
     loaded = load_reference(model_dir, weights)
     with console.status(f"scoring {data} with every artifact in {model_dir} ..."):
-        document = evaluate(model_dir, data, loaded, EvalOptions(threshold=threshold, batch_size=batch_size, targets=targets))
-    if document["note"]:
-        console.print(f"[bold yellow]{document['note']}[/bold yellow]")
-    console.print(_eval_table(document))
-    info = document["data"]
+        report = evaluate(model_dir, data, loaded, EvalOptions(threshold=threshold, batch_size=batch_size, targets=targets))
+    if report.note:
+        console.print(f"[bold yellow]{report.note}[/bold yellow]")
+    console.print(_eval_table(report))
+    info = report.data
     console.print(f"{info['n_images']} images ({info['n_real']} real, {info['n_fake']} fake); "
                   f"{info['n_skipped']} unreadable images skipped")
     for item in info["skipped"]:
         console.print(f"  [yellow]skipped[/yellow] {item['reason']}", highlight=False)
-    console.print(f"wrote {write_eval(model_dir, document)}")
+    console.print(f"wrote {write_eval(model_dir, report)}")

@@ -7,7 +7,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from vitship.bench.commands.common import ArchOpt, ModelOpt, console, model_dir_option
+from vitship.bench.commands.common import ArchOpt, ModelOpt, batch_sizes, console, model_dir_option, row_progress
+from vitship.bench.parity.results import write_parity_report
+from vitship.bench.parity.sweep import ParityRequest, run_parity
+from vitship.bench.rows import Status, unavailable_by_target
 
 
 def _parity_agreement(metrics: dict) -> str:
@@ -24,10 +27,10 @@ def _parity_table(results: list) -> Table:
     """The rows that ran (pass, fail, error), one per line; unavailable ones go to _unavailable_table."""
     table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors)")
     for column in ("artifact", "target", "runtime precision", "min cosine", "max abs logit err", "p99 abs logit err",
-                   "max prob err", "agreement", "batch consistency", "verdict"):
+                   "max prob err", "agreement", "batch consistency", "status"):
         table.add_column(column, overflow="fold")
-    colours = {"pass": "green", "fail": "bold red", "error": "bold red"}
-    for r in (r for r in results if r.verdict != "unavailable"):
+    colours = {Status.PASS: "green", Status.FAIL: "bold red", Status.ERROR: "bold red"}
+    for r in (r for r in results if r.status is not Status.UNAVAILABLE):
         m, b = r.metrics or {}, r.batch_consistency
         number = lambda key, fmt: "-" if m.get(key) is None else format(m[key], fmt)  # noqa: E731
         consistent = "-" if not b else ("[red]inconsistent[/red]" if any(f.startswith("batch") for f in r.failures)
@@ -35,23 +38,36 @@ def _parity_table(results: list) -> Table:
         target = r.target + (f"\n({r.note})" if r.note else "")
         table.add_row(r.artifact, target, r.precision_label or "-", number("min_cosine", ".6f"), number("max_abs_logit", ".2e"),
                       number("p99_abs_logit", ".2e"), number("max_prob_err", ".2e"), _parity_agreement(m), consistent,
-                      f"[{colours[r.verdict]}]{r.verdict}[/]")
+                      f"[{colours[r.status]}]{r.status}[/]")
     return table
 
 
 def _unavailable_table(results: list) -> Table | None:
     """Rows that could not be checked here, one line per (target, reason) with the artifacts it concerns."""
-    grouped: dict[tuple[str, str], list[str]] = {}
-    for r in (r for r in results if r.verdict == "unavailable"):
-        grouped.setdefault((r.target, r.reason), []).append(r.artifact)
+    grouped = unavailable_by_target(results)
     if not grouped:
         return None
     table = Table(title="Unavailable here (not checked, not passed)")
-    for column in ("target", "artifacts", "verdict"):
+    for column in ("target", "artifacts", "status"):
         table.add_column(column, overflow="fold")
     for (target, reason), artifacts in grouped.items():
         table.add_row(target, ", ".join(artifacts), f"[yellow]unavailable[/yellow]: {reason}")
     return table
+
+
+def _print_results(report) -> None:
+    if report.untrained_weights:
+        console.print("[yellow]untrained weights: parity is exact-computation checking; decisions sit near 0.5[/yellow]")
+    console.print(_parity_table(report.rows))
+    unavailable = _unavailable_table(report.rows)
+    if unavailable is not None:
+        console.print(unavailable)
+    for r in report.rows:
+        where = r.key.label()
+        if r.status.failed:
+            console.print(f"[bold red]{r.status}[/bold red] {where}: {r.reason}", highlight=False, soft_wrap=True)
+        for note in r.notes:
+            console.print(f"[yellow]note[/yellow] {where}: {note}", highlight=False, soft_wrap=True)
 
 
 def parity(
@@ -66,63 +82,22 @@ def parity(
     batch: str = typer.Option("1,8", "--batch", help="batch sizes; the first and last are compared for batch consistency"),
     random_inputs: int = typer.Option(5, "--random-inputs", min=0, help="seeded random tensors added to the photos"),
     torch_rows: bool = typer.Option(True, "--torch/--no-torch", help="also check the PyTorch model itself on every torch target"),
+    row_timeout: float = typer.Option(1800.0, "--row-timeout", min=1, help="seconds before a row's worker is killed"),
 ) -> None:
     """Check every artifact on every available target against the PyTorch fp32 reference; write parity.json."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
+    from vitship.bench.parity.metrics import ToleranceTable
+    from vitship.bench.parity.run import ParityConfig
 
-    from vitship.bench.environment import environment
-    from vitship.bench.parity.metrics import ToleranceError, ToleranceTable
-    from vitship.bench.parity.run import (
-        ParityConfig,
-        check_row,
-        load_reference,
-        parity_report,
-        prepare,
-        select_rows,
-        write_parity_report,
-    )
-    from vitship.runtimes import SessionOptions
-
+    sizes = batch_sizes("--batch", batch)
     model_dir = artifacts if (artifacts / "manifest.json").is_file() else model_dir_option(artifacts, model, arch)
     table = ToleranceTable.from_file(tolerances) if tolerances else ToleranceTable()
     table.apply_cli(tolerance)
-    try:
-        sizes = tuple(sorted({int(b) for b in batch.split(",") if b.strip()}))
-    except ValueError as err:
-        raise ToleranceError(f"--batch {batch!r}: expected sizes like 1,8") from err
-    loaded = load_reference(model_dir, weights)
-    config = ParityConfig(batch_sizes=sizes or (1,), random_inputs=random_inputs)
-    with console.status(f"PyTorch fp32 reference on {len(config.batch_sizes)} batch sizes ..."):
-        ctx = prepare(model_dir, loaded, config, table, SessionOptions(threads=threads))
-    plans = select_rows(model_dir, loaded, artifact, target, torch_rows, ctx.options)
-    results = []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("parity", total=len(plans))
-        for plan in plans:
-            progress.update(task, description=f"{plan.artifact.id} on {plan.status.target} {plan.variant}".strip())
-            results.append(check_row(plan, ctx))
-            progress.advance(task)
-    if not loaded.info.trained:
-        console.print("[yellow]untrained weights: parity is exact-computation checking; decisions sit near 0.5[/yellow]")
-    console.print(_parity_table(results))
-    unavailable = _unavailable_table(results)
-    if unavailable is not None:
-        console.print(unavailable)
-    for r in results:
-        where = f"{r.artifact} on {r.target}" + (f" ({r.variant})" if r.variant else "")
-        if r.verdict in ("fail", "error"):
-            console.print(f"[bold red]{r.verdict}[/bold red] {where}: {r.reason}", highlight=False, soft_wrap=True)
-        for note in r.notes:
-            console.print(f"[yellow]note[/yellow] {where}: {note}", highlight=False, soft_wrap=True)
-    path = write_parity_report(model_dir, parity_report(results, ctx, environment()))
-    counts = {v: sum(r.verdict == v for r in results) for v in ("pass", "fail", "error", "unavailable")}
-    console.print(", ".join(f"{n} {v}" for v, n in counts.items()) + f"; wrote {path}", highlight=False)
-    if counts["fail"] or counts["error"]:
+    config = ParityConfig(batch_sizes=tuple(sorted(set(sizes))), random_inputs=random_inputs, row_timeout_s=row_timeout)
+    with row_progress("parity") as progress:
+        report = run_parity(model_dir, ParityRequest(weights, tuple(artifact), tuple(target), torch_rows, threads),
+                            config, table, progress)
+    _print_results(report)
+    path = write_parity_report(model_dir, report)
+    console.print(", ".join(f"{n} {s}" for s, n in report.summary().items()) + f"; wrote {path}", highlight=False)
+    if report.failed:
         raise typer.Exit(code=1)

@@ -22,7 +22,7 @@ from pathlib import Path
 from vitship.bench.latency.sweep import BenchError
 from vitship.bench.latency.worker import RowJob, run_in_subprocess
 from vitship.bench.latency.timing import BenchRow, TimingOptions
-from vitship.exporters.base import Artifact, manifest_artifacts
+from vitship.exporters.base import Artifact, manifest_artifacts, resolve_artifact_path
 
 UNITS_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1000.0}
 _OV_PRECISION = {"bf16": "bf16", "fp16": "f16", "fp32": "f32"}
@@ -100,7 +100,7 @@ def run_benchmark_app(xml: Path, shape: list[int], options: CheckOptions, thread
 
 
 def ir_file(model_dir: Path, artifact: Artifact) -> Path:
-    path = Path(model_dir) / artifact.path
+    path = resolve_artifact_path(model_dir, artifact)
     if path.is_dir():
         found = sorted(path.glob("*.xml"))
         if not found:
@@ -124,7 +124,7 @@ def _vitship_row(artifact: Artifact, model_dir: Path, spec: dict, options: Check
                  timing=TimingOptions(min_time_s=options.seconds, warmup_s=1.0, min_iterations=10).to_dict())
     row = run_in_subprocess(job, timeout_s=options.seconds * 10 + 300)
     if not row.ok:
-        raise BenchError(f"vitship's own measurement of {artifact.id} failed: {row.status}")
+        raise BenchError(f"vitship's own measurement of {artifact.id} failed: {row.reason}")
     return row
 
 

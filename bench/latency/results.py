@@ -5,15 +5,15 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from vitship.bench.latency.timing import BenchRow
+from vitship.bench.rows import Status, read_results
 from vitship.models.atomic import atomic_write_json, atomic_write_text
 
-BENCH_SCHEMA_VERSION = 1
+BENCH_SCHEMA_VERSION = 2  # 2: status and reason are separate fields (bench/rows.py)
 GPU_DEVICES = ("cuda", "tensorrt", "GPU")
 
 
@@ -32,7 +32,7 @@ class BenchReport:
 
     @property
     def errors(self) -> list[BenchRow]:
-        return [r for r in self.rows if r.status.startswith("error")]
+        return [r for r in self.rows if r.status is Status.ERROR]
 
     def to_dict(self, samples: bool = True) -> dict:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -41,8 +41,6 @@ class BenchReport:
 
     @classmethod
     def from_dict(cls, data: dict) -> "BenchReport":
-        if data.get("schema_version") != BENCH_SCHEMA_VERSION:
-            raise ValueError(f"bench report schema {data.get('schema_version')} != {BENCH_SCHEMA_VERSION}")
         names = {f.name for f in dataclasses.fields(cls)}
         report = cls(**{k: v for k, v in data.items() if k in names and k != "rows"})
         report.rows = [BenchRow.from_dict(r) for r in data.get("rows", [])]
@@ -50,7 +48,8 @@ class BenchReport:
 
     @classmethod
     def load(cls, path: Path) -> "BenchReport":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """Read bench.json; another schema_version (or an unreadable file) is a ResultsFileError."""
+        return cls.from_dict(read_results(path, "bench results", BENCH_SCHEMA_VERSION, "vitship bench"))
 
 
 def is_torch_baseline(row: BenchRow) -> bool:
@@ -85,11 +84,11 @@ def sorted_rows(rows: list[BenchRow]) -> list[BenchRow]:
     def key(row: BenchRow):
         if row.ok and row.stats:
             return (0, row.batch, row.stats.p50_ms, row.artifact)
-        return (1 if row.status.startswith("error") else 2, row.batch or 0, 0.0, row.artifact + row.target)
+        return (1 if row.status is Status.ERROR else 2, row.batch or 0, 0.0, row.artifact + row.target)
     return sorted(rows, key=key)
 
 
-CSV_COLUMNS = ("artifact", "target", "variant", "batch", "status", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "stdev_ms",
+CSV_COLUMNS = ("artifact", "target", "variant", "batch", "status", "reason", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "stdev_ms",
                "min_ms", "max_ms", "cv", "throughput_ips", "iterations", "load_s", "first_inference_ms", "peak_rss_mb",
                "artifact_size_bytes", "speedup", "baseline", "threads", "openvino_hint", "openvino_precision",
                "ort_optimization", "torch_variant", "torch_dtype", "precision", "provider")
@@ -102,7 +101,7 @@ def to_csv(report: BenchReport) -> str:
     for row in sorted_rows(report.rows):
         record = {**row.knobs, **(row.stats.to_dict(samples=False) if row.stats else {}),
                   "artifact": row.artifact, "target": row.target, "variant": row.variant, "batch": row.batch,
-                  "status": row.status, "speedup": row.speedup, "baseline": row.baseline,
+                  "status": str(row.status), "reason": row.reason, "speedup": row.speedup, "baseline": row.baseline,
                   "precision": row.session.get("precision", ""), "provider": row.session.get("provider", "")}
         writer.writerow(record)
     return buffer.getvalue()
@@ -131,7 +130,8 @@ def markdown_table(rows: list[BenchRow]) -> str:
                   _fmt(s.throughput_ips, ".1f")] if s else ["-"] * 5
         cells += [_fmt(row.speedup, ".2f") + ("x" if row.speedup else "")]
         cells += [_fmt(s.load_s, ".2f"), _fmt(s.first_inference_ms, ".1f"), _rss(s), _fmt(size, ".1f")] if s else ["-"] * 4
-        cells += [row.session.get("precision") or "-", row.status.replace("|", "/")]
+        status = f"{row.status}: {row.reason}" if row.reason else str(row.status)
+        cells += [row.session.get("precision") or "-", status.replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

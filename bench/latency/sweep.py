@@ -14,6 +14,7 @@ from typing import Callable
 
 from vitship.bench.latency.worker import DEFAULT_OPENER, RowJob, run_in_subprocess
 from vitship.bench.latency.timing import BenchRow, TimingOptions
+from vitship.bench.rows import Status
 from vitship.exporters.base import Artifact
 from vitship.models import UnknownNameError, VitshipError
 
@@ -109,9 +110,9 @@ def plan_sweep(artifacts: list[Artifact], model_dir: Path, spec: dict, config: B
         if config.targets is None and status.target in SKIPPED_BY_DEFAULT:
             continue
         runnable = [a for a in artifacts if can_run(status.target, a.format)]
-        if not status.available:
-            ids = ",".join(a.id for a in runnable) or "-"
-            plan.unavailable.append(BenchRow(ids, status.target, None, "", status=f"unavailable: {status.reason}"))
+        if not status.available:  # one row per artifact it would have run (one "-" row when none)
+            plan.unavailable += [BenchRow(artifact_id, status.target, None, "", status=Status.UNAVAILABLE,
+                                          reason=status.reason) for artifact_id in [a.id for a in runnable] or ["-"]]
             continue
         for artifact in runnable:
             for label, knobs, override in _variants(artifact, status.target, config):
@@ -178,7 +179,8 @@ def run_bench(model_dir: Path, spec, weights_source: str, config: BenchConfig, p
     if config.artifacts is not None:
         known = {job.artifact_id for job in plan.jobs} | {a.id for a in artifacts}
         missing = sorted(set(config.artifacts) - known)
-        plan.unavailable += [BenchRow(a, "-", None, "", status="unavailable: not in the manifest; export it first")
+        plan.unavailable += [BenchRow(a, "-", None, "", status=Status.UNAVAILABLE,
+                                      reason="not in the manifest; export it first")
                              for a in missing if not a.startswith("torch-")]
     start_load = load_average()
     rows = run_sweep(plan, config, progress)

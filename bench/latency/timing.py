@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 
+from vitship.bench.rows import RowKey, Status
+
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 
@@ -133,14 +135,11 @@ def measure(call: Callable[[], object], timing: TimingOptions, sync: Callable[[]
     return Measurement(first_ns=first_ns, warmup_iterations=warmup_iterations, samples_ns=samples)
 
 
-ROW_OK = "ok"
-
-
 @dataclass
 class BenchRow:
     """One row of a benchmark: (artifact, target, batch, variant), its knobs, status and statistics.
 
-    ``status`` is ``ok``, ``error: <why>`` or ``unavailable: <why>``; only ``ok`` rows carry stats.
+    ``status`` is ok, error or unavailable, with the why in ``reason``; only ok rows carry stats.
     """
 
     artifact: str
@@ -148,23 +147,28 @@ class BenchRow:
     batch: int | None
     variant: str
     knobs: dict = field(default_factory=dict)
-    status: str = ROW_OK
+    status: Status = Status.OK
+    reason: str = ""
     stats: LatencyStats | None = None
     session: dict = field(default_factory=dict)  # SessionInfo.to_dict(): what actually ran
     worker: dict = field(default_factory=dict)  # pid, exit code, wall seconds, log tail on error
     speedup: float | None = None  # baseline p50 / this p50, filled by the report
     baseline: str | None = None  # the row the speedup is against
 
-    @property
-    def ok(self) -> bool:
-        return self.status == ROW_OK
+    def __post_init__(self):
+        self.status = Status(self.status)
 
     @property
-    def key(self) -> tuple:
-        return (self.artifact, self.target, self.batch, self.variant)
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    @property
+    def key(self) -> RowKey:
+        return RowKey(self.artifact, self.target, self.variant, self.batch)
 
     def to_dict(self, samples: bool = True) -> dict:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data["status"] = str(self.status)
         data["stats"] = self.stats.to_dict(samples) if self.stats else None
         return data
 

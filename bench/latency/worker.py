@@ -1,31 +1,26 @@
-"""One benchmark row in its own process: `python -m vitship.bench.latency.worker JOB.json RESULT.json`.
+"""One benchmark row in its own process: `python -P -m vitship.bench.latency.worker JOB.json RESULT.json`.
 
 A fresh process per (artifact, target, batch, variant) keeps the peak RSS clean (nothing else was
-loaded into it) and turns a crashing runtime (segfault, abort, OOM kill) into an `error: ...` row
-instead of the end of the sweep. The job and the result travel as JSON files; stdout and stderr
-are kept only to explain a failure.
+loaded into it) and turns a crashing runtime (segfault, abort, OOM kill) into an error row instead
+of the end of the sweep (bench/isolated.py runs it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
-import os
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vitship.bench.isolated import run_worker, worker_main
 from vitship.bench.latency.timing import NS_PER_MS, BenchRow, LatencyStats, TimingOptions, measure
+from vitship.bench.rows import Status
 
 DEFAULT_OPENER = "vitship.runtimes:open_session"
-LOG_TAIL_CHARS = 2000
 
 
 @dataclass
@@ -152,7 +147,7 @@ def _peak_rss_mb() -> float:
 
 
 def run_job(job: RowJob) -> dict:
-    """Measure one row in this process; returns the JSON result (status, stats, session info)."""
+    """Measure one row in this process; returns the JSON result (stats and session info)."""
     timing = TimingOptions(**job.timing)
     batch = input_batch(job)
     importlib.import_module(job.opener.partition(":")[0])  # imports are not the session's memory
@@ -172,78 +167,28 @@ def run_job(job: RowJob) -> dict:
         warmup_iterations=got.warmup_iterations, peak_rss_mb=_peak_rss_mb(), rss_before_load_mb=rss_before,
         artifact_size_bytes=job.artifact.get("size_bytes") or None,
     )
-    return {"status": "ok", "stats": stats.to_dict(), "session": info}
+    return {"stats": stats.to_dict(), "session": info}
 
 
 def main(argv: list[str] | None = None) -> int:
-    job_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
-    job = RowJob.from_dict(json.loads(Path(job_path).read_text()))
-    try:
-        result = run_job(job)
-    except Exception as err:  # the row fails, the sweep goes on: report why
-        result = {"status": f"error: {type(err).__name__}: {err}", "traceback": traceback.format_exc()}
-    Path(result_path).write_text(json.dumps(result))
-    return 0 if result["status"] == "ok" else 1
-
-
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"worker killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"worker killed by signal {-code}"
-    return f"worker exited with code {code} without a result"
-
-
-def _last_line(log: str) -> str:
-    lines = [line for line in log.strip().splitlines() if line.strip()]
-    return lines[-1].strip()[:300] if lines else ""
-
-
-def _spawn(job_path: Path, result_path: Path, log_path: Path, timeout_s: float) -> tuple[int, bool, int]:
-    """Run the worker in its own session (so a timeout also ends its children, e.g. torch.compile's pool)."""
-    command = [sys.executable, "-P", "-m", "vitship.bench.latency.worker", str(job_path), str(result_path)]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
-        try:
-            return process.wait(timeout=timeout_s), False, process.pid
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            return process.wait(), True, process.pid
+    return worker_main(lambda job: run_job(RowJob.from_dict(job)), argv)
 
 
 def run_in_subprocess(job: RowJob, timeout_s: float = 900.0) -> BenchRow:
-    """Measure ``job`` in a fresh worker process; a crash or timeout becomes an ``error: ...`` row."""
+    """Measure ``job`` in a fresh worker process; a crash, a timeout or an exception becomes an error row."""
     row = BenchRow(artifact=job.artifact_id, target=job.target, batch=job.batch, variant=job.variant, knobs=dict(job.knobs))
     with tempfile.TemporaryDirectory(prefix="vitship-bench-") as tmp:
-        job_path, result_path, log_path = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "worker.log")
         if not job.input_path:
             import numpy as np
 
             np.save(Path(tmp, "input.npy"), input_batch(job))
             job = dataclasses.replace(job, input_path=str(Path(tmp, "input.npy")))
-        job_path.write_text(json.dumps(job.to_dict()))
-        start = time.perf_counter()
-        code, timed_out, pid = _spawn(job_path, result_path, log_path, timeout_s)
-        row.worker = {"pid": pid, "exit_code": code, "seconds": round(time.perf_counter() - start, 3)}
-        log_text = log_path.read_text(errors="replace")
-        if timed_out:
-            row.status = f"error: timed out after {timeout_s:.0f} s"
-        elif result_path.exists():
-            result = json.loads(result_path.read_text())
-            row.status, row.session = result["status"], result.get("session", {})
-            row.stats = LatencyStats.from_dict(result["stats"]) if result.get("stats") else None
-            if result.get("traceback"):
-                row.worker["traceback"] = result["traceback"][-LOG_TAIL_CHARS:]
-        else:
-            last = _last_line(log_text)
-            row.status = f"error: {_describe_exit(code)}" + (f" ({last})" if last else "")
-        if not row.ok:
-            row.worker["log_tail"] = log_text[-LOG_TAIL_CHARS:]
+        run = run_worker("vitship.bench.latency.worker", job.to_dict(), timeout_s)
+    row.worker, result = run.record(), run.result or {}
+    if result.get("stats"):
+        row.stats, row.session = LatencyStats.from_dict(result["stats"]), result.get("session", {})
+    else:
+        row.status, row.reason = Status.ERROR, result.get("error") or run.failure(timeout_s)
     return row
 
 

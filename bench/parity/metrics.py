@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitship.models import FEATURES_NAME, LOGITS_NAME, ModelSpec, VitshipError
+from vitship.models import FEATURES_NAME, LOGITS_NAME, ModelSpec, VitshipError, fake_probability, probabilities
 
 # Lower rank = less precise. An fp32 IR run in bf16 is judged as bf16; an int8 IR stays int8.
 PRECISION_RANK = {"fp32": 3, "fp16": 2, "bf16": 1, "int8": 0}
@@ -160,20 +160,6 @@ class Metrics:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def probabilities(logits: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Class probabilities, (N, C): sigmoid for a one-logit head, softmax otherwise."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.shape[1] == 1:
-        return 1.0 / (1.0 + np.exp(-logits))
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def fake_probability(logits: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    probs = probabilities(logits, spec)
-    return probs[:, 0] if probs.shape[1] == 1 else probs[:, spec.fake_index]
 
 
 def min_cosine(candidate: np.ndarray | None, reference: np.ndarray) -> float | None:

@@ -1,31 +1,33 @@
 """Parity: every (artifact, target) against the PyTorch fp32 reference with the weights the manifest records.
 
 Flow: `prepare(model_dir)` loads and verifies the reference and computes its outputs once;
-`plan_rows()` pairs artifacts with the targets that run their format; `check_row()` runs one pair
-at every batch size and returns a ParityResult (it never raises for a row's own failure);
-`parity_report()` + `write_parity_report()` persist the rows as parity.json next to the manifest.
-Library code computes and judges; the CLI prints.
+`plan.select_rows()` pairs artifacts with the targets that run their format; `run_rows()` checks
+each row in its own worker process (bench/parity/worker.py), where `check_row()` runs one pair at
+every batch size and returns a ParityResult (it never raises for a row's own failure, and a worker
+that dies becomes an error row); `ParityReport` + `write_parity_report()` persist the rows as
+parity.json next to the manifest. Library code computes and judges; the CLI prints.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from vitship.bench.parity.metrics import Metrics, Tolerance, ToleranceTable, compare, effective_precision
-from vitship.exporters.base import Artifact, path_sha256, read_manifest
+from vitship.bench.parity.plan import RowPlan
+from vitship.bench.parity.results import ParityResult
+from vitship.bench.rows import Status
+from vitship.exporters.base import Artifact, path_sha256, read_manifest, resolve_artifact_path
 from vitship.models import LoadedModel, ModelSpec, VitshipError, load_weights, preprocess, sample_images
-from vitship.models.atomic import atomic_write_json
-from vitship.runtimes import RuntimeUnavailable, SessionOptions, TargetStatus, can_run, open_session, torch_artifact
+from vitship.runtimes import TARGET_LABELS, RuntimeUnavailable, SessionOptions, open_session, torch_artifact
 
-SCHEMA_VERSION = 1
-PARITY_NAME = "parity.json"
-VERDICTS = ("pass", "fail", "unavailable", "error")
-REFERENCE_NOTE = "reference executor, not the Apple runtime"
+WORKER_MODULE = "vitship.bench.parity.worker"
 
 
 class ArtifactRefused(VitshipError):
@@ -39,9 +41,14 @@ class ParityConfig:
     seed: int = 0
     threshold: float = 0.5
     photo_limit: int | None = None
+    row_timeout_s: float = 1800.0  # a worker still running after this is killed and its row is an error
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ParityConfig":
+        return cls(**{**data, "batch_sizes": tuple(data["batch_sizes"])})
 
 
 @dataclass
@@ -63,60 +70,37 @@ class ParityInputs:
 
 @dataclass
 class ParityContext:
-    """What every row is compared with: the model dir, the reference model, inputs and reference outputs."""
+    """What every row is compared with: the model dir, the reference's spec and weights, inputs and outputs.
+
+    ``loaded`` is the reference model in the parent; a worker has none (its torch rows reload the
+    weights the artifact records and verify their sha256).
+    """
 
     model_dir: Path
-    loaded: LoadedModel
+    spec: ModelSpec
+    weights_sha256: str
     inputs: ParityInputs
     reference: dict[str, np.ndarray]
     config: ParityConfig = field(default_factory=ParityConfig)
     tolerances: ToleranceTable = field(default_factory=ToleranceTable)
     options: SessionOptions = field(default_factory=SessionOptions)
+    loaded: LoadedModel | None = None
 
-
-@dataclass
-class RowPlan:
-    artifact: Artifact
-    status: TargetStatus
-    options: SessionOptions
-    variant: str = ""  # "" for the runtime's defaults; e.g. "f32 inference" for OpenVINO's explicit-f32 row
-
-
-@dataclass
-class ParityResult:
-    """One (artifact, target[, runtime precision]) row: every metric, the gate applied and the verdict."""
-
-    artifact: str
-    target: str
-    format: str
-    artifact_precision: str
-    verdict: str  # pass | fail | unavailable | error
-    reason: str = ""
-    variant: str = ""
-    runtime_precision: str = ""
-    effective_precision: str = ""
-    precision_label: str = ""
-    metrics: dict | None = None
-    batch_consistency: dict | None = None
-    tolerance: dict | None = None
-    tolerance_keys: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what was measured but could not be gated, and why
-    session: dict | None = None
-    note: str = ""
-    seconds: float = 0.0
-
-    @property
-    def passed(self) -> bool:
-        return self.verdict == "pass"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    def save(self, folder: Path) -> dict:
+        """Write the inputs and reference outputs to ``folder``; returns the JSON a worker rebuilds this from."""
+        data = Path(folder) / "parity-data.npz"
+        np.savez(data, pixels=self.inputs.pixels, is_photo=self.inputs.is_photo, names=np.array(self.inputs.names),
+                 **{f"reference.{k}": v for k, v in self.reference.items()})
+        return {"model_dir": str(self.model_dir), "spec": self.spec.to_dict(), "weights_sha256": self.weights_sha256,
+                "data": str(data), "config": self.config.to_dict(), "tolerances": self.tolerances.overrides}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ParityResult":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def load(cls, saved: dict) -> "ParityContext":
+        with np.load(saved["data"]) as data:
+            inputs = ParityInputs(data["pixels"], [str(n) for n in data["names"]], data["is_photo"])
+            reference = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("reference.")}
+        return cls(Path(saved["model_dir"]), ModelSpec.from_dict(saved["spec"]), saved["weights_sha256"], inputs,
+                   reference, ParityConfig.from_dict(saved["config"]), ToleranceTable(saved["tolerances"]))
 
 
 def run_batched(session, pixels: np.ndarray, batch: int) -> dict[str, np.ndarray]:
@@ -163,7 +147,8 @@ def prepare(model_dir: Path, loaded: LoadedModel | None = None, config: ParityCo
     session = open_session(torch_artifact(loaded, "fp32"), Path(model_dir), "torch:cpu", options.replace(loaded=loaded))
     reference = run_batched(session, inputs.pixels, max(config.batch_sizes))
     session.close()
-    return ParityContext(Path(model_dir), loaded, inputs, reference, config, tolerances or ToleranceTable(), options)
+    return ParityContext(Path(model_dir), loaded.spec, loaded.info.sha256, inputs, reference, config,
+                         tolerances or ToleranceTable(), options, loaded)
 
 
 def verify_artifact(artifact: Artifact, model_dir: Path, weights_sha256: str) -> None:
@@ -174,38 +159,13 @@ def verify_artifact(artifact: Artifact, model_dir: Path, weights_sha256: str) ->
                               f"not the reference's {weights_sha256[:16]}; re-export it (vitship export --force)")
     if artifact.format == "torch":
         return
-    path = Path(model_dir) / artifact.path
+    path = resolve_artifact_path(model_dir, artifact)
     if not path.exists():
         raise ArtifactRefused(f"refused: {artifact.id}: {path} is missing; re-export it (vitship export)")
     actual = path_sha256(path)
     if actual != artifact.sha256:
         raise ArtifactRefused(f"refused: {artifact.id}: {artifact.path} hashes to {actual[:16]}, but the manifest "
                               f"records {artifact.sha256[:16]}: modified or stale; re-export it (vitship export --force)")
-
-
-def plan_rows(artifacts: list[Artifact], statuses: list[TargetStatus], options: SessionOptions,
-              explicit: set[str] = frozenset()) -> list[RowPlan]:
-    """Every (artifact, target) whose runtime runs the artifact's format, unavailable targets included.
-
-    torch-fp16/bf16 pair with torch:cpu only when named in `explicit` (CPU half precision is slow and
-    not a deployment target). An fp32 OpenVINO IR gets a second row with inference precision f32
-    when the device's default is lower (bf16 on this CPU): both are what a user may run.
-    """
-    from vitship.runtimes.openvino_rt import default_precision
-
-    plans = []
-    for artifact in artifacts:
-        for status in statuses:
-            if not can_run(status.target, artifact.format):
-                continue
-            if artifact.format == "torch" and artifact.precision != "fp32" and status.device == "cpu" \
-                    and artifact.id not in explicit:
-                continue
-            plans.append(RowPlan(artifact, status, options))
-            if status.runtime == "openvino" and status.available and artifact.precision == "fp32" \
-                    and default_precision(status.device) not in (None, "fp32"):
-                plans.append(RowPlan(artifact, status, options.replace(openvino_precision="f32"), "f32 inference"))
-    return plans
 
 
 def _label(artifact_precision: str, runtime: str, effective: str, source: str) -> str:
@@ -229,7 +189,7 @@ def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
     result.effective_precision = effective_precision(plan.artifact.precision, runtime)
     source = info.get("extra", {}).get("precision_source", "runtime")
     result.precision_label = _label(plan.artifact.precision, runtime, result.effective_precision, source)
-    result.note = info.get("extra", {}).get("note", "")
+    result.note = info.get("extra", {}).get("note", "") or result.note
     tolerance, keys = ctx.tolerances.lookup(plan.artifact.format, plan.artifact.precision, result.effective_precision)
     result.tolerance, result.tolerance_keys = tolerance.to_dict(), keys
     _judge(runs, ctx, tolerance, result)
@@ -237,7 +197,7 @@ def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
 
 def _judge(runs: dict[int, dict], ctx: ParityContext, tolerance: Tolerance, result: ParityResult) -> None:
     sizes = sorted(runs)
-    spec, inputs, band = ctx.loaded.spec, ctx.inputs, tolerance.max_prob or 0.0
+    spec, inputs, band = ctx.spec, ctx.inputs, tolerance.max_prob or 0.0
     names = [f"{n}@b{b}" for b in sizes for n in inputs.names]
     stacked = {k: np.concatenate([runs[b][k] for b in sizes]) for k in runs[sizes[0]]}
     reference = {k: np.concatenate([v] * len(sizes)) for k, v in ctx.reference.items()}
@@ -255,87 +215,70 @@ def _judge(runs: dict[int, dict], ctx: ParityContext, tolerance: Tolerance, resu
         result.batch_consistency = {"batch_sizes": [sizes[0], sizes[-1]], **consistency.to_dict()}
         failures += tolerance.judge(consistency, f"batch {sizes[-1]} vs batch {sizes[0]}")
     result.failures = failures
-    result.verdict = "fail" if failures else "pass"
+    result.status = Status.FAIL if failures else Status.PASS
     result.reason = "; ".join(failures)
 
 
-def check_row(plan: RowPlan, ctx: ParityContext) -> ParityResult:
-    """One row's ParityResult. A row's own failure (unavailable, refused, crashed) is its verdict, never raised."""
+def new_result(plan: RowPlan) -> ParityResult:
+    """The row before it runs: an error until measured, unavailable (with the reason) where the target is."""
     artifact = plan.artifact
     result = ParityResult(artifact=artifact.id, target=plan.status.target, format=artifact.format,
-                          artifact_precision=artifact.precision, verdict="error", variant=plan.variant)
-    if plan.status.device == "reference" and plan.status.runtime == "coreml":
-        result.note = REFERENCE_NOTE
+                          artifact_precision=artifact.precision, variant=plan.variant,
+                          note=TARGET_LABELS.get(plan.status.target, ""))
     if not plan.status.available:
-        result.verdict, result.reason = "unavailable", plan.status.reason
+        result.status, result.reason = Status.UNAVAILABLE, plan.status.reason
+    return result
+
+
+def check_row(plan: RowPlan, ctx: ParityContext) -> ParityResult:
+    """One row's ParityResult, in this process. A row's own failure (unavailable, refused, crashed) is its status."""
+    result = new_result(plan)
+    if result.status is Status.UNAVAILABLE:
         return result
     started = time.perf_counter()
     try:
-        verify_artifact(artifact, ctx.model_dir, ctx.loaded.info.sha256)
+        verify_artifact(plan.artifact, ctx.model_dir, ctx.weights_sha256)
         _measure(plan, ctx, result)
     except RuntimeUnavailable as err:
-        result.verdict, result.reason = "unavailable", str(err)
+        result.status, result.reason = Status.UNAVAILABLE, str(err)
     except VitshipError as err:
-        result.verdict, result.reason = "error", str(err)
-    except Exception as err:  # a crashing runtime marks its row and the sweep goes on
-        result.verdict, result.reason = "error", f"{type(err).__name__}: {err}"
+        result.status, result.reason = Status.ERROR, str(err)
+    except Exception as err:  # a runtime that raises marks its row and the run goes on
+        result.status, result.reason = Status.ERROR, f"{type(err).__name__}: {err}"
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 
 
-def parity_report(results: list[ParityResult], ctx: ParityContext, environment: dict) -> dict:
-    counts = {v: sum(r.verdict == v for r in results) for v in VERDICTS}
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "environment": environment,
-        "weights": ctx.loaded.info.to_dict(),
-        "untrained_weights": not ctx.loaded.info.trained,
-        "spec": ctx.loaded.spec.to_dict(),
-        "config": ctx.config.to_dict(),
-        "inputs": {"names": ctx.inputs.names, "photos": int(ctx.inputs.is_photo.sum())},
-        "tolerances": ctx.tolerances.to_dict(),
-        "summary": counts,
-        "rows": [r.to_dict() for r in results],
-    }
+def check_row_isolated(plan: RowPlan, saved_context: dict, timeout_s: float) -> ParityResult:
+    """One row checked in its own worker process; a worker that dies or hangs gives an error row."""
+    from vitship.bench.isolated import run_worker
+
+    result = new_result(plan)
+    if result.status is Status.UNAVAILABLE:
+        return result
+    run = run_worker(WORKER_MODULE, {"plan": plan.to_dict(), "context": saved_context}, timeout_s)
+    if run.result and "artifact" in run.result:
+        result = ParityResult.from_dict(run.result)
+    else:
+        result.reason = (run.result or {}).get("error") or run.failure(timeout_s)
+        result.seconds = round(run.seconds, 3)
+    result.worker = run.record()
+    return result
 
 
-def write_parity_report(model_dir: Path, report: dict) -> Path:
-    path = Path(model_dir) / PARITY_NAME
-    atomic_write_json(path, report)
-    return path
+ProgressFn = Callable[[int, int, RowPlan], None]
 
 
-def read_parity_rows(path: Path) -> list[ParityResult]:
-    import json
+def run_rows(plans: list[RowPlan], ctx: ParityContext, progress: ProgressFn | None = None) -> list[ParityResult]:
+    """Every row, each in its own worker (the reference outputs are computed once, here, and shared by file).
 
-    data = json.loads(Path(path).read_text())
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise VitshipError(f"{path}: parity schema {data.get('schema_version')} != {SCHEMA_VERSION}; rerun vitship parity")
-    return [ParityResult.from_dict(row) for row in data["rows"]]
-
-
-def select_rows(model_dir: Path, loaded, artifact_ids: list[str], target_names: list[str], with_torch: bool, options):
-    """The rows to check: manifest artifacts (+ PyTorch itself) x targets, narrowed by --artifact/--target."""
-    from vitship.exporters.base import manifest_artifacts
-    from vitship.models import UnknownNameError
-    from vitship.runtimes import available_targets
-
-    artifacts = manifest_artifacts(model_dir)
-    torch_rows = [torch_artifact(loaded, p) for p in ("fp32", "fp16", "bf16")]
-    if artifact_ids:
-        known = {a.id: a for a in artifacts + torch_rows}
-        for name in artifact_ids:
-            if name not in known:
-                raise UnknownNameError("artifact", name, list(known))
-        artifacts = [known[name] for name in artifact_ids]
-    elif with_torch:
-        artifacts = artifacts + torch_rows
-    statuses = available_targets()
-    if target_names:
-        known_targets = {s.target.lower(): s for s in statuses}
-        for name in target_names:
-            if name.lower() not in known_targets:
-                raise UnknownNameError("target", name, [s.target for s in statuses])
-        statuses = [known_targets[name.lower()] for name in target_names]
-    return plan_rows(artifacts, statuses, options, explicit=set(artifact_ids))
+    ``progress(done, total, plan)`` is called before each row.
+    """
+    results = []
+    with tempfile.TemporaryDirectory(prefix="vitship-parity-") as tmp:
+        saved = ctx.save(Path(tmp))
+        for index, plan in enumerate(plans):
+            if progress:
+                progress(index, len(plans), plan)
+            results.append(check_row_isolated(plan, saved, ctx.config.row_timeout_s))
+    return results
