@@ -28,6 +28,8 @@ from vitship.runtimes.base import (
 
 TorchVariant = Literal["eager", "compile", "cudagraphs"]
 OrtOptimization = Literal["disable", "basic", "extended", "all"]
+OpenvinoHint = Literal["latency", "throughput"]
+OpenvinoPrecision = Literal["f32", "bf16", "f16"]  # OpenVINO's INFERENCE_PRECISION_HINT names
 
 
 def physical_cores() -> int:
@@ -63,8 +65,8 @@ class SessionOptions:
     """
 
     threads: int | None = None
-    openvino_hint: Literal["latency", "throughput"] = "latency"
-    openvino_precision: str | None = None
+    openvino_hint: OpenvinoHint = "latency"
+    openvino_precision: OpenvinoPrecision | None = None
     ort_optimization: OrtOptimization = "all"
     torch_variant: TorchVariant = "eager"
     torch_dtype: Literal["fp32", "fp16", "bf16"] | None = None

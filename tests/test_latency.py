@@ -263,3 +263,35 @@ def test_bench_json_of_another_schema_is_refused_with_the_command_to_rerun(tmp_p
     (tmp_path / "bench.json").write_text(content)
     with pytest.raises(ResultsFileError, match=message):
         BenchReport.load(tmp_path / "bench.json")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hint", "fast"], "Invalid value for --hint: 'fast' is not one of latency, throughput"),
+    (["--torch-variants", "eager,compiled"], "Invalid value for --torch-variants: 'compiled' is not one of eager, compile, "
+                                             "cudagraphs (did you mean 'compile'?)"),
+    (["--ort-opt", "al"], "Invalid value for --ort-opt: 'al' is not one of disable, basic, extended, all"),
+    (["--openvino-precision", "fp8"], "Invalid value for --openvino-precision: 'fp8' is not one of f32, bf16, f16"),
+    (["--batch", "1,x"], "Invalid value for --batch: '1,x': batch sizes are whole numbers >= 1"),
+    (["--batch", "0"], "Invalid value for --batch: '0': batch sizes are whole numbers >= 1"),
+])
+def test_bad_bench_options_are_a_usage_error_before_any_work_starts(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from vitship.bench.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--arch", "tiny", "--artifacts", str(tmp_path / "none"),
+                                      "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.replace("│", " ").split()), result.output
+    assert not (tmp_path / "out").exists() and not (tmp_path / "none").exists()
+
+
+def test_bench_config_refuses_bad_values_for_library_callers():
+    from vitship.bench.latency.sweep import BenchConfig, BenchError
+
+    with pytest.raises(BenchError, match="torch_variants 'eagre' is not one of eager, compile, cudagraphs; did you mean 'eager'"):
+        BenchConfig(torch_variants=("eagre",))
+    with pytest.raises(BenchError, match="openvino_hints 'fast'"):
+        BenchConfig.quick(openvino_hints=("fast",))
+    with pytest.raises(BenchError, match="batches"):
+        BenchConfig(batches=(1, 0))

@@ -306,3 +306,13 @@ def test_parity_json_of_another_schema_is_refused_with_the_command_to_rerun(clea
     (tmp_path / PARITY_NAME).write_text(json.dumps({**clean_run[1], "schema_version": 1}))
     with pytest.raises(ResultsFileError, match="schema_version 1, this vitship reads 2; rerun vitship parity"):
         read_parity(tmp_path / PARITY_NAME)
+
+
+@pytest.mark.parametrize("batch", ["1,eight", "0,8", ","])
+def test_bad_parity_batch_is_a_usage_error_before_any_work_starts(model_dir, batch):
+    before = (model_dir / PARITY_NAME).stat().st_mtime_ns if (model_dir / PARITY_NAME).exists() else None
+    result = CliRunner().invoke(app, ["parity", "--artifacts", str(model_dir), "--batch", batch])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --batch" in result.output and "(e.g. 1,8)" in " ".join(result.output.split())
+    after = (model_dir / PARITY_NAME).stat().st_mtime_ns if (model_dir / PARITY_NAME).exists() else None
+    assert after == before  # nothing ran, nothing was written

@@ -12,6 +12,8 @@ from vitship.bench.commands.common import (
     ArtifactsOpt,
     ModelOpt,
     WeightsOpt,
+    batch_sizes,
+    choices,
     console,
     csv_list,
     model_dir_option,
@@ -77,9 +79,15 @@ def bench(
     import os
 
     from vitship.bench.latency.results import write_report
-    from vitship.bench.latency.sweep import BenchConfig, run_bench
+    from vitship.bench.latency.sweep import BenchConfig, option_choices, run_bench
     from vitship.bench.latency.timing import TimingOptions
 
+    valid = option_choices()
+    options = {"openvino_hints": choices("--hint", csv_list(hint), valid["openvino_hints"]),
+               "ort_optimizations": choices("--ort-opt", csv_list(ort_opt), valid["ort_optimizations"]),
+               "torch_variants": choices("--torch-variants", csv_list(torch_variants), valid["torch_variants"])}
+    choices("--openvino-precision", (openvino_precision,) if openvino_precision else None, valid["openvino_precision"])
+    batches = batch_sizes("--batch", batch)
     model_dir = model_dir_option(artifacts, model, arch)
     base = BenchConfig.quick() if quick else BenchConfig()
     timing = TimingOptions(min_time_s=base.timing.min_time_s if min_time is None else min_time,
@@ -87,8 +95,9 @@ def bench(
                            min_iterations=base.timing.min_iterations if min_iterations is None else min_iterations)
     config = dataclasses.replace(
         base, timing=timing, threads=threads, row_timeout_s=row_timeout, openvino_precision=openvino_precision,
-        batches=csv_list(batch, int) or base.batches, openvino_hints=csv_list(hint), ort_optimizations=csv_list(ort_opt),
-        torch_variants=csv_list(torch_variants) or base.torch_variants,
+        batches=batches or base.batches, openvino_hints=options["openvino_hints"] or base.openvino_hints,
+        ort_optimizations=options["ort_optimizations"] or base.ort_optimizations,
+        torch_variants=options["torch_variants"] or base.torch_variants,
         artifacts=csv_list(artifact) or base.artifacts, targets=csv_list(target) or base.targets)
     from vitship.bench.latency.sweep import load_average
 

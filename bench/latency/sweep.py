@@ -7,7 +7,9 @@ dropped. The PyTorch reference is the `torch-<precision>` pseudo-artifact from v
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -57,6 +59,18 @@ class BenchConfig:
     row_timeout_s: float = 900.0
     opener: str = DEFAULT_OPENER
 
+    def __post_init__(self):
+        """Bad values are refused here, before any row runs (not as a KeyError in every row)."""
+        for name, valid in option_choices().items():
+            value = getattr(self, name)
+            for item in (value if isinstance(value, tuple) else () if value is None else (value,)):
+                if item not in valid:
+                    close = difflib.get_close_matches(str(item), valid, n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise BenchError(f"{name} {item!r} is not one of {', '.join(valid)}{hint}")
+        if not self.batches or any(not isinstance(b, int) or b < 1 for b in self.batches):
+            raise BenchError(f"batches {self.batches!r}: give whole numbers >= 1, e.g. (1, 8)")
+
     @classmethod
     def quick(cls, **changes) -> "BenchConfig":
         """Batch 1, short timing, the acceptance artifacts on the CPU targets: a minute or two on 2 cores."""
@@ -68,6 +82,15 @@ class BenchConfig:
         data = dataclasses.asdict(self)
         data["timing"] = self.timing.to_dict()
         return data
+
+
+def option_choices() -> dict[str, tuple[str, ...]]:
+    """BenchConfig field -> its valid values, read from the runtimes' own option types (one source)."""
+    from vitship.runtimes import OpenvinoHint, OpenvinoPrecision, OrtOptimization, TorchVariant
+
+    return {"openvino_hints": typing.get_args(OpenvinoHint), "ort_optimizations": typing.get_args(OrtOptimization),
+            "torch_variants": typing.get_args(TorchVariant), "openvino_precision": typing.get_args(OpenvinoPrecision),
+            "openvino_shape": ("static", "dynamic")}
 
 
 @dataclass
