@@ -23,14 +23,8 @@ def report(
     accuracy_threshold: float = typer.Option(0.5, "--accuracy-threshold", help="largest accepted accuracy drop, in points"),
 ) -> None:
     """Write the release report (JSON, Markdown, CSV, HTML with plots) and print its path last."""
-    from vitship.bench.report.document import (
-        ReportError,
-        ReportOptions,
-        build_report,
-        merge_reports,
-        read_report,
-        write_report,
-    )
+    from vitship.bench.report.document import ReportError, ReportOptions, build_report, read_report, write_report
+    from vitship.bench.report.merge import merge_reports
 
     if to_merge and not merge:
         raise ReportError("report paths are only taken with --merge: vitship report --merge A/report.json B/report.json")
@@ -41,8 +35,8 @@ def report(
     folder = write_report(document, reports)
     if document.get("banner"):
         console.print(f"[bold yellow]{document['banner']}[/bold yellow]")
-    for entry in document["sections"].get("summary", []):
-        console.print(entry["line"], highlight=False)
+    for decision in document["sections"].get("decisions", []):
+        console.print(f"[bold]{decision['title']}[/bold]: {decision['sentence']}", highlight=False)
     for name, source in document["sections"].get("sources", {}).items():
         if source["status"] != "ok":
             console.print(f"[yellow]{name}: {source['status']}[/yellow] ({source['path']})", highlight=False)

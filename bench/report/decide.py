@@ -1,0 +1,254 @@
+"""The shipping decision per device family: every rule that chooses lives here (README "How the report decides").
+
+Rules, in order:
+1. A candidate is an artifact of one of the family's formats on a target of that family (families.py).
+2. It must pass parity (its own row, else a passing row of the same artifact in the family) and, with trained
+   weights and an eval run, lose at most ``accuracy_threshold_points`` of accuracy.
+3. An int8 that is not faster than its fp32 (same format, target, variant, machine and batch) is never recommended.
+4. iOS: an fp32 CoreML program is never the pick (the Neural Engine computes in fp16), nor a CoreML artifact
+   recorded as not eligible for the Neural Engine.
+5. Latency ranks only rows measured on the family's hardware ('device' role); a 'proxy' row (XNNPACK on an x86
+   host for ARM) ranks only while no device row exists; a reference executor's timing never ranks.
+6. iOS without rows from an Apple device ranks by what this machine can know: Neural Engine eligibility,
+   then fp16 before int8 (int8 weights mainly save size), image input first, then size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from vitship.bench.report import phrases
+from vitship.bench.report.families import FAMILIES, MERGE_COMMAND, Family, host_kind, is_reference, roles
+
+PASSING = ("pass", "reference")
+FAILING = ("fail", "error")
+_PRECISION_ORDER = {"fp16": 0, "int8": 1, "bf16": 2, "fp32": 3}
+
+
+@dataclass(frozen=True)
+class DecisionOptions:
+    batch: int = 1  # the batch the latency is read at
+    accuracy_threshold_points: float = 0.5  # largest accepted accuracy drop against the reference
+    judge_accuracy: bool = False  # trained weights and an eval run
+
+
+@dataclass
+class Candidate:
+    """One report row seen from one family."""
+
+    row: dict
+    role: str  # device | proxy | evidence
+    environment: dict | None
+    batch: int
+
+    def __getattr__(self, name: str):  # artifact, target, variant, format, precision, size_bytes, ...
+        if name in ("artifact", "target", "variant", "format", "precision", "size_bytes"):
+            return self.row[name]
+        raise AttributeError(name)
+
+    @property
+    def machine(self) -> str:
+        return self.row.get("machine") or ""
+
+    @property
+    def cell(self) -> dict:
+        return self.row["latency"].get(str(self.batch)) or {}
+
+    @property
+    def p50(self) -> float | None:
+        return self.cell.get("p50_ms") if self.cell.get("status") == "ok" else None
+
+    @property
+    def apple(self) -> dict:
+        return self.row.get("apple") or {}
+
+    @property
+    def ranks(self) -> bool:
+        return self.p50 is not None and self.role in ("device", "proxy") and not is_reference(self.target)
+
+
+@dataclass
+class FamilyDecision:
+    slug: str
+    title: str
+    basis: str  # what the ranking rests on
+    pick: dict | None = None
+    sentence: str = ""
+    runner_up: dict | None = None
+    runner_up_sentence: str = ""
+    not_verified: list[str] = field(default_factory=list)  # what this machine could not verify for the family
+    verify_command: str = ""  # how to verify it on the device (empty when nothing is left to verify)
+    merge_command: str = ""
+    avoid: list[dict] = field(default_factory=list)  # {"artifact", "target", "reason"}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def candidates(rows: list[dict], family: Family, environments: dict[str, dict | None], batch: int) -> list[Candidate]:
+    found = []
+    for row in rows:
+        if row["format"] not in family.formats or not row["target"]:
+            continue
+        environment = environments.get(row.get("machine") or "")
+        role = roles(row["target"], environment).get(family.slug)
+        if role:
+            found.append(Candidate(row, role, environment, batch))
+    return found
+
+
+def _parity(candidate: Candidate, family_rows: list[Candidate]) -> dict:
+    """The candidate's own parity cell if it ran; else a passing cell of the same artifact in this family."""
+    own = candidate.row["parity"]
+    if own["verdict"] in PASSING + FAILING:
+        return {**own, "target": candidate.target}
+    other = next((c for c in family_rows if c.artifact == candidate.artifact and c.row["parity"]["verdict"] == "pass"), None)
+    return {**other.row["parity"], "target": other.target} if other else {**own, "target": candidate.target}
+
+
+def _fp32_sibling(candidate: Candidate, family_rows: list[Candidate]) -> Candidate | None:
+    return next((c for c in family_rows if c.format == candidate.format and c.precision == "fp32" and c.ranks
+                 and (c.target, c.variant, c.machine) == (candidate.target, candidate.variant, candidate.machine)), None)
+
+
+def exclusion(candidate: Candidate, family: Family, family_rows: list[Candidate], options: DecisionOptions) -> str | None:
+    """Why ``candidate`` may never be this family's pick (None: it may)."""
+    parity = _parity(candidate, family_rows)
+    if parity["verdict"] not in PASSING:
+        detail = f": {parity['reason']}" if parity.get("reason") else ""
+        return f"parity {parity['verdict']} on {parity['target']}{detail}"
+    delta = candidate.row["accuracy"].get("delta_points")
+    if options.judge_accuracy and (delta is None or delta < -options.accuracy_threshold_points):
+        return ("accuracy not evaluated" if delta is None else
+                f"loses {-delta:.2f} accuracy points (more than {options.accuracy_threshold_points:g})")
+    if candidate.precision == "int8" and candidate.ranks:
+        fp32 = _fp32_sibling(candidate, family_rows)
+        if fp32 is not None and candidate.p50 >= fp32.p50:
+            return (f"int8 not faster than its fp32 on {candidate.target}: {phrases.ms(candidate.p50)} vs "
+                    f"{phrases.ms(fp32.p50)} ({fp32.artifact})")
+    if family.slug == "ios" and candidate.format == "coreml":
+        if candidate.precision == "fp32":
+            return "fp32 ML Program: never runs on the Neural Engine (it computes in fp16); keep it as the exact reference"
+        if candidate.apple.get("neural_engine") == "not eligible":
+            return f"not eligible for the Neural Engine: {candidate.apple.get('neural_engine_reason') or 'see the manifest'}"
+    return None
+
+
+def _ios_static_key(candidate: Candidate) -> tuple:
+    """iOS without Apple-device rows: Neural Engine eligible first, fp16 before int8, image input, then size."""
+    engine = {"eligible": 0, "not eligible": 2}.get(candidate.apple.get("neural_engine"), 1)
+    return (engine, _PRECISION_ORDER.get(candidate.precision, 9), candidate.apple.get("input") != "image",
+            candidate.size_bytes or float("inf"), candidate.artifact, candidate.row["parity"]["verdict"] != "pass")
+
+
+def rank(family: Family, family_rows: list[Candidate], allowed: list[Candidate]) -> tuple[list[Candidate], str]:
+    """The allowed candidates, best first, and the basis of the order."""
+    device = [c for c in allowed if c.ranks and c.role == "device"]
+    proxy = [c for c in allowed if c.ranks and c.role == "proxy"]
+    timed = device or proxy
+    if timed:
+        basis = "latency measured on the device" if device else "latency of the same kernels on this host (a proxy)"
+        return sorted(timed, key=lambda c: (c.p50, c.artifact)), basis
+    if family.slug == "ios":
+        return sorted(allowed, key=_ios_static_key), ("parity, Neural Engine eligibility, size and minimum iOS version "
+                                                      "(no rows from an Apple device)")
+    return [], "nothing of this family ran on this machine"
+
+
+def _unique_artifacts(ordered: list[Candidate]) -> list[Candidate]:
+    seen, unique = set(), []
+    for candidate in ordered:
+        if candidate.artifact not in seen:
+            seen.add(candidate.artifact)
+            unique.append(candidate)
+    return unique
+
+
+def decide_family(family: Family, rows: list[dict], environments: dict[str, dict | None],
+                  options: DecisionOptions) -> FamilyDecision:
+    family_rows = candidates(rows, family, environments, options.batch)
+    reasons = {id(c): exclusion(c, family, family_rows, options) for c in family_rows}
+    allowed = [c for c in family_rows if reasons[id(c)] is None]
+    ordered, basis = rank(family, family_rows, allowed)
+    best = _unique_artifacts(ordered)
+    decision = FamilyDecision(family.slug, family.title, basis)
+    if best:
+        decision.pick = phrases.summary(best[0], _parity(best[0], family_rows))
+        decision.sentence = phrases.pick_sentence(best[0], decision.pick, basis)
+    if len(best) > 1:
+        decision.runner_up = phrases.summary(best[1], _parity(best[1], family_rows))
+        decision.runner_up_sentence = phrases.runner_up_sentence(best[1], decision.runner_up, best[0])
+    if not best:
+        decision.sentence = phrases.no_pick_sentence(family, family_rows)
+    decision.avoid = _avoid(family_rows, reasons)
+    decision.not_verified = not_verified(family, family_rows, bool(ordered and ordered[0].role == "device"))
+    if decision.not_verified:
+        decision.verify_command, decision.merge_command = family.verify, MERGE_COMMAND
+    return decision
+
+
+def _avoid(family_rows: list[Candidate], reasons: dict[int, str | None]) -> list[dict]:
+    """One entry per artifact with a real reason (untested rows are not 'to avoid', only not verified)."""
+    out: dict[str, dict] = {}
+    ran_first = sorted(family_rows, key=lambda c: (c.row["parity"]["verdict"] not in PASSING + FAILING, c.p50 is None))
+    for candidate in ran_first:
+        reason = reasons[id(candidate)]
+        if reason and not reason.startswith(("parity not run", "parity unavailable", "accuracy not evaluated")):
+            out.setdefault(candidate.artifact, {"artifact": candidate.artifact, "target": candidate.target, "reason": reason})
+    return list(out.values())
+
+
+def not_verified(family: Family, family_rows: list[Candidate], device_ranked: bool) -> list[str]:
+    """What this machine could not verify for the family (the family's verify command checks it on the device)."""
+    items = []
+    first_try = {t: _unavailable_reason(family_rows, t) for t in family.first_try} if not device_ranked else {}
+    if not device_ranked and family.slug in ("ios", "android"):
+        proxy = any(c.role == "proxy" and c.p50 for c in family_rows)
+        items.append({"ios": "latency on an Apple device (the reference executor's time is not one)",
+                      "android": "latency on an ARM device" + (" (the XNNPACK timings here ran on this x86 host)" if proxy else "")
+                      }[family.slug])
+    items += [f"{target} ({reason}): try {family.first_try[target][0]} first, {family.first_try[target][1]}"
+              for target, reason in first_try.items() if reason is not None and family.slug not in ("ios", "android")]
+    if family.slug == "intel-cpu" and device_ranked:
+        models = {str(((c.environment or {}).get("cpu") or {}).get("model") or "") for c in family_rows if c.p50}
+        if models and not any("intel" in m.lower() for m in models):
+            items.append(f"an Intel CPU itself: these rows ran on {', '.join(sorted(models))}")
+    if any(c.p50 is not None or c.row["parity"]["verdict"] in PASSING + FAILING for c in family_rows):
+        items += [f"{artifact}: could not run here ({reason})" for artifact, reason in _artifacts_that_never_ran(family_rows).items()]
+    return items
+
+
+def _unavailable_reason(family_rows: list[Candidate], target: str) -> str | None:
+    mine = [c for c in family_rows if c.target.lower() == target.lower()]
+    if any(c.p50 is not None for c in mine):
+        return None
+    reasons = [c.row["parity"].get("reason") for c in mine if c.row["parity"]["verdict"] == "unavailable"]
+    reasons += [cell["status"].partition(":")[2].strip() for c in mine for cell in c.row["latency"].values()
+                if str(cell.get("status", "")).startswith("unavailable")]
+    return next((r for r in reasons if r), "not available on this machine")
+
+
+def _artifacts_that_never_ran(family_rows: list[Candidate]) -> dict[str, str]:
+    """Artifacts whose every row here is unavailable (e.g. a CoreML-delegated .pte on Linux), with the reason."""
+    by_artifact: dict[str, list[Candidate]] = {}
+    for candidate in family_rows:
+        by_artifact.setdefault(candidate.artifact, []).append(candidate)
+    out = {}
+    for artifact, mine in by_artifact.items():
+        verdicts = {c.row["parity"]["verdict"] for c in mine}
+        if verdicts == {"unavailable"} and not any(c.p50 for c in mine):
+            out[artifact] = next((c.row["parity"]["reason"] for c in mine if c.row["parity"]["reason"]), "unavailable")
+    return out
+
+
+def decide(rows: list[dict], environments: dict[str, dict | None], options: DecisionOptions = DecisionOptions()) -> list[dict]:
+    """One decision per device family (FAMILIES order), as report.json stores them.
+
+    Args:
+        rows: report rows (sources.build_rows); in a merged report each carries its ``machine`` label.
+        environments: machine label -> that machine's environment ("" for a single-machine report).
+    """
+    return [decide_family(family, rows, environments, options).to_dict() for family in FAMILIES]
+
+
+__all__ = ["DecisionOptions", "FamilyDecision", "decide", "decide_family", "exclusion", "host_kind"]

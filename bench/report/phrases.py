@@ -1,0 +1,129 @@
+"""Plain-language pieces of the report: figures (ms, MiB, speed-up, parity metrics) and the decision sentences."""
+
+from __future__ import annotations
+
+from vitship.bench.report.families import REFERENCE_TARGETS
+
+METRIC_NAMES = {"min_cosine": "min feature cosine", "max_abs_logit": "max logit error",
+                "max_prob_err": "max probability error", "agreement": "decision agreement"}
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3g} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def size(size_bytes: int | None) -> str:
+    return "size unknown" if not size_bytes else f"{size_bytes / 1e6:.1f} MB"
+
+
+def speedup(value: float | None) -> str:
+    """'3.1x faster than PyTorch eager' (or slower), from baseline p50 / row p50."""
+    if not value:
+        return "no PyTorch eager baseline in this run"
+    if value >= 1.0:
+        return f"{value:.2f}x faster than PyTorch eager"
+    return f"{1 / value:.2f}x slower than PyTorch eager"
+
+
+def metric(parity: dict) -> str:
+    """'min feature cosine 0.99998' for a parity cell's key metric."""
+    name, value = parity.get("metric"), parity.get("value")
+    if name is None or value is None:
+        return ""
+    shown = _decimals(value) if name in ("min_cosine", "agreement") else f"{value:.2g}"
+    return f"{METRIC_NAMES.get(name, name)} {shown}"
+
+
+def _decimals(value: float) -> str:
+    """0.99570 -> '0.9957', 1.0 -> '1.0000': six decimals at most, four at least."""
+    whole, fraction = f"{value:.6f}".split(".")
+    return f"{whole}.{fraction.rstrip('0').ljust(4, '0')}"
+
+
+def parity_text(parity: dict) -> str:
+    where = parity.get("target") or ""
+    where = f" on {where}" + (", the reference executor," if where in REFERENCE_TARGETS else "") if where else ""
+    detail = metric(parity)
+    return f"parity {parity.get('verdict')}{where}" + (f" ({detail})" if detail else "")
+
+
+def neural_engine(candidate) -> str:
+    """What the manifest records about the Neural Engine for a CoreML/ExecuTorch artifact."""
+    apple = candidate.apple
+    if not apple:
+        if candidate.format == "executorch":
+            return "runs on the CPU (XNNPACK)" if "coreml" not in candidate.artifact else "Core ML delegate"
+        return "Neural Engine eligibility not recorded (older manifest: re-export)"
+    if apple.get("neural_engine") != "eligible":
+        return f"not for the Neural Engine ({apple.get('neural_engine_reason') or 'see the manifest'})"
+    shapes = apple.get("batch_shapes") or []
+    batch = f"batch {shapes[0]}" if len(shapes) == 1 else f"batches {', '.join(map(str, shapes))}" if shapes else "batch ?"
+    return f"Neural Engine eligible ({apple.get('compute_precision') or candidate.precision}, {apple.get('input', '?')} input, {batch})"
+
+
+def minimum_os(candidate) -> str:
+    target = str(candidate.apple.get("minimum_deployment_target") or "")
+    for prefix in ("iOS", "macOS"):
+        if target.startswith(prefix) and target[len(prefix):].strip():
+            return f"{prefix} {target[len(prefix):].strip()}+"
+    return target
+
+
+def where(candidate) -> str:
+    variant = f" [{candidate.variant}]" if candidate.variant else ""
+    machine = f" ({candidate.machine})" if candidate.machine else ""
+    return f"{candidate.target}{variant}{machine}"
+
+
+def summary(candidate, parity: dict) -> dict:
+    """The figures of a pick or runner-up, as report.json stores them."""
+    return {"artifact": candidate.artifact, "target": candidate.target, "variant": candidate.variant,
+            "machine": candidate.machine, "role": candidate.role, "p50_ms": candidate.p50 if candidate.ranks else None,
+            "batch": candidate.batch, "speedup": candidate.cell.get("speedup") if candidate.ranks else None,
+            "size_bytes": candidate.size_bytes, "parity": {k: parity.get(k) for k in ("verdict", "metric", "value", "target")},
+            "accuracy_delta_points": candidate.row["accuracy"].get("delta_points"), "apple": candidate.apple or None}
+
+
+def _timed_figures(candidate, pick: dict) -> list[str]:
+    figures = [f"p50 {ms(pick['p50_ms'])} at batch {pick['batch']}", speedup(pick["speedup"]), size(pick["size_bytes"]),
+               parity_text(pick["parity"])]
+    if candidate.role == "proxy":
+        figures.append("timed with the same kernels on this host, not on the device")
+    return figures
+
+
+def _apple_figures(candidate, pick: dict) -> list[str]:
+    figures = [parity_text(pick["parity"]), neural_engine(candidate), size(pick["size_bytes"])]
+    return figures + ([minimum_os(candidate)] if minimum_os(candidate) else [])
+
+
+def _accuracy(pick: dict) -> list[str]:
+    delta = pick.get("accuracy_delta_points")
+    return [] if delta is None else [f"accuracy {delta:+.2f} points against PyTorch"]
+
+
+def pick_sentence(candidate, pick: dict, basis: str) -> str:
+    if candidate.ranks:
+        return f"Ship {candidate.artifact} on {where(candidate)}: " + ", ".join(_timed_figures(candidate, pick) + _accuracy(pick)) + "."
+    return (f"Ship {candidate.artifact}: " + ", ".join(_apple_figures(candidate, pick) + _accuracy(pick))
+            + "; latency not measured on an Apple device.")
+
+
+def runner_up_sentence(candidate, second: dict, best) -> str:
+    if candidate.ranks and best.ranks:
+        ratio = candidate.p50 / best.p50
+        return (f"{candidate.artifact} on {where(candidate)}: p50 {ms(candidate.p50)} ({ratio:.2f}x the pick's), "
+                f"{speedup(second['speedup'])}, {size(second['size_bytes'])}, {parity_text(second['parity'])}.")
+    return f"{candidate.artifact}: " + ", ".join(_apple_figures(candidate, second)) + "."
+
+
+def no_pick_sentence(family, family_rows: list) -> str:
+    tries = ", ".join(f"{artifact} on {target}" for target, (artifact, _) in family.first_try.items())
+    if not family_rows:
+        return (f"No artifact for this family in the manifest (vitship export --format {family.formats[0]}); "
+                f"then try {tries} first.")
+    if not any(c.p50 is not None or c.row["parity"]["verdict"] in ("pass", "fail", "error") for c in family_rows):
+        return f"Nothing of this family could run on this machine: try {tries} first."
+    return "No artifact meets the rules here (see what to avoid and why)."
