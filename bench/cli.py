@@ -12,7 +12,7 @@ import typer
 # must precede every backend import; rich shows vitship's own progress. TQDM_DISABLE=0 brings them back.
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from vitship.bench.commands import bench, bench_check, compare, doctor, export, parity, report  # noqa: E402
+from vitship.bench.commands import bench, bench_check, compare, doctor, export, parity, predict, report  # noqa: E402
 from vitship.bench.commands import eval as eval_
 from vitship.bench.commands.common import err_console, state  # noqa: E402
 from vitship.models import VitshipError  # noqa: E402
@@ -26,6 +26,7 @@ app.command("bench")(bench.bench)
 app.command("bench-check")(bench_check.bench_check_command)
 app.command("eval")(eval_.eval_command)
 app.command("report")(report.report)
+app.command("predict")(predict.predict)
 app.command("compare", help=compare.HELP)(compare.compare)
 
 

@@ -251,4 +251,28 @@ def decide(rows: list[dict], environments: dict[str, dict | None], options: Deci
     return [decide_family(family, rows, environments, options).to_dict() for family in FAMILIES]
 
 
-__all__ = ["DecisionOptions", "FamilyDecision", "decide", "decide_family", "exclusion", "host_kind"]
+
+
+def target_picks(rows: list[dict], environment: dict | None, options: DecisionOptions = DecisionOptions()) -> dict[str, str]:
+    """target -> the artifact these rules would ship on it (vitship predict's default), by the families' rules.
+
+    A target that some family ranks by latency takes its fastest allowed artifact; one that no family ranks
+    (coreml:reference) takes the iOS order; a target with no allowed artifact has no pick.
+    """
+    timed: dict[str, list[Candidate]] = {}
+    static: dict[str, list[Candidate]] = {}
+    for family in FAMILIES:
+        family_rows = candidates(rows, family, {"": environment}, options.batch)
+        for candidate in family_rows:
+            if exclusion(candidate, family, family_rows, options) is not None:
+                continue
+            if candidate.ranks:
+                timed.setdefault(candidate.target, []).append(candidate)
+            elif family.slug == "ios":
+                static.setdefault(candidate.target, []).append(candidate)
+    picks = {target: min(mine, key=lambda c: (c.p50, c.artifact)).artifact for target, mine in timed.items()}
+    picks.update({target: min(mine, key=_ios_static_key).artifact for target, mine in static.items() if target not in picks})
+    return picks
+
+
+__all__ = ["DecisionOptions", "FamilyDecision", "decide", "decide_family", "exclusion", "host_kind", "target_picks"]

@@ -21,10 +21,13 @@ PLOT_FILES = {
 GROUP_COLOURS = {"ios": "#8e44ad", "intel-cpu": "#1f77b4", "intel-gpu-npu": "#17becf", "nvidia": "#2ca02c",
                  "android": "#ff7f0e", "torch-baseline": "#555555", "other": "#999999"}
 PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
+SHORT_GROUP_NAMES = {"torch-baseline": "PyTorch reference"}
 
 
-def _label(row: dict) -> str:
-    variant = f" [{row['variant']}]" if row["variant"] else ""
+def _label(row: dict, rows: list[dict] | None = None) -> str:
+    """artifact @ target; the variant only where another plotted row shares both."""
+    twins = [r for r in rows or [] if (r["artifact"], r["target"]) == (row["artifact"], row["target"])]
+    variant = f" [{row['variant']}]" if row["variant"] and len(twins) > 1 else ""
     return f"{row['artifact']}{variant} @ {row['target']}"
 
 
@@ -66,8 +69,10 @@ def _scatter(ax, points: list[tuple[float, float, dict]]) -> None:
                     key=lambda g: order.index(g[0]) if g[0] in order else len(order))
     precisions = sorted({r["precision"] for _, _, r in points if r["precision"] in PRECISION_MARKERS},
                         key=list(PRECISION_MARKERS).index)
-    handles = [Line2D([], [], color=GROUP_COLOURS.get(slug, "#999999"), marker="o", linestyle="", label=title)
-               for slug, title in groups]
+    handles = [Line2D([], [], color=GROUP_COLOURS.get(slug, "#999999"), marker="o", linestyle="",
+                      label=SHORT_GROUP_NAMES.get(slug, title)) for slug, title in groups]
+    if ax.get_lines():  # the Pareto frontier
+        handles.append(Line2D([], [], color="grey", linestyle="--", label="Pareto frontier"))
     handles += [Line2D([], [], color="#444444", marker=PRECISION_MARKERS[p], linestyle="", label=p, markerfacecolor="none")
                 for p in precisions]
     ax.legend(handles=handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -91,7 +96,7 @@ def latency_vs_size(rows: list[dict], path: Path) -> bool:
     ax.set_xlabel("artifact size (MB)" + _log_if_wide(ax, "x", [x for x, _, _ in points]) + left_out)
     ax.set_ylabel("p50 latency, ms" + _log_if_wide(ax, "y", [y for _, y, _ in points]))
     ax.margins(0.12)
-    place_labels(ax, [(x, y, _label(r)) for x, y, r in points])
+    place_labels(ax, [(x, y, _label(r, [p[2] for p in points])) for x, y, r in points])
     save_png(png_bytes(figure), path)
     return True
 
@@ -112,13 +117,14 @@ def pareto(rows: list[dict], path: Path, trained: bool) -> bool:
               if _batch1(r) is not None and r["accuracy"]["delta_points"] is not None]
     if not points:
         return False
-    note = "" if trained else " (untrained weights: accuracy not judged)"
+    note = "" if trained else "\n(untrained weights: accuracy not judged)"
     figure, ax = _figure("accuracy delta against p50 latency, batch 1" + note)
     frontier = _frontier(points)
     ax.plot([x for x, _ in frontier], [y for _, y in frontier], "--", color="grey", linewidth=1, zorder=2)
     _scatter(ax, points)
     ax.axhline(0.0, color="black", linewidth=0.6)
-    ax.set_xlabel("p50 latency, ms" + _log_if_wide(ax, "x", [x for x, _, _ in points]) + _left_out_note([r for r in reference if _batch1(r) is not None]))
+    left_out = _left_out_note([r for r in reference if _batch1(r) is not None])
+    ax.set_xlabel("p50 latency, ms" + _log_if_wide(ax, "x", [x for x, _, _ in points]) + left_out)
     ax.set_ylabel("accuracy delta against PyTorch (points)")
     ax.margins(0.12)
     place_labels(ax, [(x, y, r["artifact"]) for x, y, r in points])
@@ -139,7 +145,7 @@ def throughput_vs_batch(rows: list[dict], path: Path) -> bool:
     figure, ax = _figure("throughput against batch size", width=9.0)
     for r, cells in series:
         ax.plot([b for b, _ in cells], [t for _, t in cells], marker=PRECISION_MARKERS.get(r["precision"], "o"),
-                color=GROUP_COLOURS.get(r.get("group") or "other"), label=_label(r), alpha=0.9)
+                color=GROUP_COLOURS.get(r.get("group") or "other"), label=_label(r, [s[0] for s in series]), alpha=0.9)
     ax.set_xscale("log", base=2)
     batches = sorted({b for _, cells in series for b, _ in cells})
     ax.set_xticks(batches, [str(b) for b in batches])

@@ -1,0 +1,56 @@
+"""vitship predict: try images on the artifacts (the recommended one per available target by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from vitship.bench.commands.common import ArchOpt, ArtifactsOpt, ModelOpt, console, model_dir_option, split_names, wide_console
+
+
+def _table(result) -> Table:
+    from vitship.runtimes.base import target_display
+
+    table = Table(title=f"vitship predict (label: fake probability >= {result.threshold:g})")
+    for column in ("image", "artifact", "target", "label", "fake probability", "agrees with PyTorch"):
+        table.add_column(column, overflow="fold", justify="right" if column == "fake probability" else "left")
+    for row in result.rows:
+        if row.status != "ok":
+            table.add_row(Path(row.image).name, row.artifact, target_display(row.target), f"[yellow]{row.status}[/yellow]",
+                          "-", row.reason)
+            continue
+        agrees = "reference" if row.agrees is None else (
+            f"[green]yes[/green] (Δp {row.probability_delta:+.1e})" if row.agrees else f"[bold red]no[/bold red] (Δp {row.probability_delta:+.3f})")
+        table.add_row(Path(row.image).name, row.artifact, target_display(row.target), row.label,
+                      f"{row.fake_probability:.4f}", agrees)
+    return table
+
+
+def predict(
+    images: list[Path] = typer.Argument(..., metavar="IMAGE...", help="image files to classify"),
+    artifact: list[str] = typer.Option([], "--artifact", help="artifact ids (repeatable or comma list; default: the "
+                                       "recommended artifact per available target)"),
+    target: str | None = typer.Option(None, "--target", help="run on this target (default: each artifact's own)"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the table as JSON to this file"),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="fake probability from which the label is fake"),
+    artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
+) -> None:
+    """Classify IMAGE... with each artifact and the PyTorch reference; unreadable images are listed, not fatal."""
+    from vitship.bench.predict import PredictOptions, predict as run_predict
+    from vitship.models.atomic import atomic_write_json
+
+    options = PredictOptions(artifacts=tuple(split_names(artifact)), target=target, threshold=threshold)
+    result = run_predict(model_dir_option(artifacts, model, arch), images, options)
+    wide_console().print(_table(result))
+    for note in result.notes:
+        console.print(f"[yellow]{note}[/yellow]", highlight=False)
+    for item in result.unreadable:
+        reason = item["reason"] if item["reason"].startswith(item["path"]) else f"{item['path']}: {item['reason']}"
+        console.print(f"[yellow]unreadable:[/yellow] {reason}", highlight=False)
+    if json_out:
+        atomic_write_json(json_out, result.to_dict())
+        console.print(f"wrote {json_out}", highlight=False)
+    if result.failed:
+        raise typer.Exit(code=1)
