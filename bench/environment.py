@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import subprocess
 from pathlib import Path
 
+from vitship.models.versions import package_versions
+
 PACKAGES = ("vitship", "torch", "torchvision", "timm", "numpy", "onnx", "onnxruntime", "onnxslim", "openvino",
             "nncf", "coremltools", "transformers", "safetensors", "huggingface_hub")
 CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
                          "amx_tile", "amx_int8", "amx_bf16", "avx512_fp16", "f16c")
-
-
-def package_versions(names=PACKAGES) -> dict[str, str | None]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def cpu_info() -> dict:
@@ -96,7 +87,7 @@ def environment() -> dict:
         "cpu": cpu,
         "memory_gib": memory_gib(),
         "gpus": gpus,
-        "packages": package_versions(),
+        "packages": package_versions(*PACKAGES),
         "key": environment_key(cpu, gpus),
     }
 

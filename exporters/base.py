@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 
 from vitship.models import IMAGE_SUFFIXES, LoadedModel, ModelSpec, VitshipError, file_sha256, image_files, preprocess, sample_images
 from vitship.models.atomic import atomic_write_json
+from vitship.models.versions import package_versions, vitship_version  # noqa: F401  (the exporters record them)
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
@@ -144,24 +144,6 @@ def path_sha256(path: Path) -> str:
 def path_size(path: Path) -> int:
     """Bytes of all the files an artifact consists of (see artifact_files)."""
     return sum(f.stat().st_size for f in artifact_files(Path(path)))
-
-
-def vitship_version() -> str:
-    try:
-        return importlib.metadata.version("vitship")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def package_versions(*packages: str) -> dict[str, str]:
-    """Installed distribution versions, as the export pipeline compares them to decide what is stale."""
-    versions = {}
-    for package in packages:
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
 
 
 def model_metadata(loaded: LoadedModel) -> dict[str, str]:

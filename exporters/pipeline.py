@@ -7,7 +7,6 @@ the files on disk. One exporter failing does not stop the others.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import time
 import traceback
@@ -16,11 +15,12 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from vitship.exporters import EXPORTERS, get_exporter, options_class
-from vitship.exporters.base import (MANIFEST_SCHEMA_VERSION, PRECISIONS, Artifact, ExportError, ExportOptions, TraceCache,
-                                    artifact_id,
-                            path_sha256, path_size, read_manifest, vitship_version, write_manifest)
+from vitship.exporters.base import (MANIFEST_SCHEMA_VERSION, PRECISIONS, Artifact, ArtifactPathError, ExportError, ExportOptions,
+                                    TraceCache, artifact_id, path_sha256, path_size, read_manifest, resolve_artifact_path,
+                                    write_manifest)
 from vitship.models import LoadedModel, UnknownNameError
 from vitship.models.atomic import atomic_directory, recover_directory
+from vitship.models.versions import installed_version, vitship_version
 
 STATUS_OK, STATUS_SKIPPED, STATUS_FAILED = "ok", "skipped", "export_failed"
 log = logging.getLogger(__name__)
@@ -196,19 +196,17 @@ def why_stale(model_dir: Path, entry: dict, loaded: LoadedModel, options: Export
                if not _same_version(version, installed_version(name))]
     if changed:
         return "library versions changed: " + ", ".join(changed)
-    path = model_dir / entry.get("path", "")
-    if not entry.get("path") or not path.exists():
+    if not entry.get("path"):
+        return "its file is missing"
+    try:
+        path = resolve_artifact_path(model_dir, Artifact.from_dict(entry))
+    except ArtifactPathError:
+        return "its manifest path leads outside the model folder"  # rebuilt in place, never opened
+    if not path.exists():
         return "its file is missing"
     if path_sha256(path) != entry.get("sha256"):
         return "its file no longer matches the manifest sha256"
     return None
-
-
-def installed_version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _same_version(recorded: str, installed: str | None) -> bool:

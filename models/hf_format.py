@@ -171,6 +171,58 @@ def convert_state_dict(hf: dict[str, torch.Tensor], spec: ModelSpec) -> dict[str
     return out
 
 
+MAX_HEADER_BYTES = 100 * 2**20  # a safetensors JSON header larger than this is not a ViT checkpoint
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors file's JSON header, without reading (or allocating) any tensor."""
+    try:
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if not 0 < length <= min(MAX_HEADER_BYTES, path.stat().st_size - 8):
+                raise ValueError(f"header length {length} does not fit the file")
+            header = json.loads(handle.read(length))
+        return {name: tuple(int(d) for d in entry["shape"]) for name, entry in header.items() if name != "__metadata__"}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise WeightsError(f"{path}: not a readable safetensors file ({err}); is it truncated or corrupt?") from err
+
+
+def _expected_shapes(spec: ModelSpec) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(config.json field, published tensor name, the shape that field implies) for every dimension."""
+    width, grid = spec.embed_dim, spec.image_size // spec.patch_size
+    layer = "vit.encoder.layer.0."
+    return [
+        ("hidden_size", "vit.embeddings.cls_token", (1, 1, width)),
+        ("num_channels/patch_size", "vit.embeddings.patch_embeddings.projection.weight",
+         (width, spec.channels, spec.patch_size, spec.patch_size)),
+        ("image_size/patch_size", "vit.embeddings.position_embeddings", (1, grid * grid + 1, width)),
+        ("hidden_size", layer + "attention.attention.query.weight", (width, width)),
+        ("intermediate_size", layer + "intermediate.dense.weight", (spec.mlp_dim, width)),
+        ("num_labels", "classifier.weight", (spec.num_classes, width)),
+    ]
+
+
+def check_config_against_weights(spec: ModelSpec, weights_path: Path) -> None:
+    """Refuse a config.json whose dimensions disagree with model.safetensors, before any model is built.
+
+    A hostile or mismatched config (hidden_size=10**6) would otherwise make the ViT allocate terabytes.
+    """
+    shapes = {_published_name(k.removeprefix("module.")): v for k, v in safetensors_shapes(weights_path).items()}
+    if spec.num_heads < 1 or spec.embed_dim % spec.num_heads:
+        raise WeightsError(f"config.json: hidden_size={spec.embed_dim} is not divisible by "
+                           f"num_attention_heads={spec.num_heads}")
+    for field, name, expected in _expected_shapes(spec):
+        if name not in shapes:
+            raise WeightsError(f"{weights_path.name}: missing key {name!r} for a ViTForImageClassification checkpoint")
+        if shapes[name] != expected:
+            raise WeightsError(f"config.json does not match {weights_path.name}: {field} implies {name} of shape "
+                               f"{expected}, the file holds {shapes[name]}; use the config.json saved with these weights")
+    layers = {int(m[1]) for k in shapes if (m := re.match(r"vit\.encoder\.layer\.(\d+)\.", k))}
+    if len(layers) != spec.depth:
+        raise WeightsError(f"config.json does not match {weights_path.name}: num_hidden_layers={spec.depth}, "
+                           f"the file holds {len(layers)} layers; use the config.json saved with these weights")
+
+
 def read_transformers_dir(directory: Path, base: ModelSpec) -> tuple[ModelSpec, Path]:
     """Validate a transformers-format directory; return its spec and the safetensors path."""
     config_path = directory / "config.json"
@@ -182,4 +234,6 @@ def read_transformers_dir(directory: Path, base: ModelSpec) -> tuple[ModelSpec, 
         raise WeightsError(f"{directory}: no model.safetensors (found: {found}); save with save_pretrained(safe_serialization=True)")
     pre_path = directory / "preprocessor_config.json"
     preprocessor = _read_json(pre_path) if pre_path.is_file() else None
-    return spec_from_config(_read_json(config_path), preprocessor, base), weights_path
+    spec = spec_from_config(_read_json(config_path), preprocessor, base)
+    check_config_against_weights(spec, weights_path)
+    return spec, weights_path

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+from vitship.bench.environment import CPU_FLAGS_OF_INTEREST
 from vitship.models import file_sha256
 from tests.test_models_weights import TINY, save_hf_vit
 
@@ -15,12 +19,22 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "200", **env})
 
 
+def cpuinfo_flags() -> set[str]:
+    """The CPU flags as the kernel lists them (read here independently of vitship.bench.environment)."""
+    if not Path("/proc/cpuinfo").exists():
+        pytest.skip("no /proc/cpuinfo: CPU flags are only read on Linux")
+    line = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    return set(line.partition(":")[2].split())
+
+
 def test_doctor_prints_versions_cpu_and_weights():
     result = run_cli("doctor", "--arch", "tiny")
     assert result.returncode == 0, result.stderr
     for package in ("torch", "timm", "onnx", "onnxruntime", "openvino", "nncf", "coremltools"):
         assert package in result.stdout
-    assert "avx512f" in result.stdout or "CPU flags" in result.stdout
+    flags_row = result.stdout[result.stdout.index("CPU flags"):result.stdout.index("GPU")].replace("│", " ").split()
+    for flag in CPU_FLAGS_OF_INTEREST:  # each flag shown as present or absent (-flag), as /proc/cpuinfo says
+        assert (flag if flag in cpuinfo_flags() else f"-{flag}") in flags_row, (flag, flags_row)
     assert "GPU" in result.stdout and "seeded:0" in result.stdout and "untrained" in result.stdout
 
 

@@ -209,3 +209,36 @@ def test_hub_reference_loads_a_downloaded_snapshot(tmp_path, monkeypatch):
     loaded = load_weights("hf:org/name@abc123", tiny_spec())
     assert calls == {"repo_id": "org/name", "revision": "abc123"}
     assert loaded.info.kind == "hub" and loaded.info.revision == "abc123" and loaded.info.source == "hf:org/name@abc123"
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"hidden_size": 1_000_000, "num_attention_heads": 1}, "hidden_size implies vit.embeddings.cls_token of shape (1, 1, 1000000), "
+                                                           "the file holds (1, 1, 32)"),
+    ({"intermediate_size": 10**9}, "intermediate_size implies vit.encoder.layer.0.intermediate.dense.weight of shape "
+                                   "(1000000000, 32), the file holds (64, 32)"),
+    ({"image_size": 65536}, "image_size/patch_size implies vit.embeddings.position_embeddings of shape (1, 16777217, 32)"),
+    ({"num_hidden_layers": 100_000}, "num_hidden_layers=100000, the file holds 2 layers"),
+    ({"num_attention_heads": 3}, "hidden_size=32 is not divisible by num_attention_heads=3"),
+])
+def test_config_that_disagrees_with_its_weight_file_is_refused_before_the_model_is_built(tmp_path, monkeypatch, change, named):
+    import vitship.models.weights as weights
+
+    save_hf_vit(tmp_path, 1, **TINY)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
+    (tmp_path / "preprocessor_config.json").unlink()  # it would refuse a changed image_size on its own
+    monkeypatch.setattr(weights, "build_vit", lambda spec: pytest.fail(f"built a model from a hostile config: {spec}"))
+    with pytest.raises(WeightsError) as refused:
+        load_weights(str(tmp_path))
+    assert named in str(refused.value)
+
+
+def test_safetensors_header_is_read_without_loading_tensors(tmp_path):
+    from vitship.models.hf_format import safetensors_shapes
+
+    save_hf_vit(tmp_path, 2, **TINY)
+    shapes = safetensors_shapes(tmp_path / "model.safetensors")
+    assert shapes["classifier.weight"] == (2, 32) and shapes["vit.embeddings.position_embeddings"] == (1, 17, 32)
+    (tmp_path / "bad.safetensors").write_bytes((10**12).to_bytes(8, "little") + b"{}")
+    with pytest.raises(WeightsError, match="header length 1000000000000 does not fit the file"):
+        safetensors_shapes(tmp_path / "bad.safetensors")

@@ -9,12 +9,13 @@ from vitship.models import load_weights, spec_for
 
 
 def _versions_table() -> Table:
-    from vitship.bench.environment import package_versions
+    from vitship.bench.environment import PACKAGES
+    from vitship.models.versions import package_versions
 
     table = Table(title="Packages", show_header=True)
     table.add_column("package")
     table.add_column("version")
-    for name, version in package_versions().items():
+    for name, version in package_versions(*PACKAGES).items():
         table.add_row(name, version or "[red]not installed[/red]")
     return table
 
