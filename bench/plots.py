@@ -78,23 +78,6 @@ def line_chart(series: dict[str, tuple[list[float], list[float]]], *, title: str
     return png_bytes(figure)
 
 
-def scatter_chart(points: dict[str, tuple[float, float]], *, title: str, xlabel: str, ylabel: str,
-                  log_x: bool = False) -> bytes:
-    """Labelled points (label -> (x, y)), e.g. latency against size."""
-    figure = new_figure(8, 4.5)
-    axes = figure.add_subplot()
-    for label, (x, y) in points.items():
-        axes.scatter([x], [y])
-        axes.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    if log_x:
-        axes.set_xscale("log")
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel(ylabel)
-    axes.set_title(title, fontsize=10)
-    axes.grid(alpha=0.3)
-    return png_bytes(figure)
-
-
 def row_label(row) -> str:
     """``artifact @ target [variant]`` for one bench row."""
     return f"{row.artifact} @ {row.target}" + (f" [{row.variant}]" if row.variant else "")

@@ -14,12 +14,11 @@ import numpy as np
 
 from vitship.exporters.base import Artifact
 from vitship.models import INPUT_NAME, LOGITS_NAME, MissingDependencyError
-from vitship.runtimes.base import RuntimeUnavailable, SessionInfo, TargetStatus
+from vitship.runtimes.base import REFERENCE_LABEL, RuntimeUnavailable, SessionInfo, TargetStatus
 
 COMPUTE_UNITS = {"cpu_only": "CPU_ONLY", "cpu_and_gpu": "CPU_AND_GPU", "cpu_and_ne": "CPU_AND_NE", "all": "ALL"}
 REFERENCE_DEVICE = "reference"
 REFERENCE_MODULE = "vitship.runtimes.coreml_reference"
-REFERENCE_NOTE = "reference executor, not the Apple runtime"
 NEEDS_MACOS = "CoreML runtime needs macOS"
 
 
@@ -97,7 +96,7 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> object:  
         if module is None or not hasattr(module, "open_session"):
             raise RuntimeUnavailable("coreml:reference: reference executor not installed")
         session = module.open_session(artifact, model_dir, options)
-        session.info.extra.setdefault("note", REFERENCE_NOTE)
+        session.info.extra.setdefault("note", REFERENCE_LABEL)
         return session
     if sys.platform != "darwin":
         raise RuntimeUnavailable(NEEDS_MACOS)

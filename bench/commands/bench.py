@@ -56,6 +56,34 @@ def _bench_progress():
                     TimeElapsedColumn(), console=console, transient=False)
 
 
+def _warn_if_busy() -> None:
+    import os
+
+    from vitship.bench.latency.sweep import load_average
+
+    load, cores = load_average(), os.cpu_count() or 1
+    if load and load[0] > 0.5 * cores:
+        console.print(f"[yellow]busy machine: load average {load[0]:.2f} on {cores} cores; latencies will be inflated "
+                      "(recorded in bench.json)[/yellow]", highlight=False)
+
+
+def _run_with_progress(model_dir: Path, arch: str, weights: str, config):
+    """run_bench with a progress bar; a failing row is printed as it happens."""
+    from vitship.bench.latency.sweep import run_bench
+
+    _warn_if_busy()
+    with _bench_progress() as progress:
+        task = progress.add_task("planning", total=None)
+
+        def on_row(done: int, total: int, job, row) -> None:
+            label = f"{job.artifact_id} @ {job.target} [{job.variant}] batch {job.batch}"
+            progress.update(task, total=total, completed=done, description=label if row is None else f"done {label}")
+            if row is not None and not row.ok:
+                progress.console.print(f"[red]{label}: {row.status}: {row.reason}[/red]", highlight=False)
+
+        return run_bench(model_dir, spec_for(arch), weights, config, on_row)
+
+
 def bench(
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt, weights: str = WeightsOpt,
     out: Path | None = typer.Option(None, "--out", help="output folder (default: artifacts/<model>/bench)"),
@@ -76,45 +104,23 @@ def bench(
 ) -> None:
     """Measure latency, throughput and memory of every artifact on every available target (one process per row)."""
     import dataclasses
-    import os
 
     from vitship.bench.latency.results import write_report
-    from vitship.bench.latency.sweep import BenchConfig, option_choices, run_bench
-    from vitship.bench.latency.timing import TimingOptions
+    from vitship.bench.latency.sweep import BenchConfig, option_choices
 
     valid = option_choices()
     options = {"openvino_hints": choices("--hint", csv_list(hint), valid["openvino_hints"]),
                "ort_optimizations": choices("--ort-opt", csv_list(ort_opt), valid["ort_optimizations"]),
-               "torch_variants": choices("--torch-variants", csv_list(torch_variants), valid["torch_variants"])}
+               "torch_variants": choices("--torch-variants", csv_list(torch_variants), valid["torch_variants"]),
+               "batches": batch_sizes("--batch", batch), "artifacts": csv_list(artifact), "targets": csv_list(target)}
     choices("--openvino-precision", (openvino_precision,) if openvino_precision else None, valid["openvino_precision"])
-    batches = batch_sizes("--batch", batch)
     model_dir = model_dir_option(artifacts, model, arch)
     base = BenchConfig.quick() if quick else BenchConfig()
-    timing = TimingOptions(min_time_s=base.timing.min_time_s if min_time is None else min_time,
-                           warmup_s=base.timing.warmup_s if warmup is None else warmup,
-                           min_iterations=base.timing.min_iterations if min_iterations is None else min_iterations)
-    config = dataclasses.replace(
-        base, timing=timing, threads=threads, row_timeout_s=row_timeout, openvino_precision=openvino_precision,
-        batches=batches or base.batches, openvino_hints=options["openvino_hints"] or base.openvino_hints,
-        ort_optimizations=options["ort_optimizations"] or base.ort_optimizations,
-        torch_variants=options["torch_variants"] or base.torch_variants,
-        artifacts=csv_list(artifact) or base.artifacts, targets=csv_list(target) or base.targets)
-    from vitship.bench.latency.sweep import load_average
-
-    load, cores = load_average(), os.cpu_count() or 1
-    if load and load[0] > 0.5 * cores:
-        console.print(f"[yellow]busy machine: load average {load[0]:.2f} on {cores} cores; latencies will be inflated "
-                      "(recorded in bench.json)[/yellow]", highlight=False)
-    with _bench_progress() as progress:
-        task = progress.add_task("planning", total=None)
-
-        def on_row(done: int, total: int, job, row) -> None:
-            label = f"{job.artifact_id} @ {job.target} [{job.variant}] batch {job.batch}"
-            progress.update(task, total=total, completed=done, description=label if row is None else f"done {label}")
-            if row is not None and not row.ok:
-                progress.console.print(f"[red]{label}: {row.status}: {row.reason}[/red]", highlight=False)
-
-        report_ = run_bench(model_dir, spec_for(arch), weights, config, on_row)
+    timing = dataclasses.replace(base.timing, **{k: v for k, v in (("min_time_s", min_time), ("warmup_s", warmup),
+                                                                    ("min_iterations", min_iterations)) if v is not None})
+    config = dataclasses.replace(base, timing=timing, threads=threads, row_timeout_s=row_timeout,
+                                 openvino_precision=openvino_precision, **{k: v for k, v in options.items() if v})
+    report_ = _run_with_progress(model_dir, arch, weights, config)
     written = write_report(report_, out or model_dir / "bench", plots=plots)
     wide = wide_console()
     wide.print(_bench_table(report_.rows))

@@ -19,6 +19,7 @@ from vitship.bench.latency.timing import BenchRow, TimingOptions
 from vitship.bench.rows import Status
 from vitship.exporters.base import Artifact
 from vitship.models import UnknownNameError, VitshipError
+from vitship.runtimes.base import REFERENCE_LABEL
 
 # (dtype, torch variant) rows per torch device; CUDA adds half precision and CUDA graphs (reduce-overhead).
 TORCH_ROWS = {
@@ -28,7 +29,7 @@ TORCH_ROWS = {
 }
 # Targets left out unless asked for by name: AUTO duplicates a concrete device; a reference executor is not a runtime.
 SKIPPED_BY_DEFAULT = {"openvino:AUTO": "duplicates openvino:CPU (name it with --target to measure it)",
-                      "coreml:reference": "a numpy reference executor checks correctness; its latency means nothing"}
+                      "coreml:reference": f"{REFERENCE_LABEL}: it checks correctness; its latency means nothing"}
 # --quick (make export-all): batch 1 on every available target, so the report can recommend one artifact per
 # target. coreml:reference rows are timed too but labelled: numpy's latency, not an Apple device's.
 QUICK_ARTIFACTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp16", "openvino-int8",

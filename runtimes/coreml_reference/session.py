@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from vitship.models import FEATURES_NAME, LOGITS_NAME
-from vitship.runtimes.base import SessionInfo
+from vitship.runtimes.base import REFERENCE_LABEL, SessionInfo
 from vitship.runtimes.coreml_reference.executor import ReferenceExecutor
 from vitship.runtimes.coreml_reference.loader import MLPackage, load_package
 from vitship.runtimes.coreml_reference.ops import ReferenceExecutorError
 
 TARGET = "coreml:reference"
-REFERENCE_LABEL = "reference executor, not the Apple runtime"
 PROVIDER = "vitship numpy reference executor, not the Apple runtime"
 IOS_NAMES = {6: "iOS15", 7: "iOS16", 8: "iOS17", 9: "iOS18"}
 
