@@ -51,7 +51,8 @@ def rows_for(artifacts, parity, bench, env=X86, eval_rows=None, machine: str = "
     sources = {
         "manifest": {"status": "ok", "data": {"weights": WEIGHTS, "artifacts": artifacts}},
         "parity": {"status": "ok", "data": ParityReport(env, WEIGHTS, {}, {}, {}, {}, rows=parity)},
-        "bench": {"status": "ok", "data": BenchReport("m", env, WEIGHTS, {}, rows=[bench_row("torch-fp32", "torch:cpu", 250.0), *bench])},
+        "bench": {"status": "ok", "data": BenchReport("m", env, WEIGHTS, {},
+                                                      rows=[bench_row("torch-fp32", "torch:cpu", 250.0), *bench])},
         "eval": {"status": "ok" if eval_rows else "not run", "data": eval_report(eval_rows, env) if eval_rows else None},
     }
     from vitship.bench.latency.results import apply_speedups
@@ -120,8 +121,8 @@ def test_a_reference_executor_timing_never_ranks():
 
 def test_an_fp32_coreml_artifact_is_never_the_ios_pick_even_when_fastest_on_an_apple_device():
     artifacts = [artifact("coreml-fp32", 87.2), artifact("coreml-fp16", 43.7, ANE)]  # fp32 from an older manifest: no details
-    here = rows_for(artifacts, [parity_row("coreml-fp32", "coreml:reference", cosine=1.0), parity_row("coreml-fp16", "coreml:reference")],
-                    [], machine="linux")
+    parity = [parity_row("coreml-fp32", "coreml:reference", cosine=1.0), parity_row("coreml-fp16", "coreml:reference")]
+    here = rows_for(artifacts, parity, [], machine="linux")
     mac = rows_for(artifacts, [], [bench_row("coreml-fp32", "coreml:all", 3.0), bench_row("coreml-fp16", "coreml:all", 4.0)],
                    env=MAC, machine="mac")
     ios = family(decide(here + mac, {"linux": X86, "mac": MAC}), "ios")

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from vitship.bench.predict import PredictError, PredictOptions, plan_runs, predict
 from vitship.exporters import pipeline
@@ -38,14 +39,15 @@ def test_predict_runs_every_artifact_and_agrees_with_the_reference(model_dir, ti
     by_run = {(r.image, r.artifact, r.target): r for r in result.rows}
     assert len(by_run) == 2 * 3  # two photos x (reference, onnx-fp32, coreml-fp16)
     for image in images:
-        expected = float(fake_probability(tiny_loaded.model(__import__("torch").from_numpy(preprocess(image, tiny_loaded.spec)))[0]
-                                          .detach().numpy(), tiny_loaded.spec)[0])
+        logits = tiny_loaded.model(torch.from_numpy(preprocess(image, tiny_loaded.spec)))[0].detach().numpy()
+        expected = float(fake_probability(logits, tiny_loaded.spec)[0])
         reference = by_run[(str(image), "torch-fp32", "torch:cpu")]
         assert reference.fake_probability == pytest.approx(expected, abs=1e-6) and reference.agrees is None
         onnx = by_run[(str(image), "onnx-fp32", "onnxruntime:cpu")]
         assert onnx.agrees and abs(onnx.probability_delta) < 1e-5 and onnx.label == reference.label
         coreml = by_run[(str(image), "coreml-fp16", "coreml:reference")]  # CoreML on Linux: the labelled reference executor
-        assert coreml.agrees and coreml.note == "reference executor, not the Apple runtime" and abs(coreml.probability_delta) < 1e-2
+        assert coreml.note == "reference executor, not the Apple runtime"
+        assert coreml.agrees and abs(coreml.probability_delta) < 1e-2
         assert reference.label == ("fake" if expected >= 0.5 else "real")
     assert result.notes and "every artifact ran" in result.notes[0]  # no parity/bench yet: nothing to recommend
 

@@ -50,12 +50,14 @@ def _artifacts(weights: dict) -> dict:
         if size:
             fmt, precision = aid.split("-")
             details = {"apple": APPLE} if fmt == "coreml" else {}
-            out[aid] = Artifact(aid, fmt, precision, f"{aid}/x", size_bytes=size * MIB, weights=weights, details=details).to_dict()
+            entry = Artifact(aid, fmt, precision, f"{aid}/x", size_bytes=size * MIB, weights=weights, details=details)
+            out[aid] = entry.to_dict()
     return out
 
 
 def _parity(env: dict, weights: dict) -> ParityReport:
-    rows = [ParityResult(a, t, a.split("-")[0], a.split("-")[1], status=Status(v), reason="" if v == "pass" else "feature cosine 0.9 < 0.98",
+    rows = [ParityResult(a, t, a.split("-")[0], a.split("-")[1], status=Status(v),
+                         reason="" if v == "pass" else "feature cosine 0.9 < 0.98",
                          metrics={"min_cosine": 0.999999 if v == "pass" else 0.9, "max_abs_logit": 2e-5, "max_prob_err": 1e-5})
             for a, (t, _, _, _, v, _) in TABLE.items() if v]
     rows.append(ParityResult("coreml-fp16", "coreml:cpu_only", "coreml", "fp16", status=Status.UNAVAILABLE,
@@ -67,19 +69,22 @@ def _bench(env: dict, weights: dict, scale: dict | None) -> BenchReport:
     rows = [BenchRow(a, t, batch, v, knobs={"torch_variant": "eager", "torch_dtype": "fp32"} if a == "torch-fp32" else {},
                      stats=_stats(p50 * (scale or {}).get(a, 1.0), batch, size))
             for a, (t, v, p50, size, _, _) in TABLE.items() for batch in (1, 8)]
-    rows.append(BenchRow("coreml-fp16", "coreml:cpu_only", None, "", status=Status.UNAVAILABLE, reason="CoreML runtime needs macOS"))
+    rows.append(BenchRow("coreml-fp16", "coreml:cpu_only", None, "", status=Status.UNAVAILABLE,
+                         reason="CoreML runtime needs macOS"))
     return BenchReport(model="tiny-vit", environment=env, weights=weights, config={}, rows=rows)
 
 
 def _eval(env: dict, weights: dict) -> EvalReport:
-    rows = [AccuracyResult(a, t, metrics={"accuracy": acc}, deltas={"accuracy": (acc - 0.9) * 100}, agreement=1.0 - abs(acc - 0.9))
+    rows = [AccuracyResult(a, t, metrics={"accuracy": acc}, deltas={"accuracy": (acc - 0.9) * 100},
+                           agreement=1.0 - abs(acc - 0.9))
             for a, (t, _, _, _, _, acc) in TABLE.items()]
     data = {"source": "data/", "n_images": 500, "n_real": 250, "n_fake": 250, "n_skipped": 1,
             "skipped": [{"path": "data/fake/broken.jpg", "reason": "corrupt or truncated image"}]}
     return EvalReport(env, weights, 0.5, data, [], [], rows=rows)
 
 
-def write_sources(model_dir, env_key: str = "box-a", trained: bool = False, scale: dict | None = None, hostname: str = "") -> None:
+def write_sources(model_dir, env_key: str = "box-a", trained: bool = False, scale: dict | None = None,
+                  hostname: str = "") -> None:
     """manifest, parity.json, bench.json and eval.json, each written by its producer's own classes."""
     env = {**environment(), "key": env_key, "hostname": hostname or env_key}
     weights = {"source": "seeded:0" if not trained else "/weights", "kind": "seeded", "sha256": "ab" * 32, "trained": trained}
@@ -139,7 +144,8 @@ def test_round_trip_files_and_latest(written, untrained, tmp_path):
     document, folder = written
     assert read_report(folder) == json.loads(json.dumps(document, default=str))
     assert {"report.json", "report.md", "report.csv", "report.html"} <= {p.name for p in folder.iterdir()}
-    assert len(document["sections"]["plots"]) == 3 and all((folder / p).stat().st_size > 1000 for p in document["sections"]["plots"])
+    plots = document["sections"]["plots"]
+    assert len(plots) == 3 and all((folder / p).stat().st_size > 1000 for p in plots)
     latest = folder.parent / "latest"
     assert latest.is_symlink() and latest.resolve() == folder.resolve()
     second = write_report(build_report(untrained), folder.parent)
@@ -188,7 +194,8 @@ def test_roofline_columns_show_the_bench_roofline_or_a_dash(written):
     lines = {line[0]: line for table in results_tables(document) for line in table.lines}
     headers = results_tables(document)[0].headers
     gflops, percent = headers.index("GFLOP/s (b1)"), headers.index("% of peak")
-    assert lines["openvino-int8 (hint=latency)"][gflops] == "431" and lines["openvino-int8 (hint=latency)"][percent] == "54% of 800 int8"
+    int8 = lines["openvino-int8 (hint=latency)"]
+    assert int8[gflops] == "431" and int8[percent] == "54% of 800 int8"
     assert lines["onnx-fp32 (opt=all)"][gflops] == "-" and lines["onnx-fp32 (opt=all)"][percent] == "-"
 
 
@@ -230,7 +237,7 @@ def test_merge_has_a_column_per_machine_and_decides_across_them(untrained, tmp_p
                             env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr
     folder = result.stdout.strip().splitlines()[-1]
-    page = open(os.path.join(folder, "report.html")).read()
+    page = Path(folder, "report.html").read_text()
     assert all(label in page for label in labels) and "untrained weights" in page and "<h3>Intel CPU</h3>" in page
 
 
@@ -264,8 +271,9 @@ def test_real_chain_on_the_tiny_model(tmp_path):
         shutil.copy(photo, tmp_path / "data" / ("fake" if index % 2 else "real") / photo.name)
 
     def cli(*args):
+        env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         result = subprocess.run([sys.executable, "-m", "vitship.bench.cli", *args], capture_output=True, text=True, timeout=600,
-                                cwd=tmp_path, env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                                cwd=tmp_path, env=env)
         assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         return result.stdout
 

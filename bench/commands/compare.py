@@ -45,7 +45,8 @@ def compare(
     from vitship.bench.report.compare import CompareThresholds, compare_reports
     from vitship.bench.report.document import read_report
 
-    comparison = compare_reports(read_report(old), read_report(new), CompareThresholds(max_latency_increase, max_accuracy_drop), force)
+    thresholds = CompareThresholds(max_latency_increase, max_accuracy_drop)
+    comparison = compare_reports(read_report(old), read_report(new), thresholds, force)
     console.print(_compare_table(comparison))
     for note in comparison.notes:
         console.print(f"[yellow]{note}[/yellow]", highlight=False)

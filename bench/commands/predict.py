@@ -21,8 +21,9 @@ def _table(result) -> Table:
             table.add_row(Path(row.image).name, row.artifact, target_display(row.target), f"[yellow]{row.status}[/yellow]",
                           "-", row.reason)
             continue
+        delta = row.probability_delta
         agrees = "reference" if row.agrees is None else (
-            f"[green]yes[/green] (Δp {row.probability_delta:+.1e})" if row.agrees else f"[bold red]no[/bold red] (Δp {row.probability_delta:+.3f})")
+            f"[green]yes[/green] (Δp {delta:+.1e})" if row.agrees else f"[bold red]no[/bold red] (Δp {delta:+.3f})")
         table.add_row(Path(row.image).name, row.artifact, target_display(row.target), row.label,
                       f"{row.fake_probability:.4f}", agrees)
     return table
@@ -38,7 +39,8 @@ def predict(
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
 ) -> None:
     """Classify IMAGE... with each artifact and the PyTorch reference; unreadable images are listed, not fatal."""
-    from vitship.bench.predict import PredictOptions, predict as run_predict
+    from vitship.bench.predict import PredictOptions
+    from vitship.bench.predict import predict as run_predict
     from vitship.models.atomic import atomic_write_json
 
     options = PredictOptions(artifacts=tuple(split_names(artifact)), target=target, threshold=threshold)

@@ -31,7 +31,8 @@ def report(
     if merge:
         document = merge_reports([read_report(path) for path in to_merge or []])
     else:
-        document = build_report(model_dir_option(artifacts, model, arch), ReportOptions(accuracy_threshold_points=accuracy_threshold))
+        options = ReportOptions(accuracy_threshold_points=accuracy_threshold)
+        document = build_report(model_dir_option(artifacts, model, arch), options)
     folder = write_report(document, reports)
     if document.get("banner"):
         console.print(f"[bold yellow]{document['banner']}[/bold yellow]")

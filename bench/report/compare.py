@@ -88,7 +88,8 @@ def compare_rows(old: dict, new: dict, thresholds: CompareThresholds, judge_accu
     if delta.accuracy_old is not None and delta.accuracy_new is not None:
         delta.accuracy_change_points = (delta.accuracy_new - delta.accuracy_old) * 100.0
         if judge_accuracy and delta.accuracy_change_points < -thresholds.max_accuracy_drop_points:
-            delta.reasons.append(f"accuracy {delta.accuracy_change_points:+.2f} points, over -{thresholds.max_accuracy_drop_points:g}")
+            limit = thresholds.max_accuracy_drop_points
+            delta.reasons.append(f"accuracy {delta.accuracy_change_points:+.2f} points, over -{limit:g}")
     delta.status = "regression" if delta.reasons else "ok"
     return delta
 

@@ -203,10 +203,10 @@ def not_verified(family: Family, family_rows: list[Candidate], device_ranked: bo
     items = []
     first_try = {t: _unavailable_reason(family_rows, t) for t in family.first_try} if not device_ranked else {}
     if not device_ranked and family.slug in ("ios", "android"):
-        proxy = any(c.role == "proxy" and c.p50 for c in family_rows)
+        proxy_timed = any(c.role == "proxy" and c.p50 for c in family_rows)
+        proxy = " (the XNNPACK timings here ran on this x86 host)" if proxy_timed else ""
         items.append({"ios": "latency on an Apple device (the reference executor's time is not one)",
-                      "android": "latency on an ARM device" + (" (the XNNPACK timings here ran on this x86 host)" if proxy else "")
-                      }[family.slug])
+                      "android": f"latency on an ARM device{proxy}"}[family.slug])
     items += [f"{target} ({reason}): try {family.first_try[target][0]} first, {family.first_try[target][1]}"
               for target, reason in first_try.items() if reason is not None and family.slug not in ("ios", "android")]
     if family.slug == "intel-cpu" and device_ranked:
@@ -214,7 +214,8 @@ def not_verified(family: Family, family_rows: list[Candidate], device_ranked: bo
         if models and not any("intel" in m.lower() for m in models):
             items.append(f"an Intel CPU itself: these rows ran on {', '.join(sorted(models))}")
     if any(c.p50 is not None or c.row["parity"]["verdict"] in PASSING + FAILING for c in family_rows):
-        items += [f"{artifact}: could not run here ({reason})" for artifact, reason in _artifacts_that_never_ran(family_rows).items()]
+        never_ran = _artifacts_that_never_ran(family_rows)
+        items += [f"{artifact}: could not run here ({reason})" for artifact, reason in never_ran.items()]
     return items
 
 

@@ -105,7 +105,9 @@ def _accuracy_section(evaluation) -> dict | None:
 
 def write_report(document: dict, reports_dir: Path) -> Path:
     """Write reports/<run-id>/ atomically (JSON, Markdown, CSV, HTML and plots); point reports/latest at it."""
-    from vitship.bench.report import html as report_html, markdown as report_markdown, plots as report_plots
+    from vitship.bench.report import html as report_html
+    from vitship.bench.report import markdown as report_markdown
+    from vitship.bench.report import plots as report_plots
 
     reports_dir = Path(reports_dir)
     final = reports_dir / document["run_id"]

@@ -39,18 +39,21 @@ FAMILIES: tuple[Family, ...] = (
            {"coreml:cpu_and_ne": ("coreml-fp16", "the Neural Engine computes in fp16")}),
     Family("intel-cpu", "Intel CPU", ("openvino", "onnx"),
            "on the Intel machine, with this manifest: "
-           "`vitship parity --target openvino:CPU --target onnxruntime:cpu && vitship bench --target openvino:CPU,onnxruntime:cpu && vitship report`",
+           "`vitship parity --target openvino:CPU --target onnxruntime:cpu && "
+           "vitship bench --target openvino:CPU,onnxruntime:cpu && vitship report`",
            {"openvino:CPU": ("openvino-int8", "OpenVINO's VNNI/AMX int8 kernels")}),
     Family("intel-gpu-npu", "Intel GPU / NPU", ("openvino",),
            "on the machine with the Intel GPU or NPU, with this manifest: "
-           "`vitship parity --target openvino:GPU && vitship bench --target openvino:GPU --artifact openvino-fp16,openvino-int8 && vitship report` "
+           "`vitship parity --target openvino:GPU && "
+           "vitship bench --target openvino:GPU --artifact openvino-fp16,openvino-int8 && vitship report` "
            "(NPU: the same with openvino:NPU)",
            {"openvino:GPU": ("openvino-fp16", "the GPU plugin computes in f16 by default, so fp16 weights lose nothing"),
             "openvino:NPU": ("openvino-int8", "NPUs are built for int8, and bench compiles the static batch an NPU needs")}),
     Family("nvidia", "NVIDIA GPU", ("torch", "onnx"),
            "on the NVIDIA machine (pip install onnxruntime-gpu), with this manifest: "
            "`vitship parity --target onnxruntime:cuda --target torch:cuda && "
-           "vitship bench --target torch:cuda,onnxruntime:cuda,onnxruntime:tensorrt --torch-variants eager,compile,cudagraphs && vitship report`",
+           "vitship bench --target torch:cuda,onnxruntime:cuda,onnxruntime:tensorrt --torch-variants eager,compile,cudagraphs "
+           "&& vitship report`",
            {"onnxruntime:tensorrt": ("onnx-fp16", "TensorRT builds fp16 engines from it"),
             "torch:cuda": ("torch-fp16", "with --torch-variants compile,cudagraphs")}),
     Family("android", "Android / ARM CPU", ("executorch", "onnx"),

@@ -60,7 +60,8 @@ def neural_engine(candidate) -> str:
         return f"not for the Neural Engine ({apple.get('neural_engine_reason') or 'see the manifest'})"
     shapes = apple.get("batch_shapes") or []
     batch = f"batch {shapes[0]}" if len(shapes) == 1 else f"batches {', '.join(map(str, shapes))}" if shapes else "batch ?"
-    return f"Neural Engine eligible ({apple.get('compute_precision') or candidate.precision}, {apple.get('input', '?')} input, {batch})"
+    precision = apple.get("compute_precision") or candidate.precision
+    return f"Neural Engine eligible ({precision}, {apple.get('input', '?')} input, {batch})"
 
 
 def minimum_os(candidate) -> str:
@@ -106,7 +107,8 @@ def _accuracy(pick: dict) -> list[str]:
 
 def pick_sentence(candidate, pick: dict, basis: str) -> str:
     if candidate.ranks:
-        return f"Ship {candidate.artifact} on {where(candidate)}: " + ", ".join(_timed_figures(candidate, pick) + _accuracy(pick)) + "."
+        figures = _timed_figures(candidate, pick) + _accuracy(pick)
+        return f"Ship {candidate.artifact} on {where(candidate)}: " + ", ".join(figures) + "."
     return (f"Ship {candidate.artifact}: " + ", ".join(_apple_figures(candidate, pick) + _accuracy(pick))
             + "; latency not measured on an Apple device.")
 

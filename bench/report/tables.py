@@ -34,7 +34,9 @@ def size(size_bytes) -> str:
 
 def parity_cell(row: dict) -> str:
     parity = row["parity"]
-    text = parity["verdict"] if parity["metric"] is None else f"{parity['verdict']} ({parity['metric']} {num(parity['value'], 6)})"
+    text = parity["verdict"]
+    if parity["metric"] is not None:
+        text += f" ({parity['metric']} {num(parity['value'], 6)})"
     if parity["verdict"] in ("fail", "error") and parity.get("reason"):
         text += f": {parity['reason']}"
     return text + "".join(f"; {v['variant']}: {v['verdict']}" for v in parity.get("variants") or [])

@@ -56,7 +56,8 @@ def accuracy_lines(document: dict) -> list[str]:
         return ["accuracy: not run (vitship eval --data DIR)"]
     data = section.get("data") or {}
     lines = [f"accuracy on {data.get('source')}: {data.get('n_images')} images ({data.get('n_real')} real, "
-             f"{data.get('n_fake')} fake), threshold {section.get('threshold')}; {data.get('n_skipped', 0)} unreadable images skipped"]
+             f"{data.get('n_fake')} fake), threshold {section.get('threshold')}; "
+             f"{data.get('n_skipped', 0)} unreadable images skipped"]
     lines += [f"skipped: {item['reason'] if item['reason'].startswith(item['path']) else item['path'] + ': ' + item['reason']}"
               for item in (data.get("skipped") or [])[:20]]
     return lines + ([section["note"]] if section.get("note") else [])
