@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitship.bench.commands.common import ArchOpt, ArtifactsOpt, ModelOpt, console, model_dir_option, split_names, wide_console
@@ -18,13 +19,13 @@ def _table(result) -> Table:
         table.add_column(column, overflow="fold", justify="right" if column == "fake probability" else "left")
     for row in result.rows:
         if row.status != "ok":
-            table.add_row(Path(row.image).name, row.artifact, target_display(row.target), f"[yellow]{row.status}[/yellow]",
-                          "-", row.reason)
+            table.add_row(escape(Path(row.image).name), row.artifact, target_display(row.target),
+                          f"[yellow]{row.status}[/yellow]", "-", escape(row.reason))
             continue
         delta = row.probability_delta
         agrees = "reference" if row.agrees is None else (
             f"[green]yes[/green] (Δp {delta:+.1e})" if row.agrees else f"[bold red]no[/bold red] (Δp {delta:+.3f})")
-        table.add_row(Path(row.image).name, row.artifact, target_display(row.target), row.label,
+        table.add_row(escape(Path(row.image).name), row.artifact, target_display(row.target), row.label,
                       f"{row.fake_probability:.4f}", agrees)
     return table
 
@@ -47,10 +48,10 @@ def predict(
     result = run_predict(model_dir_option(artifacts, model, arch), images, options)
     wide_console().print(_table(result))
     for note in result.notes:
-        console.print(f"[yellow]{note}[/yellow]", highlight=False)
+        console.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
     for item in result.unreadable:
         reason = item["reason"] if item["reason"].startswith(item["path"]) else f"{item['path']}: {item['reason']}"
-        console.print(f"[yellow]unreadable:[/yellow] {reason}", highlight=False)
+        console.print(f"[yellow]unreadable:[/yellow] {escape(reason)}", highlight=False)
     if json_out:
         atomic_write_json(json_out, result.to_dict())
         console.print(f"wrote {json_out}", highlight=False)

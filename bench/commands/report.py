@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from vitship.bench.commands.common import (
     ArchOpt,
@@ -12,7 +14,19 @@ from vitship.bench.commands.common import (
     ModelOpt,
     console,
     model_dir_option,
+    wide_console,
 )
+
+
+def _decisions_table(decisions: list[dict]) -> Table:
+    table = Table(title="Decision per device family (details and what to verify: report.md / report.html)", show_lines=True)
+    for column, ratio in (("family", 1), ("ship", 5), ("runner-up", 3)):
+        table.add_column(column, ratio=ratio, overflow="fold")
+    for decision in decisions:
+        style = "" if decision["pick"] else "[dim]"
+        table.add_row(f"[bold]{decision['title']}[/bold]", style + escape(decision["sentence"]),
+                      escape(decision["runner_up_sentence"] or "-"))
+    return table
 
 
 def report(
@@ -36,8 +50,7 @@ def report(
     folder = write_report(document, reports)
     if document.get("banner"):
         console.print(f"[bold yellow]{document['banner']}[/bold yellow]")
-    for decision in document["sections"].get("decisions", []):
-        console.print(f"[bold]{decision['title']}[/bold]: {decision['sentence']}", highlight=False)
+    wide_console().print(_decisions_table(document["sections"].get("decisions", [])))
     for name, source in document["sections"].get("sources", {}).items():
         if source["status"] != "ok":
             console.print(f"[yellow]{name}: {source['status']}[/yellow] ({source['path']})", highlight=False)

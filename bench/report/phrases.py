@@ -44,9 +44,8 @@ def _decimals(value: float) -> str:
 
 def parity_text(parity: dict) -> str:
     where = parity.get("target") or ""
-    where = f" on {where}" + (", the reference executor," if where in REFERENCE_TARGETS else "") if where else ""
-    detail = metric(parity)
-    return f"parity {parity.get('verdict')}{where}" + (f" ({detail})" if detail else "")
+    details = [d for d in ("the reference executor" if where in REFERENCE_TARGETS else "", metric(parity)) if d]
+    return f"parity {parity.get('verdict')}" + (f" on {where}" if where else "") + (f" ({'; '.join(details)})" if details else "")
 
 
 def neural_engine(candidate) -> str:
