@@ -17,9 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ("models", "exporters", "runtimes", "bench")
 
 
-def source_modules() -> set[str]:
-    """Every .py of the package's folders (and the root __init__.py) as its path inside the wheel."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"], cwd=REPO,
+def source_files(pattern: str = "*") -> set[str]:
+    """The package's files in the source tree (root __init__.py and its folders) as their paths inside the wheel."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", pattern], cwd=REPO,
                             capture_output=True, text=True, check=True).stdout.split()
     return {f"vitship/{path}" for path in listed if path == "__init__.py" or path.split("/")[0] in SUBPACKAGES}
 
@@ -44,7 +44,7 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 
 def test_wheel_holds_every_module_under_vitship_and_nothing_else(wheel):
     names = set(wheel.namelist())
-    expected = source_modules()
+    expected = source_files("*.py")
     assert len(expected) > 50 and "vitship/bench/parity/worker.py" in expected
     assert expected - names == set(), "modules missing from the wheel (add their package to pyproject.toml)"
     top = {name.split("/")[0] for name in names}
@@ -52,6 +52,14 @@ def test_wheel_holds_every_module_under_vitship_and_nothing_else(wheel):
     assert not any(name.startswith("vitship/tests/") for name in names)
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "vitship = vitship.bench.cli:main" in wheel.read(entry_points).decode()
+
+
+def test_wheel_holds_the_data_files_the_package_reads(wheel):
+    """Non-Python files in the package folders (the report's HTML template) must ship too."""
+    data = source_files() - source_files("*.py")
+    assert data, "expected at least the report template"
+    missing = data - set(wheel.namelist())
+    assert missing == set(), f"missing from the wheel: {sorted(missing)}; list them in [tool.setuptools.package-data]"
 
 
 @pytest.mark.parametrize("name", SUBPACKAGES)
