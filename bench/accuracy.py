@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vitship.bench.dataset import DatasetError, load_batches, read_dataset
-from vitship.bench.rows import RowKey, Status, read_results
+from vitship.bench.rows import RowKey, RowsDocument, Status, StatusRow, read_results
 from vitship.models import LoadedModel, VitshipError, fake_probability
 from vitship.models.atomic import atomic_write_json
 
@@ -38,7 +38,7 @@ class EvalOptions:
 
 
 @dataclass
-class AccuracyResult:
+class AccuracyResult(StatusRow):
     """One artifact's accuracy on one target, its deltas against the reference and raw scores."""
 
     artifact: str
@@ -52,9 +52,6 @@ class AccuracyResult:
     session: dict = field(default_factory=dict)
     probabilities: list[float] = field(default_factory=list)
 
-    def __post_init__(self):
-        self.status = Status(self.status)
-
     @property
     def key(self) -> RowKey:
         return RowKey(self.artifact, self.target)
@@ -62,18 +59,12 @@ class AccuracyResult:
     def fail(self, status: Status, reason: str) -> None:
         self.status, self.reason = status, reason
 
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "status": str(self.status)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AccuracyResult":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
 
 @dataclass
-class EvalReport:
+class EvalReport(RowsDocument):
     """What eval.json holds: one AccuracyResult per artifact (the reference first), the data and the weights."""
+
+    row_class = AccuracyResult
 
     environment: dict
     weights: dict
@@ -98,13 +89,6 @@ class EvalReport:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "rows"}
         return {"schema_version": data.pop("schema_version"), "kind": "vitship-eval", **data,
                 "accuracy_judged": self.accuracy_judged, "note": self.note, "rows": [r.to_dict() for r in self.rows]}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "EvalReport":
-        names = {f.name for f in dataclasses.fields(cls)} - {"rows"}
-        report = cls(**{k: v for k, v in data.items() if k in names})
-        report.rows = [AccuracyResult.from_dict(r) for r in data.get("rows", [])]
-        return report
 
 
 def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict[str, float | None]:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import ClassVar
 
 from vitship.models.errors import VitshipError
 
@@ -69,6 +70,38 @@ class RowKey:
     @classmethod
     def from_dict(cls, data: dict) -> "RowKey":
         return cls(data["artifact"], data["target"], data.get("variant") or "", data.get("batch"))
+
+
+def known_fields(cls, data: dict) -> dict:
+    """The entries of ``data`` that are fields of the dataclass ``cls`` (a newer file may carry more)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+class StatusRow:
+    """For a row dataclass with a ``status: Status`` field: the status parsed on the way in, its word on the way out."""
+
+    def __post_init__(self):
+        self.status = Status(self.status)
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "status": str(self.status)}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**known_fields(cls, data))
+
+
+class RowsDocument:
+    """For a results dataclass (parity.json, bench.json, eval.json) whose ``rows`` are ``row_class`` objects."""
+
+    row_class: ClassVar[type]
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        document = cls(**known_fields(cls, {k: v for k, v in data.items() if k != "rows"}))
+        document.rows = [cls.row_class.from_dict(row) for row in data.get("rows", [])]
+        return document
 
 
 def read_results(path: Path, name: str, schema_version: int, rerun: str) -> dict:

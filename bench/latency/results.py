@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vitship.bench.latency.timing import BenchRow
-from vitship.bench.rows import Status, read_results
+from vitship.bench.rows import RowsDocument, Status, read_results
 from vitship.models.atomic import atomic_write_json, atomic_write_text
 
 BENCH_SCHEMA_VERSION = 2  # 2: status and reason are separate fields (bench/rows.py)
@@ -18,8 +18,10 @@ GPU_DEVICES = ("cuda", "tensorrt", "GPU")
 
 
 @dataclass
-class BenchReport:
+class BenchReport(RowsDocument):
     """One `vitship bench` run: what was measured, where, with which weights and settings."""
+
+    row_class = BenchRow
 
     model: str
     environment: dict
@@ -38,13 +40,6 @@ class BenchReport:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["rows"] = [r.to_dict(samples) for r in self.rows]
         return {"schema_version": data.pop("schema_version"), **data}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "BenchReport":
-        names = {f.name for f in dataclasses.fields(cls)}
-        report = cls(**{k: v for k, v in data.items() if k in names and k != "rows"})
-        report.rows = [BenchRow.from_dict(r) for r in data.get("rows", [])]
-        return report
 
     @classmethod
     def load(cls, path: Path) -> "BenchReport":

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from vitship.bench.rows import RowKey, Status
+from vitship.bench.rows import RowKey, Status, StatusRow, known_fields
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -91,8 +91,7 @@ class LatencyStats:
 
     @classmethod
     def from_dict(cls, data: dict) -> "LatencyStats":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**known_fields(cls, data))
 
 
 @dataclass
@@ -136,7 +135,7 @@ def measure(call: Callable[[], object], timing: TimingOptions, sync: Callable[[]
 
 
 @dataclass
-class BenchRow:
+class BenchRow(StatusRow):
     """One row of a benchmark: (artifact, target, batch, variant), its knobs, status and statistics.
 
     ``status`` is ok, error or unavailable, with the why in ``reason``; only ok rows carry stats.
@@ -155,9 +154,6 @@ class BenchRow:
     speedup: float | None = None  # baseline p50 / this p50, filled by the report
     baseline: str | None = None  # the row the speedup is against
 
-    def __post_init__(self):
-        self.status = Status(self.status)
-
     @property
     def ok(self) -> bool:
         return self.status is Status.OK
@@ -174,7 +170,6 @@ class BenchRow:
 
     @classmethod
     def from_dict(cls, data: dict) -> "BenchRow":
-        names = {f.name for f in dataclasses.fields(cls)}
-        row = cls(**{k: v for k, v in data.items() if k in names and k != "stats"})
+        row = cls(**known_fields(cls, {k: v for k, v in data.items() if k != "stats"}))
         row.stats = LatencyStats.from_dict(data["stats"]) if data.get("stats") else None
         return row

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vitship.bench.rows import RowKey, Status, read_results
+from vitship.bench.rows import RowKey, RowsDocument, Status, StatusRow, read_results
 from vitship.models.atomic import atomic_write_json
 
 PARITY_NAME = "parity.json"
@@ -15,7 +15,7 @@ SCHEMA_VERSION = 2  # 2: "status" (pass/fail/error/unavailable) and "reason" rep
 
 
 @dataclass
-class ParityResult:
+class ParityResult(StatusRow):
     """One (artifact, target[, variant]) row: every metric, the gate applied, its status and the reason."""
 
     artifact: str
@@ -39,9 +39,6 @@ class ParityResult:
     seconds: float = 0.0
     worker: dict = field(default_factory=dict)  # pid, exit code, seconds; the log tail when the worker failed
 
-    def __post_init__(self):
-        self.status = Status(self.status)
-
     @property
     def key(self) -> RowKey:
         """Parity checks every batch size in one row: its key has no batch."""
@@ -51,18 +48,13 @@ class ParityResult:
     def passed(self) -> bool:
         return self.status is Status.PASS
 
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "status": str(self.status)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ParityResult":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass
-class ParityReport:
+class ParityReport(RowsDocument):
     """What parity.json holds: the rows and what they were judged against (weights, spec, inputs, gates)."""
+
+    row_class = ParityResult
 
     environment: dict
     weights: dict
@@ -91,13 +83,6 @@ class ParityReport:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "rows"}
         return {"schema_version": data.pop("schema_version"), **data, "untrained_weights": self.untrained_weights,
                 "summary": self.summary(), "rows": [r.to_dict() for r in self.rows]}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ParityReport":
-        names = {f.name for f in dataclasses.fields(cls)} - {"rows"}
-        report = cls(**{k: v for k, v in data.items() if k in names})
-        report.rows = [ParityResult.from_dict(r) for r in data.get("rows", [])]
-        return report
 
 
 def read_parity(path: Path) -> ParityReport:
