@@ -173,10 +173,10 @@ def decide_family(family: Family, rows: list[dict], environments: dict[str, dict
     best = _unique_artifacts(ordered)
     decision = FamilyDecision(family.slug, family.title, basis)
     if best:
-        decision.pick = phrases.summary(best[0], _parity(best[0], family_rows))
+        decision.pick = phrases.summary(best[0], _parity(best[0], family_rows), options.judge_accuracy)
         decision.sentence = phrases.pick_sentence(best[0], decision.pick, basis)
     if len(best) > 1:
-        decision.runner_up = phrases.summary(best[1], _parity(best[1], family_rows))
+        decision.runner_up = phrases.summary(best[1], _parity(best[1], family_rows), options.judge_accuracy)
         decision.runner_up_sentence = phrases.runner_up_sentence(best[1], decision.runner_up, best[0])
     if not best:
         decision.sentence = phrases.no_pick_sentence(family, family_rows)

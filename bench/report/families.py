@@ -66,7 +66,7 @@ BASELINE_GROUP = ("torch-baseline", "PyTorch (the reference and the speed-up bas
 OTHER_GROUP = ("other", "Other targets")
 
 _NVIDIA_TARGETS = ("torch:cuda", "onnxruntime:cuda", "onnxruntime:tensorrt")
-_INTEL_CPU_TARGETS = ("openvino:cpu", "openvino:auto", "onnxruntime:cpu", "onnxruntime:openvino")
+_INTEL_CPU_TARGETS = ("openvino:cpu", "onnxruntime:cpu", "onnxruntime:openvino")  # AUTO: a meta-device, not a family
 
 
 def host_kind(environment: dict | None) -> str:

@@ -77,13 +77,14 @@ def where(candidate) -> str:
     return f"{candidate.target}{variant}{machine}"
 
 
-def summary(candidate, parity: dict) -> dict:
-    """The figures of a pick or runner-up, as report.json stores them."""
+def summary(candidate, parity: dict, judged: bool) -> dict:
+    """The figures of a pick or runner-up, as report.json stores them (the accuracy delta only where judged)."""
     return {"artifact": candidate.artifact, "target": candidate.target, "variant": candidate.variant,
             "machine": candidate.machine, "role": candidate.role, "p50_ms": candidate.p50 if candidate.ranks else None,
             "batch": candidate.batch, "speedup": candidate.cell.get("speedup") if candidate.ranks else None,
             "size_bytes": candidate.size_bytes, "parity": {k: parity.get(k) for k in ("verdict", "metric", "value", "target")},
-            "accuracy_delta_points": candidate.row["accuracy"].get("delta_points"), "apple": candidate.apple or None}
+            "accuracy_delta_points": candidate.row["accuracy"].get("delta_points") if judged else None,
+            "apple": candidate.apple or None}
 
 
 def _timed_figures(candidate, pick: dict) -> list[str]:
