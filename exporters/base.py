@@ -7,13 +7,16 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 
-from vitship.models import IMAGE_SUFFIXES, LoadedModel, ModelSpec, VitshipError, file_sha256, image_files, preprocess, sample_images
+from vitship.models import IMAGE_SUFFIXES, ModelSpec, VitshipError, file_sha256, image_files, preprocess, sample_images
 from vitship.models.atomic import atomic_write_json
 from vitship.models.versions import package_versions, vitship_version  # noqa: F401  (the exporters record them)
+
+if TYPE_CHECKING:  # torch: not imported by runtimes and workers that only read manifests
+    from vitship.models import LoadedModel
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
@@ -103,7 +106,7 @@ class Artifact:
 
 # export(loaded, out_dir, options, cache) -> Artifact. out_dir is the artifact's own (temporary) folder; options
 # is the format's own ExportOptions subclass; cache (may be None) holds the fp32 trace across precisions.
-ExportFn = Callable[[LoadedModel, Path, ExportOptions, "TraceCache | None"], Artifact]
+ExportFn = Callable[["LoadedModel", Path, ExportOptions, "TraceCache | None"], Artifact]
 
 
 def artifact_id(fmt: str, precision: str) -> str:

@@ -1,11 +1,12 @@
 """vitship.models: the reference model, its weights, preprocessing and sample photos. Imports nothing else of vitship.
 
-The torch-backed names (DetectorModel, LoadedModel, WeightsInfo, file_sha256, load_weights) are
+The torch-backed names (DetectorModel, LoadedModel, WeightsInfo, load_weights) are
 imported on first use, so that ``import vitship`` and the error classes stay light (no torch).
 """
 
 import importlib
 
+from vitship.models.digest import file_sha256
 from vitship.models.errors import ImageError, MissingDependencyError, UnknownNameError, VitshipError, WeightsError
 from vitship.models.head import fake_probability, probabilities
 from vitship.models.preprocess import IMAGE_SUFFIXES, image_files, load_image, preprocess
@@ -14,7 +15,7 @@ from vitship.models.spec import DEFAULT_SPEC, FEATURES_NAME, INPUT_NAME, LOGITS_
 
 ARCHITECTURES = {"vit_small_patch16_384": DEFAULT_SPEC, "tiny": tiny_spec()}
 _LAZY = {"DetectorModel": "vitship.models.vit", "LoadedModel": "vitship.models.weights",
-         "WeightsInfo": "vitship.models.weights", "file_sha256": "vitship.models.weights",
+         "WeightsInfo": "vitship.models.weights",
          "load_weights": "vitship.models.weights"}
 
 

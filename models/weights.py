@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from vitship.models.digest import file_sha256
 from vitship.models.errors import WeightsError
 from vitship.models.hf_format import convert_state_dict, read_transformers_dir
 from vitship.models.spec import DEFAULT_SPEC, ModelSpec
@@ -50,14 +51,6 @@ class LoadedModel(NamedTuple):
     model: DetectorModel
     spec: ModelSpec
     info: WeightsInfo
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:

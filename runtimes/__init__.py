@@ -11,10 +11,10 @@ import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from vitship.exporters.base import Artifact, resolve_artifact_path
-from vitship.models import LoadedModel, UnknownNameError
+from vitship.models import UnknownNameError
 from vitship.runtimes.base import (
     REFERENCE_LABEL,
     TARGET_LABELS,
@@ -25,6 +25,9 @@ from vitship.runtimes.base import (
     TargetStatus,
     target_display,
 )
+
+if TYPE_CHECKING:  # torch: an onnxruntime or OpenVINO session never needs it
+    from vitship.models import LoadedModel
 
 TorchVariant = Literal["eager", "compile", "cudagraphs"]
 OrtOptimization = Literal["disable", "basic", "extended", "all"]

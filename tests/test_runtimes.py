@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import vitship.runtimes as runtimes
-from vitship.exporters import get_exporter
-from vitship.exporters.base import ExportOptions
+from vitship.exporters import get_exporter, options_class
 from vitship.models import UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
 from vitship.runtimes import (RUNTIMES, RuntimeAdapter, RuntimeFailure, RuntimeUnavailable, SessionOptions, available_targets,
                       open_session, register, target_status, torch_artifact)
@@ -36,7 +35,7 @@ def expected(loaded, pixels):
 def _export(loaded, model_dir, fmt, precision):
     out = model_dir / f"{fmt}-{precision}"
     out.mkdir(parents=True)
-    return get_exporter(fmt)(loaded, out, ExportOptions(precision=precision))
+    return get_exporter(fmt)(loaded, out, options_class(fmt)(precision=precision))
 
 
 @pytest.fixture(scope="module")

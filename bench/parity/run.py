@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -24,10 +24,13 @@ from vitship.bench.parity.plan import RowPlan
 from vitship.bench.parity.results import ParityResult
 from vitship.bench.rows import Status
 from vitship.exporters.base import Artifact, path_sha256, read_manifest, resolve_artifact_path
-from vitship.models import LoadedModel, ModelSpec, VitshipError, load_weights, preprocess, sample_images
+from vitship.models import ModelSpec, VitshipError, preprocess, sample_images
 from vitship.runtimes import TARGET_LABELS, RuntimeUnavailable, SessionOptions, open_session, torch_artifact
 
 WORKER_MODULE = "vitship.bench.parity.worker"
+
+if TYPE_CHECKING:  # torch: a worker checking an ONNX or OpenVINO row never imports it
+    from vitship.models import LoadedModel
 
 
 class ArtifactRefused(VitshipError):
@@ -129,6 +132,8 @@ def manifest_spec(model_dir: Path) -> ModelSpec:
 
 def load_reference(model_dir: Path, weights_source: str | None = None) -> LoadedModel:
     """Reload the weights the manifest records (or `weights_source`) and check their sha256 against it."""
+    from vitship.models import load_weights
+
     recorded = reference_weights(model_dir)
     loaded = load_weights(weights_source or recorded["source"], manifest_spec(model_dir))
     if loaded.info.sha256 != recorded["sha256"]:
