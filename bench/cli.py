@@ -50,6 +50,11 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
         _quiet_backends()
 
 
+def _usage_errors(click) -> tuple[type, ...]:
+    """click's ClickException and typer's: typer 0.25+ vendors click (typer._click), whose classes are not click's."""
+    return click.ClickException, next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
     """Entry point: domain errors become one red line and a non-zero exit (tracebacks with --debug)."""
     import click
@@ -68,7 +73,7 @@ def main() -> None:
     except click.exceptions.Abort:
         err_console.print("[yellow]interrupted[/yellow]")
         sys.exit(130)
-    except click.ClickException as err:
+    except _usage_errors(click) as err:  # a bad option value or an unknown option: click's own message, exit 2
         err.show()
         sys.exit(err.exit_code)
     except KeyboardInterrupt:

@@ -52,3 +52,13 @@ def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
     assert "error:" in result.stderr and "Traceback" not in result.stderr
     debug = run_cli("--debug", "doctor", "--weights", str(tmp_path / "missing.pt"))
     assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_bad_option_values_are_usage_errors_from_the_installed_command(tmp_path):
+    """Through the real entry point (not CliRunner): typer's usage errors are exit 2 with click's message."""
+    bad_value = run_cli("bench", "--arch", "tiny", "--artifacts", str(tmp_path), "--hint", "fast")
+    assert bad_value.returncode == 2 and "internal error" not in bad_value.stderr, bad_value.stderr
+    assert "Invalid value for --hint: 'fast' is not one of latency, throughput" in bad_value.stderr
+    unknown = run_cli("parity", "--nonsense")
+    assert unknown.returncode == 2 and "No such option: --nonsense" in unknown.stderr, unknown.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing ran
