@@ -94,6 +94,8 @@ class Artifact:
     calibration: dict | None = None
     options: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)  # exporter notes: slimming, fallbacks, precision used, ...
+    # oldest runtime release that loads it, per runtime ({"onnxruntime": "1.16", "openvino": "2024.0"}); {}: not recorded
+    min_runtime_versions: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

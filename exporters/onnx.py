@@ -1,8 +1,9 @@
-"""ONNX export: fp32 (dynamo exporter, one self-contained file), fp16 (fp32 I/O kept) and int8 (QDQ).
+"""ONNX export: fp32 (dynamo exporter, one self-contained file), fp16 (fp32 I/O kept) and int8 (dynamic or QDQ).
 
 Every precision starts from the same fp32 graph: exported by ``torch.onnx.export(dynamo=True)`` (the
 TorchScript exporter only as a logged fallback), simplified with onnxslim when that removes nodes
-without changing outputs, then converted to fp16 or quantized to int8 (``exporters.onnx_int8``).
+without changing outputs, then converted to fp16 or quantized to int8 (``exporters.onnx_int8``). By default the file is written for
+older runtimes too (IR version 9: onnxruntime 1.16+, OpenVINO 2024.0+; ``exporters.onnx_compat``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import numpy as np
 
 from vitship.exporters.base import (INT8_ONLY, Artifact, ExportError, ExportOptions, TraceCache, artifact_id, calibration_images, model_metadata,
                             package_versions, path_sha256, path_size, vitship_version)
+from vitship.exporters import onnx_compat
+from vitship.exporters.onnx_compat import RuntimeTarget
+from vitship.exporters.onnx_int8 import INT8_MODES
 from vitship.models import LoadedModel, MissingDependencyError
 
 FORMAT = "onnx"
@@ -33,7 +37,10 @@ class OnnxOptions(ExportOptions):
 
     opset: int = 18
     slim: bool = True  # onnxslim, kept only when it removes nodes without changing outputs
-    int8_mode: Literal["static", "dynamic"] = field(default="static", metadata=INT8_ONLY)
+    # dynamic: MatMulInteger, 0.56-0.64x onnx-fp32 on onnxruntime CPU; static: QDQ, for other execution providers
+    int8_mode: Literal["dynamic", "static"] = field(default="dynamic", metadata=INT8_ONLY)
+    # compatible: IR version 9 (onnxruntime 1.16+, OpenVINO 2024.0+); latest: the exporter's IR version as is
+    runtimes: RuntimeTarget = "compatible"
 
 
 Options = OnnxOptions
@@ -49,8 +56,9 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: Trac
     onnx = _import("onnx", "ONNX export")
     if options.precision not in ("fp32", "fp16", "int8"):
         raise ExportError(f"onnx: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
-    if options.precision == "int8" and options.int8_mode not in ("static", "dynamic"):
-        raise ExportError(f"onnx: unknown int8 mode {options.int8_mode!r}; use static or dynamic")
+    if options.precision == "int8" and options.int8_mode not in INT8_MODES:
+        raise ExportError(f"onnx: unknown int8 mode {options.int8_mode!r}; use {' or '.join(INT8_MODES)}")
+    onnx_compat.check_opset(options.opset, options.runtimes)
     start = time.perf_counter()
     # Read the calibration photos first: a bad one fails in a second, not after the export.
     static_int8 = options.precision == "int8" and options.int8_mode == "static"
@@ -66,6 +74,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: Trac
         model, calibration, int8_details = onnx_int8.quantize(model, loaded, options, photos)
         details["int8"] = int8_details
     _set_metadata(model, loaded, options.precision)
+    details["compatibility"] = onnx_compat.cap_ir_version(model, options.runtimes)
     path = Path(out_dir) / MODEL_FILE
     _save_self_contained(onnx, model, path)
     onnx.checker.check_model(str(path), full_check=True)
@@ -76,7 +85,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: Trac
         id=aid, format=FORMAT, precision=options.precision, path=f"{aid}/{MODEL_FILE}", sha256=path_sha256(path),
         size_bytes=path_size(path), export_seconds=round(time.perf_counter() - start, 3), versions=library_versions(),
         input_spec=_input_spec(loaded), weights=loaded.info.to_dict(), calibration=calibration,
-        options=options.cache_key(), details=details,
+        options=options.cache_key(), details=details, min_runtime_versions=onnx_compat.min_runtime_versions(model),
     )
 
 

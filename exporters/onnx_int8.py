@@ -1,16 +1,23 @@
-"""ONNX int8: static QDQ quantization calibrated on real photos, or weight-only dynamic quantization.
+"""ONNX int8: dynamic MatMulInteger (default, fastest on onnxruntime CPU) or static QDQ calibrated on real photos.
 
-The recipe was tuned on the real ViT-S/16-384 against the int8 gate in DESIGN.md (feature cosine
->= 0.98, agreement >= 99%, max probability error <= 0.05) on the bundled photos:
+Both recipes pass the int8 gate in DESIGN.md (feature cosine >= 0.98, agreement >= 99%, max probability
+error <= 0.05) on the real ViT-S/16-384 with the bundled photos. Measured side by side in one process
+on the 2-core AVX-512 VNNI machine (batch 1, onnxruntime CPU, ratios to onnx-fp32; the README has the
+table and ``python -m vitship.bench.int8_schemes onnx`` remakes it):
 
-- quantizing every op ONNX Runtime can (Add, Mul, Softmax, LayerNorm inputs ...) collapses the
-  features (minimum cosine 0.08, 3 of 18 decisions flipped);
-- quantizing only weight MatMuls, Gemm and the patch Conv (``MatMulConstBOnly``: the two
-  activation x activation attention MatMuls stay float) gives cosine >= 0.996, max probability
-  error ~0.01, full agreement;
-- the classifier head stays fp32: quantizing its output would clip logits to the range seen
-  in calibration, and its weights are 384 x num_labels floats.
+- dynamic, per-channel int8 weights, MatMul only (``dynamic``): 0.56-0.64x, cosine 0.9995. onnxruntime
+  fuses DynamicQuantizeLinear + MatMulInteger + scale into DynamicQuantizeMatMul (u8 x s8, VNNI);
+- static QOperator u8s8 (QLinearMatMul): as fast (0.57-0.65x) but cosine 0.9966 and needs calibration;
+- static QDQ s8s8 (``static``, the previous default): 1.02x, no faster than fp32: onnxruntime CPU runs
+  s8 activations through a slower path. Kept by option because other execution providers (OpenVINO EP,
+  TensorRT, NPUs) want QDQ graphs;
+- dynamic per-tensor: as fast, cosine 0.997; u8 weights: 0.89x; onnxruntime's transformer optimizer
+  first: no gain (0.72x), it cannot fuse timm's single qkv projection into Attention.
 
+Quantizing every op ONNX Runtime can (Add, Mul, Softmax, LayerNorm inputs ...) collapses the features
+(cosine 0.08), so only MatMuls with constant weights (plus Gemm and, static only, the patch Conv) are
+quantized; the two activation x activation attention MatMuls stay float. The classifier head stays fp32:
+quantizing its output would clip logits to the range seen in calibration, and it is 384 x num_labels.
 ``quant_pre_process`` was measured and left out: on this graph it only adds Transpose nodes.
 """
 
@@ -28,6 +35,7 @@ from vitship.models import LoadedModel, MissingDependencyError
 
 STATIC_OP_TYPES = ["MatMul", "Gemm", "Conv"]
 DYNAMIC_OP_TYPES = ["MatMul", "Gemm"]  # ConvInteger has no int8-weight kernel in onnxruntime CPU
+INT8_MODES = ("dynamic", "static")  # dynamic: fastest on onnxruntime CPU; static: QDQ for other execution providers
 
 
 def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[np.ndarray, dict] | None = None):
@@ -45,8 +53,8 @@ def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[n
         from onnxruntime import quantization
     except ImportError as err:
         raise MissingDependencyError("onnxruntime", "ONNX int8 quantization") from err
-    if options.int8_mode not in ("static", "dynamic"):
-        raise ExportError(f"onnx: unknown int8 mode {options.int8_mode!r}; use static or dynamic")
+    if options.int8_mode not in INT8_MODES:
+        raise ExportError(f"onnx: unknown int8 mode {options.int8_mode!r}; use {' or '.join(INT8_MODES)}")
     if options.int8_mode == "static" and photos is None:
         photos = calibration_images(loaded.spec, options)
     head = _head_nodes(model, loaded.spec.output_names[0])
@@ -103,7 +111,8 @@ def _quantize_dynamic(quantization, source: Path, target: Path, head: list[str])
         str(source), str(target), op_types_to_quantize=DYNAMIC_OP_TYPES, per_channel=True,
         weight_type=quantization.QuantType.QInt8, nodes_to_exclude=head, extra_options={"MatMulConstBOnly": True},
     )
-    return {"scheme": "dynamic: int8 symmetric per-channel weights, activations quantized at run time; head in fp32",
+    return {"scheme": "dynamic: int8 symmetric per-channel weights of the MatMuls with constant weights, uint8 "
+                      "activations quantized per call (DynamicQuantizeLinear + MatMulInteger); head in fp32",
             "source": None, "count": 0, "op_types": DYNAMIC_OP_TYPES}
 
 

@@ -120,6 +120,25 @@ def test_int8_ir_holds_quantized_weights_calibrated_on_the_photos(exported):
     assert artifacts["int8"].size_bytes < artifacts["fp32"].size_bytes
 
 
+@pytest.mark.parametrize("precision", ("fp32", "fp16", "int8"))
+def test_ir_records_the_oldest_openvino_that_reads_it(exported, precision):
+    artifacts, _ = exported
+    newest = max(int(op.get_type_info().version_id.removeprefix("opset")) for op in read(exported, precision).get_ops()
+                 if op.get_type_info().version_id.startswith("opset"))
+    assert newest <= 14  # every op exists in OpenVINO 2024.0 (opset14); `make compat-check` loads it there
+    assert artifacts[precision].min_runtime_versions == {"openvino": "2024.0"}
+
+
+def test_smooth_quant_is_off_by_default_and_an_alpha_is_recorded(exported, tiny_loaded, tmp_path):
+    artifacts, _ = exported
+    assert artifacts["int8"].calibration["smooth_quant_alpha"] is None
+    assert "SmoothQuant off" in artifacts["int8"].calibration["scheme"]
+    with pytest.raises(ExportError, match="alpha"):
+        openvino_exporter.export(tiny_loaded, tmp_path, OpenvinoOptions(precision="int8", smooth_quant_alpha=1.5))
+    artifact = openvino_exporter.export(tiny_loaded, tmp_path, OpenvinoOptions(precision="int8", smooth_quant_alpha=0.15))
+    assert artifact.calibration["smooth_quant_alpha"] == 0.15 and "alpha 0.15" in artifact.calibration["scheme"]
+
+
 def test_int8_ir_keeps_features_close_on_real_photos(exported, tiny_loaded, tiny_photos):
     compiled = ov.Core().compile_model(read(exported, "int8"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     features = compiled(tiny_photos)["features"]

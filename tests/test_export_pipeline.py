@@ -72,9 +72,9 @@ def test_rerun_skips_up_to_date_and_rebuilds_what_changed(onnx_root, tiny_loaded
     assert [r.status for r in results] == ["skipped", "skipped"]
     assert read_manifest(model_dir) == before
     # an int8-only option rebuilds the int8 artifact alone
-    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, {"onnx": OnnxOptions(int8_mode="dynamic")})
+    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, {"onnx": OnnxOptions(int8_mode="static")})
     assert [r.status for r in results] == ["skipped", "ok"]
-    assert read_manifest(model_dir)["artifacts"]["onnx-int8"]["options"]["int8_mode"] == "dynamic"
+    assert read_manifest(model_dir)["artifacts"]["onnx-int8"]["options"]["int8_mode"] == "static"
     assert_manifest_matches_files(model_dir)
 
 

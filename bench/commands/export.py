@@ -102,7 +102,8 @@ def export(
     weights: str = WeightsOpt, arch: str = ArchOpt,
     out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="writes OUT/<model-name>/<artifact-id>/ and manifest.json"),
     calibration: Path | None = typer.Option(None, "--calibration", help="folder of real photos for int8 calibration (default: bundled samples)"),
-    int8_mode: str = typer.Option("static", "--int8-mode", help="ONNX int8: static (QDQ, calibrated) or dynamic (weight-only)"),
+    int8_mode: str = typer.Option("dynamic", "--int8-mode", help="ONNX int8: dynamic (MatMulInteger, fastest on onnxruntime CPU) or static (QDQ, for OpenVINO EP/TensorRT/NPUs)"),
+    onnx_runtimes: str = typer.Option("compatible", "--onnx-runtimes", help="ONNX files for: compatible (IR 9: onnxruntime 1.16+, OpenVINO 2024.0+) or latest (the exporter's IR)"),
     coreml_input: str = typer.Option("tensor", "--coreml-input", help="CoreML input: tensor (normalised float) or image (RGB pixel buffer)"),
     coreml_max_batch: int = typer.Option(64, "--coreml-max-batch", min=1, help="CoreML flexible batch upper bound"),
     coreml_min_target: str = typer.Option("iOS17", "--coreml-min-target", help="CoreML minimum deployment target, e.g. iOS17, macOS14"),
@@ -116,7 +117,9 @@ def export(
 
     formats, precisions = split_names(fmt), split_names(precision)
     if int8_mode not in ("static", "dynamic"):
-        raise typer.BadParameter(f"--int8-mode {int8_mode!r}: use static or dynamic")
+        raise typer.BadParameter(f"--int8-mode {int8_mode!r}: use dynamic or static")
+    if onnx_runtimes not in ("compatible", "latest"):
+        raise typer.BadParameter(f"--onnx-runtimes {onnx_runtimes!r}: use compatible or latest")
     if coreml_input not in ("tensor", "image"):
         raise typer.BadParameter(f"--coreml-input {coreml_input!r}: use tensor or image")
     if all_ and (formats or precisions):
@@ -124,7 +127,7 @@ def export(
     requests = resolve_requests(formats or None, precisions or None)
     if not requests:
         raise typer.BadParameter(f"no registered exporter produces {formats or 'any format'} in {precisions or 'any precision'}")
-    options = {"onnx": OnnxOptions(calibration_dir=calibration, int8_mode=int8_mode),
+    options = {"onnx": OnnxOptions(calibration_dir=calibration, int8_mode=int8_mode, runtimes=onnx_runtimes),
                "openvino": OpenvinoOptions(calibration_dir=calibration),
                "coreml": CoremlOptions(calibration_dir=calibration, input=coreml_input, max_batch=coreml_max_batch,
                                        min_target=coreml_min_target)}
