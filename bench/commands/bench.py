@@ -25,11 +25,11 @@ from vitship.models import spec_for
 
 
 def _bench_table(rows: list) -> Table:
-    from vitship.bench.latency.results import sorted_rows
+    from vitship.bench.latency.results import roofline_cell, sorted_rows
 
     table = Table(title="Latency per call (sorted by batch, then p50); speedup vs torch fp32 eager in this run")
     for column in ("artifact", "target", "variant", "batch", "p50 ms", "p90 ms", "CV", "img/s", "speedup", "load s",
-                   "peak RSS MB", "precision", "status"):
+                   "peak RSS MB", "precision", "GFLOP/s (% of peak)", "status"):
         table.add_column(column, overflow="fold")
     for row in sorted_rows(rows):
         if row.status is Status.UNAVAILABLE:
@@ -39,7 +39,7 @@ def _bench_table(rows: list) -> Table:
                  f"{row.speedup:.2f}x" if row.speedup else "-", f"{s.load_s:.2f}", f"{s.peak_rss_mb:.0f}"] if s else ["-"] * 7
         status = "[green]ok[/green]" if row.ok else f"[red]{row.status}: {row.reason}[/red]"
         table.add_row(row.artifact, target_display(row.target), row.variant or "-", str(row.batch), *cells,
-                      row.session.get("precision") or "-", status)
+                      row.session.get("precision") or "-", roofline_cell(row.roofline), status)
     return table
 
 

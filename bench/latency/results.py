@@ -29,6 +29,7 @@ class BenchReport(RowsDocument):
     config: dict
     rows: list[BenchRow] = field(default_factory=list)
     conditions: dict = field(default_factory=dict)  # load average at start and end: a busy machine inflates latency
+    peaks: dict = field(default_factory=dict)  # attainable GEMM GFLOP/s per precision (bench.latency.roofline.measure_peaks)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     schema_version: int = BENCH_SCHEMA_VERSION
 
@@ -86,7 +87,8 @@ def sorted_rows(rows: list[BenchRow]) -> list[BenchRow]:
 CSV_COLUMNS = ("artifact", "target", "variant", "batch", "status", "reason", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "stdev_ms",
                "min_ms", "max_ms", "cv", "throughput_ips", "iterations", "load_s", "first_inference_ms", "peak_rss_mb",
                "artifact_size_bytes", "speedup", "baseline", "threads", "openvino_hint", "openvino_precision",
-               "ort_optimization", "torch_variant", "torch_dtype", "precision", "provider")
+               "ort_optimization", "torch_variant", "torch_dtype", "precision", "provider", "gflops", "percent_of_peak",
+               "peak_precision")
 
 
 def to_csv(report: BenchReport) -> str:
@@ -97,7 +99,8 @@ def to_csv(report: BenchReport) -> str:
         record = {**row.knobs, **(row.stats.to_dict(samples=False) if row.stats else {}),
                   "artifact": row.artifact, "target": row.target, "variant": row.variant, "batch": row.batch,
                   "status": str(row.status), "reason": row.reason, "speedup": row.speedup, "baseline": row.baseline,
-                  "precision": row.session.get("precision", ""), "provider": row.session.get("provider", "")}
+                  "precision": row.session.get("precision", ""), "provider": row.session.get("provider", ""),
+                  **{k: (row.roofline or {}).get(k) for k in ("gflops", "percent_of_peak", "peak_precision")}}
         writer.writerow(record)
     return buffer.getvalue()
 
@@ -116,7 +119,7 @@ def _rss(stats) -> str:
 
 def markdown_table(rows: list[BenchRow]) -> str:
     lines = ["| artifact | target | variant | batch | p50 ms | p90 ms | p99 ms | CV | img/s | speedup | load s | first ms | "
-             "peak RSS MB | size MB | precision | status |", "|" + "---|" * 16]
+             "peak RSS MB | size MB | precision | GFLOP/s (% of peak) | status |", "|" + "---|" * 17]
     for row in sorted_rows(rows):
         s = row.stats
         size = s.artifact_size_bytes / 2**20 if s and s.artifact_size_bytes else None
@@ -126,9 +129,18 @@ def markdown_table(rows: list[BenchRow]) -> str:
         cells += [_fmt(row.speedup, ".2f") + ("x" if row.speedup else "")]
         cells += [_fmt(s.load_s, ".2f"), _fmt(s.first_inference_ms, ".1f"), _rss(s), _fmt(size, ".1f")] if s else ["-"] * 4
         status = f"{row.status}: {row.reason}" if row.reason else str(row.status)
-        cells += [row.session.get("precision") or "-", status.replace("|", "/")]
+        cells += [row.session.get("precision") or "-", roofline_cell(row.roofline), status.replace("|", "/")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def roofline_cell(roofline: dict | None) -> str:
+    """'412 (47% int8)': achieved GFLOP/s and its share of the attainable peak of the precision the row ran at."""
+    if not roofline:
+        return "-"
+    if roofline.get("percent_of_peak") is None:
+        return f"{roofline['gflops']:.0f}"
+    return f"{roofline['gflops']:.0f} ({roofline['percent_of_peak']:.0f}% {roofline['peak_precision']})"
 
 
 def _environment_lines(env: dict) -> list[str]:
@@ -161,8 +173,19 @@ def to_markdown(report: BenchReport) -> str:
              "Latencies are per call (one batch). Throughput = batch x iterations / total measured time. Speedup = p50 of "
              "torch fp32 eager at the same batch in this run / p50 of the row (GPU rows against torch:cuda when measured). "
              "Peak RSS is the worker process's maximum resident set (VmHWM); it includes Python and every import, "
-             "and the bracket is what opening and running the session added.", ""]
+             "and the bracket is what opening and running the session added.", *_peak_lines(report.peaks), ""]
     return "\n".join(lines)
+
+
+def _peak_lines(peaks: dict) -> list[str]:
+    """How the roofline column's peaks were measured (one line per precision)."""
+    measured = [p for name, p in peaks.items() if isinstance(p, dict) and "gflops" in p]
+    if not measured:
+        return []
+    lines = ["", "GFLOP/s = the model's GFLOP per image (attention included) x batch / p50; % of the attainable matrix-"
+             f"multiply peak of the precision the row ran at, measured on this CPU in {peaks.get('seconds')} s:"]
+    return lines + [f"- {p['precision']}: {p['gflops']:.0f} GFLOP/s, {p['source']}, GEMM {'x'.join(map(str, p['shape']))}, "
+                    f"{p['threads']} threads" for p in measured]
 
 
 def write_report(report: BenchReport, out_dir: Path, plots: bool = True) -> dict[str, Path]:

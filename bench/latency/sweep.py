@@ -194,6 +194,7 @@ def bench_artifacts(model_dir: Path, spec, weights_source: str) -> tuple[list[Ar
 def run_bench(model_dir: Path, spec, weights_source: str, config: BenchConfig, progress: ProgressFn | None = None):
     """Plan and run the sweep; returns a BenchReport (not yet written) with the environment and weights."""
     from vitship.bench.latency.results import BenchReport
+    from vitship.bench.latency.roofline import apply_roofline, measure_peaks
     from vitship.bench.environment import environment
     from vitship.runtimes import physical_cores
 
@@ -207,10 +208,12 @@ def run_bench(model_dir: Path, spec, weights_source: str, config: BenchConfig, p
                                       reason="not in the manifest; export it first")
                              for a in missing if not a.startswith("torch-")]
     start_load = load_average()
+    peaks = measure_peaks(spec, config.threads)  # a few seconds, once per run, before the rows (same conditions)
     rows = run_sweep(plan, config, progress)
+    apply_roofline(rows, spec, peaks)
     conditions = {"load_average_start": start_load, "load_average_end": load_average(), "logical_cores": os.cpu_count()}
     return BenchReport(model=spec.name, environment=environment(), weights=weights, config=config.to_dict(), rows=rows,
-                       conditions=conditions)
+                       conditions=conditions, peaks=peaks)
 
 
 def load_average() -> list[float] | None:

@@ -153,6 +153,7 @@ class BenchRow(StatusRow):
     worker: dict = field(default_factory=dict)  # pid, exit code, wall seconds, log tail on error
     speedup: float | None = None  # baseline p50 / this p50, filled by the report
     baseline: str | None = None  # the row the speedup is against
+    roofline: dict | None = None  # achieved GFLOP/s and % of the attainable peak (bench.latency.roofline.row_roofline)
 
     @property
     def ok(self) -> bool:
