@@ -27,6 +27,7 @@ FORMAT = "onnx"
 MODEL_FILE = "model.onnx"
 MAX_BATCH = 1024  # torch.export needs an upper bound; the ONNX axis itself stays symbolic ("batch")
 PROTOBUF_LIMIT = 2**31  # one self-contained .onnx file must fit in a 2 GB protobuf
+FP32_OPS_IN_FP16 = ("LayerNormalization", "Softmax")  # see _to_fp16
 SLIM_TOLERANCE = 1e-4  # max abs output difference allowed between the exported and the slimmed graph
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: Trac
         model, calibration, int8_details = onnx_int8.quantize(model, loaded, options, photos)
         details["int8"] = int8_details
     _set_metadata(model, loaded, options.precision)
-    details["compatibility"] = onnx_compat.cap_ir_version(model, options.runtimes)
+    details["compatibility"] = onnx_compat.make_compatible(model, options.runtimes)
     path = Path(out_dir) / MODEL_FILE
     _save_self_contained(onnx, model, path)
     onnx.checker.check_model(str(path), full_check=True)
@@ -215,12 +216,17 @@ def _run(model: bytes | str, batch: np.ndarray) -> list[np.ndarray]:
 def _to_fp16(model, details: dict):
     """fp16 weights and compute, fp32 inputs and outputs (for GPUs; still loads in onnxruntime CPU)."""
     try:
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     except ImportError as err:
         raise MissingDependencyError("onnxruntime", "ONNX fp16 conversion") from err
-    converted = convert_float_to_float16(model, keep_io_types=True)
+    # LayerNormalization and Softmax stay fp32: onnxruntime 1.16 CPU has no fp16 kernel for them and expands
+    # their function bodies, whose ReduceMean/ReduceMax(axes=...) are invalid at opset 18 ("Unrecognized
+    # attribute: axes"); fp32 statistics are also what mixed-precision practice keeps.
+    blocked = [*DEFAULT_OP_BLOCK_LIST, *FP32_OPS_IN_FP16]
+    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
     _topological_sort(converted.graph)
-    details["fp16"] = "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)"
+    details["fp16"] = ("onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True), "
+                       f"{' and '.join(FP32_OPS_IN_FP16)} kept in fp32")
     return converted
 
 

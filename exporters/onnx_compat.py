@@ -4,12 +4,17 @@ torch's dynamo exporter writes IR version 10 (onnx 1.16), which onnxruntime befo
 "Unsupported model IR version: 10, max supported IR version: 9", so an edge box on onnxruntime 1.16/1.17
 cannot load it. Nothing in vitship's graphs needs IR 10 (no int4/uint4 tensors, no function overloads),
 so by default the IR version is set to 9 and ``onnx.checker`` re-validates the file against IR 9.
+OpenVINO 2024.0's ONNX frontend ignores the ``start``/``end`` attributes of Shape (opset 15+), which the
+dynamo exporter uses for the class token's batch size, and fails ("Argument shapes are inconsistent" at
+the cls-token Concat); those nodes become Shape + Slice, which every runtime reads the same way.
 ``make compat-check`` loads every artifact in the oldest supported runtimes and compares outputs.
 """
 
 from __future__ import annotations
 
 from typing import Literal
+
+import numpy as np
 
 from vitship.exporters.base import ExportError
 
@@ -35,16 +40,39 @@ def check_opset(opset: int, target: str) -> None:
                           "with; lower --opset, or pass --onnx-runtimes latest for newer runtimes only")
 
 
-def cap_ir_version(model, target: str) -> dict:
-    """Set ``model.ir_version`` to 9 for the ``compatible`` target (in place); returns what was done, for details."""
+def make_compatible(model, target: str) -> dict:
+    """For the ``compatible`` target (in place): IR version 9, no sliced Shape nodes; returns what was done."""
     exported = int(model.ir_version)
-    if target == "latest" or exported <= COMPATIBLE_IR_VERSION:
+    if target == "latest":
         return {"ir_version": exported, "exported_ir_version": exported, "target": target}
-    if _uses_ir10_features(model):
+    if exported > COMPATIBLE_IR_VERSION and _uses_ir10_features(model):
         raise ExportError("onnx: the graph uses IR 10 features (4-bit tensors or function overloads) that older "
                           "runtimes cannot read; export with --onnx-runtimes latest")
-    model.ir_version = COMPATIBLE_IR_VERSION
-    return {"ir_version": COMPATIBLE_IR_VERSION, "exported_ir_version": exported, "target": target}
+    model.ir_version = min(exported, COMPATIBLE_IR_VERSION)
+    return {"ir_version": int(model.ir_version), "exported_ir_version": exported, "target": target,
+            "shape_slices_rewritten": _split_shape_slices(model.graph)}
+
+
+def _split_shape_slices(graph) -> int:
+    """Rewrite Shape(x, start, end) as Slice(Shape(x), start, end); returns how many were rewritten."""
+    from onnx import helper, numpy_helper
+
+    nodes, rewritten = [], 0
+    for node in graph.node:
+        bounds = {a.name: a.i for a in node.attribute if a.name in ("start", "end")}
+        if node.op_type != "Shape" or node.domain not in ("", "ai.onnx") or not bounds:
+            nodes.append(node)
+            continue
+        rewritten += 1
+        whole, prefix = f"{node.output[0]}__whole", f"{node.output[0]}__slice"
+        for suffix, value in (("starts", bounds.get("start", 0)), ("ends", bounds.get("end", 2**63 - 1)), ("axes", 0)):
+            graph.initializer.append(numpy_helper.from_array(np.array([value], dtype=np.int64), f"{prefix}_{suffix}"))
+        nodes.append(helper.make_node("Shape", [node.input[0]], [whole], name=node.name))
+        nodes.append(helper.make_node("Slice", [whole, f"{prefix}_starts", f"{prefix}_ends", f"{prefix}_axes"],
+                                      [node.output[0]], name=f"{node.name}_slice"))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return rewritten
 
 
 def _uses_ir10_features(model) -> bool:

@@ -185,6 +185,12 @@ def test_default_files_load_in_older_runtimes(exported, variant):
     assert {(o.domain or "ai.onnx") for o in model.opset_import} == {"ai.onnx"}
     assert max(o.version for o in model.opset_import) <= 18
     onnx.checker.check_model(model, full_check=True)  # valid as an IR 9 file
+    # OpenVINO 2024.0 ignores Shape's start/end (opset 15+); they are rewritten as Shape + Slice
+    assert not [n.name for n in model.graph.node if n.op_type == "Shape" and len(n.attribute)]
+    if variant == "fp16":  # onnxruntime 1.16 has no fp16 LayerNormalization and cannot expand it at opset 18
+        values = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+        norms = [n for n in model.graph.node if n.op_type in ("LayerNormalization", "Softmax")]
+        assert norms and all(values.get(n.output[0], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT for n in norms)
     assert artifact.min_runtime_versions == {"onnxruntime": "1.16", "openvino": "2024.0"}
     assert artifact.details["compatibility"]["ir_version"] == model.ir_version
     assert artifact.to_dict()["min_runtime_versions"] == artifact.min_runtime_versions  # goes into the manifest
