@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WEIGHTS ?= seeded
 
-.PHONY: venv test export-all bench bench-check clean
+.PHONY: venv test export-all bench bench-check compat-check clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,13 @@ bench: $(STAMP)
 # Measurement honesty: vitship's p50 vs OpenVINO benchmark_app's median for openvino-fp16 (exports it if missing).
 bench-check: $(STAMP)
 	$(BIN)/vitship bench-check --weights $(WEIGHTS)
+
+# Older runtimes: every ONNX and OpenVINO artifact (exported first if missing) loaded in onnxruntime 1.16 and
+# OpenVINO 2024.0, installed from PyPI into a throwaway venv (the one target that needs the network), and
+# compared with the current runtimes' outputs.
+compat-check: $(STAMP)
+	$(BIN)/vitship export --format onnx,openvino --weights $(WEIGHTS)
+	$(BIN)/vitship compat-check
 
 clean:
 	rm -rf artifacts reports

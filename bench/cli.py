@@ -14,6 +14,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from vitship.bench.commands import bench, bench_check, compare, doctor, export, parity, predict, report  # noqa: E402
 from vitship.bench.commands import eval as eval_
+from vitship.bench.commands import compat_check  # noqa: E402
 from vitship.bench.commands.common import err_console, state  # noqa: E402
 from vitship.models import VitshipError  # noqa: E402
 
@@ -28,6 +29,7 @@ app.command("eval")(eval_.eval_command)
 app.command("report")(report.report)
 app.command("predict")(predict.predict)
 app.command("compare", help=compare.HELP)(compare.compare)
+app.command("compat-check")(compat_check.compat_check_command)
 
 
 def _quiet_backends() -> None:

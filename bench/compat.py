@@ -1,0 +1,183 @@
+"""compat-check: load every ONNX and OpenVINO artifact in the oldest supported runtimes and compare outputs.
+
+The oldest runtimes (onnxruntime 1.16, OpenVINO 2024.0: DESIGN.md, Compatibility) are installed from PyPI into
+a throwaway venv with the same Python (their wheels need numpy<2). A small runner script, which imports nothing
+of vitship, runs there: it loads each artifact, runs the inputs one image at a time and saves the outputs. The
+same runs with the current runtimes happen here, and the two are compared per artifact and runtime.
+
+The logic lives in the package, not in a shell script, because it reuses the manifest, the preprocessing and
+the row status types, and because its comparison is unit-tested without the network (the venv is the only part
+that needs it). OpenVINO runs at INFERENCE_PRECISION_HINT=f32 on both sides, so that a bf16 default does not
+hide or fake a difference between versions.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from vitship.bench.rows import Status
+from vitship.models import VitshipError
+
+OLDEST = {"onnxruntime": "1.16.3", "openvino": "2024.0.0"}
+PINS = ("numpy<2",)  # the 2023/2024 wheels are built against numpy 1.x
+# (format, runtime) pairs: ONNX files in both runtimes, OpenVINO IRs in OpenVINO
+PAIRS = (("onnx", "onnxruntime"), ("onnx", "openvino"), ("openvino", "openvino"))
+MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.999}  # old vs new runtime, same artifact and precision
+MAX_PROB = {"fp32": 1e-4, "fp16": 5e-3, "int8": 5e-3}
+
+RUNNER = r'''
+import json, sys, numpy as np
+job = json.load(open(sys.argv[1]))
+pixels = np.load(job["inputs"])
+versions = {"python": sys.version.split()[0], "numpy": np.__version__}
+results = {}
+for item in job["items"]:
+    key = item["key"]
+    try:
+        if item["runtime"] == "onnxruntime":
+            import onnxruntime as ort
+            versions["onnxruntime"] = ort.__version__
+            session = ort.InferenceSession(item["path"], providers=["CPUExecutionProvider"])
+            names = [o.name for o in session.get_outputs()]
+            run = lambda x: dict(zip(names, session.run(None, {session.get_inputs()[0].name: x})))
+        else:
+            import openvino as ov
+            versions["openvino"] = ov.__version__.split("-")[0]
+            compiled = ov.Core().compile_model(item["path"], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+            # by position: the outputs are (logits, features) by contract; a Cast may rename the tensor
+            run = lambda x: dict(zip(("logits", "features"), compiled(x).to_tuple()))
+        outs = [run(pixels[i:i + 1]) for i in range(len(pixels))]
+        for name in ("logits", "features"):
+            np.save(f"{job['out']}/{key}.{name}.npy", np.concatenate([np.asarray(o[name], np.float32) for o in outs]))
+        results[key] = {"ok": True}
+    except Exception as err:
+        results[key] = {"ok": False, "error": f"{type(err).__name__}: {str(err).strip()[:400]}"}
+json.dump({"versions": versions, "results": results}, open(f"{job['out']}/results.json", "w"))
+'''
+
+
+class CompatError(VitshipError):
+    """The compatibility check could not run (no artifacts, the old runtimes would not install)."""
+
+
+@dataclass
+class CompatRow:
+    """One artifact in one runtime: the old version against the current one."""
+
+    artifact: str
+    runtime: str
+    precision: str
+    status: Status = Status.PASS
+    reason: str = ""
+    min_cosine: float | None = None
+    max_prob_err: float | None = None
+    max_abs_logit: float | None = None
+
+
+@dataclass
+class CompatReport:
+    rows: list[CompatRow] = field(default_factory=list)
+    old_versions: dict = field(default_factory=dict)
+    current_versions: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.rows) and all(r.status is Status.PASS for r in self.rows)
+
+
+def compat_items(model_dir: Path) -> list[dict]:
+    """Every (artifact, runtime) pair to check, from the manifest."""
+    from vitship.exporters.base import manifest_artifacts
+
+    items = []
+    for artifact in manifest_artifacts(model_dir):
+        for fmt, runtime in PAIRS:
+            if artifact.format == fmt:
+                items.append({"key": f"{artifact.id}@{runtime}", "artifact": artifact.id, "runtime": runtime,
+                              "precision": artifact.precision, "path": str(Path(model_dir) / artifact.path)})
+    if not items:
+        raise CompatError(f"{model_dir}: no ONNX or OpenVINO artifacts in the manifest; export them first "
+                          "(vitship export -f onnx,openvino)")
+    return items
+
+
+def make_venv(folder: Path, versions: dict[str, str]) -> Path:
+    """A venv in ``folder`` with the given onnxruntime/openvino from PyPI; returns its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True)
+    python = folder / "bin" / "python"
+    packages = [f"{name}=={version}" for name, version in versions.items()] + list(PINS)
+    done = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = " ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise CompatError(f"pip could not install {' '.join(packages)} for Python {sys.version.split()[0]}: {tail}")
+    return python
+
+
+def run_items(python: Path, items: list[dict], pixels: np.ndarray, work: Path) -> dict:
+    """Run the runner script with ``python`` (another venv's, or this one's); returns its results.json."""
+    work.mkdir(parents=True, exist_ok=True)
+    np.save(work / "inputs.npy", pixels)
+    (work / "runner.py").write_text(RUNNER)
+    job = {"inputs": str(work / "inputs.npy"), "out": str(work), "items": items}
+    (work / "job.json").write_text(json.dumps(job))
+    # -I: isolated, so the runner imports the venv's runtimes, never a vitship checkout in the current folder
+    done = subprocess.run([str(python), "-I", str(work / "runner.py"), str(work / "job.json")],
+                          capture_output=True, text=True)
+    if done.returncode != 0 or not (work / "results.json").exists():
+        raise CompatError(f"the runner failed under {python}: {(done.stderr or '').strip()[-400:]}")
+    return json.loads((work / "results.json").read_text())
+
+
+def compare(item: dict, old_dir: Path, new_dir: Path, old: dict, new: dict) -> CompatRow:
+    """One CompatRow: the old runtime's outputs against the current one's for the same artifact and inputs."""
+    row = CompatRow(item["artifact"], item["runtime"], item["precision"])
+    for side, result in (("oldest", old), ("current", new)):
+        if not result.get("ok"):
+            row.status, row.reason = Status.FAIL, f"{side} {item['runtime']} cannot run it: {result.get('error')}"
+            return row
+    load = lambda folder, name: np.load(folder / f"{item['key']}.{name}.npy")  # noqa: E731
+    a, b = load(old_dir, "features").astype(np.float64), load(new_dir, "features").astype(np.float64)
+    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
+    logits_old, logits_new = load(old_dir, "logits"), load(new_dir, "logits")
+    sigmoid = lambda z: 1 / (1 + np.exp(-z.astype(np.float64)))  # noqa: E731
+    row.min_cosine = float(cosine.min())
+    row.max_prob_err = float(np.abs(sigmoid(logits_old) - sigmoid(logits_new)).max())
+    row.max_abs_logit = float(np.abs(logits_old - logits_new).max())
+    precision = item["precision"] if item["precision"] in MIN_COSINE else "int8"
+    if row.min_cosine < MIN_COSINE[precision] or row.max_prob_err > MAX_PROB[precision]:
+        row.status = Status.FAIL
+        row.reason = (f"outputs differ: feature cosine {row.min_cosine:.6f} (>= {MIN_COSINE[precision]}), "
+                      f"probability error {row.max_prob_err:.2g} (<= {MAX_PROB[precision]:g})")
+    return row
+
+
+def compat_check(model_dir: Path, pixels: np.ndarray, versions: dict[str, str] | None = None,
+                 venv: Path | None = None, progress: Callable[[str], None] | None = None) -> CompatReport:
+    """Install the oldest runtimes into a throwaway venv (or reuse ``venv``), run every artifact on both sides."""
+    versions = versions or dict(OLDEST)
+    items = compat_items(model_dir)
+    say = progress or (lambda message: None)
+    with tempfile.TemporaryDirectory(prefix="vitship-compat-") as scratch:
+        work = Path(scratch)
+        if venv is not None and (Path(venv) / "bin" / "python").exists():
+            python = Path(venv) / "bin" / "python"
+        else:
+            say(f"installing onnxruntime {versions['onnxruntime']} and openvino {versions['openvino']} from PyPI "
+                "into a throwaway venv")
+            python = make_venv(Path(venv) if venv else work / "venv", versions)
+        say(f"running {len(items)} artifact/runtime pairs in the oldest runtimes")
+        old = run_items(python, items, pixels, work / "oldest")
+        say(f"running {len(items)} artifact/runtime pairs in the current runtimes")
+        new = run_items(Path(sys.executable), items, pixels, work / "current")
+        rows = [compare(item, work / "oldest", work / "current", old["results"][item["key"]],
+                        new["results"][item["key"]]) for item in items]
+    return CompatReport(rows, old["versions"], new["versions"])

@@ -1,0 +1,75 @@
+"""vitship.bench.compat without the network: the runner, the comparison and the manifest walk on tiny artifacts.
+
+The throwaway venv with the oldest runtimes is the part `make compat-check` adds (it needs PyPI); here the
+runner runs under this interpreter, i.e. the current runtimes on both sides.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vitship.bench import compat
+from vitship.bench.rows import Status
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tiny_loaded, tmp_path_factory):
+    from vitship.exporters.pipeline import export_all
+
+    root = tmp_path_factory.mktemp("compat")
+    results = export_all(tiny_loaded, root, [("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32")])
+    assert all(r.status == "ok" for r in results)
+    return root / tiny_loaded.spec.name
+
+
+def test_items_pair_each_format_with_its_runtimes(tiny_dir):
+    pairs = {(i["artifact"], i["runtime"]) for i in compat.compat_items(tiny_dir)}
+    assert pairs == {("onnx-fp32", "onnxruntime"), ("onnx-fp32", "openvino"), ("onnx-int8", "onnxruntime"),
+                     ("onnx-int8", "openvino"), ("openvino-fp32", "openvino")}
+
+
+def test_no_artifacts_is_a_clear_error(tmp_path):
+    with pytest.raises(compat.CompatError, match="export them first"):
+        compat.compat_items(tmp_path)
+
+
+def test_runner_runs_every_pair_and_the_same_runtime_agrees_with_itself(tiny_dir, tiny_photos, tmp_path):
+    items = compat.compat_items(tiny_dir)
+    first = compat.run_items(Path(sys.executable), items, tiny_photos[:3], tmp_path / "a")
+    second = compat.run_items(Path(sys.executable), items, tiny_photos[:3], tmp_path / "b")
+    assert {"onnxruntime", "openvino", "numpy", "python"} <= set(first["versions"])
+    for item in items:
+        row = compat.compare(item, tmp_path / "a", tmp_path / "b", first["results"][item["key"]],
+                             second["results"][item["key"]])
+        assert row.status is Status.PASS and row.min_cosine > 0.99999, (item["key"], row.reason)
+        assert np.load(tmp_path / "a" / f"{item['key']}.features.npy").shape == (3, 32)
+
+
+def test_a_runtime_that_cannot_load_or_differs_fails_with_the_reason(tiny_dir, tiny_photos, tmp_path):
+    (item,) = [i for i in compat.compat_items(tiny_dir) if i["key"] == "onnx-fp32@onnxruntime"]
+    results = compat.run_items(Path(sys.executable), [item], tiny_photos[:2], tmp_path / "new")
+    refused = compat.compare(item, tmp_path / "old", tmp_path / "new", {"ok": False, "error": "InvalidGraph: IR 10"},
+                             results["results"][item["key"]])
+    assert refused.status is Status.FAIL and "oldest onnxruntime cannot run it: InvalidGraph" in refused.reason
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("logits", "features"):
+        values = np.load(tmp_path / "new" / f"{item['key']}.{name}.npy")
+        np.save(old / f"{item['key']}.{name}.npy", values + (0.5 if name == "features" else 0.0) * np.sign(values))
+    differs = compat.compare(item, old, tmp_path / "new", {"ok": True}, {"ok": True})
+    assert differs.status is Status.FAIL and "feature cosine" in differs.reason
+
+
+def test_a_broken_artifact_is_reported_not_raised(tiny_dir, tiny_photos, tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not onnx")
+    item = {"key": "x@onnxruntime", "artifact": "x", "runtime": "onnxruntime", "precision": "fp32", "path": str(broken)}
+    results = compat.run_items(Path(sys.executable), [item], tiny_photos[:1], tmp_path / "run")
+    assert results["results"]["x@onnxruntime"]["ok"] is False and results["results"]["x@onnxruntime"]["error"]
