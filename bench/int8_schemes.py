@@ -1,0 +1,133 @@
+"""The README's int8 tables, remade on any machine: ONNX int8 schemes side by side, OpenVINO int8 per-layer time.
+
+    python -m vitship.bench.int8_schemes onnx ARTIFACTS/MODEL      # needs onnx-fp32 in the manifest
+    python -m vitship.bench.int8_schemes openvino ARTIFACTS/MODEL  # needs openvino-int8
+
+``onnx`` quantizes the exported onnx-fp32 with each scheme, opens every variant in one process (onnxruntime
+CPU, physical-core threads) and times them round-robin at batch 1, so a busy machine slows all alike;
+accuracy is the feature cosine and probability error against onnx-fp32 on the bundled photos.
+``openvino`` compiles openvino-int8 at batch 1 with PERF_COUNT and sums OpenVINO's per-layer counters by
+part (linear layers, attention, the rest), each against the measured int8 GEMM peak (bench.latency.roofline).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROUNDS, CALLS = 3, 10
+SCHEMES = {  # name -> quantize_* keyword arguments (see exporters.onnx_int8 for the shipped two)
+    "dynamic per-channel (default)": dict(kind="dynamic", per_channel=True),
+    "dynamic per-tensor": dict(kind="dynamic", per_channel=False),
+    "static QOperator u8s8": dict(kind="static", quant_format="QOperator", activation_type="QUInt8"),
+    "static QDQ u8s8": dict(kind="static", quant_format="QDQ", activation_type="QUInt8"),
+    "static QDQ s8s8 (--int8-mode static)": dict(kind="static", quant_format="QDQ", activation_type="QInt8"),
+}
+
+
+def _quantize(source: Path, target: Path, scheme: dict, photos: np.ndarray, head: list[str]) -> None:
+    from onnxruntime import quantization as q
+
+    if scheme["kind"] == "dynamic":
+        q.quantize_dynamic(str(source), str(target), op_types_to_quantize=["MatMul", "Gemm"], per_channel=scheme["per_channel"],
+                           weight_type=q.QuantType.QInt8, nodes_to_exclude=head, extra_options={"MatMulConstBOnly": True})
+        return
+    batches = iter([{"pixel_values": photos[i:i + 1]} for i in range(len(photos))])
+    reader = type("Reader", (q.CalibrationDataReader,), {"get_next": lambda self: next(batches, None)})()
+    q.quantize_static(str(source), str(target), reader, quant_format=getattr(q.QuantFormat, scheme["quant_format"]),
+                      per_channel=True, activation_type=getattr(q.QuantType, scheme["activation_type"]),
+                      weight_type=q.QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Conv"], nodes_to_exclude=head,
+                      extra_options={"MatMulConstBOnly": True, "WeightSymmetric": True})
+
+
+def onnx_table(model_dir: Path) -> str:
+    import onnx
+    import onnxruntime as ort
+
+    from vitship.models import ModelSpec, preprocess, sample_images
+    from vitship.exporters.base import read_manifest
+    from vitship.runtimes import physical_cores
+
+    manifest = read_manifest(model_dir)
+    source = model_dir / manifest["artifacts"]["onnx-fp32"]["path"]
+    photos = preprocess(sample_images(), ModelSpec.from_dict(manifest["spec"]))
+    head = [n.name for n in onnx.load(str(source), load_external_data=False).graph.node if "logits" in n.output]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = physical_cores(), 1
+    with tempfile.TemporaryDirectory() as work:
+        files = {"fp32 (onnx-fp32)": source}
+        for name, scheme in SCHEMES.items():
+            files[name] = Path(work) / f"{len(files)}.onnx"
+            _quantize(source, files[name], scheme, photos, head)
+        sessions = {n: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for n, p in files.items()}
+        outputs = {n: [s.run(None, {"pixel_values": photos[i:i + 1]}) for i in range(len(photos))] for n, s in sessions.items()}
+        times = defaultdict(list)
+        for _ in range(ROUNDS):  # round-robin: machine noise lands on every scheme alike
+            for name, session in sessions.items():
+                for _ in range(CALLS):
+                    start = time.perf_counter_ns()
+                    session.run(None, {"pixel_values": photos[:1]})
+                    times[name].append(time.perf_counter_ns() - start)
+    base = np.median(times["fp32 (onnx-fp32)"])
+    reference = np.concatenate([o[1] for o in outputs["fp32 (onnx-fp32)"]]).astype(np.float64)
+    lines = ["| scheme | p50 ms | vs onnx-fp32 | min feature cosine | max prob error |", "|---|---|---|---|---|"]
+    for name in files:
+        features = np.concatenate([o[1] for o in outputs[name]]).astype(np.float64)
+        cosine = (features * reference).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(reference, axis=1)
+        logits = [np.concatenate([o[0] for o in outputs[k]]) for k in (name, "fp32 (onnx-fp32)")]
+        prob = np.abs(1 / (1 + np.exp(-logits[0])) - 1 / (1 + np.exp(-logits[1]))).max()
+        p50 = np.median(times[name])
+        lines.append(f"| {name} | {p50 / 1e6:.1f} | {p50 / base:.2f}x | {cosine.min():.4f} | {prob:.4f} |")
+    return "\n".join(lines)
+
+
+PARTS = {"FullyConnectedQuantizedLegacy": "linear", "FullyConnected": "linear", "Subgraph": "attention + fused ops",
+         "Convolution": "patch embedding"}
+
+
+def openvino_table(model_dir: Path) -> str:
+    import openvino as ov
+
+    from vitship.bench.latency.roofline import measure_peaks, model_gflop
+    from vitship.exporters.base import read_manifest
+    from vitship.models import ModelSpec
+    from vitship.runtimes import physical_cores
+
+    manifest = read_manifest(model_dir)
+    spec, threads = ModelSpec.from_dict(manifest["spec"]), physical_cores()
+    model = ov.Core().read_model(str(model_dir / manifest["artifacts"]["openvino-int8"]["path"]))
+    model.reshape({model.inputs[0].get_any_name(): [1, *spec.input_shape]})
+    compiled = ov.Core().compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+                                                     "PERF_COUNT": True})
+    request, pixels = compiled.create_infer_request(), np.zeros((1, *spec.input_shape), np.float32)
+    for _ in range(3):
+        request.infer({0: pixels})
+    spent, kernels = defaultdict(float), defaultdict(set)
+    for _ in range(CALLS):
+        request.infer({0: pixels})
+        for layer in request.profiling_info:
+            if layer.status == layer.Status.EXECUTED:
+                part = PARTS.get(layer.node_type, "other (norms, reorders, transposes)")
+                spent[part] += layer.real_time.total_seconds() * 1e3 / CALLS
+                kernels[part].add(layer.exec_type)
+    gflop, peak = model_gflop(spec), measure_peaks(spec, threads)["int8"]["gflops"]
+    work = {"linear": gflop["linear"] + gflop["head"], "attention + fused ops": gflop["attention"],
+            "patch embedding": gflop["patch_embed"]}
+    lines = [f"int8 GEMM peak {peak:.0f} GOP/s ({threads} threads); total {sum(spent.values()):.1f} ms per image",
+             "", "| part | ms | GOP | GOP/s | % of int8 peak | floor at peak ms | kernels |", "|---|---|---|---|---|---|---|"]
+    for part, ms in sorted(spent.items(), key=lambda kv: -kv[1]):
+        ops = work.get(part)
+        rate = f"{ops / ms * 1e3:.0f} | {100 * ops / ms * 1e3 / peak:.0f}% | {ops / peak * 1e3:.1f}" if ops else "- | - | -"
+        lines.append(f"| {part} | {ms:.1f} | {ops or 0:.2f} | {rate} | {', '.join(sorted(kernels[part]))} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in ("onnx", "openvino"):
+        sys.exit("usage: python -m vitship.bench.int8_schemes onnx|openvino ARTIFACTS/MODEL-NAME")
+    print((onnx_table if sys.argv[1] == "onnx" else openvino_table)(Path(sys.argv[2])))
