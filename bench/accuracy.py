@@ -123,12 +123,20 @@ def _torch_logits(loaded: LoadedModel, batch: np.ndarray) -> np.ndarray:
 
 
 def default_target(fmt: str, statuses) -> str | None:
-    """The first available CPU target that runs ``fmt``, else its first CPU target (whose session says why not)."""
+    """The target eval and predict score ``fmt`` on: the first available CPU target that runs it, else coreml:reference
+    (Linux: CoreML programs are scored by the reference executor, whose rows say so), else its first CPU target
+    (whose session says why not). A Core ML program (coreml, executorch-coreml) tries the Core ML runtime and the
+    reference first: ExecuTorch runs executorch-coreml only where it has the Core ML delegate, never on Linux."""
     from vitship.runtimes import RUNTIMES
 
-    cpu = [s for s in statuses if s.runtime in RUNTIMES and fmt in RUNTIMES[s.runtime].formats
-           and s.device.lower().startswith("cpu")]
-    return next((s.target for s in cpu if s.available), cpu[0].target if cpu else None)
+    runs = [s for s in statuses if s.runtime in RUNTIMES and fmt in RUNTIMES[s.runtime].formats]
+    cpu = [s for s in runs if s.device.lower().startswith("cpu")]
+    reference = [s for s in runs if s.target == "coreml:reference"]
+    if "coreml" in fmt.split("-"):
+        order = [s for s in cpu if s.runtime == "coreml"] + reference + [s for s in cpu if s.runtime != "coreml"]
+    else:
+        order = cpu + reference
+    return next((s.target for s in order if s.available), cpu[0].target if cpu else None)
 
 
 class _Sessions:

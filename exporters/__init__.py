@@ -11,19 +11,25 @@ import importlib
 from vitship.exporters.base import PRECISIONS, Artifact, ExportError, ExportFn, ExportOptions, TraceCache, artifact_id
 from vitship.models import UnknownNameError
 
-# format -> (module, precisions it produces)
+# name -> (module, precisions it produces). The name is the artifact id's prefix (<name>-<precision>); a module
+# may serve several names (coreml, coreml-tensor), each with its own options class (OPTIONS_CLASSES).
 EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {}
+OPTIONS_CLASSES: dict[str, str] = {}  # name -> the module's options class for it ("Options" by default)
 
 
-def register(fmt: str, module: str, precisions: tuple[str, ...] = PRECISIONS) -> None:
+def register(fmt: str, module: str, precisions: tuple[str, ...] = PRECISIONS, options: str = "Options") -> None:
     if fmt in EXPORTERS:
         raise ValueError(f"exporter {fmt!r} is already registered")
     EXPORTERS[fmt] = (module, precisions)
+    OPTIONS_CLASSES[fmt] = options
 
 
 register("onnx", "vitship.exporters.onnx")
 register("openvino", "vitship.exporters.openvino")
 register("coreml", "vitship.exporters.coreml")
+register("coreml-tensor", "vitship.exporters.coreml", ("fp16", "int8"), options="CoremlTensorOptions")
+register("executorch", "vitship.exporters.executorch", ("fp32", "int8"))
+register("executorch-coreml", "vitship.exporters.executorch", ("fp16",), options="ExecutorchCoremlOptions")
 
 
 def _module(fmt: str):
@@ -39,12 +45,12 @@ def get_exporter(fmt: str) -> ExportFn:
 
 def options_class(fmt: str) -> type[ExportOptions]:
     """The format's own options dataclass (``onnx.OnnxOptions``, ...): its fields are the format's rebuild key."""
-    return _module(fmt).Options
+    return getattr(_module(fmt), OPTIONS_CLASSES[fmt])
 
 
 def all_artifact_ids() -> list[str]:
     return [artifact_id(fmt, p) for fmt, (_, precisions) in EXPORTERS.items() for p in precisions]
 
 
-__all__ = ["EXPORTERS", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids", "artifact_id", "get_exporter",
+__all__ = ["EXPORTERS", "OPTIONS_CLASSES", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids", "artifact_id", "get_exporter",
            "options_class", "register"]

@@ -1,5 +1,10 @@
 """CoreML export: ML Program .mlpackage (fp32, fp16, int8 weights) from a torch.export program.
 
+Two registered names share this module: ``coreml`` (fp16/int8 take an RGB image at batch 1, what the
+Neural Engine and Vision run; fp32 is the exact reference, not for the Neural Engine) and ``coreml-tensor``
+(the float tensor with enumerated batches 1, 2, 4, 8). A RangeDim batch stays behind ``batch="range"``:
+the Neural Engine runs it only at its default shape. Every artifact records ``details["apple"]``.
+
 torch.export, not torch.jit.trace: coremltools' TorchScript frontend fails on this two-output ViT.
 
 Labels: ct.ClassifierConfig would replace the outputs with classLabel + a probability dictionary and
@@ -13,16 +18,16 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
 from vitship.exporters.base import (Artifact, ExportError, ExportOptions, TraceCache, artifact_id, model_metadata, package_versions,
-                            path_sha256, path_size, vitship_version)
+                                    path_sha256, path_size, vitship_version)
+from vitship.exporters.coreml_apple import NOT_FOR_NEURAL_ENGINE, apple_details, batch_shapes_label, mil_op_counts
 from vitship.models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
 
 FORMAT = "coreml"
@@ -32,15 +37,52 @@ LICENSE = "MIT"  # the CommunityForensics detector's licence (arXiv:2411.04125)
 # token feed an `add`, and quantizing them saves ~1% of the size for a systematic error on every token.
 INT8_OP_TYPES = ("linear", "conv")
 INT8_MIN_ELEMENTS = 2048  # coremltools' default: smaller consts (biases, norms) stay in float
+INPUTS = ("auto", "image", "tensor")
+BATCH_KINDS = ("enumerated", "range")
 
 
 @dataclass(frozen=True)
 class CoremlOptions(ExportOptions):
-    """CoreML export options (the rebuild key of every coreml-* artifact)."""
+    """coreml-* options (each artifact's rebuild key).
 
-    input: Literal["tensor", "image"] = "tensor"
+    By default fp16 and int8 take an RGB image (a CVPixelBuffer, normalisation folded into scale and bias) at
+    a fixed batch of 1, what a Vision / Core ML app feeds the Neural Engine. fp32 is the exact reference and
+    takes the normalised float tensor: an 8-bit image would round every random parity input.
+
+    Attributes:
+        input: auto (image for fp16/int8, tensor for fp32), image, or tensor.
+        batch: a tensor input's batch: enumerated (``batch_shapes``, which the Neural Engine runs) or range
+            (RangeDim 1..``max_batch``: the Neural Engine runs it only at its default shape, batch 1).
+        batch_shapes: the enumerated batch sizes.
+        max_batch: the RangeDim upper bound (batch="range" only).
+        min_target: the minimum deployment target (iOS17: the oldest that runs int8-weight ML Programs well).
+    """
+
+    name: ClassVar[str] = "coreml"  # the registry name: artifact ids are <name>-<precision>
+    input: Literal["auto", "image", "tensor"] = "auto"
+    batch: Literal["enumerated", "range"] = "enumerated"
+    batch_shapes: tuple[int, ...] = (1, 2, 4, 8)
     max_batch: int = 64
     min_target: str = "iOS17"
+
+    def input_kind(self) -> str:
+        if self.input == "auto":
+            return "tensor" if self.precision == "fp32" else "image"
+        return self.input
+
+    def batch_kind(self) -> str:
+        return "fixed" if self.input_kind() == "image" else self.batch
+
+    def cache_key(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in super().cache_key().items()}
+
+
+@dataclass(frozen=True)
+class CoremlTensorOptions(CoremlOptions):
+    """coreml-tensor-*: the float tensor input with enumerated batches (1, 2, 4, 8), for batched work on device."""
+
+    name: ClassVar[str] = "coreml-tensor"
+    input: Literal["auto", "image", "tensor"] = "tensor"
 
 
 Options = CoremlOptions
@@ -53,9 +95,9 @@ def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: Tr
     program (weights dequantize to fp16, so it still runs on the Neural Engine).
     """
     ct = _import_coremltools()
-    _check_options(ct, options)
+    check_options(ct, options)
     start = time.perf_counter()
-    program, normalisation = _export_program(loaded, options)
+    program, normalisation, reused = _export_program(loaded, options, cache or TraceCache())
     mlmodel = ct.convert(
         program, inputs=[_input_type(ct, loaded.spec, options)],
         outputs=[ct.TensorType(name=name, dtype=np.float32) for name in loaded.spec.output_names],  # fp32 out at any precision
@@ -67,20 +109,28 @@ def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: Tr
     _describe(mlmodel, loaded, options)
     package = Path(out_dir) / PACKAGE_NAME
     mlmodel.save(str(package))
+    aid = artifact_id(options.name, options.precision)
+    details = _details(mlmodel, options, normalisation) | ({"torch_export": "reused from this run"} if reused else {})
     return Artifact(
-        id=artifact_id(FORMAT, options.precision), format=FORMAT, precision=options.precision,
-        path=f"{artifact_id(FORMAT, options.precision)}/{PACKAGE_NAME}", sha256=path_sha256(package),
+        id=aid, format=FORMAT, precision=options.precision, path=f"{aid}/{PACKAGE_NAME}", sha256=path_sha256(package),
         size_bytes=path_size(package), export_seconds=round(time.perf_counter() - start, 3),
         versions=package_versions("coremltools", "torch"), input_spec=_input_spec(loaded.spec, options),
-        weights=loaded.info.to_dict(), calibration=None, options=options.cache_key(),
-        details=_details(mlmodel, options, normalisation),
+        weights=loaded.info.to_dict(), calibration=None, options=options.cache_key(), details=details,
     )
 
 
-def _details(mlmodel, options: ExportOptions, normalisation: str | None) -> dict:
+def _details(mlmodel, options: CoremlOptions, normalisation: str | None) -> dict:
+    ops = mil_op_counts(mlmodel.get_spec())
+    compute = "fp32" if options.precision == "fp32" else "fp16"
+    kind = options.batch_kind()
+    apple = apple_details(compute_precision=compute, input_kind=options.input_kind(), batch_kind=kind,
+                          batch_shapes=batch_shapes_label(kind, options.batch_shapes, options.max_batch),
+                          min_target=options.min_target, op_counts=ops)
     details = {"source": "torch.export ExportedProgram (ATEN dialect)", "minimum_deployment_target": options.min_target,
-               "compute_precision": "fp32" if options.precision == "fp32" else "fp16", "mil_ops": mil_op_counts(mlmodel.get_spec()),
+               "compute_precision": compute, "mil_ops": ops, "apple": apple,
                "labels_in": "user_defined_metadata['labels'] and the logits output description (no ClassifierConfig)"}
+    if compute == "fp32":
+        details["label"] = f"exact reference, {NOT_FOR_NEURAL_ENGINE}"
     if normalisation:
         details["image_normalisation"] = normalisation
     if options.precision == "int8":
@@ -103,15 +153,25 @@ def deployment_targets(ct) -> list[str]:
     return [name for name, target in ct.target.__members__.items() if target.value >= ct.target.iOS15.value]
 
 
-def _check_options(ct, options: CoremlOptions) -> None:
+def check_options(ct, options: CoremlOptions) -> None:
+    """Refuse options that cannot make this artifact, before any work (the CLI calls it too)."""
     if options.precision not in ("fp32", "fp16", "int8"):
         raise ExportError(f"coreml: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
     if options.min_target not in deployment_targets(ct):
         raise UnknownNameError("CoreML deployment target", options.min_target, deployment_targets(ct))
-    if options.max_batch < 2:
+    if options.input not in INPUTS:
+        raise UnknownNameError("CoreML input type", options.input, list(INPUTS))
+    if options.batch not in BATCH_KINDS:
+        raise UnknownNameError("CoreML batch kind", options.batch, list(BATCH_KINDS))
+    if options.name == CoremlTensorOptions.name and options.input_kind() != "tensor":
+        raise ExportError(f"{options.name}: this variant takes a tensor input (the image variant is coreml-fp16/int8)")
+    if options.batch == "range" and options.max_batch < 2:
         raise ExportError(f"coreml: --coreml-max-batch must be 2 or more (got {options.max_batch})")
-    if options.input not in ("tensor", "image"):
-        raise UnknownNameError("CoreML input type", options.input, ["tensor", "image"])
+    shapes = options.batch_shapes
+    if not shapes or any(not isinstance(n, int) or n < 1 for n in shapes) or len(set(shapes)) != len(shapes):
+        raise ExportError(f"coreml: --coreml-batch-shapes must be distinct positive batch sizes (got {list(shapes)})")
+    if options.batch == "enumerated" and 1 not in shapes:
+        raise ExportError(f"coreml: enumerated batch shapes {list(shapes)} must include 1, the shape an app predicts with")
 
 
 def image_scale_bias(spec: ModelSpec) -> tuple[float, list[float], bool]:
@@ -139,10 +199,15 @@ class PixelNormalize(torch.nn.Module):
         return self.model((pixel_values - self.mean) * self.inv_std)
 
 
-def _export_program(loaded: LoadedModel, options: CoremlOptions):
-    """torch.export with a dynamic batch (example batch 2+: a size-1 dim would be specialised)."""
+def _export_program(loaded: LoadedModel, options: CoremlOptions, cache: TraceCache):
+    """The torch.export program (dynamic batch), shared through ``cache`` by every coreml artifact of a run.
+
+    The batch stays dynamic whatever the artifact's input (image at batch 1, enumerated, range): the Core ML
+    input type given to ct.convert fixes the shapes, so one program serves them all. Example batch 2+: a
+    size-1 dim would be specialised.
+    """
     spec, model, normalisation = loaded.spec, loaded.model, None
-    if options.input == "image":
+    if options.input_kind() == "image":
         if spec.channels != 3:
             raise ExportError(f"coreml: an image input needs 3 (RGB) channels, the model has {spec.channels}")
         if not image_scale_bias(spec)[2]:
@@ -150,23 +215,34 @@ def _export_program(loaded: LoadedModel, options: CoremlOptions):
             normalisation = "stds differ per channel: ImageType scale/bias give [0, 1]; (x - mean) / std runs in the program"
         else:
             normalisation = "folded into ImageType scale and bias"
-    example_batch = min(max(options.example_batch, 2), options.max_batch)
-    example = torch.randn(example_batch, *spec.input_shape, generator=torch.Generator().manual_seed(0))
-    batch = torch.export.Dim(spec.batch_axis, min=1, max=options.max_batch)
-    try:
-        program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    except Exception as err:  # torch.export raises many types for untraceable code; all mean "cannot export"
-        raise ExportError(f"coreml: torch.export failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
-    return program.run_decompositions({}), normalisation
+    upper = max(options.max_batch, *options.batch_shapes, 2)
+
+    def make():
+        example = torch.randn(min(max(options.example_batch, 2), upper), *spec.input_shape,
+                              generator=torch.Generator().manual_seed(0))
+        batch = torch.export.Dim(spec.batch_axis, min=1, max=upper)
+        try:
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+        except Exception as err:  # torch.export raises many types for untraceable code; all mean "cannot export"
+            raise ExportError(f"coreml: torch.export failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
+        return program.run_decompositions({})
+
+    key = (FORMAT, loaded.info.sha256, spec, isinstance(model, PixelNormalize), upper, options.example_batch)
+    program, reused = cache.get(key, make)
+    return program, normalisation, reused
 
 
 def _input_type(ct, spec: ModelSpec, options: CoremlOptions):
     channels, height, width = spec.input_shape
-    if options.input == "image":
+    if options.input_kind() == "image":
         # One CVPixelBuffer per prediction; apps batch images with MLArrayBatchProvider.
         scale, bias, _ = image_scale_bias(spec)
         return ct.ImageType(name=spec.input_name, shape=(1, channels, height, width), scale=scale, bias=bias,
                             color_layout=ct.colorlayout.RGB)
+    if options.batch == "enumerated":
+        shapes = [(n, channels, height, width) for n in sorted(options.batch_shapes)]
+        return ct.TensorType(name=spec.input_name, shape=ct.EnumeratedShapes(shapes=shapes, default=shapes[0]),
+                             dtype=np.float32)
     batch = ct.RangeDim(lower_bound=1, upper_bound=options.max_batch, default=1, symbol=spec.batch_axis)
     return ct.TensorType(name=spec.input_name, shape=(batch, channels, height, width), dtype=np.float32)
 
@@ -201,8 +277,8 @@ def _describe(mlmodel, loaded: LoadedModel, options: CoremlOptions) -> None:
                                  f"{list(spec.labels)}); outputs logits and {spec.embed_dim}-d features.{trained}")
     channels, height, width = spec.input_shape
     mlmodel.input_description[spec.input_name] = (
-        f"{width}x{height} RGB image" if options.input == "image"
-        else f"float32 NCHW (batch 1..{options.max_batch}, {channels}, {height}, {width}): RGB "
+        f"{width}x{height} RGB image" if options.input_kind() == "image"
+        else f"float32 NCHW ({_batch_words(options)}; {channels}, {height}, {width}): RGB "
              f"{spec.interpolation}-resized, center-cropped, (pixel/255 - {list(spec.mean)}) / {list(spec.std)}")
     mlmodel.output_description[spec.output_names[0]] = (
         f"logits over labels {list(spec.labels)}; " + ("sigmoid gives P(fake)" if spec.head_kind == "sigmoid" else "softmax"))
@@ -211,33 +287,26 @@ def _describe(mlmodel, loaded: LoadedModel, options: CoremlOptions) -> None:
                      "interpolation": spec.interpolation, "resize": {"mode": spec.resize_mode, "size": list(spec.resize_size)},
                      "crop": list(spec.crop_size) if spec.do_center_crop else None, "rescale_factor": spec.rescale_factor}
     extra = {"precision": options.precision, "compute_precision": "fp32" if options.precision == "fp32" else "fp16",
-             "input_type": options.input, "preprocessing": json.dumps(preprocessing)}
+             "input_type": options.input_kind(), "preprocessing": json.dumps(preprocessing)}
     for key, value in {**model_metadata(loaded), **extra}.items():
         mlmodel.user_defined_metadata[key] = value
 
 
-def mil_op_counts(spec) -> dict[str, int]:
-    """MIL op types (with counts) in an ML Program spec, nested blocks included."""
-    counts: Counter[str] = Counter()
-
-    def visit(block) -> None:
-        for op in block.operations:
-            counts[op.type] += 1
-            for nested in op.blocks:
-                visit(nested)
-
-    for function in spec.mlProgram.functions.values():
-        for block in function.block_specializations.values():
-            visit(block)
-    return dict(sorted(counts.items()))
+def _batch_words(options: CoremlOptions) -> str:
+    if options.batch_kind() == "enumerated":
+        return f"batch one of {sorted(options.batch_shapes)}"
+    return f"batch 1..{options.max_batch}, Neural Engine at batch 1 only"
 
 
 def _input_spec(spec: ModelSpec, options: CoremlOptions) -> dict:
     channels, height, width = spec.input_shape
-    if options.input == "image":
+    kind = options.input_kind()
+    if kind == "image":
         scale, bias, _ = image_scale_bias(spec)
-        shape, extra = [1, channels, height, width], {"color_layout": "RGB", "image_scale": scale, "image_bias": bias}
+        shape, extra = [1, channels, height, width], {"color_layout": "RGB", "image_scale": scale, "image_bias": bias,
+                                                      "batch_shapes": [1]}
+    elif options.batch == "enumerated":
+        shape, extra = [spec.batch_axis, channels, height, width], {"batch_shapes": sorted(options.batch_shapes)}
     else:
         shape, extra = [spec.batch_axis, channels, height, width], {"batch_range": [1, options.max_batch]}
-    return {**spec.to_dict(), "input_type": options.input, "input_shape": shape, "dtype": "float32",
-            "layout": "NCHW", **extra}
+    return {**spec.to_dict(), "input_type": kind, "input_shape": shape, "dtype": "float32", "layout": "NCHW", **extra}

@@ -120,7 +120,9 @@ def register(adapter: RuntimeAdapter) -> None:
 register(RuntimeAdapter("torch", "vitship.runtimes.torch_rt", ("torch",)))
 register(RuntimeAdapter("onnxruntime", "vitship.runtimes.onnxruntime_rt", ("onnx",)))
 register(RuntimeAdapter("openvino", "vitship.runtimes.openvino_rt", ("openvino",)))
-register(RuntimeAdapter("coreml", "vitship.runtimes.coreml_rt", ("coreml",)))
+# coreml runs executorch-coreml too: the ML Program that .pte embeds is what its Core ML delegate executes.
+register(RuntimeAdapter("coreml", "vitship.runtimes.coreml_rt", ("coreml", "executorch-coreml")))
+register(RuntimeAdapter("executorch", "vitship.runtimes.executorch_rt", ("executorch", "executorch-coreml")))
 
 
 def get_runtime(name: str) -> RuntimeAdapter:

@@ -65,26 +65,47 @@ _FP16_ONLY_UNITS = ("cpu_and_ne", "all")
 
 
 class CoreMLSession:
-    """An MLModel loaded with one compute-unit setting; predict() on a dict of numpy inputs."""
+    """An MLModel loaded with one compute-unit setting; predict() on a dict of numpy inputs (PIL images for ImageType)."""
 
-    def __init__(self, model, device: str, input_name: str, artifact_precision: str):
+    def __init__(self, model, device: str, artifact: Artifact, output_names: dict[str, str] | None = None):
+        spec = artifact.input_spec or {}
         self._model = model
-        self._input = input_name
-        lowered = artifact_precision == "fp32" and device in _FP16_ONLY_UNITS
+        self._input = spec.get("input_name", INPUT_NAME)
+        self._image = spec.get("input_type") == "image"
+        self._norm = (spec.get("mean"), spec.get("std"), spec.get("rescale_factor"))
+        self._rename = output_names or {}
+        self.unpacked = None  # an executorch-coreml payload's temporary folder
+        lowered = artifact.precision == "fp32" and device in _FP16_ONLY_UNITS
         self.info = SessionInfo(target=f"coreml:{device}", provider="coremltools MLModel.predict", device=device,
-                                precision="fp16" if lowered else artifact_precision, threads=None,
+                                precision="fp16" if lowered else artifact.precision, threads=None,
                                 extra={"compute_units": COMPUTE_UNITS[device],
                                        "precision_source": "Neural Engine (fp16) may run it" if lowered else "program"})
 
+    def _images(self, batch: np.ndarray) -> list:
+        """The 8-bit RGB images a normalised batch came from, as the CVPixelBuffers an app passes."""
+        from PIL import Image
+
+        mean, std, rescale = (np.reshape(v, (1, -1, 1, 1)) for v in self._norm)
+        pixels = np.clip(np.rint((batch * std + mean) / rescale), 0, 255).astype(np.uint8)
+        return [Image.fromarray(np.transpose(p, (1, 2, 0)), "RGB") for p in pixels]
+
     def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        out = self._model.predict({self._input: np.ascontiguousarray(batch, dtype=np.float32)})
-        return {name: np.asarray(value, dtype=np.float32) for name, value in out.items()}
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._image:  # one image per prediction (MLArrayBatchProvider batches them in an app)
+            runs = [self._model.predict({self._input: image}) for image in self._images(batch)]
+            out = {name: np.concatenate([np.asarray(r[name]) for r in runs]) for name in runs[0]}
+        else:
+            out = self._model.predict({self._input: batch})
+        return {self._rename.get(name, name): np.asarray(value, dtype=np.float32) for name, value in out.items()}
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.run_outputs(batch)[LOGITS_NAME]
 
     def close(self) -> None:
         self._model = None
+        if self.unpacked is not None:
+            self.unpacked.cleanup()
+            self.unpacked = None
 
 
 def open(artifact: Artifact, model_dir: Path, device: str, options) -> object:  # noqa: A001 - adapter API
@@ -106,6 +127,25 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> object:  
         import coremltools as ct
     except ImportError as err:
         raise MissingDependencyError("coremltools", "the CoreML targets") from err
-    model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, COMPUTE_UNITS[device]))
-    input_name = artifact.input_spec.get("input_name", INPUT_NAME) if artifact.input_spec else INPUT_NAME
-    return CoreMLSession(model, device, input_name, artifact.precision)
+    return _open_apple(ct, artifact, path, device)
+
+
+def _open_apple(ct, artifact: Artifact, path: Path, device: str) -> CoreMLSession:
+    """The real Core ML runtime; an executorch-coreml .pte runs the ML Program its delegate embeds."""
+    import tempfile
+
+    from vitship.runtimes.coreml_plan import compute_plan
+
+    unpacked, names = None, None
+    if artifact.format == "executorch-coreml":
+        from vitship.exporters.executorch import embedded_coreml_package
+
+        unpacked = tempfile.TemporaryDirectory(prefix="vitship-pte-")
+        path = embedded_coreml_package(path, Path(unpacked.name))
+        names = {v: k for k, v in ((artifact.details or {}).get("embedded_outputs") or {}).items()}
+    units = getattr(ct.ComputeUnit, COMPUTE_UNITS[device])
+    model = ct.models.MLModel(str(path), compute_units=units)
+    session = CoreMLSession(model, device, artifact, names)
+    session.unpacked = unpacked
+    session.info.extra["compute_plan"] = compute_plan(model, units)
+    return session

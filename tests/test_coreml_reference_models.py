@@ -26,8 +26,9 @@ from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifes
 from vitship.exporters.pipeline import export_all, model_dir_for  # noqa: E402
 from vitship.models import load_weights, tiny_spec  # noqa: E402
 from vitship.runtimes import SessionOptions, open_session  # noqa: E402
+from vitship.runtimes import coreml_reference  # noqa: E402
 from vitship.runtimes.coreml_reference import (REFERENCE_LABEL, TARGET, ReferenceExecutorError, load_package,  # noqa: E402
-                                       open_reference_session)
+                                               open_reference_session)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BATCHES = (1, 8)
@@ -39,9 +40,11 @@ def reference_outputs(loaded, pixels: np.ndarray) -> dict[str, np.ndarray]:
     return {"logits": logits.numpy(), "features": features.numpy()}
 
 
-def judge(session, loaded, inputs: ParityInputs, reference: dict, tolerance: Tolerance, batches=BATCHES):
-    """(failures, metrics) of the session at every batch size, plus batch consistency, under `tolerance`."""
-    runs = {b: run_batched(session, inputs.pixels, b) for b in batches}
+def judge(session, loaded, inputs: ParityInputs, reference: dict, tolerance: Tolerance, batches=BATCHES, allowed=None):
+    """(failures, metrics) of the session at every batch size, plus batch consistency, under `tolerance`.
+
+    `allowed`: the artifact's enumerated batch sizes (parity splits each batch into them, as an app does)."""
+    runs = {b: run_batched(session, inputs.pixels, b, allowed) for b in batches}
     failures, metrics = [], {}
     for b, out in runs.items():
         m = compare(out, reference, loaded.spec, inputs.names, inputs.is_photo, band=tolerance.max_prob or 0.0)
@@ -84,16 +87,19 @@ def tiny_packages(tiny_model_dir):
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_tiny_export_passes_its_gate_on_the_reference_executor(precision, tiny, tiny_inputs, tiny_packages):
+def test_tiny_export_passes_its_gate_on_the_reference_executor(precision, tiny, tiny_inputs, tiny_packages, tiny_model_dir):
     inputs, reference = tiny_inputs
-    session = open_reference_session(tiny_packages[precision][1])
+    artifact = tiny_packages[precision][0]
+    session = coreml_reference.open_session(artifact, tiny_model_dir)  # an image input needs the spec's normalisation
+    assert session.info.extra["image_input"] == (None if precision == "fp32" else "RGB")  # fp16/int8: RGB at batch 1
     assert session.info.target == TARGET and session.info.extra["note"] == REFERENCE_LABEL
     assert "not the Apple runtime" in session.info.provider
     assert session.info.precision == ("fp32" if precision == "fp32" else "fp16-emulated")
     if precision == "int8":  # the int8 weights are really decoded, not skipped
         assert session.executor.op_counts["constexpr_affine_dequantize"] + \
             session.executor.op_counts["constexpr_blockwise_shift_scale"] > 0
-    failures, metrics = judge(session, tiny, inputs, reference, DEFAULT_TOLERANCES[precision])
+    failures, metrics = judge(session, tiny, inputs, reference, DEFAULT_TOLERANCES[precision],
+                              allowed=artifact.input_spec["batch_shapes"])
     assert failures == []
     assert metrics[1].n_photos > 0
 
@@ -109,10 +115,34 @@ def test_registered_target_opens_the_reference_session(tiny_packages, tiny_model
         session.close()
 
 
-def test_a_batch_outside_the_exported_range_is_refused(tiny_packages):
+def test_a_batch_outside_the_enumerated_shapes_is_refused_as_core_ml_does(tiny_packages):
+    session = open_reference_session(tiny_packages["fp32"][1])  # enumerated batches 1, 2, 4, 8
+    assert session.run(np.zeros((4, 3, 64, 64), np.float32)).shape == (4, 1)
+    for batch in (3, 16):
+        with pytest.raises(ReferenceExecutorError, match="not one of the enumerated shapes"):
+            session.run(np.zeros((batch, 3, 64, 64), np.float32))
+
+
+def test_parity_splits_a_batch_into_enumerated_sizes(tiny_packages, tiny, tiny_inputs):
+    inputs, reference = tiny_inputs  # 18 photos + 3 random: batch 8 leaves a remainder of 5 = 4 + 1
     session = open_reference_session(tiny_packages["fp32"][1])
+    fed = []
+    real = session.run_outputs
+    session.run_outputs = lambda batch: fed.append(len(batch)) or real(batch)
+    out = run_batched(session, inputs.pixels, 8, [1, 2, 4, 8])
+    assert fed == [8, 8, 4, 1] and len(out["logits"]) == len(inputs.pixels)
+    np.testing.assert_allclose(out["logits"], reference["logits"], atol=1e-4)
+
+
+def test_a_range_batch_stays_available_and_is_checked_against_its_range(tiny, tmp_path):
+    artifact, package = export(tiny, tmp_path / "coreml-fp16", precision="fp16", input="tensor", batch="range", max_batch=16)
+    assert artifact.details["apple"]["neural_engine"] == "not eligible"
+    assert "default shape" in artifact.details["apple"]["neural_engine_reason"]
+    assert artifact.details["apple"]["batch_shapes"] == "1..16"
+    session = open_reference_session(package)
+    assert session.run(np.zeros((3, 3, 64, 64), np.float32)).shape == (3, 1)
     with pytest.raises(ReferenceExecutorError, match="outside the declared shape range"):
-        session.run(np.zeros((65, 3, 64, 64), np.float32))
+        session.run(np.zeros((17, 3, 64, 64), np.float32))
 
 
 def _largest_fp32_blob(package) -> tuple[int, int]:
@@ -195,6 +225,7 @@ def test_image_input_export_runs_from_normalised_batches(tiny, tiny_inputs, tmp_
     inputs, reference = tiny_inputs
     artifact, package = export(tiny, tmp_path / "coreml-fp32", precision="fp32", input="image")
     session = open_session(artifact, tmp_path, "coreml:reference")
+    assert artifact.input_spec["batch_shapes"] == [1] and artifact.details["apple"]["input"] == "image"
     assert session.info.extra["image_input"] == "RGB"
     photos = inputs.pixels[inputs.is_photo]
     out = run_batched(session, photos, 4)
@@ -218,7 +249,8 @@ def vit_s():
 def test_real_vit_s_export_passes_its_gate(precision, vit_s, tmp_path):
     inputs = ParityInputs.build(vit_s.spec, ParityConfig(random_inputs=1, photo_limit=3))
     reference = reference_outputs(vit_s, inputs.pixels)
-    _, package = export(vit_s, tmp_path / f"coreml-{precision}", precision=precision)
-    failures, _ = judge(open_reference_session(package), vit_s, inputs, reference, DEFAULT_TOLERANCES[precision],
-                        batches=(1, 4))
+    artifact, _ = export(vit_s, tmp_path / f"coreml-{precision}", precision=precision)
+    session = coreml_reference.open_session(artifact, tmp_path)
+    failures, _ = judge(session, vit_s, inputs, reference, DEFAULT_TOLERANCES[precision], batches=(1, 4),
+                        allowed=artifact.input_spec["batch_shapes"])
     assert failures == []

@@ -1,4 +1,5 @@
-"""vitship.exporters.coreml: flexible batch, labels and metadata, ImageType scale/bias and real int8 weights (tiny ViT).
+"""vitship.exporters.coreml: iOS shapes (image at batch 1, enumerated tensor batches), labels and metadata,
+ImageType scale/bias, real int8 weights and details["apple"] (tiny ViT).
 
 Core ML cannot run predictions off macOS, so these tests read the saved spec and ML Program back;
 the one prediction test runs on macOS only.
@@ -19,13 +20,15 @@ from vitship.models import MissingDependencyError, UnknownNameError, load_weight
 ct = pytest.importorskip("coremltools")
 
 from vitship.exporters import coreml as coreml_exporter  # noqa: E402  (after the importorskip above)
-from vitship.exporters.coreml import CoremlOptions  # noqa: E402
+from vitship.exporters.base import TraceCache  # noqa: E402
+from vitship.exporters.coreml import CoremlOptions, CoremlTensorOptions  # noqa: E402
 from tests.conftest import torch_outputs  # noqa: E402
 
 VARIANTS = {  # name -> options
-    "fp32": CoremlOptions(precision="fp32"),
-    "int8": CoremlOptions(precision="int8"),
+    "fp32": CoremlOptions(precision="fp32"),  # the exact reference: tensor input, enumerated batches
+    "int8": CoremlOptions(precision="int8"),  # the default: RGB image at batch 1
     "fp16-image": CoremlOptions(precision="fp16", input="image", min_target="iOS16"),
+    "tensor-fp16": CoremlTensorOptions(precision="fp16"),
 }
 
 
@@ -33,11 +36,11 @@ VARIANTS = {  # name -> options
 def exported(tiny_loaded, tmp_path_factory):
     """{variant: (artifact, package path)} for the tiny ViT, each converted once for the whole module."""
     root = tmp_path_factory.mktemp("artifacts")
-    result = {}
+    result, cache = {}, TraceCache()
     for name, options in VARIANTS.items():
         out_dir = root / name
         out_dir.mkdir()
-        artifact = coreml_exporter.export(tiny_loaded, out_dir, options)
+        artifact = coreml_exporter.export(tiny_loaded, out_dir, options, cache)
         result[name] = (artifact, out_dir / "model.mlpackage")
     return result
 
@@ -59,16 +62,54 @@ def operations(package):
     return list(load_program(package).functions["main"].operations)
 
 
-def test_tensor_input_has_the_flexible_batch(exported, tiny_loaded):
-    artifact, package = exported["fp32"]
+@pytest.mark.parametrize("variant", ["fp32", "tensor-fp16"])
+def test_tensor_input_has_the_enumerated_batches(exported, tiny_loaded, variant):
+    artifact, package = exported[variant]
     (inp,) = load_spec(package).description.input
     assert inp.name == "pixel_values"
     array = inp.type.multiArrayType
     assert array.dataType == ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32
-    ranges = [(r.lowerBound, r.upperBound) for r in array.shapeRange.sizeRanges]
-    channels, height, width = tiny_loaded.spec.input_shape
-    assert ranges == [(1, 64), (channels, channels), (height, height), (width, width)]
-    assert artifact.input_spec["batch_range"] == [1, 64] and artifact.input_spec["input_name"] == "pixel_values"
+    assert array.WhichOneof("ShapeFlexibility") == "enumeratedShapes"  # no RangeDim: the Neural Engine runs each one
+    shapes = [tuple(s.shape) for s in array.enumeratedShapes.shapes]
+    assert shapes == [(n, *tiny_loaded.spec.input_shape) for n in (1, 2, 4, 8)]
+    assert artifact.input_spec["batch_shapes"] == [1, 2, 4, 8] and artifact.input_spec["input_name"] == "pixel_values"
+    assert artifact.details["apple"]["batch_shapes"] == [1, 2, 4, 8] and artifact.details["apple"]["input"] == "tensor"
+
+
+def test_default_ios_artifacts_take_an_image_at_batch_one_and_are_neural_engine_eligible(exported, tiny_loaded):
+    artifact, package = exported["int8"]
+    (inp,) = load_spec(package).description.input
+    assert inp.type.WhichOneof("Type") == "imageType"
+    assert inp.type.imageType.colorSpace == ct.proto.FeatureTypes_pb2.ImageFeatureType.RGB
+    apple = artifact.details["apple"]
+    assert apple == {"neural_engine": "eligible", "neural_engine_reason": apple["neural_engine_reason"], "input": "image",
+                     "batch_shapes": [1], "minimum_deployment_target": "iOS17", "compute_precision": "fp16",
+                     "fallback_ops": []}
+    assert artifact.id == "coreml-int8" and artifact.input_spec["batch_shapes"] == [1]
+
+
+def test_fp32_is_the_exact_reference_not_for_the_neural_engine(exported):
+    artifact, _ = exported["fp32"]
+    assert artifact.details["apple"]["neural_engine"] == "not eligible"
+    assert artifact.details["apple"]["compute_precision"] == "fp32" and "fp16" in artifact.details["apple"]["neural_engine_reason"]
+    assert "not for the Neural Engine" in artifact.details["label"]
+
+
+def test_tensor_variant_has_its_own_id_and_shares_the_torch_export(exported):
+    artifact, package = exported["tensor-fp16"]
+    assert (artifact.id, artifact.format) == ("coreml-tensor-fp16", "coreml")
+    assert artifact.path == "coreml-tensor-fp16/model.mlpackage" and artifact.options["batch_shapes"] == [1, 2, 4, 8]
+    assert artifact.details["apple"]["neural_engine"] == "eligible"
+    assert artifact.details.get("torch_export") == "reused from this run"  # one torch.export for every coreml artifact
+    assert "torch_export" not in exported["fp32"][0].details
+
+
+def test_a_known_fallback_op_makes_it_into_the_apple_details():
+    from vitship.exporters.coreml_apple import apple_details
+
+    apple = apple_details(compute_precision="fp16", input_kind="tensor", batch_kind="fixed", batch_shapes=[1],
+                          min_target="iOS17", op_counts={"linear": 4, "scatter_nd": 1})
+    assert apple["fallback_ops"] == ["scatter_nd"] and "scatter_nd fall back" in apple["neural_engine_reason"]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -87,7 +128,7 @@ def test_outputs_labels_and_metadata(exported, tiny_loaded, variant):
     assert preprocessing["mean"] == list(tiny_loaded.spec.mean) and preprocessing["std"] == list(tiny_loaded.spec.std)
     assert preprocessing["size"] == list(tiny_loaded.spec.input_shape[1:]) and preprocessing["interpolation"] == "bicubic"
     assert user["precision"] == artifact.precision
-    assert artifact.sha256 == path_sha256(package) and artifact.path == f"coreml-{artifact.precision}/model.mlpackage"
+    assert artifact.sha256 == path_sha256(package) and artifact.path == f"{artifact.id}/model.mlpackage"
 
 
 def test_deployment_target_is_applied(exported):
@@ -157,7 +198,16 @@ def test_bad_options_are_domain_errors_before_converting(tiny_loaded, tmp_path):
     with pytest.raises(UnknownNameError, match="iOS17"):
         coreml_exporter.export(tiny_loaded, tmp_path, CoremlOptions(min_target="iOS99"))
     with pytest.raises(ExportError, match="max-batch"):
-        coreml_exporter.export(tiny_loaded, tmp_path, CoremlOptions(max_batch=1))
+        coreml_exporter.export(tiny_loaded, tmp_path, CoremlOptions(precision="fp32", batch="range", max_batch=1))
+    with pytest.raises(ExportError, match="must include 1"):
+        coreml_exporter.export(tiny_loaded, tmp_path, CoremlOptions(precision="fp32", batch_shapes=(2, 4)))
+    with pytest.raises(ExportError, match="distinct positive"):
+        coreml_exporter.export(tiny_loaded, tmp_path, CoremlOptions(precision="fp32", batch_shapes=(1, 1, 0)))
+    with pytest.raises(ExportError, match="tensor input"):
+        coreml_exporter.export(tiny_loaded, tmp_path, CoremlTensorOptions(precision="fp16", input="image"))
+    with pytest.raises(UnknownNameError, match="enumerated"):
+        coreml_exporter.export(tiny_loaded, tmp_path, CoremlOptions(batch="ranged"))
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_missing_coremltools_names_the_pip_command(tiny_loaded, tmp_path, monkeypatch):

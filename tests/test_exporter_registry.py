@@ -20,7 +20,7 @@ def _test_names(path: Path) -> list[str]:
 
 @pytest.mark.parametrize("fmt", sorted(EXPORTERS))
 def test_every_registered_format_has_a_test_module_with_tests(fmt):
-    path = TESTS / f"test_export_{fmt}.py"
+    path = TESTS / f"test_export_{EXPORTERS[fmt][0].rsplit('.', 1)[-1]}.py"  # one test module per exporter module
     assert path.is_file(), f"exporter {fmt!r} is registered but {path.name} does not exist: add tests for it"
     assert len(_test_names(path)) >= 3, f"{path.name} holds fewer than 3 tests for the {fmt!r} exporter"
 
@@ -31,9 +31,10 @@ def test_every_registered_format_exports_through_one_function(fmt):
     assert callable(export) and export.__name__ == "export"
 
 
-def test_the_nine_artifact_ids():
-    assert sorted(all_artifact_ids()) == sorted(f"{fmt}-{p}" for fmt in ("onnx", "openvino", "coreml")
-                                                for p in ("fp32", "fp16", "int8"))
+def test_the_artifact_ids():
+    assert sorted(all_artifact_ids()) == sorted(
+        [f"{fmt}-{p}" for fmt in ("onnx", "openvino", "coreml") for p in ("fp32", "fp16", "int8")]
+        + ["coreml-tensor-fp16", "coreml-tensor-int8", "executorch-fp32", "executorch-int8", "executorch-coreml-fp16"])
 
 
 def test_registering_twice_raises_and_unknown_names_suggest_one():

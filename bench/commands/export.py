@@ -95,22 +95,74 @@ def _run_exports(loaded, out: Path, requests: list, options, force: bool) -> lis
         logging.getLogger("vitship.exporters").removeHandler(handler)
 
 
+RANGE_HELP = ("CoreML tensor batch: enumerated (--coreml-batch-shapes; the Neural Engine runs every one) or range "
+              "(RangeDim 1..--coreml-max-batch: the Neural Engine runs it only at batch 1, other batches fall back to GPU/CPU)")
+
+
+def _coremltools():
+    try:
+        import coremltools
+    except ImportError:
+        return None
+    return coremltools
+
+
+def _apple_options(calibration: Path | None, coreml_input: str, coreml_batch: str, coreml_batch_shapes: str,
+                   coreml_max_batch: int, coreml_min_target: str, executorch_max_batch: int, executorch_int8_mode: str) -> dict:
+    """The CoreML and ExecuTorch options by registered name, each checked before any work starts (usage error)."""
+    from vitship.bench.commands.common import csv_list
+    from vitship.exporters import coreml as coreml_exporter
+    from vitship.exporters import executorch as executorch_exporter
+    from vitship.models import VitshipError
+
+    try:
+        shapes = csv_list(coreml_batch_shapes, int)
+    except ValueError as err:
+        raise typer.BadParameter(f"--coreml-batch-shapes {coreml_batch_shapes!r}: a comma list of batch sizes, e.g. 1,2,4,8") from err
+    common = {"calibration_dir": calibration, "min_target": coreml_min_target}
+    coreml = {"input": coreml_input, "batch": coreml_batch, "batch_shapes": shapes, "max_batch": coreml_max_batch, **common}
+    executorch = {"max_batch": executorch_max_batch, "int8_mode": executorch_int8_mode, **common}
+    options = {"coreml": coreml_exporter.CoremlOptions(**coreml),
+               "coreml-tensor": coreml_exporter.CoremlTensorOptions(**{**coreml, "input": "tensor"}),
+               "executorch": executorch_exporter.ExecutorchOptions(**executorch),
+               "executorch-coreml": executorch_exporter.ExecutorchCoremlOptions(**executorch)}
+    try:
+        executorch_exporter.check_options(options["executorch"].replace(precision="int8"))
+        ct = _coremltools()
+        for name, precisions in (("coreml", ("fp32", "fp16", "int8")), ("coreml-tensor", ("fp16", "int8"))):
+            for precision in precisions if ct is not None else ():  # without coremltools the CoreML rows say what to install
+                coreml_exporter.check_options(ct, options[name].replace(precision=precision))
+    except VitshipError as err:
+        raise typer.BadParameter(str(err)) from err
+    return options
+
+
 def export(
     all_: bool = typer.Option(False, "--all", help="every registered format and precision (the default without --format/--precision)"),
-    fmt: list[str] = typer.Option([], "--format", "-f", help="onnx, openvino, coreml (repeatable or comma list)"),
+    fmt: list[str] = typer.Option([], "--format", "-f", help="onnx, openvino, coreml, coreml-tensor, executorch, executorch-coreml "
+                                                            "(repeatable or comma list)"),
     precision: list[str] = typer.Option([], "--precision", "-p", help="fp32, fp16, int8 (repeatable or comma list)"),
     weights: str = WeightsOpt, arch: str = ArchOpt,
     out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="writes OUT/<model-name>/<artifact-id>/ and manifest.json"),
     calibration: Path | None = typer.Option(None, "--calibration", help="folder of real photos for int8 calibration (default: bundled samples)"),
     int8_mode: str = typer.Option("dynamic", "--int8-mode", help="ONNX int8: dynamic (MatMulInteger, fastest on onnxruntime CPU) or static (QDQ, for OpenVINO EP/TensorRT/NPUs)"),
     onnx_runtimes: str = typer.Option("compatible", "--onnx-runtimes", help="ONNX files for: compatible (IR 9: onnxruntime 1.16+, OpenVINO 2024.0+) or latest (the exporter's IR)"),
-    coreml_input: str = typer.Option("tensor", "--coreml-input", help="CoreML input: tensor (normalised float) or image (RGB pixel buffer)"),
-    coreml_max_batch: int = typer.Option(64, "--coreml-max-batch", min=1, help="CoreML flexible batch upper bound"),
-    coreml_min_target: str = typer.Option("iOS17", "--coreml-min-target", help="CoreML minimum deployment target, e.g. iOS17, macOS14"),
+    coreml_input: str = typer.Option("auto", "--coreml-input", help="coreml-* input: auto (RGB image at batch 1 for fp16/int8, "
+                                                                   "float tensor for the fp32 reference), image or tensor"),
+    coreml_batch: str = typer.Option("enumerated", "--coreml-batch", help=RANGE_HELP),
+    coreml_batch_shapes: str = typer.Option("1,2,4,8", "--coreml-batch-shapes", help="CoreML enumerated batch sizes (must include 1)"),
+    coreml_max_batch: int = typer.Option(64, "--coreml-max-batch", help="CoreML RangeDim upper bound (--coreml-batch range only; "
+                                                                         "the Neural Engine runs a RangeDim model only at batch 1)"),
+    coreml_min_target: str = typer.Option("iOS17", "--coreml-min-target", help="CoreML (and ExecuTorch Core ML delegate) minimum "
+                                                                               "deployment target, e.g. iOS17, macOS14"),
+    executorch_max_batch: int = typer.Option(8, "--executorch-max-batch", help="ExecuTorch XNNPACK batch upper bound "
+                                                                               "(memory is planned for it)"),
+    executorch_int8_mode: str = typer.Option("dynamic", "--executorch-int8-mode", help="executorch-int8: dynamic (default: better "
+                                                                                      "parity and faster on the ViT-S) or static "
+                                                                                      "(PT2E, calibrated on --calibration)"),
     force: bool = typer.Option(False, "--force", help="rebuild artifacts that are up to date"),
 ) -> None:
     """Export the model to every requested format and precision; skips what is up to date. Exits 1 if any failed."""
-    from vitship.exporters.coreml import CoremlOptions
     from vitship.exporters.onnx import OnnxOptions
     from vitship.exporters.openvino import OpenvinoOptions
     from vitship.exporters.pipeline import model_dir_for, resolve_requests
@@ -120,8 +172,6 @@ def export(
         raise typer.BadParameter(f"--int8-mode {int8_mode!r}: use dynamic or static")
     if onnx_runtimes not in ("compatible", "latest"):
         raise typer.BadParameter(f"--onnx-runtimes {onnx_runtimes!r}: use compatible or latest")
-    if coreml_input not in ("tensor", "image"):
-        raise typer.BadParameter(f"--coreml-input {coreml_input!r}: use tensor or image")
     if all_ and (formats or precisions):
         raise typer.BadParameter("--all exports everything; leave out --format/--precision, or drop --all")
     requests = resolve_requests(formats or None, precisions or None)
@@ -129,10 +179,16 @@ def export(
         raise typer.BadParameter(f"no registered exporter produces {formats or 'any format'} in {precisions or 'any precision'}")
     options = {"onnx": OnnxOptions(calibration_dir=calibration, int8_mode=int8_mode, runtimes=onnx_runtimes),
                "openvino": OpenvinoOptions(calibration_dir=calibration),
-               "coreml": CoremlOptions(calibration_dir=calibration, input=coreml_input, max_batch=coreml_max_batch,
-                                       min_target=coreml_min_target)}
+               **_apple_options(calibration, coreml_input, coreml_batch, coreml_batch_shapes, coreml_max_batch, coreml_min_target,
+                                executorch_max_batch, executorch_int8_mode)}
     loaded = load_weights(weights, spec_for(arch))
     results = _run_exports(loaded, out, requests, options, force)
+    _print_results(results, loaded, out, model_dir_for)
+    if any(r.failed for r in results):
+        raise typer.Exit(code=1)
+
+
+def _print_results(results: list, loaded, out: Path, model_dir_for) -> None:
     wide = wide_console()
     wide.print(_export_table(results))
     for result in results:
@@ -141,5 +197,3 @@ def export(
     if not loaded.info.trained:
         console.print("[yellow]untrained weights (seeded): artifacts are valid for export, parity and latency, not accuracy[/yellow]")
     console.print(f"manifest: {model_dir_for(out, loaded) / 'manifest.json'}", highlight=False)
-    if any(r.failed for r in results):
-        raise typer.Exit(code=1)

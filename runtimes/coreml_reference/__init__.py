@@ -19,12 +19,36 @@ from vitship.runtimes.coreml_reference.session import (
 
 
 def open_session(artifact, model_dir: Path, options=None) -> ReferenceSession:
-    """The adapter entry point runtimes.coreml_rt calls: `artifact.path` relative to `model_dir`."""
+    """The adapter entry point runtimes.coreml_rt calls: `artifact.path` relative to `model_dir`.
+
+    An ImageType input gets the normalisation from the artifact's input spec: the session turns each
+    normalised batch back into the 8-bit RGB pixels a CVPixelBuffer would hold (exact for the parity photos,
+    which preprocessing makes from 8-bit pixels) and runs the program's own scale and bias on them, so
+    parity checks the image path the app feeds. An executorch-coreml ``.pte`` runs the ML Program its
+    Core ML delegate embeds (unpacked to a temporary folder for the session's life).
+    """
     normalization = None
     spec = artifact.input_spec or {}
     if getattr(options, "loaded", None) is None and {"mean", "std", "rescale_factor"} <= set(spec):
         normalization = Normalization(tuple(spec["mean"]), tuple(spec["std"]), float(spec["rescale_factor"]))
-    return open_reference_session(Path(model_dir) / artifact.path, options, normalization=normalization)
+    if artifact.format != "executorch-coreml":
+        return open_reference_session(Path(model_dir) / artifact.path, options, normalization=normalization)
+    import tempfile
+
+    from vitship.exporters.executorch import embedded_coreml_package
+
+    unpacked = tempfile.TemporaryDirectory(prefix="vitship-pte-")
+    try:
+        package = embedded_coreml_package(Path(model_dir) / artifact.path, Path(unpacked.name))
+        names = (artifact.details or {}).get("embedded_outputs") or {}
+        session = open_reference_session(package, options, normalization=normalization,
+                                         output_names={v: k for k, v in names.items()})
+    except BaseException:
+        unpacked.cleanup()
+        raise
+    session.info.extra["embedded_in"] = artifact.path
+    session.unpacked = unpacked  # removed when the session is garbage-collected or closed
+    return session
 
 
 __all__ = [

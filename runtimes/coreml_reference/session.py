@@ -90,8 +90,25 @@ def declared_ranges(description) -> list[tuple[int, int | None]] | None:
     return [(int(d), int(d)) for d in array.shape]
 
 
+def enumerated_shapes(description) -> list[tuple[int, ...]] | None:
+    """The shapes an enumerated-shape multiarray input accepts, or None when its shapes are not enumerated."""
+    if description.type.WhichOneof("Type") != "multiArrayType":
+        return None
+    array = description.type.multiArrayType
+    if array.WhichOneof("ShapeFlexibility") != "enumeratedShapes":
+        return None
+    return [tuple(int(n) for n in s.shape) for s in array.enumeratedShapes.shapes]
+
+
 def check_input_shape(description, shape: tuple[int, ...]) -> None:
-    """Refuse a batch the Apple runtime would refuse: outside the declared shape range."""
+    """Refuse a batch the Apple runtime would refuse: not one of the enumerated shapes, or outside the range."""
+    shapes = enumerated_shapes(description)
+    if shapes is not None:
+        if tuple(shape) not in shapes:
+            raise ReferenceExecutorError(
+                f"input {description.name!r} of shape {tuple(shape)} is not one of the enumerated shapes {shapes}; "
+                "Core ML refuses other shapes: split the batch into enumerated sizes")
+        return
     ranges = declared_ranges(description)
     if ranges is None:
         return
@@ -115,8 +132,10 @@ def _blas_threads() -> int | None:
 class ReferenceSession:
     """Runs an .mlpackage through the numpy executor; `info` says what ran (never the Apple runtime)."""
 
-    def __init__(self, package: MLPackage, normalization: Normalization | None = None, threads: int | None = None):
+    def __init__(self, package: MLPackage, normalization: Normalization | None = None, threads: int | None = None,
+                 output_names: dict[str, str] | None = None):
         self.package = package
+        self.output_names = output_names or {}  # program output name -> logits / features, where they differ
         self.executor = ReferenceExecutor(package.program)
         descriptions = package.input_descriptions
         if len(descriptions) != 1:
@@ -156,7 +175,7 @@ class ReferenceSession:
             else:  # one image per prediction, as apps batch CVPixelBuffers (MLArrayBatchProvider)
                 runs = [self.executor.run({self.input_name: batch[i:i + 1]}) for i in range(len(batch))]
                 outputs = {name: np.concatenate([r[name] for r in runs]) for name in runs[0]}
-        outputs = {name: np.asarray(value, dtype=np.float32) for name, value in outputs.items()}
+        outputs = {self.output_names.get(name, name): np.asarray(value, dtype=np.float32) for name, value in outputs.items()}
         if LOGITS_NAME not in outputs and len(outputs) == 2:  # unnamed outputs: DetectorModel order
             outputs = dict(zip((LOGITS_NAME, FEATURES_NAME), outputs.values()))
         return outputs
@@ -167,17 +186,22 @@ class ReferenceSession:
     def close(self) -> None:
         self.executor = None
         self.package = None
+        if getattr(self, "unpacked", None) is not None:  # an ExecuTorch payload unpacked for this session
+            self.unpacked.cleanup()
+            self.unpacked = None
 
 
-def open_reference_session(package_path: Path, options=None, *, normalization: Normalization | None = None) -> ReferenceSession:
+def open_reference_session(package_path: Path, options=None, *, normalization: Normalization | None = None,
+                           output_names: dict[str, str] | None = None) -> ReferenceSession:
     """Load `package_path` (.mlpackage) and return a Session that runs it with the reference executor.
 
     Args:
         options: a runtimes.SessionOptions (its `threads` limits BLAS threads; `loaded.spec` gives the
             normalisation an ImageType input needs), or None.
         normalization: overrides the normalisation taken from `options`.
+        output_names: renames the program's outputs (an ExecuTorch Core ML payload names them after graph nodes).
     """
     if normalization is None and getattr(options, "loaded", None) is not None:
         spec = options.loaded.spec
         normalization = Normalization(tuple(spec.mean), tuple(spec.std), float(spec.rescale_factor))
-    return ReferenceSession(load_package(Path(package_path)), normalization, getattr(options, "threads", None))
+    return ReferenceSession(load_package(Path(package_path)), normalization, getattr(options, "threads", None), output_names)

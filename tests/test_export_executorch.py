@@ -1,0 +1,117 @@
+"""vitship.exporters.executorch: XNNPACK fp32/int8 and Core ML-delegated fp16 .pte programs (tiny ViT).
+
+The XNNPACK programs run here with ExecuTorch's own runtime; the Core ML-delegated one cannot, so its
+embedded ML Program is read back and run on the reference executor.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("executorch.runtime")
+ct = pytest.importorskip("coremltools")
+
+from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_outputs  # noqa: E402
+from vitship.bench.parity.run import run_batched  # noqa: E402
+from vitship.exporters import options_class  # noqa: E402
+from vitship.exporters import executorch as et_exporter  # noqa: E402
+from vitship.exporters.base import ExportError  # noqa: E402
+from vitship.exporters.executorch import ExecutorchCoremlOptions, ExecutorchOptions  # noqa: E402
+from vitship.exporters.pipeline import export_all, model_dir_for  # noqa: E402
+from vitship.models import MissingDependencyError, UnknownNameError  # noqa: E402
+from vitship.runtimes import RuntimeUnavailable, SessionOptions, open_session  # noqa: E402
+
+REQUESTS = [("executorch", "fp32"), ("executorch", "int8"), ("executorch-coreml", "fp16")]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_loaded, tmp_path_factory):
+    """The three ExecuTorch artifacts of the tiny ViT, exported by the shipped pipeline in one run."""
+    root = tmp_path_factory.mktemp("executorch")
+    results = export_all(tiny_loaded, root, REQUESTS)
+    assert [r.status for r in results] == ["ok"] * 3, [r.reason for r in results]
+    return model_dir_for(root, tiny_loaded)
+
+
+def artifacts(model_dir):
+    return {a["id"]: a for a in assert_manifest_matches_files(model_dir)["artifacts"].values()}
+
+
+def test_registry_names_map_to_their_options_and_formats(model_dir):
+    assert options_class("executorch") is ExecutorchOptions and options_class("executorch-coreml") is ExecutorchCoremlOptions
+    found = artifacts(model_dir)
+    assert {aid: (a["format"], a["path"]) for aid, a in found.items()} == {
+        "executorch-fp32": ("executorch", "executorch-fp32/model.pte"),
+        "executorch-int8": ("executorch", "executorch-int8/model.pte"),
+        "executorch-coreml-fp16": ("executorch-coreml", "executorch-coreml-fp16/model.pte")}
+
+
+def test_fp32_xnnpack_program_matches_torch_at_every_batch_of_its_range(model_dir, tiny_loaded, tiny_photos):
+    from vitship.exporters.base import Artifact
+
+    artifact = Artifact.from_dict(artifacts(model_dir)["executorch-fp32"])
+    assert artifact.details["delegate"] == "XnnpackBackend" and artifact.input_spec["batch_range"] == [1, 8]
+    session = open_session(artifact, model_dir, "executorch:cpu", SessionOptions(threads=1))
+    try:
+        for batch in (1, 3, 8):  # a dynamic batch: the example batch was 2, so batch 1 is not specialised away
+            out = session.run_outputs(tiny_photos[:batch])
+            logits, features = torch_outputs(tiny_loaded, tiny_photos[:batch])
+            np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
+            np.testing.assert_allclose(out["features"], features, atol=1e-4)
+        with pytest.raises(RuntimeUnavailable, match="batches 1..8"):
+            session.run_outputs(tiny_photos[:9])
+    finally:
+        session.close()
+
+
+def test_int8_is_dynamic_by_default_reuses_the_fp32_export_and_meets_the_int8_gate(model_dir, tiny_loaded, tiny_photos):
+    from vitship.exporters.base import Artifact
+
+    found = artifacts(model_dir)
+    artifact = Artifact.from_dict(found["executorch-int8"])
+    assert artifact.details["int8"]["mode"] == "dynamic" and "cosine" in artifact.details["int8"]["why_default"]
+    assert "reused from this run" in artifact.details["source"] and artifact.calibration is None
+    assert artifact.size_bytes < found["executorch-fp32"]["size_bytes"]
+    session = open_session(artifact, model_dir, "executorch:cpu")
+    features = run_batched(session, tiny_photos, 8)["features"]
+    session.close()
+    assert cosine_rows(features, torch_outputs(tiny_loaded, tiny_photos)[1]).min() >= 0.98
+
+
+def test_static_int8_is_calibrated_on_the_bundled_photos(tiny_loaded, tiny_photos, tmp_path):
+    artifact = et_exporter.export(tiny_loaded, tmp_path, ExecutorchOptions(precision="int8", int8_mode="static"))
+    assert artifact.details["int8"]["mode"] == "static"
+    assert artifact.calibration["count"] == len(tiny_photos) and artifact.options["int8_mode"] == "static"
+
+
+def test_coreml_delegate_takes_the_whole_graph_and_its_embedded_program_reads_back(model_dir, tmp_path):
+    artifact = artifacts(model_dir)["executorch-coreml-fp16"]
+    details = artifact["details"]
+    assert details["delegate"] == "CoreMLBackend" and details["delegated_calls"] == 1 and details["ops_outside_delegate"] == []
+    assert details["apple"]["neural_engine"] == "eligible" and details["apple"]["batch_shapes"] == [1]
+    assert details["apple"]["compute_precision"] == "fp16" and artifact["input_spec"]["batch_shapes"] == [1]
+    package = et_exporter.embedded_coreml_package(model_dir / artifact["path"], tmp_path)
+    spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
+    assert sorted(o.name for o in spec.description.output) == sorted(details["embedded_outputs"].values())
+    assert spec.specificationVersion == ct.target.iOS17.value
+
+
+def test_bad_options_are_refused_before_any_work(tiny_loaded, tmp_path):
+    with pytest.raises(ExportError, match="unsupported precision 'fp16'"):
+        et_exporter.export(tiny_loaded, tmp_path, ExecutorchOptions(precision="fp16"))
+    with pytest.raises(ExportError, match="unsupported precision 'fp32'"):
+        et_exporter.export(tiny_loaded, tmp_path, ExecutorchCoremlOptions(precision="fp32"))
+    with pytest.raises(UnknownNameError, match="dynamic"):
+        et_exporter.export(tiny_loaded, tmp_path, ExecutorchOptions(precision="int8", int8_mode="weights"))
+    with pytest.raises(ExportError, match="max-batch"):
+        et_exporter.export(tiny_loaded, tmp_path, ExecutorchOptions(max_batch=1))
+    assert not list(tmp_path.iterdir())
+
+
+def test_missing_executorch_names_the_pip_command(tiny_loaded, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "executorch.exir", None)
+    with pytest.raises(MissingDependencyError, match="pip install"):
+        et_exporter.export(tiny_loaded, tmp_path, ExecutorchOptions())
