@@ -225,3 +225,44 @@ def test_fp32_predictions_match_torch_on_macos(exported, tiny_loaded):
     logits, features = torch_outputs(tiny_loaded, batch)
     np.testing.assert_allclose(result["logits"], logits, atol=1e-3)
     np.testing.assert_allclose(result["features"], features, atol=1e-3)
+
+
+def test_compute_plan_summary_counts_ops_per_preferred_device():
+    """The MLComputePlan walk (runtimes.coreml_plan) over stand-ins shaped like coremltools' documented classes."""
+    from types import SimpleNamespace as NS
+
+    from vitship.runtimes.coreml_plan import summarise
+
+    class MLNeuralEngineComputeDevice: ...
+
+    class MLCPUComputeDevice: ...
+
+    ops = [NS(operator_name="const"), NS(operator_name="linear"), NS(operator_name="linear"), NS(operator_name="gather")]
+    devices = {id(ops[1]): MLNeuralEngineComputeDevice(), id(ops[2]): MLNeuralEngineComputeDevice(), id(ops[3]): MLCPUComputeDevice()}
+    plan = NS(model_structure=NS(program=NS(functions={"main": NS(block=NS(operations=ops))})),
+              get_compute_device_usage_for_mlprogram_operation=lambda op: NS(preferred_compute_device=devices[id(op)]),
+              get_estimated_cost_for_mlprogram_operation=lambda op: NS(weight=0.4 if op.operator_name == "linear" else 0.2))
+    summary = summarise(plan)
+    assert summary["ops_by_device"] == {"neural_engine": 2, "cpu": 1}
+    assert summary["cost_by_device"] == {"neural_engine": 0.8, "cpu": 0.2} and summary["off_neural_engine"] == {"gather": 1}
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="off macOS only: the placement note says why it is missing")
+def test_compute_plan_off_macos_says_why():
+    from vitship.runtimes.coreml_plan import compute_plan
+
+    assert compute_plan(None, None) == {"unavailable": "MLComputePlan needs macOS 14.4+"}
+
+
+@pytest.mark.skipif(sys.platform != "darwin", reason="MLComputePlan and Core ML predictions need macOS 14.4+")
+@pytest.mark.macos
+def test_neural_engine_session_records_where_each_op_runs(exported, tiny_loaded, tmp_path):
+    from vitship.runtimes import open_session
+
+    artifact, package = exported["fp16-image"]
+    shutil.copytree(package, tmp_path / artifact.path)  # the manifest layout: <model dir>/<id>/model.mlpackage
+    session = open_session(artifact, tmp_path, "coreml:cpu_and_ne")
+    plan = session.info.extra["compute_plan"]
+    assert "unavailable" in plan or sum(plan["ops_by_device"].values()) > 0
+    batch = preprocess(sample_images(limit=2), tiny_loaded.spec)
+    assert session.run_outputs(batch)["features"].shape == (2, tiny_loaded.spec.embed_dim)
