@@ -40,6 +40,10 @@ def _quiet_backends() -> None:
     """
     import logging
 
+    import os
+
+    # ExecuTorch's Core ML partitioner logs INFO per node through its own levels; its env var sets them at import.
+    os.environ.setdefault("ET_COREML_LOG_LEVEL", "ERROR")
     # A filter, not a level: nncf resets its logger's level when it is imported.
     for name in ("coremltools", "nncf", "torch.utils.cpp_extension"):
         logging.getLogger(name).addFilter(lambda record: record.levelno >= logging.ERROR)
