@@ -83,7 +83,11 @@ def _first_available_target(fmt: str, statuses) -> str | None:
     """A CPU target first, then any available target that runs ``fmt`` (coreml:reference on Linux)."""
     from vitship.runtimes import can_run
 
+    from vitship.bench.accuracy import default_target
+
     runnable = [s for s in statuses if s.available and can_run(s.target, fmt)]
+    if "coreml" in fmt.split("-"):  # a Core ML program: Core ML or its reference, as eval scores it
+        return default_target(fmt, statuses) if runnable else None
     ordered = [s for s in runnable if s.device.lower() == "cpu"] + [s for s in runnable if s.device.lower() != "cpu"]
     return ordered[0].target if ordered else None
 

@@ -254,3 +254,16 @@ def test_real_vit_s_export_passes_its_gate(precision, vit_s, tmp_path):
     failures, _ = judge(session, vit_s, inputs, reference, DEFAULT_TOLERANCES[precision], batches=(1, 4),
                         allowed=artifact.input_spec["batch_shapes"])
     assert failures == []
+
+
+def test_eval_scores_core_ml_programs_on_the_reference_where_core_ml_cannot_run():
+    from vitship.bench.accuracy import default_target
+    from vitship.runtimes import TargetStatus
+
+    linux = [TargetStatus(f"coreml:{d}", False, "CoreML runtime needs macOS") for d in ("cpu_only", "cpu_and_gpu", "cpu_and_ne", "all")]
+    linux += [TargetStatus("coreml:reference", True), TargetStatus("executorch:cpu", True), TargetStatus("onnxruntime:cpu", True)]
+    assert default_target("coreml", linux) == "coreml:reference"
+    assert default_target("executorch-coreml", linux) == "coreml:reference"  # not executorch:cpu: no Core ML delegate here
+    assert default_target("executorch", linux) == "executorch:cpu" and default_target("onnx", linux) == "onnxruntime:cpu"
+    mac = [TargetStatus("coreml:cpu_only", True)] + linux[1:]
+    assert default_target("coreml", mac) == "coreml:cpu_only" and default_target("executorch-coreml", mac) == "coreml:cpu_only"

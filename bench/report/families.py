@@ -32,7 +32,7 @@ class Family:
 
 
 FAMILIES: tuple[Family, ...] = (
-    Family("ios", "iOS / Apple", ("coreml", "executorch"),
+    Family("ios", "iOS / Apple", ("coreml", "executorch", "executorch-coreml"),
            "on an Apple-silicon Mac (the Core ML runtime and Neural Engine an iPhone has), with this manifest: "
            "`vitship parity --target coreml:all && vitship bench --target coreml:cpu_and_ne,coreml:all && vitship report`; "
            "on the phone itself, Xcode's Core ML performance report on the .mlpackage",
