@@ -115,3 +115,21 @@ def test_missing_executorch_names_the_pip_command(tiny_loaded, tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "executorch.exir", None)
     with pytest.raises(MissingDependencyError, match="pip install"):
         et_exporter.export(tiny_loaded, tmp_path, ExecutorchOptions())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--executorch-int8-mode", "weights"], "dynamic"),
+    (["--executorch-max-batch", "1"], "max-batch"),
+    (["--coreml-batch-shapes", "2,4"], "must include 1"),
+    (["--coreml-batch-shapes", "1,x"], "comma list"),
+    (["--coreml-batch", "flexible"], "enumerated"),
+    (["--coreml-min-target", "iOS99"], "iOS17"),
+])
+def test_export_cli_refuses_bad_apple_options_before_any_work(args, message, tmp_path):
+    from typer.testing import CliRunner
+
+    from vitship.bench.cli import app
+
+    result = CliRunner().invoke(app, ["export", "--arch", "tiny", "--out", str(tmp_path / "out"), "-f", "executorch", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and not (tmp_path / "out").exists()
