@@ -25,8 +25,18 @@ from typing import ClassVar, Literal
 import numpy as np
 import torch
 
-from vitship.exporters.base import (Artifact, ExportError, ExportOptions, TraceCache, artifact_id, model_metadata, package_versions,
-                                    path_sha256, path_size, vitship_version)
+from vitship.exporters.base import (
+    Artifact,
+    ExportError,
+    ExportOptions,
+    TraceCache,
+    artifact_id,
+    model_metadata,
+    package_versions,
+    path_sha256,
+    path_size,
+    vitship_version,
+)
 from vitship.exporters.coreml_apple import NOT_FOR_NEURAL_ENGINE, apple_details, batch_shapes_label, mil_op_counts
 from vitship.models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
 
@@ -254,8 +264,12 @@ def _quantize_weights(mlmodel):
     constants, so one zero bias can feed both a layer_norm and a linear, and an op-type config then
     raises a "compression config conflict".
     """
-    from coremltools.optimize.coreml import (OpLinearQuantizerConfig, OptimizationConfig, get_weights_metadata,
-                                             linear_quantize_weights)
+    from coremltools.optimize.coreml import (
+        OpLinearQuantizerConfig,
+        OptimizationConfig,
+        get_weights_metadata,
+        linear_quantize_weights,
+    )
 
     config = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                      weight_threshold=INT8_MIN_ELEMENTS)

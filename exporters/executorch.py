@@ -13,14 +13,24 @@ the shape the Neural Engine runs and the shape an app predicts with.
 
 from __future__ import annotations
 
-import time
 import operator
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from vitship.exporters.base import (INT8_ONLY, Artifact, ExportError, ExportOptions, TraceCache, artifact_id, calibration_images,
-                                    package_versions, path_sha256, path_size)
+from vitship.exporters.base import (
+    INT8_ONLY,
+    Artifact,
+    ExportError,
+    ExportOptions,
+    TraceCache,
+    artifact_id,
+    calibration_images,
+    package_versions,
+    path_sha256,
+    path_size,
+)
 from vitship.exporters.coreml_apple import apple_details, mil_op_counts
 from vitship.models import MissingDependencyError, UnknownNameError
 
@@ -107,7 +117,7 @@ def check_options(options: ExecutorchOptions) -> None:
 
 def _import_executorch():
     try:
-        import executorch.exir  # noqa: F401
+        import executorch.exir
     except ImportError as err:
         raise MissingDependencyError("executorch", "ExecuTorch export") from err
 

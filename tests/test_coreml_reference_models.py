@@ -16,19 +16,27 @@ from typer.testing import CliRunner
 ct = pytest.importorskip("coremltools")
 torch = pytest.importorskip("torch")
 
-from vitship.bench.cli import app  # noqa: E402
-from vitship.bench.parity.results import PARITY_NAME, read_parity  # noqa: E402
-from vitship.bench.parity.run import ParityConfig, ParityInputs, run_batched  # noqa: E402
-from vitship.bench.parity.metrics import DEFAULT_TOLERANCES, Tolerance, compare  # noqa: E402
-from vitship.exporters import coreml as coreml_exporter  # noqa: E402
-from vitship.exporters.coreml import CoremlOptions  # noqa: E402
-from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifest, write_manifest  # noqa: E402
-from vitship.exporters.pipeline import export_all, model_dir_for  # noqa: E402
-from vitship.models import load_weights, tiny_spec  # noqa: E402
-from vitship.runtimes import SessionOptions, open_session  # noqa: E402
-from vitship.runtimes import coreml_reference  # noqa: E402
-from vitship.runtimes.coreml_reference import (REFERENCE_LABEL, TARGET, ReferenceExecutorError, load_package,  # noqa: E402
-                                               open_reference_session)
+from vitship.bench.cli import app
+from vitship.bench.parity.metrics import DEFAULT_TOLERANCES, Tolerance, compare
+from vitship.bench.parity.results import PARITY_NAME, read_parity
+from vitship.bench.parity.run import ParityConfig, ParityInputs, run_batched
+from vitship.exporters import coreml as coreml_exporter
+from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifest, write_manifest
+from vitship.exporters.coreml import CoremlOptions
+from vitship.exporters.pipeline import export_all, model_dir_for
+from vitship.models import load_weights, tiny_spec
+from vitship.runtimes import (
+    SessionOptions,
+    coreml_reference,
+    open_session,
+)
+from vitship.runtimes.coreml_reference import (
+    REFERENCE_LABEL,
+    TARGET,
+    ReferenceExecutorError,
+    load_package,
+    open_reference_session,
+)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 BATCHES = (1, 8)

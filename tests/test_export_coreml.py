@@ -19,10 +19,10 @@ from vitship.models import MissingDependencyError, UnknownNameError, load_weight
 
 ct = pytest.importorskip("coremltools")
 
-from vitship.exporters import coreml as coreml_exporter  # noqa: E402  (after the importorskip above)
-from vitship.exporters.base import TraceCache  # noqa: E402
-from vitship.exporters.coreml import CoremlOptions, CoremlTensorOptions  # noqa: E402
-from tests.conftest import torch_outputs  # noqa: E402
+from tests.conftest import torch_outputs
+from vitship.exporters import coreml as coreml_exporter
+from vitship.exporters.base import TraceCache
+from vitship.exporters.coreml import CoremlOptions, CoremlTensorOptions
 
 VARIANTS = {  # name -> options
     "fp32": CoremlOptions(precision="fp32"),  # the exact reference: tensor input, enumerated batches
@@ -96,7 +96,7 @@ def test_fp32_is_the_exact_reference_not_for_the_neural_engine(exported):
 
 
 def test_tensor_variant_has_its_own_id_and_shares_the_torch_export(exported):
-    artifact, package = exported["tensor-fp16"]
+    artifact, _package = exported["tensor-fp16"]
     assert (artifact.id, artifact.format) == ("coreml-tensor-fp16", "coreml")
     assert artifact.path == "coreml-tensor-fp16/model.mlpackage" and artifact.options["batch_shapes"] == [1, 2, 4, 8]
     assert artifact.details["apple"]["neural_engine"] == "eligible"

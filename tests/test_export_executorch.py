@@ -14,15 +14,15 @@ import pytest
 pytest.importorskip("executorch.runtime")
 ct = pytest.importorskip("coremltools")
 
-from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_outputs  # noqa: E402
-from vitship.bench.parity.run import run_batched  # noqa: E402
-from vitship.exporters import options_class  # noqa: E402
-from vitship.exporters import executorch as et_exporter  # noqa: E402
-from vitship.exporters.base import ExportError  # noqa: E402
-from vitship.exporters.executorch import ExecutorchCoremlOptions, ExecutorchOptions  # noqa: E402
-from vitship.exporters.pipeline import export_all, model_dir_for  # noqa: E402
-from vitship.models import MissingDependencyError, UnknownNameError  # noqa: E402
-from vitship.runtimes import RuntimeUnavailable, SessionOptions, open_session  # noqa: E402
+from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_outputs
+from vitship.bench.parity.run import run_batched
+from vitship.exporters import executorch as et_exporter
+from vitship.exporters import options_class
+from vitship.exporters.base import ExportError
+from vitship.exporters.executorch import ExecutorchCoremlOptions, ExecutorchOptions
+from vitship.exporters.pipeline import export_all, model_dir_for
+from vitship.models import MissingDependencyError, UnknownNameError
+from vitship.runtimes import RuntimeUnavailable, SessionOptions, open_session
 
 REQUESTS = [("executorch", "fp32"), ("executorch", "int8"), ("executorch-coreml", "fp16")]
 

@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 pytest.importorskip("executorch.runtime")
 pytest.importorskip("coremltools")
 
-from vitship.bench.cli import app  # noqa: E402
-from vitship.bench.latency.sweep import BenchConfig, plan_sweep, run_sweep  # noqa: E402
-from vitship.bench.latency.timing import TimingOptions  # noqa: E402
-from vitship.bench.parity.results import PARITY_NAME, read_parity  # noqa: E402
-from vitship.exporters.base import manifest_artifacts  # noqa: E402
-from vitship.exporters.pipeline import export_all, model_dir_for  # noqa: E402
-from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session  # noqa: E402
+from vitship.bench.cli import app
+from vitship.bench.latency.sweep import BenchConfig, plan_sweep, run_sweep
+from vitship.bench.latency.timing import TimingOptions
+from vitship.bench.parity.results import PARITY_NAME, read_parity
+from vitship.exporters.base import manifest_artifacts
+from vitship.exporters.pipeline import export_all, model_dir_for
+from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session
 
 QUICK_TIMING = TimingOptions(min_time_s=0.05, warmup_s=0.01, min_iterations=2)
 

@@ -14,7 +14,12 @@ from vitship.runtimes.coreml_reference.executor import ReferenceExecutor
 from vitship.runtimes.coreml_reference.loader import MLPackage, load_package
 from vitship.runtimes.coreml_reference.ops import OPS, ReferenceExecutorError
 from vitship.runtimes.coreml_reference.session import (
-    PROVIDER, REFERENCE_LABEL, TARGET, Normalization, ReferenceSession, open_reference_session,
+    PROVIDER,
+    REFERENCE_LABEL,
+    TARGET,
+    Normalization,
+    ReferenceSession,
+    open_reference_session,
 )
 
 
