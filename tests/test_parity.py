@@ -194,9 +194,11 @@ def test_broken_int8_scale_fails_the_int8_gate(model_dir, tmp_path, loaded):
     work = _copy(model_dir, tmp_path / "tiny-vit", {"onnx-int8"})
     path = work / "onnx-int8" / "model.onnx"
     model = onnx.load(str(path))
-    dequantized = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and "weight" in n.input[0] + n.input[1]]
-    scales = {i.name: i for i in model.graph.initializer}
-    scale = scales[dequantized[len(dequantized) // 2].input[1]]  # a weight scale in the middle of the network
+    # The weight scales of the int8 MatMuls (dynamic MatMulInteger, the default: "<weight>_scale" initializers
+    # multiplied into the output; static QDQ: the DequantizeLinear scale of a weight).
+    scales = [i for i in model.graph.initializer if i.name.endswith("_scale") and i.data_type == onnx.TensorProto.FLOAT]
+    assert len(scales) >= 4, [i.name for i in model.graph.initializer]
+    scale = scales[len(scales) // 2]  # a weight scale in the middle of the network
     scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 3.0, scale.name))
     onnx.save(model, str(path))
     _fix_sha(work, "onnx-int8")
