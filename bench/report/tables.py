@@ -69,8 +69,10 @@ def roofline_cells(row: dict) -> list[str]:
     if not roofline or roofline.get("gflops") is None:
         return ["-", "-"]
     percent = roofline.get("percent_of_peak")
+    if percent is None:  # a reference executor's row: GFLOP/s, but no machine peak it could be held to
+        return [num(roofline["gflops"]), "-"]
     peak = f"{percent:.0f}% of {num(roofline.get('peak_gflops'))} {roofline.get('peak_precision') or ''}".rstrip()
-    return [num(roofline["gflops"]), "-" if percent is None else peak]
+    return [num(roofline["gflops"]), peak]
 
 
 def best_throughput(row: dict) -> str:
