@@ -239,12 +239,25 @@ def test_merge_and_compare_refuse_what_is_not_a_current_report(tmp_path, monkeyp
         assert str(bad) in err and found in err
 
 
-def test_a_manifest_entry_without_a_path_is_a_one_line_error(tmp_path, monkeypatch, capsys, measured_environment):
-    model_dir = write_model_dir(tmp_path / "a" / SPEC.name, {**measured_environment, "key": "box-a"})
+def _drop_manifest_path(model_dir: Path) -> Path:
     manifest = json.loads((model_dir / "manifest.json").read_text())
     del manifest["artifacts"]["onnx-fp32"]["path"]
     write_manifest(model_dir, manifest)
+    return model_dir / "manifest.json"
+
+
+def _drop_parity_artifact(model_dir: Path) -> Path:
+    parity = json.loads((model_dir / "parity.json").read_text())
+    del parity["rows"][0]["artifact"]
+    (model_dir / "parity.json").write_text(json.dumps(parity))
+    return model_dir / "parity.json"
+
+
+@pytest.mark.parametrize("break_file", [_drop_manifest_path, _drop_parity_artifact])
+def test_a_malformed_source_is_a_one_line_error_naming_it(tmp_path, monkeypatch, capsys, measured_environment, break_file):
+    """A manifest entry without its path, a parity row without its artifact: exit 2, one line, the file named."""
+    broken = break_file(write_model_dir(tmp_path / "a" / SPEC.name, {**measured_environment, "key": "box-a"}))
     code, out, err = cli(monkeypatch, capsys, "report", "--artifacts", tmp_path / "a", "--arch", "tiny",
                          "--reports", tmp_path / "r")
     assert code == 2 and "internal error" not in err and len(err.strip().splitlines()) == 1, out + err
-    assert str(model_dir / "manifest.json") in err
+    assert str(broken) in err and "malformed" in err

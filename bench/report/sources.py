@@ -114,8 +114,17 @@ def load_sources(model_dir: Path | None, overrides: dict[str, Path | None] | Non
         path = overrides.get(name) or next((p for p in candidates if p.is_file()), candidates[0] if candidates else None)
         source.path = str(path) if path else None
         if path and Path(path).is_file():
-            source.data, source.status = LOADERS[name](Path(path)), Status.OK  # refuses another schema_version
+            source.data, source.status = _load(name, Path(path)), Status.OK
     return sources
+
+
+def _load(name: str, path: Path):
+    """The producer's object; its loader refuses another schema_version, and a malformed file is one line here."""
+    try:
+        return LOADERS[name](path)
+    except (TypeError, KeyError, ValueError, AttributeError) as err:  # rows of the wrong shape, from a hand-edited file
+        raise ReportError(f"{path}: malformed {name} results ({type(err).__name__}: {err}); "
+                          f"rerun vitship {name} to write a current one") from err
 
 
 def _number(value) -> float | None:
