@@ -11,6 +11,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vitship.bench.report.cells import (
     AccuracyCell,
@@ -28,6 +29,9 @@ from vitship.bench.rows import RowKey, Status
 from vitship.models.errors import VitshipError
 from vitship.runtimes.base import target_display  # noqa: F401  (re-exported: bench's table shows the same label)
 
+if TYPE_CHECKING:
+    from vitship.exporters.base import Artifact
+
 # Where each producer writes, relative to the model folder (first existing wins).
 SOURCE_FILES = {"manifest": ("manifest.json",), "parity": ("parity.json",), "bench": ("bench/bench.json", "bench.json"),
                 "eval": ("eval.json",)}
@@ -37,8 +41,8 @@ PARITY_KEY_METRICS = ("min_cosine", "max_abs_logit", "max_prob_err", "agreement"
 
 @dataclass
 class ManifestData:
-    weights: dict
-    artifacts: list  # exporters.base.Artifact
+    weights: dict  # the weights record, as the manifest holds it
+    artifacts: list[Artifact]
 
 
 @dataclass
