@@ -47,16 +47,19 @@ def model_dir(artifacts: str | Path = "artifacts", model: str | None = None, arc
 
 def export(weights: "str | LoadedModel" = "seeded", formats: Sequence[str] | None = None,
            precisions: Sequence[str] | None = None, *, arch: str = DEFAULT_ARCH, out: str | Path = "artifacts",
-           options: Mapping[str, "ExportOptions"] | None = None, force: bool = False) -> list["ExportResult"]:
+           options: Mapping[str, "ExportOptions"] | None = None, force: bool = False,
+           wait_s: float = 0.0) -> list["ExportResult"]:
     """Export to every requested format and precision (all registered ones by default); skips what is up to date.
 
     Returns one ExportResult per artifact; a failed export is a result with ``failed`` set, not an exception.
+    Another export into the same model folder is waited for up to ``wait_s`` seconds, then refused
+    (``vitship.exporters.lock.FolderLockedError``, naming its pid).
     """
     from vitship.exporters.pipeline import export_all, resolve_requests
 
     loaded = load_weights(weights, arch) if isinstance(weights, str) else weights
     requests = resolve_requests(list(formats) if formats else None, list(precisions) if precisions else None)
-    return export_all(loaded, Path(out), requests, options, force=force)
+    return export_all(loaded, Path(out), requests, options, force=force, wait_s=wait_s)
 
 
 def parity(artifacts: str | Path = "artifacts", *, arch: str = DEFAULT_ARCH, model: str | None = None,

@@ -95,14 +95,14 @@ class CompatReport:
 
 def compat_items(model_dir: Path) -> list[dict]:
     """Every (artifact, runtime) pair to check, from the manifest."""
-    from vitship.exporters.base import manifest_artifacts
+    from vitship.exporters.base import manifest_artifacts, verify_artifact
 
     items = []
     for artifact in manifest_artifacts(model_dir):
         for fmt, runtime in PAIRS:
             if artifact.format == fmt:
                 items.append({"key": f"{artifact.id}@{runtime}", "artifact": artifact.id, "runtime": runtime,
-                              "precision": artifact.precision, "path": str(Path(model_dir) / artifact.path)})
+                              "precision": artifact.precision, "path": str(verify_artifact(model_dir, artifact))})
     if not items:
         raise CompatError(f"{model_dir}: no ONNX or OpenVINO artifacts in the manifest; export them first "
                           "(vitship export -f onnx,openvino)")

@@ -50,12 +50,13 @@ def onnx_table(model_dir: Path) -> str:
     import onnxruntime as ort
 
     from vitship.models import ModelSpec, preprocess, sample_images
-    from vitship.exporters.base import read_manifest
+    from vitship.exporters.base import verify_artifact
+    from vitship.exporters.manifest import Manifest
     from vitship.runtimes import physical_cores
 
-    manifest = read_manifest(model_dir)
-    source = model_dir / manifest["artifacts"]["onnx-fp32"]["path"]
-    photos = preprocess(sample_images(), ModelSpec.from_dict(manifest["spec"]))
+    manifest = Manifest.read(model_dir)
+    source = verify_artifact(model_dir, manifest.artifacts["onnx-fp32"])
+    photos = preprocess(sample_images(), ModelSpec.from_dict(manifest.spec))
     head = [n.name for n in onnx.load(str(source), load_external_data=False).graph.node if "logits" in n.output]
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = physical_cores(), 1
@@ -94,13 +95,14 @@ def openvino_table(model_dir: Path) -> str:
     import openvino as ov
 
     from vitship.bench.latency.roofline import measure_peaks, model_gflop
-    from vitship.exporters.base import read_manifest
+    from vitship.exporters.base import verify_artifact
+    from vitship.exporters.manifest import Manifest
     from vitship.models import ModelSpec
     from vitship.runtimes import physical_cores
 
-    manifest = read_manifest(model_dir)
-    spec, threads = ModelSpec.from_dict(manifest["spec"]), physical_cores()
-    model = ov.Core().read_model(str(model_dir / manifest["artifacts"]["openvino-int8"]["path"]))
+    manifest = Manifest.read(model_dir)
+    spec, threads = ModelSpec.from_dict(manifest.spec), physical_cores()
+    model = ov.Core().read_model(str(verify_artifact(model_dir, manifest.artifacts["openvino-int8"])))
     model.reshape({model.inputs[0].get_any_name(): [1, *spec.input_shape]})
     compiled = ov.Core().compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
                                                      "PERF_COUNT": True})

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Callable, Literal
 import numpy as np
 
 from vitship.models import IMAGE_SUFFIXES, ModelSpec, VitshipError, file_sha256, image_files, preprocess, sample_images
-from vitship.models.atomic import atomic_write_json
 from vitship.models.versions import package_versions, vitship_version  # noqa: F401  (the exporters record them)
 
 if TYPE_CHECKING:  # torch: not imported by runtimes and workers that only read manifests
@@ -30,6 +29,10 @@ class ExportError(VitshipError):
 
 class ArtifactPathError(ExportError):
     """A manifest entry whose artifact path leads outside its model folder (absolute, '..', or a symlink out)."""
+
+
+class ArtifactIntegrityError(ExportError):
+    """An artifact whose bytes no longer match the sha256 its manifest records (or that records none)."""
 
 
 INT8_ONLY = {"int8_only": True}  # dataclass field metadata: the option changes int8 artifacts only
@@ -199,21 +202,20 @@ def calibration_images(spec: ModelSpec, options: ExportOptions) -> tuple[np.ndar
 
 
 def read_manifest(model_dir: Path) -> dict:
-    """The manifest of a model folder, or an empty one; a corrupt manifest is a clear error."""
-    path = Path(model_dir) / MANIFEST_NAME
-    if not path.exists():
-        return {"schema_version": MANIFEST_SCHEMA_VERSION, "artifacts": {}}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ExportError(f"{path}: corrupt manifest ({err}); delete it and re-export with --force") from err
-    if data.get("schema_version") != MANIFEST_SCHEMA_VERSION:
-        raise ExportError(f"{path}: manifest schema {data.get('schema_version')} != {MANIFEST_SCHEMA_VERSION}; re-export with --force")
-    return data
+    """The manifest as a JSON dict, validated (``Manifest.read``); for tests and tools that edit the file.
+
+    vitship's own readers use ``vitship.exporters.manifest.Manifest``; an empty manifest where there is none.
+    """
+    from vitship.exporters.manifest import Manifest
+
+    return Manifest.read(model_dir).to_dict()
 
 
 def write_manifest(model_dir: Path, manifest: dict) -> None:
-    atomic_write_json(Path(model_dir) / MANIFEST_NAME, manifest)
+    """Validate a manifest dict (``Manifest.from_dict``) and write it atomically."""
+    from vitship.exporters.manifest import Manifest, manifest_path
+
+    Manifest.from_dict(manifest, manifest_path(model_dir)).write(model_dir)
 
 
 def resolve_artifact_path(model_dir: Path, artifact: Artifact) -> Path:
@@ -234,8 +236,47 @@ def resolve_artifact_path(model_dir: Path, artifact: Artifact) -> Path:
 
 
 def manifest_artifacts(model_dir: Path) -> list[Artifact]:
-    """The manifest's artifacts; one whose path leads outside ``model_dir`` is refused (ArtifactPathError)."""
-    artifacts = [Artifact.from_dict(a) for a in read_manifest(model_dir)["artifacts"].values()]
+    """The manifest's artifacts (validated); one whose path leads outside ``model_dir`` is refused (ArtifactPathError)."""
+    from vitship.exporters.manifest import Manifest
+
+    artifacts = list(Manifest.read(model_dir).artifacts.values())
     for artifact in artifacts:
         resolve_artifact_path(model_dir, artifact)
     return artifacts
+
+
+# (resolved path, inode, size, mtime_ns, ctime_ns) of each file -> sha256, for this process: eval, predict and
+# a parity or bench process open the same artifact several times, and the ViT-S fp32 ONNX file is 87 MB.
+_VERIFIED: dict[tuple, str] = {}
+
+
+def _fingerprint(path: Path) -> tuple:
+    files = artifact_files(path)
+    return (str(path), *((str(f), s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for f, s in zip(files, map(Path.stat, files))))
+
+
+def verify_artifact(model_dir: Path, artifact: Artifact) -> Path:
+    """The artifact's path, once its bytes are checked against the sha256 the manifest records.
+
+    Every session goes through here (``runtimes.open_session``), so eval, predict, bench, parity, compat-check
+    and the API all refuse an artifact that was modified after export. A missing file is left to the runtime,
+    which reports it as unavailable. The digest is cached per file identity (inode, size, mtime, ctime).
+
+    Raises:
+        ArtifactPathError: the path leads outside ``model_dir``.
+        ArtifactIntegrityError: no sha256 is recorded, or the bytes hash to another one.
+    """
+    path = resolve_artifact_path(model_dir, artifact)
+    if not path.exists():
+        return path
+    if not artifact.sha256:
+        raise ArtifactIntegrityError(f"{Path(model_dir) / MANIFEST_NAME}: artifact {artifact.id} records no sha256, so "
+                                     "its bytes cannot be checked; re-export it (vitship export --force)")
+    key = _fingerprint(path)
+    actual = _VERIFIED.get(key) or path_sha256(path)
+    if actual != artifact.sha256:
+        raise ArtifactIntegrityError(f"{path} hashes to {actual[:16]}, but {Path(model_dir) / MANIFEST_NAME} records "
+                                     f"{artifact.sha256[:16]} for {artifact.id}: modified since export; refused. "
+                                     "Re-export it (vitship export --force)")
+    _VERIFIED[key] = actual
+    return path

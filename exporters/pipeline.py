@@ -2,7 +2,8 @@
 
 Each artifact is built in a temporary folder and swapped in with one rename; the manifest is rewritten
 atomically around each swap, so a run killed at any point leaves a manifest whose every entry matches
-the files on disk. One exporter failing does not stop the others.
+the files on disk. One exporter failing does not stop the others. A run holds the model folder's export
+lock (exporters/lock.py) throughout, so the temporaries it clears on start can only be those of a dead run.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from vitship.exporters import EXPORTERS, get_exporter, options_class
-from vitship.exporters.base import (MANIFEST_SCHEMA_VERSION, PRECISIONS, Artifact, ArtifactPathError, ExportError, ExportOptions,
-                                    TraceCache, artifact_id, path_sha256, path_size, read_manifest, resolve_artifact_path,
-                                    write_manifest)
+from vitship.exporters.base import (PRECISIONS, Artifact, ArtifactPathError, ExportError, ExportOptions, TraceCache, artifact_id,
+                                    path_sha256, path_size, resolve_artifact_path)
+from vitship.exporters.lock import export_lock
+from vitship.exporters.manifest import Manifest
 from vitship.models import LoadedModel, UnknownNameError
 from vitship.models.atomic import atomic_directory, recover_directory
 from vitship.models.versions import installed_version, vitship_version
@@ -77,7 +79,7 @@ def find_model_dir(artifacts: Path, model: str | None, arch: str) -> Path:
 
 def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
                options: Mapping[str, ExportOptions] | None = None, force: bool = False,
-               progress: ProgressFn | None = None) -> list[ExportResult]:
+               progress: ProgressFn | None = None, wait_s: float = 0.0) -> list[ExportResult]:
     """Export each (format, precision) in ``requests`` into ``root/<model-name>/`` and update its manifest.
 
     Args:
@@ -88,55 +90,68 @@ def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
             its defaults; ``precision`` is set per request.
         force: rebuild even artifacts that are up to date.
         progress: called with (artifact id, "start") and then (artifact id, status).
+        wait_s: how long to wait for another export into the same model folder to finish (0: refuse at once).
     Returns:
         One ExportResult per request, in order.
+    Raises:
+        FolderLockedError: another export holds the model folder (its pid is in the message).
+        ManifestError: the existing manifest is malformed and ``force`` is not set.
     """
-    model_dir = model_dir_for(root, loaded)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    for fmt, precision in requests:
-        recover_directory(model_dir / artifact_id(fmt, precision))
-    manifest = _load_manifest(model_dir, loaded, force)
-    options, cache, results = dict(options or {}), TraceCache(), []
-    for fmt, precision in requests:
-        aid = artifact_id(fmt, precision)
-        if progress:
-            progress(aid, "start")
-        format_options = (options.get(fmt) or options_class(fmt)()).replace(precision=precision)
-        result = _export_one(loaded, model_dir, manifest, fmt, format_options, force, cache)
-        results.append(result)
-        if progress:
-            progress(aid, result.status)
+    model_dir = make_model_dir(model_dir_for(root, loaded))
+    with export_lock(model_dir, wait_s):
+        for fmt, precision in requests:
+            recover_directory(model_dir / artifact_id(fmt, precision))  # under the lock: only dead runs' temporaries
+        manifest = _load_manifest(model_dir, loaded, force)
+        options, cache, results = dict(options or {}), TraceCache(), []
+        for fmt, precision in requests:
+            aid = artifact_id(fmt, precision)
+            if progress:
+                progress(aid, "start")
+            format_options = (options.get(fmt) or options_class(fmt)()).replace(precision=precision)
+            result = _export_one(loaded, model_dir, manifest, fmt, format_options, force, cache)
+            results.append(result)
+            if progress:
+                progress(aid, result.status)
     return results
 
 
-def _load_manifest(model_dir: Path, loaded: LoadedModel, force: bool) -> dict:
-    """The existing manifest, minus entries made from other weights (a corrupt one is replaced only with force)."""
+def make_model_dir(model_dir: Path) -> Path:
+    """Create the model folder; a path that cannot be a folder (e.g. under a regular file) is an ExportError."""
     try:
-        manifest = read_manifest(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        blocker = next((p for p in [model_dir, *model_dir.parents] if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else (err.strerror or str(err))
+        raise ExportError(f"cannot create the model folder {model_dir}: {why}; export into another --out folder") from err
+    return model_dir
+
+
+def _load_manifest(model_dir: Path, loaded: LoadedModel, force: bool) -> Manifest:
+    """The existing manifest, minus entries made from other weights (a malformed one is replaced only with force)."""
+    try:
+        manifest = Manifest.read(model_dir)
     except ExportError:
         if not force:
             raise
-        manifest = {"artifacts": {}}
-    stale = [aid for aid, entry in manifest["artifacts"].items()
-             if entry.get("weights", {}).get("sha256") != loaded.info.sha256]
-    for aid in stale:
+        log.warning("%s: replacing the malformed manifest (--force)", model_dir)
+        manifest = Manifest()
+    for aid in [aid for aid, a in manifest.artifacts.items() if a.weights.get("sha256") != loaded.info.sha256]:
         log.warning("%s: dropping %s from the manifest: it was exported from other weights", model_dir, aid)
-        del manifest["artifacts"][aid]
-    manifest.update(schema_version=MANIFEST_SCHEMA_VERSION, model=loaded.spec.name, spec=loaded.spec.to_dict(),
-                    weights=loaded.info.to_dict(), vitship_version=vitship_version())
-    manifest["artifacts"] = manifest.pop("artifacts")  # keep the artifacts last, for readers of the JSON
+        del manifest.artifacts[aid]
+    manifest.model, manifest.spec, manifest.weights = loaded.spec.name, loaded.spec.to_dict(), loaded.info.to_dict()
+    manifest.vitship_version = vitship_version()
     return manifest
 
 
-def _export_one(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, options: ExportOptions,
+def _export_one(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: str, options: ExportOptions,
                 force: bool, cache: TraceCache) -> ExportResult:
     aid = artifact_id(fmt, options.precision)
-    entry = manifest["artifacts"].get(aid)
+    entry = manifest.artifacts.get(aid)
     why = "forced" if entry and force else "new"
     if entry and not force:
         why = why_stale(model_dir, entry, loaded, options)
         if why is None:
-            return ExportResult(aid, STATUS_SKIPPED, "up to date", entry.get("size_bytes", 0), 0.0, Artifact.from_dict(entry))
+            return ExportResult(aid, STATUS_SKIPPED, "up to date", entry.size_bytes, 0.0, entry)
         log.info("%s: rebuilding: %s", aid, why)
     start = time.perf_counter()
     try:
@@ -151,7 +166,7 @@ def _export_one(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, 
     return ExportResult(aid, STATUS_OK, why, artifact.size_bytes, round(time.perf_counter() - start, 2), artifact)
 
 
-def _build(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, options: ExportOptions,
+def _build(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: str, options: ExportOptions,
            cache: TraceCache) -> Artifact:
     """Export into a temporary folder, then swap it in; the manifest never names a file it does not match."""
     aid = artifact_id(fmt, options.precision)
@@ -161,22 +176,22 @@ def _build(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, optio
         inner = _inner_path(artifact, aid)
         if not (tmp / inner).exists():
             raise ExportError(f"{aid}: the exporter reported {artifact.path} but wrote no {inner} in its folder")
-        if manifest["artifacts"].pop(aid, None) is not None:
+        if manifest.artifacts.pop(aid, None) is not None:
             _write_manifest(model_dir, manifest)  # the old entry goes before its files do
     final = model_dir / artifact.path
     artifact.sha256, artifact.size_bytes = path_sha256(final), path_size(final)
     artifact.versions.setdefault("vitship", vitship_version())
-    manifest["artifacts"][aid] = artifact.to_dict()
+    manifest.artifacts[aid] = artifact
     _write_manifest(model_dir, manifest)
     return artifact
 
 
-def _write_manifest(model_dir: Path, manifest: dict) -> None:
+def _write_manifest(model_dir: Path, manifest: Manifest) -> None:
     """Write atomically, artifacts in registry order (onnx-fp32, onnx-fp16, ...) however they were built."""
     order = {artifact_id(fmt, p): i for i, (fmt, p) in enumerate(resolve_requests())}
-    entries = manifest["artifacts"]
-    manifest["artifacts"] = {aid: entries[aid] for aid in sorted(entries, key=lambda a: (order.get(a, len(order)), a))}
-    write_manifest(model_dir, manifest)
+    entries = manifest.artifacts
+    manifest.artifacts = {aid: entries[aid] for aid in sorted(entries, key=lambda a: (order.get(a, len(order)), a))}
+    manifest.write(model_dir)
 
 
 def _inner_path(artifact: Artifact, aid: str) -> Path:
@@ -186,25 +201,23 @@ def _inner_path(artifact: Artifact, aid: str) -> Path:
     return path.relative_to(aid)
 
 
-def why_stale(model_dir: Path, entry: dict, loaded: LoadedModel, options: ExportOptions) -> str | None:
+def why_stale(model_dir: Path, entry: Artifact, loaded: LoadedModel, options: ExportOptions) -> str | None:
     """Why a manifest entry must be rebuilt, or None when it is up to date."""
-    if entry.get("weights", {}).get("sha256") != loaded.info.sha256:
+    if entry.weights.get("sha256") != loaded.info.sha256:
         return "other weights"
-    if entry.get("options", {}) != options.cache_key():
+    if entry.options != options.cache_key():
         return "other options"
-    changed = [f"{name} {version} -> {installed_version(name)}" for name, version in entry.get("versions", {}).items()
+    changed = [f"{name} {version} -> {installed_version(name)}" for name, version in entry.versions.items()
                if not _same_version(version, installed_version(name))]
     if changed:
         return "library versions changed: " + ", ".join(changed)
-    if not entry.get("path"):
-        return "its file is missing"
     try:
-        path = resolve_artifact_path(model_dir, Artifact.from_dict(entry))
+        path = resolve_artifact_path(model_dir, entry)
     except ArtifactPathError:
         return "its manifest path leads outside the model folder"  # rebuilt in place, never opened
     if not path.exists():
         return "its file is missing"
-    if path_sha256(path) != entry.get("sha256"):
+    if path_sha256(path) != entry.sha256:
         return "its file no longer matches the manifest sha256"
     return None
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from vitship.exporters.base import Artifact, resolve_artifact_path
+from vitship.exporters.base import Artifact, verify_artifact
 from vitship.models import UnknownNameError
 from vitship.runtimes.base import (
     REFERENCE_LABEL,
@@ -174,7 +174,7 @@ def open_session(artifact: Artifact, model_dir: Path, target: str, options: Sess
     if not status.available:
         raise RuntimeUnavailable(f"{status.target}: {status.reason}")
     if artifact.format != "torch":  # its path is a weights source; anything else must stay inside model_dir
-        resolve_artifact_path(model_dir, artifact)
+        verify_artifact(model_dir, artifact)  # inside model_dir, and its bytes match the manifest's sha256
     return adapter.open(artifact, Path(model_dir), status.device, options or SessionOptions())
 
 

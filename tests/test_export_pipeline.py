@@ -200,3 +200,20 @@ def test_manifest_path_leading_outside_its_model_folder_is_refused_before_it_is_
         result = CliRunner().invoke(app, command)
         assert isinstance(result.exception, base.ArtifactPathError), (command, result.output)
     assert opened == []  # nothing at that path was hashed
+
+
+def test_out_under_a_regular_file_is_a_one_line_error(tiny_loaded, tmp_path, monkeypatch, capsys):
+    from vitship.bench import cli
+    from vitship.exporters.base import ExportError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ExportError, match=f"{blocker} is a file, not a folder"):
+        pipeline.export_all(tiny_loaded, blocker / "artifacts", [("onnx", "fp32")])
+    monkeypatch.setattr(sys, "argv", ["vitship", "export", "--arch", "tiny", "-f", "onnx", "-p", "fp32", "--out", str(blocker)])
+    with pytest.raises(SystemExit) as done:
+        cli.main()  # the real entry point: a domain error is one line, exit 2
+    output = capsys.readouterr()
+    lines = [line for line in output.err.splitlines() if line.strip()]
+    assert done.value.code == 2 and len(lines) == 1 and "is a file, not a folder" in lines[0], output
+    assert "internal error" not in output.out + output.err and blocker.read_text() == "not a folder"

@@ -22,7 +22,7 @@ from pathlib import Path
 from vitship.bench.latency.sweep import BenchError
 from vitship.bench.latency.worker import RowJob, run_in_subprocess
 from vitship.bench.latency.timing import BenchRow, TimingOptions
-from vitship.exporters.base import Artifact, manifest_artifacts, resolve_artifact_path
+from vitship.exporters.base import Artifact, manifest_artifacts, verify_artifact
 
 UNITS_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1000.0}
 _OV_PRECISION = {"bf16": "bf16", "fp16": "f16", "fp32": "f32"}
@@ -100,7 +100,7 @@ def run_benchmark_app(xml: Path, shape: list[int], options: CheckOptions, thread
 
 
 def ir_file(model_dir: Path, artifact: Artifact) -> Path:
-    path = resolve_artifact_path(model_dir, artifact)
+    path = verify_artifact(model_dir, artifact)  # benchmark_app reads the file itself: check its sha256 here
     if path.is_dir():
         found = sorted(path.glob("*.xml"))
         if not found:
@@ -112,9 +112,7 @@ def ir_file(model_dir: Path, artifact: Artifact) -> Path:
 
 
 def find_artifact(model_dir: Path, artifact_id: str) -> Artifact | None:
-    manifest = Path(model_dir) / "manifest.json"
-    found = [a for a in manifest_artifacts(model_dir) if a.id == artifact_id] if manifest.exists() else []
-    return found[0] if found else None
+    return next((a for a in manifest_artifacts(model_dir) if a.id == artifact_id), None)
 
 
 def _vitship_row(artifact: Artifact, model_dir: Path, spec: dict, options: CheckOptions, threads: int) -> BenchRow:

@@ -178,7 +178,7 @@ def bench_artifacts(model_dir: Path, spec, weights_source: str) -> tuple[list[Ar
     from vitship.models import LoadedModel, WeightsInfo, load_weights
     from vitship.runtimes import torch_artifact
 
-    artifacts = manifest_artifacts(model_dir) if (Path(model_dir) / "manifest.json").exists() else []
+    artifacts = manifest_artifacts(model_dir)  # validated (a malformed manifest is a ManifestError); [] without one
     shas = {a.weights.get("sha256") for a in artifacts if a.weights}
     if len(shas) > 1:
         raise BenchError(f"{model_dir}: the artifacts were exported from different weights ({len(shas)} sha256s); "

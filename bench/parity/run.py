@@ -23,7 +23,7 @@ from vitship.bench.parity.metrics import Metrics, Tolerance, ToleranceTable, com
 from vitship.bench.parity.plan import RowPlan
 from vitship.bench.parity.results import ParityResult
 from vitship.bench.rows import Status
-from vitship.exporters.base import Artifact, path_sha256, read_manifest, resolve_artifact_path
+from vitship.exporters.base import Artifact, path_sha256, resolve_artifact_path
 from vitship.models import ModelSpec, VitshipError, preprocess, sample_images
 from vitship.runtimes import TARGET_LABELS, RuntimeUnavailable, SessionOptions, open_session, torch_artifact
 
@@ -125,16 +125,18 @@ def run_batched(session, pixels: np.ndarray, batch: int, allowed: list[int] | No
 
 def reference_weights(model_dir: Path) -> dict:
     """The weights info the manifest records (top level, else the first artifact's)."""
-    manifest = read_manifest(model_dir)
-    weights = manifest.get("weights") or next((a.get("weights") for a in manifest["artifacts"].values()), None)
+    from vitship.exporters.manifest import Manifest
+
+    weights = Manifest.read(model_dir).reference_weights()
     if not weights:
         raise ArtifactRefused(f"{model_dir}: the manifest records no weights; export first (vitship export --all)")
     return weights
 
 
 def manifest_spec(model_dir: Path) -> ModelSpec:
-    manifest = read_manifest(model_dir)
-    data = manifest.get("spec") or next((a.get("input_spec") for a in manifest["artifacts"].values()), None) or {}
+    from vitship.exporters.manifest import Manifest
+
+    data = Manifest.read(model_dir).spec_dict()
     data = data.get("spec", data)
     if "architecture" not in data:
         raise ArtifactRefused(f"{model_dir}: the manifest does not record the model spec; re-export with --force")
