@@ -52,6 +52,7 @@ def onnx_table(model_dir: Path) -> str:
     from vitship.models import ModelSpec, preprocess, sample_images
     from vitship.exporters.base import read_manifest
     from vitship.runtimes import physical_cores
+    from vitship.bench.parity.run import manifest_spec
     from vitship.models import FEATURES_NAME, LOGITS_NAME
     from vitship.models.metrics import output_errors
 
@@ -75,7 +76,7 @@ def onnx_table(model_dir: Path) -> str:
                     start = time.perf_counter_ns()
                     session.run(None, {"pixel_values": photos[:1]})
                     times[name].append(time.perf_counter_ns() - start)
-    base, spec = np.median(times["fp32 (onnx-fp32)"]), ModelSpec.from_dict(manifest["spec"])
+    base, spec = np.median(times["fp32 (onnx-fp32)"]), manifest_spec(model_dir)
     stacked = {name: {key: np.concatenate([o[i] for o in runs]) for i, key in enumerate((LOGITS_NAME, FEATURES_NAME))}
                for name, runs in outputs.items()}  # onnx outputs are (logits, features) by contract
     lines = ["| scheme | p50 ms | vs onnx-fp32 | min feature cosine | max prob error |", "|---|---|---|---|---|"]
