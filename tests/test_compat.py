@@ -77,3 +77,21 @@ def test_a_broken_artifact_is_reported_not_raised(tiny_dir, tiny_photos, tmp_pat
     item = {"key": "x@onnxruntime", "artifact": "x", "runtime": "onnxruntime", "precision": "fp32", "path": str(broken)}
     results = compat.run_items(Path(sys.executable), [item], tiny_photos[:1], tmp_path / "run")
     assert results["results"]["x@onnxruntime"]["ok"] is False and results["results"]["x@onnxruntime"]["error"]
+
+
+def test_a_two_class_softmax_head_is_compared_by_its_softmax(tmp_path):
+    """Logits shifted by a constant keep every softmax probability: no probability error (an element-wise sigmoid,
+    as compat-check once applied, saw 0.11 here and failed the row)."""
+    from vitship.models import tiny_spec
+
+    spec = tiny_spec().replace(labels=("real", "fake"), head_kind="softmax")
+    item = {"key": "onnx-fp32@onnxruntime", "artifact": "onnx-fp32", "runtime": "onnxruntime", "precision": "fp32"}
+    logits = np.array([[0.5, 2.0], [1.0, -1.0]], np.float32)
+    features = np.random.default_rng(0).normal(size=(2, 8)).astype(np.float32)
+    for folder, shift in (("old", 0.0), ("new", 0.5)):
+        (tmp_path / folder).mkdir()
+        np.save(tmp_path / folder / f"{item['key']}.logits.npy", logits + shift)
+        np.save(tmp_path / folder / f"{item['key']}.features.npy", features)
+    row = compat.compare(item, tmp_path / "old", tmp_path / "new", {"ok": True}, {"ok": True}, spec)
+    assert row.max_prob_err == pytest.approx(0.0, abs=1e-6) and row.max_abs_logit == pytest.approx(0.5)
+    assert row.status is Status.PASS and row.min_cosine == pytest.approx(1.0)
