@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from vitship.models import VitshipError, tiny_spec
-from vitship.models.metrics import (abs_errors, cosine_rows, max_probability_error, min_cosine, output_errors,
-                                    probability_errors)
+from vitship.models.metrics import abs_errors, cosine_rows, max_probability_error, min_cosine, output_errors, probability_errors
 
 SOFTMAX_SPEC = tiny_spec().replace(labels=("real", "fake"), head_kind="softmax")
 

@@ -21,9 +21,9 @@ from vitship.bench.cli import app
 from vitship.bench.latency.sweep import BenchConfig, plan_sweep, run_sweep
 from vitship.bench.latency.timing import TimingOptions
 from vitship.bench.parity.results import PARITY_NAME, read_parity
-from vitship.exporters.base import manifest_artifacts
 from vitship.bench.predict import PredictOptions, predict
 from vitship.bench.rows import Status
+from vitship.exporters.base import manifest_artifacts
 from vitship.exporters.pipeline import export_all, model_dir_for
 from vitship.models import sample_images
 from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session
