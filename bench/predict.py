@@ -2,8 +2,8 @@
 
 Each image is preprocessed exactly as the spec says (vitship.models.preprocess); the images run up to
 PREDICT_BATCH at a time, and the session splits each batch into the sizes its artifact accepts (an iOS
-CoreML artifact has a fixed batch of 1: runtimes.batching). Unreadable images are listed, never fatal; an artifact that
-cannot open or run marks its own rows. The default runs are the artifact each available target would
+CoreML artifact has a fixed batch of 1: runtimes.batching). Unreadable images are listed, never fatal;
+an artifact that cannot open or run marks its own rows. The default runs are the artifact each available target would
 ship (decide.target_picks) plus the PyTorch reference; CoreML runs on coreml:reference on Linux.
 """
 
