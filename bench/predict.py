@@ -1,8 +1,9 @@
 """vitship predict: images through artifacts and the PyTorch reference, one row per (image, artifact, target).
 
-Each image is preprocessed exactly as the spec says (vitship.models.preprocess) and run at batch 1 (an
-iOS CoreML artifact has a fixed batch of 1). Unreadable images are listed, never fatal; an artifact that
-cannot open or run marks its own rows. The default runs are the artifact each available target would
+Each image is preprocessed exactly as the spec says (vitship.models.preprocess); the images run up to
+PREDICT_BATCH at a time, and the session splits each batch into the sizes its artifact accepts (an iOS
+CoreML artifact has a fixed batch of 1: runtimes.batching). Unreadable images are listed, never fatal;
+an artifact that cannot open or run marks its own rows. The default runs are the artifact each available target would
 ship (decide.target_picks) plus the PyTorch reference; CoreML runs on coreml:reference on Linux.
 """
 
@@ -15,10 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from vitship.bench.rows import Status
-from vitship.models import ImageError, VitshipError, fake_probability, preprocess
+from vitship.models import LOGITS_NAME, ImageError, VitshipError, fake_probability, preprocess
 from vitship.runtimes.base import TARGET_LABELS
 
 PREDICT_SCHEMA_VERSION = 1
+PREDICT_BATCH = 8  # images per call; the session splits it into its artifact's accepted sizes
 REFERENCE_ID, REFERENCE_TARGET = "torch-fp32", "torch:cpu"
 
 
@@ -121,9 +123,9 @@ def plan_runs(model_dir: Path, options: PredictOptions, statuses, picks: dict[st
     return runs, notes
 
 
-def _run(session, pixels: np.ndarray, spec) -> float:
-    logits = np.asarray(session.run_outputs(pixels)["logits"])
-    return float(fake_probability(logits, spec)[0])
+def _run(session, pixels: np.ndarray, spec) -> np.ndarray:
+    """The fake probability of each image in ``pixels``, (N,)."""
+    return fake_probability(np.asarray(session.run_outputs(pixels)[LOGITS_NAME]), spec)
 
 
 def _predict_on(artifact, target: str, model_dir: Path, images, loaded, reference: dict[str, float], threshold: float):
@@ -141,11 +143,16 @@ def _predict_on(artifact, target: str, model_dir: Path, images, loaded, referenc
             row.status, row.reason = (Status.UNAVAILABLE if unavailable else Status.ERROR), str(err)
         return rows
     try:
-        for row, (name, pixels) in zip(rows, images):
+        for start in range(0, len(images), PREDICT_BATCH):
+            part = slice(start, start + PREDICT_BATCH)
             try:
-                _fill(row, _run(session, pixels, loaded.spec), reference.get(name), threshold)
-            except Exception as err:
-                row.status, row.reason = Status.ERROR, f"{type(err).__name__}: {err}"
+                probabilities = _run(session, np.concatenate([pixels for _, pixels in images[part]]), loaded.spec)
+            except Exception as err:  # a runtime failing on this batch marks its rows; the next batch still runs
+                for row in rows[part]:
+                    row.status, row.reason = Status.ERROR, f"{type(err).__name__}: {err}"
+                continue
+            for row, (name, _), probability in zip(rows[part], images[part], probabilities):
+                _fill(row, float(probability), reference.get(name), threshold)
     finally:
         session.close()
     return rows

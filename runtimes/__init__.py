@@ -25,6 +25,7 @@ from vitship.runtimes.base import (
     TargetStatus,
     target_display,
 )
+from vitship.runtimes.batching import BatchShapes, honour_batch_shapes
 
 if TYPE_CHECKING:  # torch: an onnxruntime or OpenVINO session never needs it
     from vitship.models import LoadedModel
@@ -65,6 +66,9 @@ class SessionOptions:
             shape is what a fixed-batch app deploys, and OpenVINO's CPU plugin runs it markedly faster
             (ViT-S int8, batch 1, on a 2-core AVX-512 machine: 57 ms static vs 87 ms dynamic). None keeps
             the batch dynamic as exported.
+        split_batches: split a batch the artifact does not accept (Core ML enumerated or fixed shapes, an
+            ExecuTorch range) into accepted sizes and join the outputs (runtimes.batching); False refuses it
+            with RuntimeUnavailable instead, as the bench does, since it times one fixed batch per row.
     """
 
     threads: int | None = None
@@ -75,6 +79,7 @@ class SessionOptions:
     torch_dtype: Literal["fp32", "fp16", "bf16"] | None = None
     loaded: LoadedModel | None = field(default=None, compare=False, repr=False)
     static_batch: int | None = None
+    split_batches: bool = True
 
     def resolved_threads(self) -> int:
         return self.threads or physical_cores()
@@ -91,7 +96,8 @@ class RuntimeAdapter:
     """A runtime: the artifact formats it runs, its targets, and how it opens a session.
 
     The module named by `module` provides `targets() -> list[TargetStatus]` and
-    `open(artifact, model_dir, device, options) -> Session`; it is imported on first use.
+    `open(artifact, model_dir, device, options) -> Session`; it is imported on first use. Every session
+    it opens honours the artifact's accepted batch sizes (runtimes.batching), whatever the runtime.
     """
 
     name: str
@@ -105,7 +111,8 @@ class RuntimeAdapter:
         return self._impl().targets()
 
     def open(self, artifact: Artifact, model_dir: Path, device: str, options: SessionOptions) -> Session:
-        return self._impl().open(artifact, Path(model_dir), device, options)
+        session = self._impl().open(artifact, Path(model_dir), device, options)
+        return honour_batch_shapes(session, artifact, options.split_batches)
 
 
 RUNTIMES: dict[str, RuntimeAdapter] = {}
@@ -186,7 +193,7 @@ def torch_artifact(loaded: LoadedModel, precision: str = "fp32") -> Artifact:
 
 
 __all__ = [
-    "REFERENCE_LABEL", "RUNTIMES", "TARGET_LABELS", "RuntimeAdapter", "RuntimeFailure", "RuntimeUnavailable", "Session", "SessionInfo", "SessionOptions",
+    "REFERENCE_LABEL", "RUNTIMES", "BatchShapes", "TARGET_LABELS", "RuntimeAdapter", "RuntimeFailure", "RuntimeUnavailable", "Session", "SessionInfo", "SessionOptions",
     "TargetStatus", "available_targets", "can_run", "get_runtime", "open_session", "physical_cores", "register",
     "target_display", "target_status", "torch_artifact",
 ]

@@ -15,6 +15,7 @@ import numpy as np
 from vitship.exporters.base import Artifact
 from vitship.models import FEATURES_NAME, LOGITS_NAME
 from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInfo, TargetStatus
+from vitship.runtimes.quiet import quiet_stderr
 
 TARGET = "executorch:cpu"
 INSTALL_HINT = "executorch is not installed; run: pip install 'executorch>=1.5.1,<1.6'"
@@ -23,9 +24,10 @@ APPLE_BACKENDS = {"CoreMLBackend": "Apple's Core ML runtime (iOS / macOS, an Exe
 
 
 def _runtime():
-    from executorch.runtime import Runtime
+    with quiet_stderr():  # importing it logs a torch pytree deprecation warning
+        from executorch.runtime import Runtime
 
-    return Runtime.get()
+        return Runtime.get()
 
 
 def targets() -> list[TargetStatus]:
@@ -94,9 +96,10 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> Executorc
         raise RuntimeUnavailable(f"{artifact.id} is lowered to ExecuTorch's {backend}, which runs only in {needs}; "
                                  f"this ExecuTorch has {', '.join(runtime.backend_registry.registered_backend_names)}"
                                  + ("; its embedded Core ML program is checked on coreml:reference" if backend == "CoreMLBackend" else ""))
-    threads = _threadpool(getattr(options, "threads", None))
-    program = runtime.load_program(path)
-    method = program.load_method("forward")
+    with quiet_stderr():  # the threadpool's first start prints its cpuinfo probing ([cpuinfo_utils.cpp:...])
+        threads = _threadpool(getattr(options, "threads", None))
+        program = runtime.load_program(path)
+        method = program.load_method("forward")
     if method is None:
         raise RuntimeFailure(f"{path}: the program has no forward method (methods: {sorted(program.method_names)})")
     sizes = program.metadata("forward").input_tensor_meta(0).sizes()

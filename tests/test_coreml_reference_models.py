@@ -30,6 +30,7 @@ from vitship.runtimes import (
     coreml_reference,
     open_session,
 )
+from vitship.runtimes.batching import honour_batch_shapes
 from vitship.runtimes.coreml_reference import (
     REFERENCE_LABEL,
     TARGET,
@@ -48,11 +49,11 @@ def reference_outputs(loaded, pixels: np.ndarray) -> dict[str, np.ndarray]:
     return {"logits": logits.numpy(), "features": features.numpy()}
 
 
-def judge(session, loaded, inputs: ParityInputs, reference: dict, tolerance: Tolerance, batches=BATCHES, allowed=None):
+def judge(session, loaded, inputs: ParityInputs, reference: dict, tolerance: Tolerance, batches=BATCHES):
     """(failures, metrics) of the session at every batch size, plus batch consistency, under `tolerance`.
 
-    `allowed`: the artifact's enumerated batch sizes (parity splits each batch into them, as an app does)."""
-    runs = {b: run_batched(session, inputs.pixels, b, allowed) for b in batches}
+    Pass a session that honours the artifact's batch shapes (runtimes.batching), as runtimes.open_session's do."""
+    runs = {b: run_batched(session, inputs.pixels, b) for b in batches}
     failures, metrics = [], {}
     for b, out in runs.items():
         m = compare(out, reference, loaded.spec, inputs.names, inputs.is_photo, band=tolerance.max_prob or 0.0)
@@ -106,8 +107,7 @@ def test_tiny_export_passes_its_gate_on_the_reference_executor(precision, tiny, 
     if precision == "int8":  # the int8 weights are really decoded, not skipped
         assert session.executor.op_counts["constexpr_affine_dequantize"] + \
             session.executor.op_counts["constexpr_blockwise_shift_scale"] > 0
-    failures, metrics = judge(session, tiny, inputs, reference, DEFAULT_TOLERANCES[precision],
-                              allowed=artifact.input_spec["batch_shapes"])
+    failures, metrics = judge(honour_batch_shapes(session, artifact), tiny, inputs, reference, DEFAULT_TOLERANCES[precision])
     assert failures == []
     assert metrics[1].n_photos > 0
 
@@ -131,13 +131,14 @@ def test_a_batch_outside_the_enumerated_shapes_is_refused_as_core_ml_does(tiny_p
             session.run(np.zeros((batch, 3, 64, 64), np.float32))
 
 
-def test_parity_splits_a_batch_into_enumerated_sizes(tiny_packages, tiny, tiny_inputs):
+def test_the_session_splits_a_batch_into_enumerated_sizes(tiny_packages, tiny, tiny_inputs):
     inputs, reference = tiny_inputs  # 18 photos + 3 random: batch 8 leaves a remainder of 5 = 4 + 1
-    session = open_reference_session(tiny_packages["fp32"][1])
+    artifact, package = tiny_packages["fp32"]
+    session = open_reference_session(package)
     fed = []
     real = session.run_outputs
     session.run_outputs = lambda batch: fed.append(len(batch)) or real(batch)
-    out = run_batched(session, inputs.pixels, 8, [1, 2, 4, 8])
+    out = run_batched(honour_batch_shapes(session, artifact), inputs.pixels, 8)
     assert fed == [8, 8, 4, 1] and len(out["logits"]) == len(inputs.pixels)
     np.testing.assert_allclose(out["logits"], reference["logits"], atol=1e-4)
 
@@ -258,9 +259,8 @@ def test_real_vit_s_export_passes_its_gate(precision, vit_s, tmp_path):
     inputs = ParityInputs.build(vit_s.spec, ParityConfig(random_inputs=1, photo_limit=3))
     reference = reference_outputs(vit_s, inputs.pixels)
     artifact, _ = export(vit_s, tmp_path / f"coreml-{precision}", precision=precision)
-    session = coreml_reference.open_session(artifact, tmp_path)
-    failures, _ = judge(session, vit_s, inputs, reference, DEFAULT_TOLERANCES[precision], batches=(1, 4),
-                        allowed=artifact.input_spec["batch_shapes"])
+    session = honour_batch_shapes(coreml_reference.open_session(artifact, tmp_path), artifact)
+    failures, _ = judge(session, vit_s, inputs, reference, DEFAULT_TOLERANCES[precision], batches=(1, 4))
     assert failures == []
 
 

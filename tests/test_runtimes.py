@@ -10,9 +10,11 @@ import torch
 
 import vitship.runtimes as runtimes
 from vitship.exporters import get_exporter, options_class
+from vitship.exporters.base import Artifact
 from vitship.models import UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
 from vitship.runtimes import (RUNTIMES, RuntimeAdapter, RuntimeFailure, RuntimeUnavailable, SessionOptions, available_targets,
                       open_session, register, target_status, torch_artifact)
+from vitship.runtimes.batching import SplitBatchSession, honour_batch_shapes
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +188,91 @@ def test_torch_cuda_half_precision(loaded, pixels, expected, model_dir):
     session = open_session(torch_artifact(loaded, "fp16"), model_dir, "torch:cuda", SessionOptions(loaded=loaded))
     np.testing.assert_allclose(session.run(pixels), expected[0], atol=2e-2)
     assert session.info.device == "cuda"
+
+
+# --- batch shapes: every session splits a batch into the sizes its artifact accepts -----------------------------
+
+
+class RecordingSession:
+    """A runtime that accepts only ``accepted`` batch sizes and records what it was fed (rows: the input's first value)."""
+
+    def __init__(self, accepted):
+        self.accepted, self.fed, self.closed = set(accepted), [], False
+
+    def run_outputs(self, batch):
+        assert len(batch) in self.accepted, f"fed an unaccepted batch of {len(batch)}"
+        self.fed.append(len(batch))
+        return {"logits": batch[:, :1] * 2, "features": batch * 3}
+
+    def run(self, batch):
+        return self.run_outputs(batch)["logits"]
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize(("input_spec", "batch", "parts"), [
+    ({"batch_shapes": [8, 1, 4, 2]}, 7, [4, 2, 1]),  # Core ML enumerated shapes (coreml-fp32, coreml-tensor-*)
+    ({"batch_shapes": [1, 2, 4, 8]}, 15, [8, 4, 2, 1]),
+    ({"batch_shapes": [1, 2, 4, 8]}, 8, [8]),
+    ({"batch_shapes": [1]}, 3, [1, 1, 1]),  # a fixed batch of 1 (ImageType coreml-fp16/int8, executorch-coreml)
+    ({"batch_range": [1, 8]}, 15, [8, 7]),  # ExecuTorch XNNPACK, 1..--executorch-max-batch
+    ({"batch_range": [1, 8]}, 16, [8, 8]),
+    ({"batch_range": [1, 8]}, 5, [5]),
+])
+def test_batch_shapes_split_greedily_into_accepted_sizes(input_spec, batch, parts):
+    shapes = runtimes.BatchShapes.from_input_spec(input_spec)
+    assert shapes.split(batch) == parts and not shapes.dynamic
+    inner = RecordingSession(parts)
+    session = SplitBatchSession(inner, shapes, "x")
+    pixels = np.arange(batch * 2, dtype=np.float32).reshape(batch, 2)
+    out = session.run_outputs(pixels)
+    assert inner.fed == parts  # the runtime only ever saw accepted sizes, in order
+    np.testing.assert_array_equal(out["features"], pixels * 3)
+    np.testing.assert_array_equal(session.run(pixels), pixels[:, :1] * 2)
+    session.close()
+    assert inner.closed
+
+
+def test_any_batch_artifacts_are_not_wrapped_and_unsplittable_batches_are_refused():
+    inner = RecordingSession([5])
+    onnx = Artifact(id="onnx-fp32", format="onnx", precision="fp32", path="m.onnx",
+                             input_spec={"input_shape": ["batch", 3, 64, 64]})
+    assert honour_batch_shapes(inner, onnx) is inner  # dynamic batch: the session as the runtime made it
+    with pytest.raises(RuntimeUnavailable, match="cannot be split into this artifact's batches 2, 4"):
+        runtimes.BatchShapes(sizes=(2, 4)).split(3)
+    with pytest.raises(RuntimeUnavailable, match="cannot be split"):
+        runtimes.BatchShapes(lower=2, upper=4).split(1)
+
+
+def test_a_session_that_must_not_split_refuses_the_batch_as_unavailable():
+    """The bench times one batch per row: a batch the artifact cannot take is an unavailable row, not split."""
+    from vitship.bench.latency.worker import _session_options
+
+    assert _session_options({"threads": 1}, 32).split_batches is False and SessionOptions().split_batches is True
+    artifact = Artifact(id="coreml-fp32", format="coreml", precision="fp32", path="m.mlpackage",
+                                 input_spec={"batch_shapes": [1, 2, 4, 8]})
+    inner = RecordingSession([1, 2, 4, 8])
+    session = honour_batch_shapes(inner, artifact, split=False)
+    assert session.run(np.zeros((8, 2), np.float32)).shape == (8, 1)
+    with pytest.raises(RuntimeUnavailable, match=r"batch 32: coreml-fp32 accepts batches 1, 2, 4, 8"):
+        session.run(np.zeros((32, 2), np.float32))
+    assert inner.fed == [8]
+
+
+# --- backend logs stay hidden unless --debug (VITSHIP_DEBUG=1) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("debug", ["", "1"])
+def test_quiet_stderr_hides_native_writes_to_fd_2_unless_debugging(debug, capfd, monkeypatch):
+    import os
+
+    from vitship.runtimes.quiet import quiet_stderr
+
+    monkeypatch.setenv("VITSHIP_DEBUG", debug)
+    with quiet_stderr():
+        os.write(2, b"[cpuinfo_utils.cpp:71] Reading file\n")  # as native code writes: straight to the descriptor
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err
+    assert ("cpuinfo_utils" in err) == bool(debug)
+    assert err.endswith("after\n")  # fd 2 is restored

@@ -60,7 +60,8 @@ def _session_options(knobs: dict, batch: int):
 
     names = {f.name for f in dataclasses.fields(SessionOptions)}
     static = {"static_batch": batch} if knobs.get("openvino_shape") == "static" else {}
-    return SessionOptions(**{k: v for k, v in knobs.items() if k in names}, **static)
+    # split_batches=False: a row times its own batch; one the artifact cannot take is unavailable, not split
+    return SessionOptions(**{k: v for k, v in knobs.items() if k in names}, split_batches=False, **static)
 
 
 def _open(job: RowJob):

@@ -106,20 +106,13 @@ class ParityContext:
                    reference, ParityConfig.from_dict(saved["config"]), ToleranceTable(saved["tolerances"]))
 
 
-def run_batched(session, pixels: np.ndarray, batch: int, allowed: list[int] | None = None) -> dict[str, np.ndarray]:
+def run_batched(session, pixels: np.ndarray, batch: int) -> dict[str, np.ndarray]:
     """All outputs for `pixels`, fed `batch` at a time (the last batch holds the remainder).
 
-    `allowed`: the only batch sizes the artifact takes (Core ML enumerated shapes, `input_spec["batch_shapes"]`);
-    each chunk is then fed as the largest allowed sizes that fit, as an app splits its batch, so a batch-1
-    artifact runs one image at a time and an enumerated one only at enumerated sizes.
+    The session splits a batch its artifact does not accept into accepted sizes (runtimes.batching), as an
+    app splits its work: a batch-1 artifact runs one image at a time, an enumerated one at enumerated sizes.
     """
-    sizes = [n for n in sorted(set(allowed or ()), reverse=True) if n <= batch] or None
-    starts, i = [], 0
-    while i < len(pixels):
-        step = min(batch, len(pixels) - i) if sizes is None else next((n for n in sizes if n <= len(pixels) - i), 1)
-        starts.append((i, step))
-        i += step
-    chunks = [session.run_outputs(pixels[i:i + step]) for i, step in starts]
+    chunks = [session.run_outputs(pixels[i:i + batch]) for i in range(0, len(pixels), batch)]
     return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
 
 
@@ -198,8 +191,7 @@ def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
     session = open_session(plan.artifact, ctx.model_dir, plan.status.target, options)
     try:
         result.session = session.info.to_dict()
-        allowed = (plan.artifact.input_spec or {}).get("batch_shapes")
-        runs = {b: run_batched(session, ctx.inputs.pixels, b, allowed) for b in ctx.config.batch_sizes}
+        runs = {b: run_batched(session, ctx.inputs.pixels, b) for b in ctx.config.batch_sizes}
     finally:
         session.close()
     info = result.session
