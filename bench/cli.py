@@ -7,9 +7,11 @@ import sys
 import traceback
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 # tqdm reads TQDM_* when it is first imported (coremltools, nncf and huggingface_hub all use it), so this
 # must precede every backend import; rich shows vitship's own progress. TQDM_DISABLE=0 brings them back.
+_TQDM_DISABLED_HERE = "TQDM_DISABLE" not in os.environ
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 from vitship.bench.commands import bench, bench_check, compare, doctor, export, parity, predict, report  # noqa: E402
@@ -18,41 +20,72 @@ from vitship.bench.commands import compat_check  # noqa: E402
 from vitship.bench.commands.common import err_console, state  # noqa: E402
 from vitship.models import VitshipError  # noqa: E402
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+class _FlagsWithoutMetavar:
+    """typer's rich help prints a type for flags (``--quick <bool>``), which take no value, and ``<list[Path]>`` for
+    variadic arguments (``IMAGE...`` already says it): show none there, as click does."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+            elif param.param_type_name == "argument" and param.nargs != 1:
+                param.display_type_rich = lambda ctx: None  # instance attribute: typer has no per-argument hook
+        return params
+
+
+class VitshipCommand(_FlagsWithoutMetavar, TyperCommand):
+    """Every vitship command (see _FlagsWithoutMetavar)."""
+
+
+class VitshipGroup(_FlagsWithoutMetavar, TyperGroup):
+    """The vitship command group (its --debug and --help)."""
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=VitshipGroup,
                   help="Ship the ViT deepfake detector: export, check parity, benchmark and report.")
-app.command("doctor")(doctor.doctor)
-app.command("export")(export.export)
-app.command("parity")(parity.parity)
-app.command("bench")(bench.bench)
-app.command("bench-check")(bench_check.bench_check_command)
-app.command("eval")(eval_.eval_command)
-app.command("report")(report.report)
-app.command("predict")(predict.predict)
-app.command("compare", help=compare.HELP)(compare.compare)
-app.command("compat-check")(compat_check.compat_check_command)
+COMMANDS = {"doctor": doctor.doctor, "export": export.export, "parity": parity.parity, "bench": bench.bench,
+            "bench-check": bench_check.bench_check_command, "eval": eval_.eval_command, "report": report.report,
+            "predict": predict.predict, "compare": compare.compare, "compat-check": compat_check.compat_check_command}
+for _name, _function in COMMANDS.items():
+    app.command(_name, cls=VitshipCommand, help=compare.HELP if _name == "compare" else None)(_function)
+
+
+# Loggers that talk through warnings or INFO lines a user cannot act on; --debug keeps them.
+NOISY_LOGGERS = ("coremltools", "nncf", "torch.utils.cpp_extension", "torch.utils._pytree", "torch._export", "torchao",
+                 "executorch", "onnxruntime", "onnxscript", "openvino")
 
 
 def _quiet_backends() -> None:
     """Keep backend chatter out of vitship's own progress and tables (all of it returns with --debug).
 
     coremltools logs a warning per Apple runtime proxy it cannot load (always, off macOS) and runs tqdm bars
-    for every conversion pass; NNCF and coremltools' tqdm bars interleave with rich's progress display.
+    for every conversion pass; NNCF draws its own progress bars (rich's default console) that interleave with
+    vitship's progress display. vitship prints only through its own consoles (bench/commands/common.py).
     """
     import logging
 
-    import os
+    import rich
 
     # ExecuTorch's Core ML partitioner logs INFO per node through its own levels; its env var sets them at import.
     os.environ.setdefault("ET_COREML_LOG_LEVEL", "ERROR")
+    # NNCF's track() draws on rich's global console and has no switch to turn it off; vitship never prints there.
+    rich.reconfigure(quiet=True)
     # A filter, not a level: nncf resets its logger's level when it is imported.
-    for name in ("coremltools", "nncf", "torch.utils.cpp_extension"):
+    for name in NOISY_LOGGERS:
         logging.getLogger(name).addFilter(lambda record: record.levelno >= logging.ERROR)
 
 
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and backend logs.")) -> None:
     state["debug"] = debug
-    if not debug:
+    if debug:
+        # the runtimes layer (and every worker subprocess, which inherits it) keeps the backends' C++ logs visible
+        os.environ["VITSHIP_DEBUG"] = "1"
+        if _TQDM_DISABLED_HERE:
+            os.environ["TQDM_DISABLE"] = "0"
+    else:
         _quiet_backends()
 
 
@@ -85,6 +118,13 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted; finished work is kept, partial writes were discarded[/yellow]")
         sys.exit(130)
+    except OSError as err:  # a path from the command line that cannot be used: a file where a folder should be, ...
+        if state["debug"]:
+            traceback.print_exc()
+        where = err.filename if err.filename is not None else "a path"
+        err_console.print(f"[bold red]error:[/bold red] {where}: {err.strerror or err}; check the path and its permissions",
+                          highlight=False, soft_wrap=True)
+        sys.exit(2)
     except Exception as err:  # an unexpected bug: still one line unless --debug
         if state["debug"]:
             traceback.print_exc()

@@ -12,11 +12,11 @@ from vitship.bench.commands.common import (
     ArtifactsOpt,
     ModelOpt,
     WeightsOpt,
-    batch_sizes,
     choices,
     console,
-    csv_list,
+    list_option,
     model_dir_option,
+    number_option,
     wide_console,
 )
 from vitship.bench.report.sources import target_display
@@ -84,21 +84,35 @@ def _run_with_progress(model_dir: Path, arch: str, weights: str, config):
         return run_bench(model_dir, spec_for(arch), weights, config, on_row)
 
 
+def _valid(name: str):
+    """The accepted values of one BenchConfig choice (imported only when the option is given)."""
+
+    def names() -> tuple[str, ...]:
+        from vitship.bench.latency.sweep import option_choices
+
+        return option_choices()[name]
+
+    return names
+
+
 def bench(
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt, weights: str = WeightsOpt,
     out: Path | None = typer.Option(None, "--out", help="output folder (default: artifacts/<model>/bench)"),
-    batch: str | None = typer.Option(None, "--batch", help="batch sizes, comma-separated (default: 1,8,32; --quick: 1)"),
-    threads: int | None = typer.Option(None, "--threads", help="intra-op threads (default: physical cores)"),
-    hint: str = typer.Option("latency", "--hint", help="OpenVINO performance hints, comma-separated: latency,throughput"),
+    batch: list[str] = list_option("--batch", item="N", numbers=True, help="batch sizes (default: 1,8,32; --quick: 1)"),
+    threads: int | None = number_option(None, "--threads", at_least=1, help="intra-op threads (default: physical cores)"),
+    hint: list[str] = list_option("--hint", item="HINT", valid=_valid("openvino_hints"),
+                                  help="OpenVINO performance hints: latency, throughput (default: latency)"),
     openvino_precision: str | None = typer.Option(None, "--openvino-precision", help="f32|bf16|f16 (default: device default)"),
-    ort_opt: str = typer.Option("all", "--ort-opt", help="onnxruntime graph optimization levels: disable,basic,extended,all"),
-    torch_variants: str | None = typer.Option(None, "--torch-variants", help="eager,compile,cudagraphs (--quick: eager)"),
-    artifact: str | None = typer.Option(None, "--artifact", help="artifact ids to measure, comma-separated (default: all)"),
-    target: str | None = typer.Option(None, "--target", help="targets, comma-separated (default: every available one)"),
-    min_time: float | None = typer.Option(None, "--min-time", help="seconds of measured iterations per row (3; --quick 1)"),
-    warmup: float | None = typer.Option(None, "--warmup", help="seconds of warm-up per row (1; --quick 0.5)"),
-    min_iterations: int | None = typer.Option(None, "--min-iterations", help="minimum measured iterations per row (5)"),
-    row_timeout: float = typer.Option(900.0, "--row-timeout", help="seconds before a row's worker is killed"),
+    ort_opt: list[str] = list_option("--ort-opt", item="LEVEL", valid=_valid("ort_optimizations"),
+                                     help="onnxruntime graph optimization levels: disable, basic, extended, all (default: all)"),
+    torch_variants: list[str] = list_option("--torch-variants", item="VARIANT", valid=_valid("torch_variants"),
+                                            help="eager, compile, cudagraphs (--quick: eager)"),
+    artifact: list[str] = list_option("--artifact", item="ID", help="artifact ids to measure (default: all)"),
+    target: list[str] = list_option("--target", item="TARGET", help="targets (default: every available one)"),
+    min_time: float | None = number_option(None, "--min-time", above=0, help="seconds of measured iterations per row (3; --quick 1)"),
+    warmup: float | None = number_option(None, "--warmup", at_least=0, help="seconds of warm-up per row (1; --quick 0.5)"),
+    min_iterations: int | None = number_option(None, "--min-iterations", at_least=1, help="minimum measured iterations per row (5)"),
+    row_timeout: float = number_option(900.0, "--row-timeout", above=0, help="seconds before a row's worker is killed"),
     quick: bool = typer.Option(False, "--quick", help="batch 1, short timing, every available target (what make export-all runs)"),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="write the PNG plots"),
 ) -> None:
@@ -109,10 +123,8 @@ def bench(
     from vitship.bench.latency.sweep import BenchConfig, option_choices
 
     valid = option_choices()
-    options = {"openvino_hints": choices("--hint", csv_list(hint), valid["openvino_hints"]),
-               "ort_optimizations": choices("--ort-opt", csv_list(ort_opt), valid["ort_optimizations"]),
-               "torch_variants": choices("--torch-variants", csv_list(torch_variants), valid["torch_variants"]),
-               "batches": batch_sizes("--batch", batch), "artifacts": csv_list(artifact), "targets": csv_list(target)}
+    options = {"openvino_hints": tuple(hint), "ort_optimizations": tuple(ort_opt), "torch_variants": tuple(torch_variants),
+               "batches": tuple(batch), "artifacts": tuple(artifact), "targets": tuple(target)}
     choices("--openvino-precision", (openvino_precision,) if openvino_precision else None, valid["openvino_precision"])
     model_dir = model_dir_option(artifacts, model, arch)
     base = BenchConfig.quick() if quick else BenchConfig()

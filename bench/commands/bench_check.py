@@ -14,16 +14,17 @@ from vitship.bench.commands.common import (
     WeightsOpt,
     console,
     model_dir_option,
+    number_option,
 )
 from vitship.models import spec_for
 
 
 def bench_check_command(
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt, weights: str = WeightsOpt,
-    seconds: float = typer.Option(10.0, "--seconds", "-t", help="measured seconds per side and round"),
-    rounds: int = typer.Option(3, "--rounds", help="alternate vitship / benchmark_app this many times (medians compared)"),
-    threads: int | None = typer.Option(None, "--threads", help="inference threads (default: physical cores)"),
-    tolerance: float = typer.Option(0.10, "--tolerance", help="largest accepted |vitship p50 / benchmark_app median - 1|"),
+    seconds: float = number_option(10.0, "--seconds", "-t", above=0, help="measured seconds per side and round"),
+    rounds: int = number_option(3, "--rounds", at_least=1, help="alternate vitship / benchmark_app this many times (medians compared)"),
+    threads: int | None = number_option(None, "--threads", at_least=1, help="inference threads (default: physical cores)"),
+    tolerance: float = number_option(0.10, "--tolerance", above=0, help="largest accepted |vitship p50 / benchmark_app median - 1|"),
 ) -> None:
     """Honesty check: vitship's p50 for openvino-fp16 (CPU, batch 1, latency hint) vs OpenVINO benchmark_app's median."""
     import subprocess

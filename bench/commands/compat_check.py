@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from vitship.bench.commands.common import ArchOpt, ArtifactsOpt, ModelOpt, console, model_dir_option, wide_console
+from vitship.bench.commands.common import ArchOpt, ArtifactsOpt, ModelOpt, console, model_dir_option, number_option, wide_console
 from vitship.models import spec_for
 
 
@@ -29,7 +29,7 @@ def compat_check_command(
     onnxruntime: str | None = typer.Option(None, "--onnxruntime", help="oldest onnxruntime to check (default 1.16.3)"),
     openvino: str | None = typer.Option(None, "--openvino", help="oldest OpenVINO to check (default 2024.0.0)"),
     venv: Path | None = typer.Option(None, "--venv", help="keep (or reuse) the old-runtime venv here instead of a temporary one"),
-    photos: int = typer.Option(4, "--photos", min=1, help="bundled photos to run (plus one random input)"),
+    photos: int = number_option(4, "--photos", at_least=1, help="bundled photos to run (plus one random input)"),
 ) -> None:
     """Load every ONNX and OpenVINO artifact in onnxruntime 1.16 / OpenVINO 2024.0 (from PyPI) and compare outputs."""
     import numpy as np

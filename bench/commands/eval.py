@@ -12,7 +12,9 @@ from vitship.bench.commands.common import (
     ArtifactsOpt,
     ModelOpt,
     console,
+    list_option,
     model_dir_option,
+    number_option,
 )
 from vitship.bench.rows import Status
 
@@ -39,12 +41,12 @@ def eval_command(
     data: Path = typer.Option(..., "--data", help="a folder with real/ and fake/ subfolders, or a CSV of path,label"),
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
     weights: str | None = typer.Option(None, "--weights", "-w", help="reference weights (default: the source the manifest records)"),
-    threshold: float = typer.Option(0.5, "--threshold", help="decision threshold on the 'fake' probability"),
-    target: list[str] = typer.Option([], "--target", help="ARTIFACT_OR_FORMAT=TARGET, e.g. openvino=openvino:CPU (repeatable)"),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    threshold: float = number_option(0.5, "--threshold", at_least=0, at_most=1, help="decision threshold on the 'fake' probability"),
+    target: list[str] = list_option("--target", item="ARTIFACT_OR_FORMAT=TARGET", help="e.g. openvino=openvino:CPU"),
+    batch_size: int = number_option(8, "--batch-size", at_least=1, help="images per call"),
 ) -> None:
     """Score a labelled folder with every artifact and the PyTorch reference; write eval.json."""
-    from vitship.bench.accuracy import DatasetError, EvalOptions, evaluate, write_eval
+    from vitship.bench.accuracy import EvalOptions, evaluate, write_eval
     from vitship.bench.parity.run import load_reference
 
     model_dir = model_dir_option(artifacts, model, arch)
@@ -52,7 +54,7 @@ def eval_command(
     for item in target:
         key, sep, value = item.partition("=")
         if not sep:
-            raise DatasetError(f"--target {item!r}: expected ARTIFACT_OR_FORMAT=TARGET, e.g. onnx=onnxruntime:cpu")
+            raise typer.BadParameter(f"{item!r}: expected ARTIFACT_OR_FORMAT=TARGET, e.g. onnx=onnxruntime:cpu", param_hint="--target")
         targets[key] = value
     loaded = load_reference(model_dir, weights)
     with console.status(f"scoring {data} with every artifact in {model_dir} ..."):

@@ -15,7 +15,8 @@ from vitship.bench.commands.common import (
     WeightsOpt,
     console,
     err_console,
-    split_names,
+    list_option,
+    number_option,
     state,
     wide_console,
 )
@@ -107,18 +108,14 @@ def _coremltools():
     return coremltools
 
 
-def _apple_options(calibration: Path | None, coreml_input: str, coreml_batch: str, coreml_batch_shapes: str,
+def _apple_options(calibration: Path | None, coreml_input: str, coreml_batch: str, coreml_batch_shapes: list[int],
                    coreml_max_batch: int, coreml_min_target: str, executorch_max_batch: int, executorch_int8_mode: str) -> dict:
     """The CoreML and ExecuTorch options by registered name, each checked before any work starts (usage error)."""
-    from vitship.bench.commands.common import csv_list
     from vitship.exporters import coreml as coreml_exporter
     from vitship.exporters import executorch as executorch_exporter
     from vitship.models import VitshipError
 
-    try:
-        shapes = csv_list(coreml_batch_shapes, int)
-    except ValueError as err:
-        raise typer.BadParameter(f"--coreml-batch-shapes {coreml_batch_shapes!r}: a comma list of batch sizes, e.g. 1,2,4,8") from err
+    shapes = tuple(coreml_batch_shapes) or coreml_exporter.CoremlOptions.batch_shapes
     common = {"calibration_dir": calibration, "min_target": coreml_min_target}
     coreml = {"input": coreml_input, "batch": coreml_batch, "batch_shapes": shapes, "max_batch": coreml_max_batch, **common}
     executorch = {"max_batch": executorch_max_batch, "int8_mode": executorch_int8_mode, **common}
@@ -139,9 +136,9 @@ def _apple_options(calibration: Path | None, coreml_input: str, coreml_batch: st
 
 def export(
     all_: bool = typer.Option(False, "--all", help="every registered format and precision (the default without --format/--precision)"),
-    fmt: list[str] = typer.Option([], "--format", "-f", help="onnx, openvino, coreml, coreml-tensor, executorch, executorch-coreml "
-                                                            "(repeatable or comma list)"),
-    precision: list[str] = typer.Option([], "--precision", "-p", help="fp32, fp16, int8 (repeatable or comma list)"),
+    fmt: list[str] = list_option("--format", "-f", item="FORMAT", help="onnx, openvino, coreml, coreml-tensor, executorch, "
+                                                                       "executorch-coreml"),
+    precision: list[str] = list_option("--precision", "-p", item="PRECISION", help="fp32, fp16, int8"),
     weights: str = WeightsOpt, arch: str = ArchOpt,
     out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="writes OUT/<model-name>/<artifact-id>/ and manifest.json"),
     calibration: Path | None = typer.Option(None, "--calibration", help="folder of real photos for int8 calibration (default: bundled samples)"),
@@ -150,12 +147,13 @@ def export(
     coreml_input: str = typer.Option("auto", "--coreml-input", help="coreml-* input: auto (RGB image at batch 1 for fp16/int8, "
                                                                    "float tensor for the fp32 reference), image or tensor"),
     coreml_batch: str = typer.Option("enumerated", "--coreml-batch", help=RANGE_HELP),
-    coreml_batch_shapes: str = typer.Option("1,2,4,8", "--coreml-batch-shapes", help="CoreML enumerated batch sizes (must include 1)"),
-    coreml_max_batch: int = typer.Option(64, "--coreml-max-batch", help="CoreML RangeDim upper bound (--coreml-batch range only; "
+    coreml_batch_shapes: list[str] = list_option("--coreml-batch-shapes", item="N", numbers=True,
+                                                 help="CoreML enumerated batch sizes (default: 1,2,4,8; must include 1)"),
+    coreml_max_batch: int = number_option(64, "--coreml-max-batch", at_least=1, help="CoreML RangeDim upper bound (--coreml-batch range only; "
                                                                          "the Neural Engine runs a RangeDim model only at batch 1)"),
     coreml_min_target: str = typer.Option("iOS17", "--coreml-min-target", help="CoreML (and ExecuTorch Core ML delegate) minimum "
                                                                                "deployment target, e.g. iOS17, macOS14"),
-    executorch_max_batch: int = typer.Option(8, "--executorch-max-batch", help="ExecuTorch XNNPACK batch upper bound "
+    executorch_max_batch: int = number_option(8, "--executorch-max-batch", at_least=1, help="ExecuTorch XNNPACK batch upper bound "
                                                                                "(memory is planned for it)"),
     executorch_int8_mode: str = typer.Option("dynamic", "--executorch-int8-mode", help="executorch-int8: dynamic (default: better "
                                                                                       "parity and faster on the ViT-S) or static "
@@ -167,7 +165,7 @@ def export(
     from vitship.exporters.openvino import OpenvinoOptions
     from vitship.exporters.pipeline import model_dir_for, resolve_requests
 
-    formats, precisions = split_names(fmt), split_names(precision)
+    formats, precisions = fmt, precision
     if int8_mode not in ("static", "dynamic"):
         raise typer.BadParameter(f"--int8-mode {int8_mode!r}: use dynamic or static")
     if onnx_runtimes not in ("compatible", "latest"):

@@ -7,7 +7,15 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from vitship.bench.commands.common import ArchOpt, ModelOpt, batch_sizes, console, model_dir_option, row_progress
+from vitship.bench.commands.common import (
+    ArchOpt,
+    ModelOpt,
+    console,
+    list_option,
+    model_dir_option,
+    number_option,
+    row_progress,
+)
 from vitship.bench.parity.results import write_parity_report
 from vitship.bench.parity.sweep import ParityRequest, run_parity
 from vitship.bench.rows import Status, unavailable_by_target
@@ -74,21 +82,23 @@ def parity(
     artifacts: Path = typer.Option(Path("artifacts"), "--artifacts", help="artifacts/ (with --model) or one model folder artifacts/<model>"),
     model: str | None = ModelOpt, arch: str = ArchOpt,
     weights: str | None = typer.Option(None, "--weights", "-w", help="reference weights (default: the source the manifest records; sha256 must match)"),
-    artifact: list[str] = typer.Option([], "--artifact", help="only these artifact ids (repeatable); torch-fp16/torch-bf16 add PyTorch half-precision rows"),
-    target: list[str] = typer.Option([], "--target", help="only these targets, e.g. onnxruntime:cpu (repeatable)"),
+    artifact: list[str] = list_option("--artifact", item="ID", help="only these artifact ids; torch-fp16/torch-bf16 add "
+                                      "PyTorch half-precision rows"),
+    target: list[str] = list_option("--target", item="TARGET", help="only these targets, e.g. onnxruntime:cpu"),
     tolerances: Path | None = typer.Option(None, "--tolerances", help="JSON/TOML tolerance overrides, e.g. {\"int8\": {\"max_prob\": 0.06}}"),
-    tolerance: list[str] = typer.Option([], "--tolerance", help="KEY.FIELD=VALUE override, e.g. int8.max_prob=0.06 (repeatable)"),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="runtime threads (default: physical cores)"),
-    batch: str = typer.Option("1,8", "--batch", help="batch sizes; the first and last are compared for batch consistency"),
-    random_inputs: int = typer.Option(5, "--random-inputs", min=0, help="seeded random tensors added to the photos"),
+    tolerance: list[str] = list_option("--tolerance", item="KEY.FIELD=VALUE", help="tolerance override, e.g. int8.max_prob=0.06"),
+    threads: int | None = number_option(None, "--threads", at_least=1, help="runtime threads (default: physical cores)"),
+    batch: list[str] = list_option("--batch", item="N", numbers=True, help="batch sizes (default: 1,8); the first and last "
+                                   "are compared for batch consistency"),
+    random_inputs: int = number_option(5, "--random-inputs", at_least=0, help="seeded random tensors added to the photos"),
     torch_rows: bool = typer.Option(True, "--torch/--no-torch", help="also check the PyTorch model itself on every torch target"),
-    row_timeout: float = typer.Option(1800.0, "--row-timeout", min=1, help="seconds before a row's worker is killed"),
+    row_timeout: float = number_option(1800.0, "--row-timeout", above=0, help="seconds before a row's worker is killed"),
 ) -> None:
     """Check every artifact on every available target against the PyTorch fp32 reference; write parity.json."""
     from vitship.bench.parity.metrics import ToleranceTable
     from vitship.bench.parity.run import ParityConfig
 
-    sizes = batch_sizes("--batch", batch)
+    sizes = batch or [1, 8]
     model_dir = artifacts if (artifacts / "manifest.json").is_file() else model_dir_option(artifacts, model, arch)
     table = ToleranceTable.from_file(tolerances) if tolerances else ToleranceTable()
     table.apply_cli(tolerance)

@@ -8,7 +8,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitship.bench.commands.common import ArchOpt, ArtifactsOpt, ModelOpt, console, model_dir_option, split_names, wide_console
+from vitship.bench.commands.common import (
+    ArchOpt,
+    ArtifactsOpt,
+    ModelOpt,
+    console,
+    list_option,
+    model_dir_option,
+    number_option,
+    wide_console,
+)
 
 
 def _table(result) -> Table:
@@ -31,12 +40,12 @@ def _table(result) -> Table:
 
 
 def predict(
-    images: list[Path] = typer.Argument(..., metavar="IMAGE...", help="image files to classify"),
-    artifact: list[str] = typer.Option([], "--artifact", help="artifact ids (repeatable or comma list; default: the "
-                                       "recommended artifact per available target)"),
+    images: list[Path] = typer.Argument(..., metavar="IMAGE", help="image files to classify"),
+    artifact: list[str] = list_option("--artifact", item="ID", help="artifact ids (default: the recommended artifact per "
+                                                                    "available target)"),
     target: str | None = typer.Option(None, "--target", help="run on this target (default: each artifact's own)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the table as JSON to this file"),
-    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="fake probability from which the label is fake"),
+    threshold: float = number_option(0.5, "--threshold", at_least=0, at_most=1, help="fake probability from which the label is fake"),
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
 ) -> None:
     """Classify IMAGE... with each artifact and the PyTorch reference; unreadable images are listed, not fatal."""
@@ -44,7 +53,7 @@ def predict(
     from vitship.bench.predict import predict as run_predict
     from vitship.models.atomic import atomic_write_json
 
-    options = PredictOptions(artifacts=tuple(split_names(artifact)), target=target, threshold=threshold)
+    options = PredictOptions(artifacts=tuple(artifact), target=target, threshold=threshold)
     result = run_predict(model_dir_option(artifacts, model, arch), images, options)
     wide_console().print(_table(result))
     for note in result.notes:
