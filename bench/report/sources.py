@@ -70,20 +70,18 @@ class Sources:
 
 def _load_manifest(path: Path) -> ManifestData:
     """The manifest's weights and artifacts; a malformed manifest is a one-line ReportError naming the file."""
-    from vitship.exporters.base import manifest_artifacts, read_manifest
+    from vitship.exporters.base import resolve_artifact_path
+    from vitship.exporters.manifest import Manifest
 
     folder = Path(path).parent
     try:
-        manifest = read_manifest(folder)
-        artifacts = manifest_artifacts(folder)
+        manifest = Manifest.read(folder)  # validated: a malformed entry is a ManifestError naming the file
+        for artifact in manifest.artifacts.values():
+            resolve_artifact_path(folder, artifact)
     except VitshipError as err:
         message = str(err) if str(path) in str(err) else f"{path}: {err}"
         raise ReportError(message) from err
-    except (TypeError, AttributeError, KeyError) as err:  # an entry without a required field (exporters/base validates soon)
-        raise ReportError(f"{path}: malformed manifest ({type(err).__name__}: {err}); "
-                          "re-export with vitship export --force") from err
-    weights = manifest.get("weights") if isinstance(manifest, dict) else None  # the manifest file's own JSON object
-    return ManifestData(weights=weights or {}, artifacts=artifacts)
+    return ManifestData(weights=manifest.reference_weights(), artifacts=list(manifest.artifacts.values()))
 
 
 def _load_parity(path: Path):
