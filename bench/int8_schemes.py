@@ -49,17 +49,16 @@ def onnx_table(model_dir: Path) -> str:
     import onnx
     import onnxruntime as ort
 
-    from vitship.models import ModelSpec, preprocess, sample_images
     from vitship.exporters.base import verify_artifact
     from vitship.exporters.manifest import Manifest
-    from vitship.runtimes import physical_cores
-    from vitship.bench.parity.run import manifest_spec
-    from vitship.models import FEATURES_NAME, LOGITS_NAME
+    from vitship.models import FEATURES_NAME, LOGITS_NAME, ModelSpec, preprocess, sample_images
     from vitship.models.metrics import output_errors
+    from vitship.runtimes import physical_cores
 
     manifest = Manifest.read(model_dir)
     source = verify_artifact(model_dir, manifest.artifacts["onnx-fp32"])
-    photos = preprocess(sample_images(), ModelSpec.from_dict(manifest.spec))
+    spec = ModelSpec.from_dict(manifest.spec)
+    photos = preprocess(sample_images(), spec)
     head = [n.name for n in onnx.load(str(source), load_external_data=False).graph.node if "logits" in n.output]
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = physical_cores(), 1
@@ -77,7 +76,7 @@ def onnx_table(model_dir: Path) -> str:
                     start = time.perf_counter_ns()
                     session.run(None, {"pixel_values": photos[:1]})
                     times[name].append(time.perf_counter_ns() - start)
-    base, spec = np.median(times["fp32 (onnx-fp32)"]), manifest_spec(model_dir)
+    base = np.median(times["fp32 (onnx-fp32)"])
     stacked = {name: {key: np.concatenate([o[i] for o in runs]) for i, key in enumerate((LOGITS_NAME, FEATURES_NAME))}
                for name, runs in outputs.items()}  # onnx outputs are (logits, features) by contract
     lines = ["| scheme | p50 ms | vs onnx-fp32 | min feature cosine | max prob error |", "|---|---|---|---|---|"]
