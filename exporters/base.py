@@ -251,8 +251,8 @@ _VERIFIED: dict[tuple, str] = {}
 
 
 def _fingerprint(path: Path) -> tuple:
-    files = artifact_files(path)
-    return (str(path), *((str(f), s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for f, s in zip(files, map(Path.stat, files))))
+    stats = [(str(file), file.stat()) for file in artifact_files(path)]
+    return (str(path), *((name, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for name, s in stats))
 
 
 def verify_artifact(model_dir: Path, artifact: Artifact) -> Path:

@@ -48,6 +48,7 @@ class Manifest:
 
     @staticmethod
     def exists(model_dir: Path) -> bool:
+        """Whether ``model_dir`` holds a manifest.json (a model folder)."""
         return manifest_path(model_dir).is_file()
 
     @classmethod

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from vitship.exporters import EXPORTERS, get_exporter, options_class
-from vitship.exporters.base import (PRECISIONS, Artifact, ArtifactPathError, ExportError, ExportOptions, TraceCache, artifact_id,
-                                    path_sha256, path_size, resolve_artifact_path)
+from vitship.exporters.base import (MANIFEST_NAME, PRECISIONS, Artifact, ArtifactPathError, ExportError, ExportOptions,
+                                    TraceCache, artifact_id, path_sha256, path_size, resolve_artifact_path)
 from vitship.exporters.lock import export_lock
 from vitship.exporters.manifest import Manifest
 from vitship.models import LoadedModel, UnknownNameError
@@ -69,11 +69,11 @@ def find_model_dir(artifacts: Path, model: str | None, arch: str) -> Path:
     from vitship.models import spec_for
 
     artifacts = Path(artifacts)
-    if (artifacts / "manifest.json").is_file():
+    if Manifest.exists(artifacts):
         return artifacts
     if model:
         return artifacts / model
-    found = sorted(p.parent for p in artifacts.glob("*/manifest.json"))
+    found = sorted(p.parent for p in artifacts.glob(f"*/{MANIFEST_NAME}"))
     return found[0] if len(found) == 1 else artifacts / spec_for(arch).name
 
 

@@ -97,12 +97,13 @@ def test_a_malformed_manifest_is_one_line_naming_the_file_and_the_fix(model_dir,
 
 def test_write_manifest_refuses_a_malformed_dict(tmp_path):
     with pytest.raises(ManifestError, match="has no 'path'"):
-        base.write_manifest(tmp_path, {"schema_version": 1, "artifacts": {"a": {"id": "a", "format": "onnx", "precision": "fp32"}}})
+        entry = {"id": "a", "format": "onnx", "precision": "fp32"}
+        base.write_manifest(tmp_path, {"schema_version": 1, "artifacts": {"a": entry}})
     assert not (tmp_path / "manifest.json").exists()
 
 
 def test_every_command_refuses_a_manifest_entry_without_path_in_one_line(model_dir, monkeypatch, capsys):
-    """The issue's case: parity, bench, report, predict, eval, compat-check (and export without --force)."""
+    """A manifest entry without path (issue 16): parity, bench, report, predict, eval, compat-check, export."""
     from vitship.models import sample_images
 
     _break(model_dir, "entry without path")
@@ -114,7 +115,8 @@ def test_every_command_refuses_a_manifest_entry_without_path_in_one_line(model_d
     commands = {"parity": ["parity", *folder, "--no-torch"], "bench": ["bench", *folder, "--quick"],
                 "report": ["report", *folder, "--reports", model_dir.parent / "reports"],
                 "predict": ["predict", photo, *folder], "eval": ["eval", "--data", labelled.parent, *folder],
-                "compat-check": ["compat-check", *folder], "export": ["export", "--arch", "tiny", "-f", "onnx", "-p", "fp32", "--out", model_dir.parent]}
+                "compat-check": ["compat-check", *folder],
+                "export": ["export", "--arch", "tiny", "-f", "onnx", "-p", "fp32", "--out", model_dir.parent]}
     for name, args in commands.items():
         code, output = run_cli(monkeypatch, capsys, *args)
         lines = [line for line in output.splitlines() if line.strip()]
