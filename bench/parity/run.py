@@ -23,7 +23,7 @@ from vitship.bench.parity.metrics import Metrics, Tolerance, ToleranceTable, com
 from vitship.bench.parity.plan import RowPlan
 from vitship.bench.parity.results import ParityResult
 from vitship.bench.rows import Status
-from vitship.exporters.base import Artifact, path_sha256, resolve_artifact_path
+from vitship.exporters.base import Artifact, ArtifactIntegrityError, resolve_artifact_path, verify_artifact
 from vitship.models import ModelSpec, VitshipError, preprocess, sample_images
 from vitship.runtimes import TARGET_LABELS, RuntimeUnavailable, SessionOptions, open_session, torch_artifact
 
@@ -173,10 +173,10 @@ def verify_artifact(artifact: Artifact, model_dir: Path, weights_sha256: str) ->
     path = resolve_artifact_path(model_dir, artifact)
     if not path.exists():
         raise ArtifactRefused(f"refused: {artifact.id}: {path} is missing; re-export it (vitship export)")
-    actual = path_sha256(path)
-    if actual != artifact.sha256:
-        raise ArtifactRefused(f"refused: {artifact.id}: {artifact.path} hashes to {actual[:16]}, but the manifest "
-                              f"records {artifact.sha256[:16]}: modified or stale; re-export it (vitship export --force)")
+    try:
+        verify_artifact(model_dir, artifact)  # cached per file identity: the session's own check then costs nothing
+    except ArtifactIntegrityError as err:
+        raise ArtifactRefused(f"refused: {artifact.id}: {err}") from err
 
 
 def _label(artifact_precision: str, runtime: str, effective: str, source: str) -> str:
