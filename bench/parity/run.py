@@ -23,7 +23,8 @@ from vitship.bench.parity.metrics import Metrics, Tolerance, ToleranceTable, com
 from vitship.bench.parity.plan import RowPlan
 from vitship.bench.parity.results import ParityResult
 from vitship.bench.rows import Status
-from vitship.exporters.base import Artifact, ArtifactIntegrityError, resolve_artifact_path, verify_artifact
+from vitship.exporters import base as exporter_base
+from vitship.exporters.base import Artifact, ArtifactIntegrityError, resolve_artifact_path
 from vitship.models import ModelSpec, VitshipError, preprocess, sample_images
 from vitship.runtimes import TARGET_LABELS, RuntimeUnavailable, SessionOptions, open_session, torch_artifact
 
@@ -174,7 +175,7 @@ def verify_artifact(artifact: Artifact, model_dir: Path, weights_sha256: str) ->
     if not path.exists():
         raise ArtifactRefused(f"refused: {artifact.id}: {path} is missing; re-export it (vitship export)")
     try:
-        verify_artifact(model_dir, artifact)  # cached per file identity: the session's own check then costs nothing
+        exporter_base.verify_artifact(model_dir, artifact)  # cached per file identity: the session's own check then costs nothing
     except ArtifactIntegrityError as err:
         raise ArtifactRefused(f"refused: {artifact.id}: {err}") from err
 
