@@ -13,8 +13,8 @@ import itertools
 import numpy as np
 import pytest
 
-ct = pytest.importorskip("coremltools")
-torch = pytest.importorskip("torch")
+import coremltools as ct  # noqa: E402  (a hard dependency: a broken install fails, never skips)
+import torch  # noqa: E402
 F = torch.nn.functional
 
 from coremltools.converters.mil import Builder as mb  # noqa: E402

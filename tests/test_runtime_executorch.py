@@ -9,26 +9,23 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("executorch.runtime")
-pytest.importorskip("coremltools")
+import executorch.runtime  # noqa: E402,F401  (a hard dependency: a broken install fails, never skips)
+import coremltools  # noqa: E402,F401
 
 from vitship.bench.cli import app
 from vitship.bench.latency.sweep import BenchConfig, plan_sweep, run_sweep
 from vitship.bench.latency.timing import TimingOptions
 from vitship.bench.parity.results import PARITY_NAME, read_parity
 from vitship.exporters.base import manifest_artifacts
-from vitship.exporters.pipeline import export_all, model_dir_for
+from vitship.exporters.pipeline import model_dir_for
 from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session
 
 QUICK_TIMING = TimingOptions(min_time_s=0.05, warmup_s=0.01, min_iterations=2)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_loaded, tmp_path_factory):
-    root = tmp_path_factory.mktemp("executorch-rt")
-    results = export_all(tiny_loaded, root, [("executorch", "fp32"), ("executorch-coreml", "fp16")])
-    assert [r.status for r in results] == ["ok", "ok"], [r.reason for r in results]
-    return model_dir_for(root, tiny_loaded)
+def model_dir(tiny_loaded, tiny_exports):
+    return model_dir_for(tiny_exports([("executorch", "fp32"), ("executorch-coreml", "fp16")]), tiny_loaded)
 
 
 def by_id(model_dir):
