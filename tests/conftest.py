@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +49,73 @@ def assert_manifest_matches_files(model_dir: Path) -> dict:
         assert path_sha256(path) == entry["sha256"], f"{aid}: sha256 of {path} does not match the manifest"
         assert path_size(path) == entry["size_bytes"], f"{aid}: size of {path} does not match the manifest"
     return manifest
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tiny_loaded, tmp_path_factory):
+    """``tiny_exports(requests)``: an artifacts root holding just those (format, precision) artifacts of the tiny ViT.
+
+    Each artifact is exported once per test session by the shipped pipeline (export_all skips what is already
+    there), into one shared folder; every call returns a fresh copy, so a test may tamper with its own.
+    """
+    import json
+    import shutil
+
+    from vitship.exporters.pipeline import export_all, model_dir_for
+
+    shared = tmp_path_factory.mktemp("tiny-exports")
+
+    def exported(requests: list[tuple[str, str]]) -> Path:
+        results = export_all(tiny_loaded, shared, requests)
+        assert all(r.status in ("ok", "skipped") for r in results), [(r.id, r.status, r.reason) for r in results]
+        source, dest = model_dir_for(shared, tiny_loaded), tmp_path_factory.mktemp("artifacts")
+        manifest = json.loads((source / "manifest.json").read_text())
+        manifest["artifacts"] = {r.id: manifest["artifacts"][r.id] for r in results}  # in request order, as a fresh export
+        target = dest / source.name
+        target.mkdir()
+        for aid, entry in manifest["artifacts"].items():
+            folder = Path(entry["path"]).parts[0]
+            shutil.copytree(source / folder, target / folder, symlinks=True)
+        (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        return dest
+
+    return exported
+
+
+@pytest.fixture
+def vitship_main(monkeypatch, capsys):
+    """``vitship_main(*argv)`` runs the installed entry point (vitship.bench.cli:main) in this process.
+
+    Returns (exit code, stdout, stderr). The backend quieting that the entry point applies (logger filters, rich's
+    global console, env vars) is undone afterwards, so other tests see the libraries as they were.
+    """
+    import logging
+
+    import rich
+
+    from vitship.bench import cli
+    from vitship.bench.commands.common import state
+
+    environ = {name: os.environ.get(name) for name in ("ET_COREML_LOG_LEVEL", "VITSHIP_DEBUG", "TQDM_DISABLE")}
+    monkeypatch.setitem(state, "debug", False)
+    monkeypatch.setenv("COLUMNS", "200")
+    filters = {name: list(logging.getLogger(name).filters) for name in cli.NOISY_LOGGERS}
+    quiet = rich.get_console().quiet
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["vitship", *argv])
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield run
+    for name, kept in filters.items():
+        logging.getLogger(name).filters[:] = kept
+    rich.get_console().quiet = quiet
+    for name, value in environ.items():
+        os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import vitship
+from tests.conftest import torch_outputs
 from vitship.bench.latency.results import BenchReport
 from vitship.bench.latency.sweep import BenchConfig
 from vitship.bench.latency.timing import TimingOptions
@@ -17,7 +18,6 @@ from vitship.bench.parity.results import ParityReport, read_parity
 from vitship.bench.rows import RowKey, Status
 from vitship.exporters.pipeline import ExportResult
 from vitship.models import UnknownNameError
-from tests.conftest import torch_outputs
 
 HEAVY = ("torch", "onnx", "onnxruntime", "openvino", "coremltools", "executorch", "timm", "vitship.bench", "vitship.runtimes")
 

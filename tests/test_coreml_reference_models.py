@@ -11,10 +11,8 @@ import struct
 
 import numpy as np
 import pytest
+import torch  # noqa: E402
 from typer.testing import CliRunner
-
-ct = pytest.importorskip("coremltools")
-torch = pytest.importorskip("torch")
 
 from vitship.bench.cli import app
 from vitship.bench.parity.metrics import DEFAULT_TOLERANCES, Tolerance, compare
@@ -23,7 +21,7 @@ from vitship.bench.parity.run import ParityConfig, ParityInputs, run_batched
 from vitship.exporters import coreml as coreml_exporter
 from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifest, write_manifest
 from vitship.exporters.coreml import CoremlOptions
-from vitship.exporters.pipeline import export_all, model_dir_for
+from vitship.exporters.pipeline import model_dir_for
 from vitship.models import load_weights, tiny_spec
 from vitship.runtimes import (
     SessionOptions,
@@ -81,12 +79,9 @@ def tiny_inputs(tiny):
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tiny, tmp_path_factory):
-    """tiny ViT coreml-fp32/fp16/int8 exported by the shipped pipeline, with its manifest."""
-    root = tmp_path_factory.mktemp("coreml-tiny")
-    results = export_all(tiny, root, [("coreml", p) for p in PRECISIONS])
-    assert [r.status for r in results] == ["ok"] * len(PRECISIONS), [r.reason for r in results]
-    return model_dir_for(root, tiny)
+def tiny_model_dir(tiny, tiny_exports):
+    """tiny ViT coreml-fp32/fp16/int8 exported by the shipped pipeline, with its manifest (once per session)."""
+    return model_dir_for(tiny_exports([("coreml", p) for p in PRECISIONS]), tiny)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import itertools
 
+import coremltools as ct  # noqa: E402  (a hard dependency: a broken install fails, never skips)
 import numpy as np
 import pytest
+import torch  # noqa: E402
 
-ct = pytest.importorskip("coremltools")
-torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 from coremltools.converters.mil import Builder as mb  # noqa: E402

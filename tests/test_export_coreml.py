@@ -11,18 +11,15 @@ import json
 import shutil
 import sys
 
+import coremltools as ct  # noqa: E402  (a hard dependency: a broken install fails, never skips)
 import numpy as np
 import pytest
 
-from vitship.exporters.base import ExportError, path_sha256
-from vitship.models import MissingDependencyError, UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
-
-ct = pytest.importorskip("coremltools")
-
 from tests.conftest import torch_outputs
 from vitship.exporters import coreml as coreml_exporter
-from vitship.exporters.base import TraceCache
+from vitship.exporters.base import ExportError, TraceCache, path_sha256
 from vitship.exporters.coreml import CoremlOptions, CoremlTensorOptions
+from vitship.models import MissingDependencyError, UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
 
 VARIANTS = {  # name -> options
     "fp32": CoremlOptions(precision="fp32"),  # the exact reference: tensor input, enumerated batches

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import sys
 
+import coremltools as ct  # noqa: E402  (a hard dependency: a broken install fails, never skips)
+import executorch.runtime  # noqa: E402,F401  (a hard dependency: a broken install fails, never skips)
 import numpy as np
 import pytest
-
-pytest.importorskip("executorch.runtime")
-ct = pytest.importorskip("coremltools")
 
 from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_outputs
 from vitship.bench.parity.run import run_batched
@@ -20,7 +19,7 @@ from vitship.exporters import executorch as et_exporter
 from vitship.exporters import options_class
 from vitship.exporters.base import ExportError
 from vitship.exporters.executorch import ExecutorchCoremlOptions, ExecutorchOptions
-from vitship.exporters.pipeline import export_all, model_dir_for
+from vitship.exporters.pipeline import model_dir_for
 from vitship.models import MissingDependencyError, UnknownNameError
 from vitship.runtimes import RuntimeUnavailable, SessionOptions, open_session
 
@@ -28,12 +27,9 @@ REQUESTS = [("executorch", "fp32"), ("executorch", "int8"), ("executorch-coreml"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_loaded, tmp_path_factory):
+def model_dir(tiny_loaded, tiny_exports):
     """The three ExecuTorch artifacts of the tiny ViT, exported by the shipped pipeline in one run."""
-    root = tmp_path_factory.mktemp("executorch")
-    results = export_all(tiny_loaded, root, REQUESTS)
-    assert [r.status for r in results] == ["ok"] * 3, [r.reason for r in results]
-    return model_dir_for(root, tiny_loaded)
+    return model_dir_for(tiny_exports(REQUESTS), tiny_loaded)  # exported once per session (tests/conftest.py)
 
 
 def artifacts(model_dir):

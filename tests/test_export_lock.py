@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from vitship.exporters import pipeline
-from vitship.exporters.lock import LOCK_NAME, FolderLockedError, export_lock
 from tests.conftest import assert_manifest_matches_files
 from tests.test_export_pipeline import fake_formats  # noqa: F401  (fixture)
+from vitship.exporters import pipeline
+from vitship.exporters.lock import LOCK_NAME, FolderLockedError, export_lock
 
 REPO = Path(__file__).parents[1]
 

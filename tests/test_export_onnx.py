@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import onnx  # noqa: E402  (hard dependencies: a broken install fails, never skips)
+import onnxruntime as ort  # noqa: E402
 import pytest
 
-from vitship.exporters.base import ExportError, model_metadata, path_sha256
-from vitship.models import ImageError
-
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-
-from vitship.exporters import onnx as onnx_exporter  # noqa: E402  (after the importorskip above)
-from vitship.exporters.onnx import OnnxOptions  # noqa: E402
 from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
+from vitship.exporters import onnx as onnx_exporter  # noqa: E402  (after the imports above)
+from vitship.exporters.base import ExportError, model_metadata, path_sha256
+from vitship.exporters.onnx import OnnxOptions  # noqa: E402
+from vitship.models import ImageError
 
 # Every artifact variant the module exports once: the default int8 is dynamic, "int8-static" the QDQ option.
 VARIANTS = {"fp32": OnnxOptions(precision="fp32"), "fp16": OnnxOptions(precision="fp16"),

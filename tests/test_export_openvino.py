@@ -6,18 +6,16 @@ import json
 import shutil
 import sys
 
+import nncf  # noqa: E402,F401
 import numpy as np
+import openvino as ov  # noqa: E402  (hard dependencies: a broken install fails, never skips)
 import pytest
 
-from vitship.exporters.base import ExportError, TraceCache, ExportOptions, calibration_images, path_sha256
-from vitship.models import MissingDependencyError, load_weights, preprocess, sample_images
-
-ov = pytest.importorskip("openvino")
-pytest.importorskip("nncf")
-
-from vitship.exporters import openvino as openvino_exporter  # noqa: E402  (after the importorskip above)
-from vitship.exporters.openvino import OpenvinoOptions  # noqa: E402
 from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
+from vitship.exporters import openvino as openvino_exporter  # noqa: E402  (after the imports above)
+from vitship.exporters.base import ExportError, ExportOptions, TraceCache, calibration_images, path_sha256
+from vitship.exporters.openvino import OpenvinoOptions  # noqa: E402
+from vitship.models import MissingDependencyError, load_weights, preprocess, sample_images
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import assert_manifest_matches_files
 from vitship.exporters import EXPORTERS, pipeline
 from vitship.exporters.base import Artifact, ExportOptions, artifact_id, read_manifest
 from vitship.exporters.onnx import OnnxOptions
-from tests.conftest import assert_manifest_matches_files
 
 ONNX_FP32_INT8 = [("onnx", "fp32"), ("onnx", "int8")]
 
@@ -46,12 +46,9 @@ def fake_formats(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def onnx_root(tiny_loaded, tmp_path_factory):
-    """artifacts/ with onnx-fp32 and onnx-int8 of the tiny ViT, exported once for the module."""
-    root = tmp_path_factory.mktemp("artifacts")
-    results = pipeline.export_all(tiny_loaded, root, ONNX_FP32_INT8)
-    assert [r.status for r in results] == ["ok", "ok"], [r.reason for r in results]
-    return root
+def onnx_root(tiny_exports):
+    """artifacts/ with onnx-fp32 and onnx-int8 of the tiny ViT (exported once per session: tests/conftest.py)."""
+    return tiny_exports(ONNX_FP32_INT8)
 
 
 def test_manifest_lists_every_artifact_with_matching_sha256(onnx_root, tiny_loaded):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from vitship.bench.latency.results import BenchReport, apply_speedups, sorted_rows, write_report
-from vitship.bench.latency.worker import RowJob, run_in_subprocess
 from vitship.bench.latency.timing import BenchRow, LatencyStats, TimingOptions, measure
+from vitship.bench.latency.worker import RowJob, run_in_subprocess
 from vitship.bench.rows import ResultsFileError, RowKey, Status
 from vitship.models import tiny_spec
 
@@ -160,7 +160,7 @@ def test_torch_variants_per_device():
 
 
 def test_cuda_rows_are_unavailable_without_cuda(tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: the cuda rows run instead")
     from vitship.bench.latency.sweep import BenchConfig, bench_artifacts, plan_sweep
@@ -229,16 +229,8 @@ def test_a_hanging_worker_times_out_into_an_error_row(fake_worker_env):
 
 
 @pytest.fixture(scope="module")
-def tiny_openvino_fp16(tmp_path_factory):
-    pytest.importorskip("openvino")
-    from vitship.exporters.pipeline import export_all, model_dir_for
-    from vitship.models import load_weights
-
-    loaded = load_weights("seeded", tiny_spec())
-    root = tmp_path_factory.mktemp("artifacts")
-    results = export_all(loaded, root, [("openvino", "fp16")])
-    assert [r.status for r in results] == ["ok"], results
-    return model_dir_for(root, loaded)
+def tiny_openvino_fp16(tiny_exports):
+    return tiny_exports([("openvino", "fp16")]) / tiny_spec().name
 
 
 def test_bench_check_runs_benchmark_app_like_for_like(tiny_openvino_fp16):

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 import vitship
+from tests.conftest import assert_manifest_matches_files
 from vitship.bench import cli
 from vitship.exporters import base, pipeline
 from vitship.exporters.base import Artifact, ArtifactIntegrityError, manifest_artifacts, verify_artifact
 from vitship.exporters.manifest import ARTIFACT_FIELD_TYPES, Manifest, ManifestError
 from vitship.runtimes import open_session
-from tests.conftest import assert_manifest_matches_files
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers  # noqa: E402  (the [test] extra: a broken install fails, never skips)
 
 from vitship.models import WeightsError, load_weights, preprocess, sample_images, tiny_spec
 from vitship.models.weights import state_dict_sha256
-
-transformers = pytest.importorskip("transformers")
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=64, patch_size=16)
 PUBLISHED = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536, image_size=384, patch_size=16)

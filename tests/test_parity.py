@@ -12,8 +12,14 @@ import torch
 from typer.testing import CliRunner
 
 from vitship.bench.cli import app
-from vitship.bench.parity.metrics import (DEFAULT_TOLERANCES, Tolerance, ToleranceError, ToleranceTable, compare,
-                                          effective_precision)
+from vitship.bench.parity.metrics import (
+    DEFAULT_TOLERANCES,
+    Tolerance,
+    ToleranceError,
+    ToleranceTable,
+    compare,
+    effective_precision,
+)
 from vitship.bench.parity.plan import RowPlan, plan_rows
 from vitship.bench.parity.results import PARITY_NAME, ParityResult, read_parity
 from vitship.bench.parity.run import ArtifactRefused, check_row, prepare, verify_artifact

@@ -12,17 +12,13 @@ import pytest
 import torch
 
 from vitship.bench.predict import PredictError, PredictOptions, plan_runs, predict
-from vitship.exporters import pipeline
 from vitship.models import fake_probability, preprocess, sample_images
 from vitship.runtimes import TargetStatus
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_loaded, tmp_path_factory):
-    root = tmp_path_factory.mktemp("artifacts")
-    results = pipeline.export_all(tiny_loaded, root, [("onnx", "fp32"), ("coreml", "fp16")])
-    assert all(r.status in ("ok", "skipped") for r in results), [(r.status, r.reason) for r in results]
-    return root / tiny_loaded.spec.name
+def model_dir(tiny_loaded, tiny_exports):
+    return tiny_exports([("onnx", "fp32"), ("coreml", "fp16")]) / tiny_loaded.spec.name
 
 
 @pytest.fixture()

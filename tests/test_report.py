@@ -267,36 +267,3 @@ def test_markup_in_a_merged_report_comes_out_escaped(untrained, tmp_path):
 def test_merging_one_report_is_an_error(untrained):
     with pytest.raises(ReportError, match="at least two"):
         merge_reports([copy.deepcopy(build_report(untrained))])
-
-
-def test_real_chain_on_the_tiny_model(tmp_path):
-    """vitship export onnx-fp32 -> parity -> eval -> bench -> report -> compare, on the tiny ViT."""
-    import shutil
-
-    from vitship.models import sample_images
-
-    for index, photo in enumerate(sample_images(limit=8)):
-        (tmp_path / "data" / ("fake" if index % 2 else "real")).mkdir(parents=True, exist_ok=True)
-        shutil.copy(photo, tmp_path / "data" / ("fake" if index % 2 else "real") / photo.name)
-
-    def cli(*args):
-        env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-        result = subprocess.run([sys.executable, "-m", "vitship.bench.cli", *args], capture_output=True, text=True, timeout=600,
-                                cwd=tmp_path, env=env)
-        assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        return result.stdout
-
-    cli("export", "--format", "onnx", "--precision", "fp32", "--arch", "tiny", "--out", "artifacts")
-    cli("parity", "--artifacts", "artifacts", "--target", "onnxruntime:cpu")
-    cli("eval", "--data", "data", "--artifacts", "artifacts")
-    cli("bench", "--artifacts", "artifacts", "--arch", "tiny", "--quick", "--target", "onnxruntime:cpu",
-        "--min-time", "0.2", "--warmup", "0.1", "--no-plots")
-    folder = tmp_path / cli("report", "--artifacts", "artifacts").strip().splitlines()[-1]
-    document = read_report(folder)
-    (row,) = [r for r in document.rows if r.target == "onnxruntime:cpu"]
-    assert row.artifact == "onnx-fp32" and row.parity.status is Status.PASS and row.parity.value <= 1e-4
-    assert row.latency_at(1).status is Status.OK and row.latency_at(1).p50_ms > 0
-    assert row.accuracy.agreement == 1.0 and row.accuracy.status is Status.OK
-    assert "**Ship onnx-fp32 on onnxruntime:cpu" in (folder / "report.md").read_text()
-    assert "untrained weights" in (folder / "report.html").read_text()
-    cli("compare", str(folder), str(tmp_path / "reports" / "latest"))

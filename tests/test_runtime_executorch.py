@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 
+import coremltools  # noqa: F401  (hard dependencies: a broken install fails, never skips)
+import executorch.runtime  # noqa: F401
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -24,7 +26,7 @@ from vitship.bench.parity.results import PARITY_NAME, read_parity
 from vitship.bench.predict import PredictOptions, predict
 from vitship.bench.rows import Status
 from vitship.exporters.base import manifest_artifacts
-from vitship.exporters.pipeline import export_all, model_dir_for
+from vitship.exporters.pipeline import model_dir_for
 from vitship.models import sample_images
 from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session
 
@@ -37,11 +39,8 @@ EVERY_KIND = [("onnx", "fp32"), ("openvino", "fp32"), ("coreml", "fp32"), ("core
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_loaded, tmp_path_factory):
-    root = tmp_path_factory.mktemp("executorch-rt")
-    results = export_all(tiny_loaded, root, EVERY_KIND)
-    assert [r.status for r in results] == ["ok"] * len(EVERY_KIND), [r.reason for r in results]
-    return model_dir_for(root, tiny_loaded)
+def model_dir(tiny_loaded, tiny_exports):
+    return model_dir_for(tiny_exports(EVERY_KIND), tiny_loaded)
 
 
 def by_id(model_dir):

@@ -12,8 +12,18 @@ import vitship.runtimes as runtimes
 from vitship.exporters import get_exporter, options_class
 from vitship.exporters.base import Artifact
 from vitship.models import UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
-from vitship.runtimes import (RUNTIMES, RuntimeAdapter, RuntimeFailure, RuntimeUnavailable, SessionOptions, available_targets,
-                      open_session, register, target_status, torch_artifact)
+from vitship.runtimes import (
+    RUNTIMES,
+    RuntimeAdapter,
+    RuntimeFailure,
+    RuntimeUnavailable,
+    SessionOptions,
+    available_targets,
+    open_session,
+    register,
+    target_status,
+    torch_artifact,
+)
 from vitship.runtimes.batching import SplitBatchSession, honour_batch_shapes
 
 
