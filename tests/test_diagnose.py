@@ -50,6 +50,37 @@ def _assert_every_layer_named(result: DiagnoseResult, depth: int) -> None:
     assert modules[-1] == "features"  # the one-logit head has no cosine: a note gives its error instead
 
 
+# What each format exposes of a block: ExecuTorch logs XNNPACK delegate calls whole (proj, fc1, GELU and fc2 run
+# inside them), so only what crosses a call boundary is seen there.
+FORMAT_LAYERS = {
+    "onnx": BLOCK_LAYERS, "openvino": BLOCK_LAYERS, "coreml": BLOCK_LAYERS,
+    "executorch": ("norm1", "attn.qkv", "norm2"),
+}
+FORMAT_TARGETS = {"onnx": "onnxruntime:cpu", "openvino": "openvino:CPU", "coreml": "coreml:reference",
+                  "executorch": "executorch:cpu"}
+
+
+def test_every_format_with_a_capture_has_a_test():
+    from vitship.bench.diagnose.capture import CAPTURES
+
+    assert set(CAPTURES) == set(FORMAT_LAYERS)
+
+
+@pytest.mark.parametrize("fmt", ["openvino", "coreml", "executorch"])
+def test_each_format_names_its_layers_against_its_own_fp32(fmt, exported, tiny_loaded, tiny_photos):
+    result = locate(exported(fmt), f"{fmt}-int8", tiny_photos[:3], tiny_loaded)
+    modules = [layer.module for layer in result.layers]
+    for block in range(tiny_loaded.spec.depth):
+        for name in FORMAT_LAYERS[fmt]:
+            assert f"blocks.{block}.{name}" in modules, (fmt, f"blocks.{block}.{name}", modules)
+    assert modules.index("blocks.0.norm1") < modules.index("blocks.1.norm1") < modules.index("features")
+    assert result.reference == f"{fmt}-fp32" and result.target == FORMAT_TARGETS[fmt] and result.n_images == 3
+    # int8 on the tiny seeded model: close to its fp32 sibling everywhere, but not identical
+    assert result.first_below() is None
+    assert all(0.98 < layer.min_cosine <= 1 + 1e-9 for layer in result.layers)
+    assert max(layer.max_abs_error for layer in result.layers) > 0
+
+
 def test_onnx_layers_are_named_by_torch_module_in_graph_order(onnx_result, tiny_loaded):
     _assert_every_layer_named(onnx_result, tiny_loaded.spec.depth)
     assert onnx_result.reference == "onnx-fp32" and onnx_result.target == "onnxruntime:cpu"

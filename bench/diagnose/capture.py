@@ -24,6 +24,9 @@ SIBLING_PRECISION = "fp32"
 # artifact format -> "module:class"
 CAPTURES: dict[str, str] = {
     "onnx": "vitship.bench.diagnose.capture_onnx:OnnxCapture",
+    "openvino": "vitship.bench.diagnose.capture_openvino:OpenvinoCapture",
+    "coreml": "vitship.bench.diagnose.capture_coreml:CoremlCapture",
+    "executorch": "vitship.bench.diagnose.capture_executorch:ExecutorchCapture",
 }
 
 

@@ -55,7 +55,7 @@ def locate(model_dir: Path, artifact: str, images: np.ndarray | Sequence[Path] |
     cosines, errors = _compare(reference, subject, pixels, names)
     layers = [_divergence(label, cosines, errors) for label in labels if cosines[label.tensor]]
     gate = _gate(candidate)
-    notes = [*reference.notes, *subject.notes]
+    notes = list(subject.notes)
     notes += [f"{label.module} ({label.tensor}) has under {SMALL_TENSOR} values per image, so no cosine: max abs error "
               f"{errors[label.tensor]:.3g}; vitship parity judges it by probability error"
               for label in labels if not cosines[label.tensor]]
