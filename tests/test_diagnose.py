@@ -11,7 +11,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from vitship.bench.diagnose import DiagnoseError, DiagnoseResult, LayerDivergence, locate
+from vitship.bench.diagnose import DiagnoseError, DiagnoseResult, LayerDivergence, ladder_locate, locate
+from vitship.bench.diagnose.ladder import linear_modules
+from vitship.exporters.base import manifest_artifacts
+from vitship.exporters.int8_ladder import outlier_ranking
 from vitship.bench.diagnose.plot import write_plot
 from vitship.exporters.pipeline import export_all
 
@@ -86,15 +89,19 @@ def test_onnx_layers_are_named_by_torch_module_in_graph_order(onnx_result, tiny_
     assert onnx_result.reference == "onnx-fp32" and onnx_result.target == "onnxruntime:cpu"
     assert onnx_result.gate == 0.98  # the int8 gate of bench/parity/metrics.py
     assert onnx_result.n_images == IMAGES
-    qkv = onnx_result.layer("blocks.0.attn.qkv")
-    assert qkv.input_tensor == onnx_result.layer("blocks.0.norm1").tensor  # qkv reads norm1's output
-    assert onnx_result.layer("blocks.0.mlp.fc1").input_tensor == onnx_result.layer("blocks.0.norm2").tensor
+    # the default int8 recipe folds SmoothQuant into norm1 -> qkv and norm2 -> fc1: the norms' outputs are rescaled
+    # per channel (not an error), so qkv and fc1 are measured against the norm's own input
+    for norm, linear in (("norm1", "attn.qkv"), ("norm2", "mlp.fc1")):
+        norm_row, linear_row = onnx_result.layer(f"blocks.0.{norm}"), onnx_result.layer(f"blocks.0.{linear}")
+        assert norm_row.smoothed and norm_row.added_drop == 0.0 and not linear_row.smoothed
+        assert linear_row.input_tensor == norm_row.input_tensor
+    assert onnx_result.layer("blocks.0.mlp.fc2").input_tensor == onnx_result.layer("blocks.0.mlp.act").tensor
 
 
 def test_onnx_int8_divergence_is_where_the_quantized_matmuls_are(onnx_result):
-    # dynamic int8 leaves the patch conv and the LayerNorms in float: no error before the first qkv
+    # dynamic int8 leaves the patch conv in float: no error before the first int8 MatMul (qkv)
     assert onnx_result.layer("patch_embed.proj").max_abs_error == 0.0
-    assert onnx_result.layer("blocks.0.norm1").min_cosine > 1 - 1e-9
+    assert onnx_result.layer("pos_drop").max_abs_error == 0.0
     assert onnx_result.layer("blocks.0.attn.qkv").max_abs_error > 0
     # the tiny seeded model passes the gate everywhere, and the worst layers are int8 MatMuls
     assert onnx_result.first_below() is None
@@ -128,7 +135,23 @@ def test_a_broken_int8_layer_is_named_first(onnx_result, exported, tiny_loaded, 
     assert result.first_below() is not None and result.first_below().module == broken
     # everything upstream is untouched
     upstream = result.layers[: [l.module for l in result.layers].index(broken)]
-    assert all(layer.min_cosine > 0.999 for layer in upstream)
+    assert all(layer.min_cosine > 0.999 for layer in upstream if not layer.smoothed)
+    # the export ladder's locator: Linears only, the broken one first, every block Linear named once
+    artifact = next(a for a in manifest_artifacts(model_dir) if a.id == "onnx-int8")
+    ranked = ladder_locate(tiny_loaded)(artifact, model_dir, tiny_photos[:IMAGES])
+    assert ranked[0] == broken and sorted(ranked) == sorted(linear_modules(tiny_loaded))
+
+
+def test_the_ladder_locator_falls_back_to_input_outliers_without_an_fp32_sibling(exported, tiny_loaded, tiny_photos,
+                                                                                 tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(exported("onnx"), model_dir)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    del manifest["artifacts"]["onnx-fp32"]
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    artifact = next(a for a in manifest_artifacts(model_dir) if a.id == "onnx-int8")
+    ranked = ladder_locate(tiny_loaded)(artifact, model_dir, tiny_photos[:IMAGES])
+    assert ranked == outlier_ranking(tiny_loaded, tiny_photos[:IMAGES])
 
 
 def test_result_round_trips_and_plots(onnx_result, tmp_path):

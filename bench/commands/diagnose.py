@@ -21,9 +21,10 @@ def _table(result, n_worst: int) -> Table:
         table.add_column(column, justify=justify, overflow="fold")
     for index, layer in enumerate(result.layers):
         marks = [f"worst #{ranks[layer.module]}"] if layer.module in ranks else []
+        marks += ["smoothed: rescaled, not ranked"] if layer.smoothed else []
         if first is not None and layer.module == first.module:
             marks.insert(0, "first below gate")
-        colour = "red" if layer.min_cosine < result.gate else ""
+        colour = "red" if layer.min_cosine < result.gate and not layer.smoothed else ""
         cosine = f"[{colour}]{layer.min_cosine:.6f}[/]" if colour else f"{layer.min_cosine:.6f}"
         table.add_row(str(index), layer.module, layer.tensor, f"{layer.input_min_cosine:.6f}", cosine,
                       f"{layer.added_drop:.2e}", f"{layer.max_abs_error:.3g}", f"[bold]{', '.join(marks)}[/]")

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from vitship.exporters.base import Artifact, resolve_artifact_path
-from vitship.models import VitshipError
+from vitship.bench.diagnose.result import DiagnoseError
 
 SIBLING_PRECISION = "fp32"
 
@@ -40,7 +40,7 @@ class Capture(Protocol):
     def output_tensor(self, name: str) -> str: ...
 
 
-class UnsupportedFormatError(VitshipError):
+class UnsupportedFormatError(DiagnoseError):
     """vitship diagnose has no intermediate-output capture for this format."""
 
 

@@ -9,10 +9,11 @@ import numpy as np
 
 from vitship.bench.diagnose.capture import SIBLING_PRECISION, open_capture
 from vitship.bench.diagnose.labels import Label, label_tensors, module_sites
-from vitship.bench.diagnose.result import DiagnoseResult, LayerDivergence
-from vitship.bench.parity.metrics import ToleranceTable, min_cosine
+from vitship.bench.diagnose.result import DiagnoseError, DiagnoseResult, LayerDivergence
+from vitship.bench.parity.metrics import ToleranceTable
 from vitship.exporters.base import Artifact, artifact_id, manifest_artifacts, resolve_artifact_path
-from vitship.models import ModelSpec, VitshipError, preprocess, sample_images
+from vitship.models import ModelSpec, preprocess, sample_images
+from vitship.models.metrics import abs_errors, min_cosine
 
 if TYPE_CHECKING:
     from vitship.models import LoadedModel
@@ -21,17 +22,14 @@ if TYPE_CHECKING:
 SMALL_TENSOR = 8  # fewer values per image (the logits): no cosine, only the error (see _compare)
 
 
-class DiagnoseError(VitshipError):
-    """An artifact vitship diagnose cannot compare (no fp32 sibling, an unknown id, no common tensors)."""
-
-
-def locate(model_dir: Path, artifact: str, images: np.ndarray | Sequence[Path] | None = None,
+def locate(model_dir: Path, artifact: str | Artifact, images: np.ndarray | Sequence[Path] | None = None,
            loaded: LoadedModel | None = None, threads: int | None = None) -> DiagnoseResult:
     """Per-layer divergence of ``artifact`` against its fp32 sibling in the same format, from input to logits.
 
     Args:
         model_dir: the model folder (with manifest.json), e.g. ``artifacts/<model>``.
-        artifact: the artifact id (``onnx-int8``); its sibling is ``<format>-fp32`` of the same manifest.
+        artifact: the artifact id (``onnx-int8``), or an Artifact whose path is relative to ``model_dir`` (the export
+            ladder's candidate in its temporary folder); its sibling is ``<format>-fp32`` of ``model_dir``'s manifest.
         images: preprocessed float32 NCHW images, or image paths (default: ``models.sample_images()``).
         loaded: the PyTorch model the artifacts were exported from, used to name tensors by module path
             (default: the weights the manifest records, sha256 checked as parity does).
@@ -48,12 +46,12 @@ def locate(model_dir: Path, artifact: str, images: np.ndarray | Sequence[Path] |
     common = [name for name in reference.tensor_names if name in set(subject.tensor_names)]
     labels = _labels(loaded, pixels[0], reference, common)
     if not labels:
-        raise DiagnoseError(f"{artifact}: no tensor of {sibling.id} could be matched to a PyTorch module; "
+        raise DiagnoseError(f"{candidate.id}: no tensor of {sibling.id} could be matched to a PyTorch module; "
                             "re-export both from the same weights (vitship export --force)")
     names = sorted({label.tensor for label in labels} | {label.input_tensor for label in labels if label.input_tensor},
                    key=common.index)
     cosines, errors = _compare(reference, subject, pixels, names)
-    layers = [_divergence(label, cosines, errors) for label in labels if cosines[label.tensor]]
+    layers = _divergences(labels, cosines, errors, _smoothed_norms(candidate, loaded))
     gate = _gate(candidate)
     notes = list(subject.notes)
     notes += [f"{label.module} ({label.tensor}) has under {SMALL_TENSOR} values per image, so no cosine: max abs error "
@@ -62,18 +60,18 @@ def locate(model_dir: Path, artifact: str, images: np.ndarray | Sequence[Path] |
     return DiagnoseResult(candidate.id, sibling.id, subject.target, gate, len(pixels), layers, notes)
 
 
-def _pair(model_dir: Path, artifact: str) -> tuple[Artifact, Artifact]:
+def _pair(model_dir: Path, artifact: str | Artifact) -> tuple[Artifact, Artifact]:
     """The artifact and its fp32 sibling from the manifest."""
     artifacts = {a.id: a for a in manifest_artifacts(model_dir)}
-    if artifact not in artifacts:
+    if isinstance(artifact, str) and artifact not in artifacts:
         raise DiagnoseError(f"{artifact}: not in {model_dir}/manifest.json (it has {', '.join(artifacts) or 'none'}); "
                             "export it first (vitship export)")
-    candidate = artifacts[artifact]
+    candidate = artifacts[artifact] if isinstance(artifact, str) else artifact
     sibling_id = artifact_id(candidate.format, SIBLING_PRECISION)
     if candidate.precision == SIBLING_PRECISION:
-        raise DiagnoseError(f"{artifact} is the fp32 reference itself; diagnose an fp16 or int8 artifact")
+        raise DiagnoseError(f"{candidate.id} is the fp32 reference itself; diagnose an fp16 or int8 artifact")
     if sibling_id not in artifacts:
-        raise DiagnoseError(f"{artifact}: its fp32 sibling {sibling_id} is not exported; run vitship export "
+        raise DiagnoseError(f"{candidate.id}: its fp32 sibling {sibling_id} is not exported; run vitship export "
                             f"--format {candidate.format} --precision fp32")
     for entry in (candidate, artifacts[sibling_id]):
         resolve_artifact_path(model_dir, entry)
@@ -113,21 +111,37 @@ def _compare(reference, subject, pixels: np.ndarray, names: list[str]) -> tuple[
     for image in pixels:
         expected, actual = reference.run(image, names), subject.run(image, names)
         for name in names:
-            a, b = np.asarray(actual[name], np.float64).reshape(1, -1), np.asarray(expected[name], np.float64).reshape(1, -1)
+            a, b = np.reshape(actual[name], (1, -1)), np.reshape(expected[name], (1, -1))
             if a.shape != b.shape:
                 raise DiagnoseError(f"tensor {name}: {a.size} values in the artifact but {b.size} in its fp32 sibling; "
                                     "re-export both (vitship export --force)")
-            errors[name] = max(errors[name], float(np.abs(a - b).max(initial=0.0)))
+            errors[name] = max(errors[name], float(abs_errors(a, b).max(initial=0.0)))
             if a.size >= SMALL_TENSOR:
                 cosines[name].append(min_cosine(a, b))
     return cosines, errors
 
 
-def _divergence(label: Label, cosines: dict, errors: dict) -> LayerDivergence:
-    out = np.asarray(cosines[label.tensor])
-    into = np.asarray(cosines[label.input_tensor]) if label.input_tensor and cosines[label.input_tensor] else np.ones_like(out)
-    return LayerDivergence(label.module, label.tensor, float(out.min()), errors[label.tensor], label.input_tensor,
-                           float(into.min()), float(max((into - out).max(), 0.0)))
+def _smoothed_norms(artifact: Artifact, loaded: LoadedModel) -> set[str]:
+    """The LayerNorms whose output the artifact's SmoothQuant fold rescales (none when smoothing was off)."""
+    if (artifact.options or {}).get("smooth_alpha") is None:
+        return set()
+    from vitship.exporters.smoothing import smoothing_pairs
+
+    return {norm for norm, _, _, _ in smoothing_pairs(loaded.model.vit)}
+
+
+def _divergences(labels: list[Label], cosines: dict, errors: dict, smoothed: set[str]) -> list[LayerDivergence]:
+    """One row per label with a cosine; a Linear fed by a smoothed LayerNorm is measured against the norm's input."""
+    through = {label.tensor: label.input_tensor for label in labels if label.module in smoothed}
+    rows = []
+    for label in (label for label in labels if cosines[label.tensor]):
+        out = np.asarray(cosines[label.tensor])
+        source = through.get(label.input_tensor, label.input_tensor) if label.input_tensor else None
+        into = np.asarray(cosines[source]) if source and cosines.get(source) else np.ones_like(out)
+        drop = 0.0 if label.module in smoothed else float(max((into - out).max(), 0.0))
+        rows.append(LayerDivergence(label.module, label.tensor, float(out.min()), errors[label.tensor], source,
+                                    float(into.min()), drop, label.module in smoothed))
+    return rows
 
 
 def _gate(artifact: Artifact) -> float:

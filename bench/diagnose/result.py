@@ -6,9 +6,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vitship.models import VitshipError
 from vitship.models.atomic import atomic_write_json
 
 SCHEMA_VERSION = 1
+
+
+class DiagnoseError(VitshipError):
+    """An artifact vitship diagnose cannot compare (no fp32 sibling, an unknown id, no common tensors)."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,9 @@ class LayerDivergence:
         input_tensor: the format's tensor that feeds the module (None: the model input, or not found).
         input_min_cosine: the lowest cosine of that input over the images (1.0 for the model input).
         added_drop: the cosine the layer itself loses, max over images of ``cos(input) - cos(output)``.
+        smoothed: a LayerNorm whose output the SmoothQuant fold rescales per channel in the artifact (the next
+            Linear scales it back): its cosine measures the rescale, not an error, so it is neither ranked nor
+            judged against the gate, and the Linear it feeds is measured against the LayerNorm's input.
     """
 
     module: str
@@ -33,6 +41,7 @@ class LayerDivergence:
     input_tensor: str | None = None
     input_min_cosine: float = 1.0
     added_drop: float = 0.0
+    smoothed: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -65,7 +74,7 @@ class DiagnoseResult:
     def first_below(self, gate: float | None = None) -> LayerDivergence | None:
         """The first layer in graph order whose min cosine is below ``gate`` (default: the precision's gate)."""
         gate = self.gate if gate is None else gate
-        return next((layer for layer in self.layers if layer.min_cosine < gate), None)
+        return next((layer for layer in self.layers if layer.min_cosine < gate and not layer.smoothed), None)
 
     def worst(self, n: int = 5) -> list[LayerDivergence]:
         """The ``n`` layers that add the most divergence (largest ``added_drop``; ties: lower cosine first)."""
