@@ -8,7 +8,6 @@ from pathlib import Path
 from vitship.bench.diagnose.result import DiagnoseResult
 from vitship.bench.plots import new_figure, png_bytes, save_png
 
-_OFFSETS = ((10, -22), (10, 14), (-40, -40), (-40, 28), (12, -52))  # staggered so near neighbours stay readable
 FLOOR = 1e-7  # 1 - cosine below this is drawn at it (fp32 rounding)
 
 
@@ -30,34 +29,49 @@ def _block_ticks(modules: list[str]) -> tuple[list[int], list[str]]:
 
 
 def diagnose_plot(result: DiagnoseResult, n_worst: int = 5) -> bytes:
-    """PNG bytes: min cosine per layer in graph order (log distance to 1, so 0.99 and 0.9999 both read)."""
+    """PNG bytes, two panels sharing the layer axis (graph order, input to logits).
+
+    Top: min cosine per layer on a log scale of 1 - cosine (so 0.99 and 0.9999 both read), the gate and the first
+    layer below it. Bottom: the cosine each layer adds as a loss over its input (the ranking), the worst numbered
+    and named in a box.
+    """
     modules = [layer.module for layer in result.layers]
+    positions = range(len(modules))
     distances = [_distance(layer.min_cosine) for layer in result.layers]
-    figure = new_figure(11, 4.8)
-    axes = figure.add_subplot()
-    axes.plot(range(len(distances)), distances, marker=".", color="#4C72B0", linewidth=1, label="min cosine over images")
-    axes.axhline(_distance(result.gate), color="#C44E52", linestyle="--", linewidth=1, label=f"gate {result.gate:g}")
-    axes.set_yscale("log")
-    axes.invert_yaxis()  # up is better: cosine 1 at the top
-    axes.yaxis.set_major_formatter(_cosine_label)
-    axes.set_ylabel("min cosine vs fp32 sibling (log scale of 1 - cosine)")
-    ticks, labels = _block_ticks(modules)
-    axes.set_xticks(ticks, labels, fontsize=8)
-    axes.set_xlabel("layer, input to logits (ticks: start of each transformer block)")
-    axes.grid(alpha=0.3)
-    for rank, layer in enumerate(result.worst(n_worst), start=1):
-        index = modules.index(layer.module)
-        axes.annotate(f"#{rank} {layer.module}\n(-{layer.added_drop:.2g})", (index, distances[index]), fontsize=7,
-                      xytext=_OFFSETS[(rank - 1) % len(_OFFSETS)], textcoords="offset points", color="#8C1C13",
-                      arrowprops={"arrowstyle": "-", "color": "#8C1C13", "linewidth": 0.6})
-        axes.plot([index], [distances[index]], "o", color="#C44E52", markersize=6)
+    figure = new_figure(11, 7)
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
+    top.plot(positions, distances, marker=".", color="#4C72B0", linewidth=1, label="min cosine over images")
+    top.axhline(_distance(result.gate), color="#C44E52", linestyle="--", linewidth=1, label=f"gate {result.gate:g}")
+    top.set_yscale("log")
+    top.set_ylim(min(2.0, max(*distances, _distance(result.gate)) * 3), FLOOR / 2)  # inverted: cosine 1 at the top, up is better
+    top.yaxis.set_major_formatter(_cosine_label)
+    top.set_ylabel("min cosine vs fp32 sibling\n(log scale of 1 - cosine)")
     first = result.first_below()
     if first is not None:
-        axes.axvline(modules.index(first.module), color="#DD8452", linewidth=1, linestyle=":",
-                     label=f"first below gate: {first.module}")
-    axes.set_title(f"{result.artifact} vs {result.reference} on {result.target}, {result.n_images} images "
-                   f"(red: the {n_worst} layers that add the most divergence)", fontsize=10)
-    axes.legend(fontsize=8, loc="lower left")
+        top.axvline(modules.index(first.module), color="#DD8452", linewidth=1.2, linestyle=":",
+                    label=f"first below the gate: {first.module}")
+    top.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False)
+    top.set_title(f"{result.artifact} vs {result.reference} on {result.target}, {result.n_images} images", fontsize=10, pad=22)
+    worst = result.worst(n_worst)
+    rank = {layer.module: i for i, layer in enumerate(worst, start=1)}
+    drops = [layer.added_drop for layer in result.layers]
+    colours = ["#C44E52" if module in rank else "#8DA0CB" for module in modules]
+    bottom.bar(positions, drops, color=colours, width=0.8)
+    for module, i in rank.items():
+        index = modules.index(module)
+        bottom.annotate(f"#{i}", (index, drops[index]), xytext=(0, 2), textcoords="offset points", ha="center",
+                        fontsize=7, color="#8C1C13")
+        top.plot([index], [distances[index]], "o", color="#C44E52", markersize=5)
+    listing = "\n".join(f"#{i} {layer.module}  (-{layer.added_drop:.3g})" for i, layer in enumerate(worst, start=1))
+    bottom.text(0.01, 0.97, f"adds the most divergence:\n{listing}", transform=bottom.transAxes, va="top", fontsize=8,
+                bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85, "edgecolor": "#cccccc"})
+    bottom.set_ylim(0, max(max(drops, default=0.0), 1e-12) * 1.25)
+    bottom.set_ylabel("cosine lost over\nthe layer's input")
+    ticks, labels = _block_ticks(modules)
+    bottom.set_xticks(ticks, labels, fontsize=8)
+    bottom.set_xlabel("layer, input to logits (ticks: start of each transformer block)")
+    for axes in (top, bottom):
+        axes.grid(alpha=0.3)
     return png_bytes(figure)
 
 
