@@ -193,3 +193,35 @@ def test_cli_writes_table_plot_and_json(exported, tmp_path):
     assert (out / "diagnose-onnx-int8.png").is_file()
     assert json.loads((out / "diagnose-onnx-int8.json").read_text())["artifact"] == "onnx-int8"
     assert np.isfinite([row["min_cosine"] for row in json.loads((out / "diagnose-onnx-int8.json").read_text())["layers"]]).all()
+
+
+PLANTED = ("attn.qkv", "mlp.fc1", "norm1", "norm2")  # the LayerNorm -> Linear pairs seeded-outliers plants outliers in
+
+
+def _stress_diagnose(root: Path, spec, images: int) -> DiagnoseResult:
+    """onnx-int8 of the stress model with smoothing turned off, diagnosed against its onnx-fp32."""
+    from vitship.exporters.onnx import OnnxOptions
+    from vitship.models import load_weights, preprocess, sample_images
+
+    loaded = load_weights("seeded-outliers", spec)
+    results = export_all(loaded, root, [("onnx", "fp32"), ("onnx", "int8")], {"onnx": OnnxOptions(smooth_alpha=None)})
+    assert not [r for r in results if r.failed], [(r.id, r.reason) for r in results if r.failed]
+    return locate(root / spec.name, "onnx-int8", preprocess(sample_images()[:images], spec), loaded)
+
+
+def test_the_planted_outlier_pairs_rank_first_without_smoothing(tmp_path, tiny_loaded):
+    result = _stress_diagnose(tmp_path, tiny_loaded.spec, IMAGES)
+    assert all(layer.module.endswith(PLANTED) for layer in result.worst(3)), [l.module for l in result.worst(5)]
+    assert result.first_below().module == "blocks.0.attn.qkv"  # its input is the first with planted outliers
+    assert result.layer("blocks.0.norm1").min_cosine > 1 - 1e-9  # the LayerNorm itself runs in float
+
+
+@pytest.mark.slow
+def test_the_planted_outlier_pairs_rank_first_on_the_vit_s(tmp_path):
+    """Issue 17's acceptance: on the ViT-S stress model without smoothing, a planted pair is in the top three."""
+    from vitship.models import DEFAULT_SPEC
+
+    result = _stress_diagnose(tmp_path, DEFAULT_SPEC, 18)
+    assert any(layer.module.endswith(PLANTED) for layer in result.worst(3)), [l.module for l in result.worst(5)]
+    assert result.first_below() is not None
+    assert write_plot(result, tmp_path / "diagnose.png").stat().st_size > 10_000
