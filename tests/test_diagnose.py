@@ -12,6 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from vitship.bench.diagnose import DiagnoseError, DiagnoseResult, LayerDivergence, ladder_locate, locate
+from vitship.bench.diagnose.capture import SIBLING_FORMAT
 from vitship.bench.diagnose.ladder import linear_modules
 from vitship.exporters.base import manifest_artifacts
 from vitship.exporters.int8_ladder import outlier_ranking
@@ -29,7 +30,8 @@ def exported(tmp_path_factory, tiny_loaded):
 
     def model_dir(fmt: str) -> Path:
         if fmt not in done:
-            results = export_all(tiny_loaded, root, [(fmt, "fp32"), (fmt, "int8")])
+            sibling = SIBLING_FORMAT.get(fmt, fmt)
+            results = export_all(tiny_loaded, root, [(sibling, "fp32"), (fmt, "int8")])
             assert not [r for r in results if r.failed], [(r.id, r.reason) for r in results if r.failed]
             done.add(fmt)
         return root / tiny_loaded.spec.name
@@ -56,11 +58,11 @@ def _assert_every_layer_named(result: DiagnoseResult, depth: int) -> None:
 # What each format exposes of a block: ExecuTorch logs XNNPACK delegate calls whole (proj, fc1, GELU and fc2 run
 # inside them), so only what crosses a call boundary is seen there.
 FORMAT_LAYERS = {
-    "onnx": BLOCK_LAYERS, "openvino": BLOCK_LAYERS, "coreml": BLOCK_LAYERS,
+    "onnx": BLOCK_LAYERS, "openvino": BLOCK_LAYERS, "coreml": BLOCK_LAYERS, "coreml-tensor": BLOCK_LAYERS,
     "executorch": ("norm1", "attn.qkv", "norm2"),
 }
 FORMAT_TARGETS = {"onnx": "onnxruntime:cpu", "openvino": "openvino:CPU", "coreml": "coreml:reference",
-                  "executorch": "executorch:cpu"}
+                  "coreml-tensor": "coreml:reference", "executorch": "executorch:cpu"}
 
 
 def test_every_format_with_a_capture_has_a_test():
@@ -69,7 +71,7 @@ def test_every_format_with_a_capture_has_a_test():
     assert set(CAPTURES) == set(FORMAT_LAYERS)
 
 
-@pytest.mark.parametrize("fmt", ["openvino", "coreml", "executorch"])
+@pytest.mark.parametrize("fmt", ["openvino", "coreml", "coreml-tensor", "executorch"])
 def test_each_format_names_its_layers_against_its_own_fp32(fmt, exported, tiny_loaded, tiny_photos):
     result = locate(exported(fmt), f"{fmt}-int8", tiny_photos[:3], tiny_loaded)
     modules = [layer.module for layer in result.layers]
@@ -77,7 +79,7 @@ def test_each_format_names_its_layers_against_its_own_fp32(fmt, exported, tiny_l
         for name in FORMAT_LAYERS[fmt]:
             assert f"blocks.{block}.{name}" in modules, (fmt, f"blocks.{block}.{name}", modules)
     assert modules.index("blocks.0.norm1") < modules.index("blocks.1.norm1") < modules.index("features")
-    assert result.reference == f"{fmt}-fp32" and result.target == FORMAT_TARGETS[fmt] and result.n_images == 3
+    assert result.reference == f"{SIBLING_FORMAT.get(fmt, fmt)}-fp32" and result.target == FORMAT_TARGETS[fmt] and result.n_images == 3
     # int8 on the tiny seeded model: close to its fp32 sibling everywhere, but not identical
     assert result.first_below() is None
     assert all(0.98 < layer.min_cosine <= 1 + 1e-9 for layer in result.layers)

@@ -20,12 +20,16 @@ from vitship.exporters.base import Artifact, resolve_artifact_path
 from vitship.bench.diagnose.result import DiagnoseError
 
 SIBLING_PRECISION = "fp32"
+# A format without an fp32 of its own is compared with the one that has the same graph: coreml-tensor (fp16/int8,
+# tensor input) with coreml-fp32 (the same ML Program, ImageType input, whose scaling is its first two ops).
+SIBLING_FORMAT = {"coreml-tensor": "coreml"}
 
 # artifact format -> "module:class"
 CAPTURES: dict[str, str] = {
     "onnx": "vitship.bench.diagnose.capture_onnx:OnnxCapture",
     "openvino": "vitship.bench.diagnose.capture_openvino:OpenvinoCapture",
     "coreml": "vitship.bench.diagnose.capture_coreml:CoremlCapture",
+    "coreml-tensor": "vitship.bench.diagnose.capture_coreml:CoremlCapture",
     "executorch": "vitship.bench.diagnose.capture_executorch:ExecutorchCapture",
 }
 

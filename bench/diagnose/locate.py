@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from vitship.bench.diagnose.capture import SIBLING_PRECISION, open_capture
+from vitship.bench.diagnose.capture import SIBLING_FORMAT, SIBLING_PRECISION, open_capture
 from vitship.bench.diagnose.labels import Label, label_tensors, module_sites
 from vitship.bench.diagnose.result import DiagnoseError, DiagnoseResult, LayerDivergence
 from vitship.bench.parity.metrics import ToleranceTable
@@ -43,13 +43,15 @@ def locate(model_dir: Path, artifact: str | Artifact, images: np.ndarray | Seque
     pixels = _pixels(images, loaded.spec)
     reference = open_capture(sibling, model_dir, threads, loaded)
     subject = open_capture(candidate, model_dir, threads, loaded)
-    common = [name for name in reference.tensor_names if name in set(subject.tensor_names)]
+    exposed = set(subject.tensor_names)
+    common = [name for name in reference.tensor_names if name in exposed]
     labels = _labels(loaded, pixels[0], reference, common)
     if not labels:
         raise DiagnoseError(f"{candidate.id}: no tensor of {sibling.id} could be matched to a PyTorch module; "
                             "re-export both from the same weights (vitship export --force)")
+    order = {name: i for i, name in enumerate(common)}
     names = sorted({label.tensor for label in labels} | {label.input_tensor for label in labels if label.input_tensor},
-                   key=common.index)
+                   key=order.__getitem__)
     cosines, errors = _compare(reference, subject, pixels, names)
     layers = _divergences(labels, cosines, errors, _smoothed_norms(candidate, loaded))
     gate = _gate(candidate)
@@ -67,12 +69,12 @@ def _pair(model_dir: Path, artifact: str | Artifact) -> tuple[Artifact, Artifact
         raise DiagnoseError(f"{artifact}: not in {model_dir}/manifest.json (it has {', '.join(artifacts) or 'none'}); "
                             "export it first (vitship export)")
     candidate = artifacts[artifact] if isinstance(artifact, str) else artifact
-    sibling_id = artifact_id(candidate.format, SIBLING_PRECISION)
+    sibling_id = artifact_id(SIBLING_FORMAT.get(candidate.format, candidate.format), SIBLING_PRECISION)
     if candidate.precision == SIBLING_PRECISION:
         raise DiagnoseError(f"{candidate.id} is the fp32 reference itself; diagnose an fp16 or int8 artifact")
     if sibling_id not in artifacts:
         raise DiagnoseError(f"{candidate.id}: its fp32 sibling {sibling_id} is not exported; run vitship export "
-                            f"--format {candidate.format} --precision fp32")
+                            f"--format {sibling_id.rsplit('-', 1)[0]} --precision fp32")
     for entry in (candidate, artifacts[sibling_id]):
         resolve_artifact_path(model_dir, entry)
     return candidate, artifacts[sibling_id]
