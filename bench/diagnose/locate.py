@@ -10,9 +10,10 @@ import numpy as np
 from vitship.bench.diagnose.capture import SIBLING_PRECISION, open_capture
 from vitship.bench.diagnose.labels import Label, label_tensors, module_sites
 from vitship.bench.diagnose.result import DiagnoseResult, LayerDivergence
-from vitship.bench.parity.metrics import ToleranceTable, min_cosine
+from vitship.bench.parity.metrics import ToleranceTable
 from vitship.exporters.base import Artifact, artifact_id, manifest_artifacts, resolve_artifact_path
 from vitship.models import ModelSpec, VitshipError, preprocess, sample_images
+from vitship.models.metrics import min_cosine
 
 if TYPE_CHECKING:
     from vitship.models import LoadedModel
