@@ -7,6 +7,10 @@ runtimes; ``vitship export`` passes it to ``pipeline.export_all(..., gate=...)``
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +25,10 @@ def int8_gate(loaded: LoadedModel, locate: LocateFn | None = None) -> Int8Gate:
     """The gate for ``loaded``'s int8 artifacts (DESIGN.md's int8 tolerance, the ambiguity band of parity).
 
     Args:
-        locate: ranks the layers of a failing artifact (the per-layer locator); None: the ladder's own
-            outlier ranking.
+        locate: ranks the layers of a failing artifact; default: the per-layer locator of ``vitship diagnose``
+            (``diagnose_ranking``), which the ladder completes with its own outlier ranking.
     """
+    locate = locate or (lambda artifact, model_dir, images: diagnose_ranking(loaded, artifact, model_dir, images))
     references: dict[int, dict[str, np.ndarray]] = {}
 
     def reference(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -67,3 +72,37 @@ def check_artifact(loaded: LoadedModel, artifact: Artifact, model_dir: Path, ima
     metrics = compare(candidate, reference, loaded.spec, names, np.ones(len(images), bool), band=tolerance.max_prob or 0.0)
     failures = tuple(tolerance.judge(metrics))
     return GateCheck(not failures, target, metrics.min_cosine or 0.0, metrics.max_prob_err, metrics.decisive_agreement, failures)
+
+
+def diagnose_ranking(loaded: LoadedModel, artifact: Artifact, model_dir: Path, images: np.ndarray) -> list[str]:
+    """Block Linears of an int8 artifact ranked by ``vitship diagnose``'s locator (most divergence added first).
+
+    The artifact still lies in the export's temporary folder, so it and its fp32 sibling from the manifest are
+    hard-linked into a scratch model folder with a two-entry manifest. [] when the format has no capture or the
+    fp32 sibling is not exported (the ladder then ranks by input outliers).
+    """
+    from torch import nn
+
+    from vitship.bench.diagnose import DiagnoseError, locate
+    from vitship.bench.diagnose.capture import CAPTURES
+    from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, artifact_id, read_manifest, write_manifest
+
+    sibling = read_manifest(model_dir)["artifacts"].get(artifact_id(artifact.format, "fp32"))
+    if artifact.format not in CAPTURES or sibling is None:
+        return []
+    candidate = dataclasses.replace(artifact, path=f"{artifact.id}/{Path(artifact.path).relative_to(Path(artifact.path).parts[0])}")
+    with tempfile.TemporaryDirectory(dir=model_dir, prefix=".int8-locate-") as scratch:
+        _link(model_dir / Path(artifact.path).parts[0], Path(scratch) / artifact.id)
+        _link(model_dir / Path(sibling["path"]).parts[0], Path(scratch) / Path(sibling["path"]).parts[0])
+        write_manifest(Path(scratch), {"schema_version": MANIFEST_SCHEMA_VERSION,
+                                       "artifacts": {candidate.id: candidate.to_dict(), sibling["id"]: sibling}})
+        try:
+            result = locate(Path(scratch), candidate.id, images, loaded=loaded)
+        except DiagnoseError:
+            return []
+    linears = {name for name, module in loaded.model.vit.named_modules() if isinstance(module, nn.Linear) and name.startswith("blocks.")}
+    return [layer.module for layer in result.worst(len(result.layers)) if layer.module in linears]
+
+
+def _link(source: Path, target: Path) -> None:
+    shutil.copytree(source, target, copy_function=os.link)

@@ -79,11 +79,11 @@ def export_gated(exporter: ExportFn, loaded: LoadedModel, tmp: Path, options: In
     images, held = calibration_images(loaded.spec, options, "held_back")
     if not len(images):
         artifact = exporter(loaded, tmp, options, cache)
-        return _record(artifact, [], "not checked: fewer than 3 calibration photos, none held back", held)
+        return _record(artifact, [], "not checked: fewer than 3 calibration photos, none held back", held, options)
     ladder = _Ladder(exporter, loaded, tmp, cache, gate, images)
     check = ladder.attempt(options, "requested recipe")
     if check is None:
-        return _record(ladder.artifact, ladder.steps, "not checked: no target here runs this artifact", held)
+        return _record(ladder.artifact, ladder.steps, "not checked: no target here runs this artifact", held, options)
     for alpha in [a for a in LADDER_ALPHAS if a != options.smooth_alpha]:
         if check.passed:
             break
@@ -92,7 +92,7 @@ def export_gated(exporter: ExportFn, loaded: LoadedModel, tmp: Path, options: In
         base = ladder.best_options()
         if base is not ladder.last_options:
             ladder.attempt(base, "rebuilt: the best smoothing so far, for the locator", record=False)
-        ranked = (gate.locate or _torch_locate(loaded, options))(ladder.probe(), tmp.parent, images)
+        ranked = sensitive_layers(gate, ladder, base, images)
         for count in KEEP_FLOAT_COUNTS:
             check = ladder.attempt(base.replace(keep_float=tuple(ranked[:count])), f"{count} most sensitive layers in float")
             if check.passed:
@@ -102,7 +102,7 @@ def export_gated(exporter: ExportFn, loaded: LoadedModel, tmp: Path, options: In
                           for s in ladder.steps)
         raise Int8GateFailed(f"{ladder.artifact.id}: no int8 recipe passed the int8 gate on {len(images)} held-back photos "
                              f"({lines}); keep fp16/fp32 for this model, or pass --calibration with more photos")
-    return _record(ladder.artifact, ladder.steps, "passed", held)
+    return _record(ladder.artifact, ladder.steps, "passed", held, options, ladder.located_by)
 
 
 class _Ladder:
@@ -114,6 +114,7 @@ class _Ladder:
         self.artifact: Artifact | None = None
         self.last_options = None
         self._scored: list[tuple[float, object]] = []
+        self.located_by: str | None = None
 
     def attempt(self, options, why: str, record: bool = True) -> GateCheck | None:
         for child in self.tmp.iterdir():
@@ -135,13 +136,18 @@ class _Ladder:
         return max(self._scored, key=lambda scored: scored[0])[1]
 
 
-def _record(artifact: Artifact, steps: list[dict], verdict: str, held: dict) -> Artifact:
-    """Artifact.details["int8"]: the recipe shipped, the ladder's steps with figures, the layers kept in float."""
-    shipped = steps[-1] if steps else {}
+def _record(artifact: Artifact, steps: list[dict], verdict: str, held: dict, requested: Int8Options,
+            located_by: str | None = None) -> Artifact:
+    """Artifact.details["int8"]: the recipe shipped, the ladder's steps with figures, the layers kept in float.
+
+    ``Artifact.options`` stays the *requested* options: it is the rebuild key, and the next export with the same
+    options must find the artifact up to date, whatever recipe the ladder settled on.
+    """
+    shipped = {"smooth_alpha": artifact.options.get("smooth_alpha"), "keep_float": artifact.options.get("keep_float", [])}
+    artifact.options = requested.cache_key()
     artifact.details.setdefault("int8", {}).update(
-        gate=verdict, held_back_photos=held["files"],
-        recipe={"smooth_alpha": artifact.options.get("smooth_alpha"), "keep_float": artifact.options.get("keep_float", [])},
-        steps=steps, kept_in_float=shipped.get("keep_float", []))
+        gate=verdict, held_back_photos=held["files"], recipe=shipped, steps=steps, kept_in_float=shipped["keep_float"],
+        **({"layers_ranked_by": located_by} if located_by else {}))
     return artifact
 
 
@@ -160,6 +166,16 @@ def outlier_ranking(loaded: LoadedModel, images: np.ndarray) -> list[str]:
     return [f"blocks.{named[i][0]}" for i in order]
 
 
-def _torch_locate(loaded: LoadedModel, options: Int8Options) -> LocateFn:
-    photos, _ = calibration_images(loaded.spec, options)
-    return lambda artifact, model_dir, images: outlier_ranking(loaded, photos)
+def sensitive_layers(gate: Int8Gate, ladder: "_Ladder", base: Int8Options, images: np.ndarray) -> list[str]:
+    """Block Linears, most sensitive first: the locator's ranking, completed by the outlier ranking of the model
+    as quantized (smoothed when ``base`` smooths). The locator compares against an unsmoothed fp32 sibling, so it
+    is asked only about unsmoothed artifacts."""
+    from vitship.exporters.int8 import model_to_quantize
+
+    located = gate.locate(ladder.probe(), ladder.tmp.parent, images) if gate.locate and base.smooth_alpha is None else []
+    quantized, _, _ = model_to_quantize(ladder.loaded, base, TraceCache())
+    photos, _ = calibration_images(ladder.loaded.spec, base)
+    ranked = outlier_ranking(quantized, photos)
+    located = [name for name in located if name in ranked]
+    ladder.located_by = "per-layer locator (vitship diagnose)" if located else "input outlier ranking (PyTorch hooks)"
+    return located + [name for name in ranked if name not in located]

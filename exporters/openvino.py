@@ -61,7 +61,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: OpenvinoOptions, cache: 
     details: dict = {"frontend": "openvino.convert_model(torch.nn.Module, TorchScript trace)", "reused_trace": reused}
     if options.precision == "int8":
         model, calibration, quant_details = _quantize(model, source, options)
-        details.update(quant_details, smoothing=smoothing or "off")
+        details.update(quant_details, int8={"smoothing": smoothing or "off", "keep_float": list(options.keep_float)})
     _set_rt_info(model, loaded, options.precision)
     xml = Path(out_dir) / MODEL_FILE
     ov.save_model(model, str(xml), compress_to_fp16=options.precision == "fp16")
@@ -136,7 +136,7 @@ def _quantize(model, loaded: LoadedModel, options: ExportOptions):
                f"per-channel weights, int8 activations (FakeQuantize), {smooth}, fast bias correction",
         subset_size=len(batch), smooth_quant_alpha=alpha,
     )
-    return quantized, calibration, {"ignored_scope": [*HEAD_PATTERNS, *kept], "keep_float": list(options.keep_float)}
+    return quantized, calibration, {"ignored_scope": [*HEAD_PATTERNS, *kept]}
 
 
 def min_runtime_versions(model) -> dict[str, str]:

@@ -35,21 +35,26 @@ def test_gate_catches_the_failing_int8_and_stronger_smoothing_fixes_it(stressed,
     assert first["smooth_alpha"] is None and not first["passed"] and first["min_cosine"] < 0.98
     assert last["passed"] and last["min_cosine"] >= 0.98 and last["smooth_alpha"] == 0.5
     assert record["gate"] == "passed" and record["recipe"] == {"smooth_alpha": 0.5, "keep_float": []}
-    assert entry["options"]["smooth_alpha"] == 0.5 and len(record["held_back_photos"]) == 6
+    assert entry["options"]["smooth_alpha"] is None and len(record["held_back_photos"]) == 6  # the rebuild key: as requested
+    (again,) = export_all(stressed, tmp_path, [("onnx", "int8")], {"onnx": OnnxOptions(smooth_alpha=None)}, gate=int8_gate(stressed))
+    assert again.status == "skipped"  # the escalated artifact is up to date for the options that asked for it
     assert first["target"] == "onnxruntime:cpu"
 
 
-def test_ladder_keeps_the_most_sensitive_layers_in_float(stressed, tmp_path, monkeypatch):
+@pytest.mark.parametrize("with_fp32", [True, False], ids=["diagnose-locator", "outlier-ranking"])
+def test_ladder_keeps_the_most_sensitive_layers_in_float(stressed, tmp_path, monkeypatch, with_fp32):
     monkeypatch.setattr(int8_ladder, "LADDER_ALPHAS", (None,))  # no smoothing rung: straight to the locator rung
+    if with_fp32:  # the fp32 sibling lets vitship diagnose's locator rank the layers
+        export_all(stressed, tmp_path, [("onnx", "fp32")], {"onnx": OnnxOptions(smooth_alpha=None)})
     result, entry = export_int8(stressed, tmp_path, smooth_alpha=None)
+    assert result.status == "ok", result.reason
     record = entry["details"]["int8"]
     assert [s["why"] for s in record["steps"]][0] == "requested recipe" and not record["steps"][0]["passed"]
-    if result.status == "ok":
-        assert record["kept_in_float"] and set(record["kept_in_float"]) <= PLANTED
-        assert record["recipe"]["keep_float"] == record["kept_in_float"] == entry["options"]["keep_float"]
-        assert set(entry["details"]["int8"]["keep_float_nodes"]) == set(record["kept_in_float"])
-    else:  # the ladder may end without a pass; then it must say so with figures
-        assert "no int8 recipe passed" in result.reason and "cosine" in result.reason
+    assert "in float" in record["steps"][-1]["why"] and record["steps"][-1]["passed"]
+    assert record["kept_in_float"] and set(record["kept_in_float"]) <= PLANTED
+    assert record["recipe"]["keep_float"] == record["kept_in_float"] and entry["options"]["keep_float"] == []
+    assert set(record["keep_float_nodes"]) == set(record["kept_in_float"])
+    assert record["layers_ranked_by"].startswith("per-layer locator" if with_fp32 else "input outlier ranking")
 
 
 def test_ladder_that_ends_without_a_pass_fails_the_export_with_figures(stressed, tmp_path, monkeypatch):
