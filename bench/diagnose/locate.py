@@ -133,17 +133,33 @@ def _smoothed_norms(artifact: Artifact, loaded: LoadedModel) -> set[str]:
 
 
 def _divergences(labels: list[Label], cosines: dict, errors: dict, smoothed: set[str]) -> list[LayerDivergence]:
-    """One row per label with a cosine; a Linear fed by a smoothed LayerNorm is measured against the norm's input."""
-    through = {label.tensor: label.input_tensor for label in labels if label.module in smoothed}
+    """One row per label with a cosine, each measured against its input (``_input_of``)."""
     rows = []
-    for label in (label for label in labels if cosines[label.tensor]):
+    for index, label in enumerate(labels):
+        if not cosines[label.tensor]:
+            continue
         out = np.asarray(cosines[label.tensor])
-        source = through.get(label.input_tensor, label.input_tensor) if label.input_tensor else None
+        source = _input_of(labels, index, smoothed)
         into = np.asarray(cosines[source]) if source and cosines.get(source) else np.ones_like(out)
         drop = 0.0 if label.module in smoothed else float(max((into - out).max(), 0.0))
         rows.append(LayerDivergence(label.module, label.tensor, float(out.min()), errors[label.tensor], source,
                                     float(into.min()), drop, label.module in smoothed))
     return rows
+
+
+def _input_of(labels: list[Label], index: int, smoothed: set[str]) -> str | None:
+    """The tensor a layer's added divergence is measured against.
+
+    Its module's input, except: a Linear fed by a smoothed LayerNorm is measured against the norm's input (the
+    rescale is not an error), and a container (``blocks.3``, whose output is the residual add) against its last
+    sublayer before it, so that it ranks only for what the residual add itself loses, not for its sublayers.
+    """
+    label = labels[index]
+    inner = [other for other in labels[:index] if other.module.startswith(label.module + ".")]
+    if inner:
+        return inner[-1].tensor
+    through = {other.tensor: other.input_tensor for other in labels if other.module in smoothed}
+    return through.get(label.input_tensor, label.input_tensor) if label.input_tensor else None
 
 
 def _gate(artifact: Artifact) -> float:

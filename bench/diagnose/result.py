@@ -26,7 +26,8 @@ class LayerDivergence:
         tensor: the format's own name of the tensor (ONNX tensor, OpenVINO op, MIL variable, ...).
         min_cosine: the lowest cosine over the images (each image's tensor flattened).
         max_abs_error: the largest absolute difference over the images.
-        input_tensor: the format's tensor that feeds the module (None: the model input, or not found).
+        input_tensor: the tensor the layer is measured against: the module's input (None: the model input, or not
+            found); for a container such as ``blocks.3`` (its output is the residual add), its last sublayer.
         input_min_cosine: the lowest cosine of that input over the images (1.0 for the model input).
         added_drop: the cosine the layer itself loses, max over images of ``cos(input) - cos(output)``.
         smoothed: a LayerNorm whose output the SmoothQuant fold rescales per channel in the artifact (the next
