@@ -14,9 +14,19 @@ from typer.core import TyperCommand, TyperGroup
 _TQDM_DISABLED_HERE = "TQDM_DISABLE" not in os.environ
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from vitship.bench.commands import bench, bench_check, compare, doctor, export, parity, predict, report  # noqa: E402
+from vitship.bench.commands import (  # noqa: E402
+    bench,
+    bench_check,
+    compare,
+    compat_check,  # noqa: E402
+    diagnose,  # noqa: E402
+    doctor,
+    export,
+    parity,
+    predict,
+    report,
+)
 from vitship.bench.commands import eval as eval_
-from vitship.bench.commands import compat_check  # noqa: E402
 from vitship.bench.commands.common import err_console, state  # noqa: E402
 from vitship.models import VitshipError  # noqa: E402
 
@@ -47,7 +57,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Ship the ViT deepfake detector: export, check parity, benchmark and report.")
 COMMANDS = {"doctor": doctor.doctor, "export": export.export, "parity": parity.parity, "bench": bench.bench,
             "bench-check": bench_check.bench_check_command, "eval": eval_.eval_command, "report": report.report,
-            "predict": predict.predict, "compare": compare.compare, "compat-check": compat_check.compat_check_command}
+            "predict": predict.predict, "compare": compare.compare, "compat-check": compat_check.compat_check_command,
+            "diagnose": diagnose.diagnose}
 for _name, _function in COMMANDS.items():
     app.command(_name, cls=VitshipCommand, help=compare.HELP if _name == "compare" else None)(_function)
 
