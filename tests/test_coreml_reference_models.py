@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import coremltools as ct  # noqa: E402  (a hard dependency: a broken install fails, never skips)
+import coremltools as ct  # noqa: E402,F401  (a hard dependency: a broken install fails, never skips)
 import torch  # noqa: E402
 
 from vitship.bench.cli import app
