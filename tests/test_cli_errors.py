@@ -30,7 +30,8 @@ def onnx_artifacts(tiny_exports):
 
 def test_export_out_under_a_regular_file_names_the_path(vitship_main, tmp_path):
     (tmp_path / "a-file").write_text("not a folder")
-    code, out, err = vitship_main("export", "--arch", "tiny", "-f", "onnx", "-p", "fp32", "--out", str(tmp_path / "a-file" / "out"))
+    out_dir = tmp_path / "a-file" / "out"
+    code, out, err = vitship_main("export", "--arch", "tiny", "-f", "onnx", "-p", "fp32", "--out", str(out_dir))
     assert_one_line_error(code, err, 2, str(tmp_path / "a-file"))
     assert (tmp_path / "a-file").read_text() == "not a folder"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import struct
 
+import coremltools as ct  # noqa: F401  (a hard dependency: a broken install fails, never skips)
 import numpy as np
 import pytest
 import torch  # noqa: E402

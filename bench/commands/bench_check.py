@@ -22,9 +22,11 @@ from vitship.models import spec_for
 def bench_check_command(
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt, weights: str = WeightsOpt,
     seconds: float = number_option(10.0, "--seconds", "-t", above=0, help="measured seconds per side and round"),
-    rounds: int = number_option(3, "--rounds", at_least=1, help="alternate vitship / benchmark_app this many times (medians compared)"),
+    rounds: int = number_option(3, "--rounds", at_least=1,
+                                help="alternate vitship / benchmark_app this many times (medians compared)"),
     threads: int | None = number_option(None, "--threads", at_least=1, help="inference threads (default: physical cores)"),
-    tolerance: float = number_option(0.10, "--tolerance", above=0, help="largest accepted |vitship p50 / benchmark_app median - 1|"),
+    tolerance: float = number_option(0.10, "--tolerance", above=0,
+                                     help="largest accepted |vitship p50 / benchmark_app median - 1|"),
 ) -> None:
     """Honesty check: vitship's p50 for openvino-fp16 (CPU, batch 1, latency hint) vs OpenVINO benchmark_app's median."""
     import subprocess

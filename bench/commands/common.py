@@ -54,7 +54,8 @@ def _whole_numbers(option: str, values: list[str]) -> list[int]:
     """Comma/repeat-separated whole numbers >= 1 (batch sizes); anything else is a usage error."""
     text, parts = ",".join(values), split_names(values)
     if not all(part.isdigit() and int(part) >= 1 for part in parts):
-        raise typer.BadParameter(f"{text!r}: batch sizes are whole numbers >= 1, as a comma list or repeated (e.g. 1,8)", param_hint=option)
+        raise typer.BadParameter(f"{text!r}: batch sizes are whole numbers >= 1, as a comma list or repeated (e.g. 1,8)",
+                                 param_hint=option)
     if values and not parts:
         raise typer.BadParameter(f"{text!r}: give at least one batch size (e.g. 1,8)", param_hint=option)
     return [int(part) for part in parts]

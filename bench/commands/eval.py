@@ -41,7 +41,8 @@ def eval_command(
     data: Path = typer.Option(..., "--data", help="a folder with real/ and fake/ subfolders, or a CSV of path,label"),
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
     weights: str | None = typer.Option(None, "--weights", "-w", help="reference weights (default: the source the manifest records)"),
-    threshold: float = number_option(0.5, "--threshold", at_least=0, at_most=1, help="decision threshold on the 'fake' probability"),
+    threshold: float = number_option(0.5, "--threshold", at_least=0, at_most=1,
+                                     help="decision threshold on the 'fake' probability"),
     target: list[str] = list_option("--target", item="ARTIFACT_OR_FORMAT=TARGET", help="e.g. openvino=openvino:CPU"),
     batch_size: int = number_option(8, "--batch-size", at_least=1, help="images per call"),
 ) -> None:
@@ -54,7 +55,8 @@ def eval_command(
     for item in target:
         key, sep, value = item.partition("=")
         if not sep:
-            raise typer.BadParameter(f"{item!r}: expected ARTIFACT_OR_FORMAT=TARGET, e.g. onnx=onnxruntime:cpu", param_hint="--target")
+            raise typer.BadParameter(f"{item!r}: expected ARTIFACT_OR_FORMAT=TARGET, e.g. onnx=onnxruntime:cpu",
+                                     param_hint="--target")
         targets[key] = value
     loaded = load_reference(model_dir, weights)
     with console.status(f"scoring {data} with every artifact in {model_dir} ..."):

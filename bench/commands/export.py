@@ -150,12 +150,13 @@ def export(
     coreml_batch: str = typer.Option("enumerated", "--coreml-batch", help=RANGE_HELP),
     coreml_batch_shapes: list[str] = list_option("--coreml-batch-shapes", item="N", numbers=True,
                                                  help="CoreML enumerated batch sizes (default: 1,2,4,8; must include 1)"),
-    coreml_max_batch: int = number_option(64, "--coreml-max-batch", at_least=1, help="CoreML RangeDim upper bound (--coreml-batch range only; "
-                                                                         "the Neural Engine runs a RangeDim model only at batch 1)"),
+    coreml_max_batch: int = number_option(64, "--coreml-max-batch", at_least=1,
+                                          help="CoreML RangeDim upper bound (--coreml-batch range only; "
+                                               "the Neural Engine runs a RangeDim model only at batch 1)"),
     coreml_min_target: str = typer.Option("iOS17", "--coreml-min-target", help="CoreML (and ExecuTorch Core ML delegate) minimum "
                                                                                "deployment target, e.g. iOS17, macOS14"),
-    executorch_max_batch: int = number_option(8, "--executorch-max-batch", at_least=1, help="ExecuTorch XNNPACK batch upper bound "
-                                                                               "(memory is planned for it)"),
+    executorch_max_batch: int = number_option(8, "--executorch-max-batch", at_least=1,
+                                              help="ExecuTorch XNNPACK batch upper bound (memory is planned for it)"),
     executorch_int8_mode: str = typer.Option("dynamic", "--executorch-int8-mode", help="executorch-int8: dynamic (default: better "
                                                                                       "parity and faster on the ViT-S) or static "
                                                                                       "(PT2E, calibrated on --calibration)"),

@@ -45,7 +45,8 @@ def predict(
                                                                     "available target)"),
     target: str | None = typer.Option(None, "--target", help="run on this target (default: each artifact's own)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the table as JSON to this file"),
-    threshold: float = number_option(0.5, "--threshold", at_least=0, at_most=1, help="fake probability from which the label is fake"),
+    threshold: float = number_option(0.5, "--threshold", at_least=0, at_most=1,
+                                     help="fake probability from which the label is fake"),
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
 ) -> None:
     """Classify IMAGE... with each artifact and the PyTorch reference; unreadable images are listed, not fatal."""
