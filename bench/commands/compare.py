@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from vitship.bench.commands.common import console
+from vitship.bench.commands.common import console, number_option
 
 # Exit codes, distinct so that a CI gate can tell them apart (bad input is 2, as for every command).
 EXIT_REGRESSION = 1
@@ -43,8 +43,9 @@ def compare(
     old: Path = typer.Argument(..., help="the baseline report.json (or its folder)"),
     new: Path = typer.Argument(..., help="the candidate report.json (or its folder)"),
     force: bool = typer.Option(False, "--force", help="compare rows even when the environments differ"),
-    max_latency_increase: float = typer.Option(0.10, "--max-latency-increase", help="allowed relative p50 increase"),
-    max_accuracy_drop: float = typer.Option(0.5, "--max-accuracy-drop", help="allowed accuracy drop, in points"),
+    max_latency_increase: float = number_option(0.10, "--max-latency-increase", at_least=0,
+                                                help="allowed relative p50 increase"),
+    max_accuracy_drop: float = number_option(0.5, "--max-accuracy-drop", at_least=0, help="allowed accuracy drop, in points"),
 ) -> None:
     """Per-row deltas between two reports (exit codes in HELP)."""
     from vitship.bench.report.compare import CompareThresholds, compare_reports

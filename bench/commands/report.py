@@ -14,6 +14,7 @@ from vitship.bench.commands.common import (
     ModelOpt,
     console,
     model_dir_option,
+    number_option,
     wide_console,
 )
 
@@ -35,7 +36,8 @@ def report(
     reports: Path = typer.Option(Path("reports"), "--reports", help="where reports/<run-id>/ and reports/latest go"),
     merge: bool = typer.Option(False, "--merge", help="merge the REPORTS given (report.json per machine) into one table"),
     to_merge: list[Path] = typer.Argument(None, metavar="REPORTS", help="report.json files (or folders) for --merge"),
-    accuracy_threshold: float = typer.Option(0.5, "--accuracy-threshold", help="largest accepted accuracy drop, in points"),
+    accuracy_threshold: float = number_option(0.5, "--accuracy-threshold", at_least=0,
+                                              help="largest accepted accuracy drop, in points"),
 ) -> None:
     """Write the release report (JSON, Markdown, CSV, HTML with plots) and print its path last."""
     from vitship.bench.report.document import Report, ReportError, ReportOptions, build_report, read_report, write_report
