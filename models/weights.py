@@ -17,6 +17,7 @@ from torch import nn
 from vitship.models.digest import file_sha256
 from vitship.models.errors import WeightsError
 from vitship.models.hf_format import convert_state_dict, read_transformers_dir
+from vitship.models.outliers import default_recipe, plant_outliers
 from vitship.models.spec import DEFAULT_SPEC, ModelSpec
 from vitship.models.vit import DetectorModel, build_vit, seeded_vit
 
@@ -31,7 +32,7 @@ class WeightsInfo:
     """Where the weights came from and what they hash to; goes into every manifest and report."""
 
     source: str
-    kind: str  # seeded | transformers-dir | state-dict | hub
+    kind: str  # seeded | seeded-outliers | transformers-dir | state-dict | hub
     sha256: str
     trained: bool
     revision: str | None = None
@@ -127,6 +128,23 @@ def load_seeded(seed: int = DEFAULT_SEED, spec: ModelSpec = DEFAULT_SPEC) -> Loa
     return _finish(vit, spec, info)
 
 
+def load_seeded_outliers(seed: int = DEFAULT_SEED, spec: ModelSpec = DEFAULT_SPEC) -> LoadedModel:
+    """The seeded weights with trained-like outlier channels planted (same fp32 function; models/outliers.py)."""
+    vit = seeded_vit(spec, seed)
+    plant_outliers(vit, seed, default_recipe(spec.embed_dim))
+    sha = state_dict_sha256(vit.state_dict())
+    info = WeightsInfo(source=f"seeded-outliers:{seed}", kind="seeded-outliers", sha256=sha, trained=False)
+    return _finish(vit, spec, info)
+
+
+def _seed_of(source: str) -> int:
+    seed_text = source.partition(":")[2] or str(DEFAULT_SEED)
+    if not seed_text.isdigit():
+        name = source.partition(":")[0]
+        raise WeightsError(f"{source!r}: the seed must be a non-negative integer, e.g. {name}:1")
+    return int(seed_text)
+
+
 def load_state_dict_file(path: Path, spec: ModelSpec = DEFAULT_SPEC) -> LoadedModel:
     state = read_safetensors(path) if path.suffix == ".safetensors" else _read_torch_pickle(path)
     vit = build_vit(spec)
@@ -176,17 +194,17 @@ def load_weights(source: str = "seeded", spec: ModelSpec = DEFAULT_SPEC) -> Load
     """Load the model from one `--weights` value.
 
     Args:
-        source: "seeded", "seeded:N", a transformers-format directory, a timm state dict
+        source: "seeded", "seeded:N", "seeded-outliers[:N]" (the seeded weights with trained-like
+            outlier channels, same fp32 function), a transformers-format directory, a timm state dict
             (.safetensors/.pt/.pth) or "hf:ORG/NAME@REVISION".
         spec: the architecture for seeded and state-dict sources (a directory brings its own).
     Returns:
         LoadedModel(model in eval mode, spec, WeightsInfo).
     """
     if source == "seeded" or source.startswith("seeded:"):
-        seed_text = source.partition(":")[2] or str(DEFAULT_SEED)
-        if not seed_text.isdigit():
-            raise WeightsError(f"{source!r}: the seed must be a non-negative integer, e.g. seeded:1")
-        return load_seeded(int(seed_text), spec)
+        return load_seeded(_seed_of(source), spec)
+    if source == "seeded-outliers" or source.startswith("seeded-outliers:"):
+        return load_seeded_outliers(_seed_of(source), spec)
     if source.startswith("hf:"):
         return load_from_hub(source, spec)
     path = Path(source).expanduser()
@@ -195,5 +213,5 @@ def load_weights(source: str = "seeded", spec: ModelSpec = DEFAULT_SPEC) -> Load
     if path.is_file() and path.suffix in (".safetensors", ".pt", ".pth", ".bin"):
         return load_state_dict_file(path, spec)
     if not path.exists():
-        raise WeightsError(f"{source!r}: no such file or directory (expected seeded[:N], a directory, a .safetensors/.pt file or hf:ORG/NAME@REV)")
+        raise WeightsError(f"{source!r}: no such file or directory (expected seeded[:N], seeded-outliers[:N], a directory, a .safetensors/.pt file or hf:ORG/NAME@REV)")
     raise WeightsError(f"{source}: unsupported weights file type {path.suffix!r}; use .safetensors, .pt or .pth")
