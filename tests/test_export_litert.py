@@ -21,7 +21,7 @@ from vitship.exporters import options_class
 from vitship.exporters.base import ExportError, manifest_artifacts
 from vitship.exporters.litert import LitertOptions, read_metadata
 from vitship.exporters.pipeline import export_all, model_dir_for
-from vitship.models import MissingDependencyError, UnknownNameError
+from vitship.models import MissingDependencyError, UnknownNameError, load_weights
 from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -110,6 +110,25 @@ def test_image_input_takes_nhwc_uint8_and_matches_the_tensor_program(tiny_loaded
     finally:
         session.close()
     assert cosine_rows(features, torch_outputs(tiny_loaded, tiny_photos[:1])[1]).min() >= 0.9999
+
+
+def test_int8_meets_the_int8_gate_on_the_tiny_stress_model(tiny_loaded, tiny_photos, tmp_path):
+    from vitship.bench.parity.metrics import ToleranceTable, compare
+
+    stressed = load_weights("seeded-outliers", tiny_loaded.spec)
+    artifact = litert_exporter.export(stressed, tmp_path, LitertOptions(precision="int8"))
+    artifact.path = "model.tflite"
+    session = open_session(artifact, tmp_path, "litert:cpu", SessionOptions(threads=1))
+    try:
+        outputs = [session.run_outputs(photo[None]) for photo in tiny_photos]
+    finally:
+        session.close()
+    candidate = {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
+    logits, features = torch_outputs(stressed, tiny_photos)
+    names = [f"photo{i}" for i in range(len(tiny_photos))]
+    metrics = compare(candidate, {"logits": logits, "features": features}, stressed.spec, names, np.ones(len(names), bool))
+    tolerance, _ = ToleranceTable().lookup("litert", "int8", "int8")
+    assert tolerance.judge(metrics) == [] and metrics.min_cosine >= 0.98, metrics
 
 
 def test_bad_options_are_refused_before_any_work(tiny_loaded, tmp_path, monkeypatch):
