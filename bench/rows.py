@@ -30,6 +30,7 @@ class Status(StrEnum):
     ERROR = "error"  # crashed, timed out or was refused (tampered artifact, other weights)
     UNAVAILABLE = "unavailable"  # cannot run on this machine; the reason says why and where it can
     NOT_RUN = "not run"  # no result: the producer was not run, or not for this row
+    REFERENCE = "reference"  # the PyTorch fp32 reference itself: what parity compares against (the report's word)
 
     @property
     def ran(self) -> bool:

@@ -19,7 +19,15 @@ from vitship.bench.environment import environment
 from vitship.bench.latency.results import BenchReport
 from vitship.bench.latency.timing import BenchRow, LatencyStats
 from vitship.bench.parity.results import ParityReport, ParityResult, write_parity_report
-from vitship.bench.report.document import ReportError, ReportOptions, build_report, read_report, write_report
+from vitship.bench.report.cells import FamilyDecision, Roofline
+from vitship.bench.report.document import (
+    REPORT_SCHEMA_VERSION,
+    ReportError,
+    ReportOptions,
+    build_report,
+    read_report,
+    write_report,
+)
 from vitship.bench.report.merge import merge_reports
 from vitship.bench.rows import ResultsFileError, Status
 from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, Artifact
@@ -111,40 +119,41 @@ def written(untrained, tmp_path_factory):
     return document, write_report(document, reports)
 
 
-def _decision(document: dict, slug: str) -> dict:
-    return next(d for d in document["sections"]["decisions"] if d["slug"] == slug)
+def _decision(document, slug: str) -> FamilyDecision:
+    return next(d for d in document.decisions if d.slug == slug)
 
 
 def test_decisions_per_family_open_the_report(written):
     document, _ = written
     intel = _decision(document, "intel-cpu")
-    assert intel["pick"]["artifact"] == "openvino-int8"  # onnx-int8 is faster than onnx-fp32 but fails parity
-    assert intel["sentence"].startswith("Ship openvino-int8 on openvino:CPU [hint=latency]: p50 33 ms at batch 1, 7.27x faster")
-    assert {a["artifact"]: a["reason"] for a in intel["avoid"]}["onnx-int8"].startswith("parity fail on onnxruntime:cpu")
+    assert intel.pick.artifact == "openvino-int8"  # onnx-int8 is faster than onnx-fp32 but fails parity
+    assert intel.sentence.startswith("Ship openvino-int8 on openvino:CPU [hint=latency]: p50 33 ms at batch 1, 7.27x faster")
+    assert {a.artifact: a.reason for a in intel.avoid}["onnx-int8"].startswith("parity fail on onnxruntime:cpu")
     ios = _decision(document, "ios")  # coreml:reference is timed (480 ms) but never ranks
-    assert ios["pick"]["artifact"] == "coreml-fp16" and ios["pick"]["p50_ms"] is None and "480" not in ios["sentence"]
-    assert "Neural Engine eligible (fp16, image input, batch 1)" in ios["sentence"] and "iOS 17+" in ios["sentence"]
-    assert document["sections"]["unavailable_targets"] == {"coreml:cpu_only": "CoreML runtime needs macOS"}
-    assert document["banner"].startswith("untrained weights") and document["trained"] is False
+    assert ios.pick.artifact == "coreml-fp16" and ios.pick.p50_ms is None and "480" not in ios.sentence
+    assert "Neural Engine eligible (fp16, image input, batch 1)" in ios.sentence and "iOS 17+" in ios.sentence
+    assert document.unavailable_targets == {"coreml:cpu_only": "CoreML runtime needs macOS"}
+    assert document.banner.startswith("untrained weights") and document.trained is False
 
 
 def test_trained_weights_exclude_an_artifact_that_loses_accuracy(tmp_path):
     write_sources(tmp_path, trained=True)
     document = build_report(tmp_path)
     intel = _decision(document, "intel-cpu")
-    assert intel["pick"]["artifact"] == "openvino-fp16"  # int8 lost 0.8 points > 0.5
-    assert "accuracy +0.00 points against PyTorch" in intel["sentence"]
-    assert "loses 0.80 accuracy points" in {a["artifact"]: a["reason"] for a in intel["avoid"]}["openvino-int8"]
+    assert intel.pick.artifact == "openvino-fp16"  # int8 lost 0.8 points > 0.5
+    assert "accuracy +0.00 points against PyTorch" in intel.sentence
+    assert "loses 0.80 accuracy points" in {a.artifact: a.reason for a in intel.avoid}["openvino-int8"]
     looser = build_report(tmp_path, ReportOptions(accuracy_threshold_points=1.0))
-    assert _decision(looser, "intel-cpu")["pick"]["artifact"] == "openvino-int8"
-    assert document["banner"] == ""
+    assert _decision(looser, "intel-cpu").pick.artifact == "openvino-int8"
+    assert document.banner == ""
 
 
 def test_round_trip_files_and_latest(written, untrained, tmp_path):
     document, folder = written
-    assert read_report(folder) == json.loads(json.dumps(document, default=str))
+    assert read_report(folder) == document  # every typed field survives report.json
+    assert json.loads((folder / "report.json").read_text())["schema_version"] == REPORT_SCHEMA_VERSION
     assert {"report.json", "report.md", "report.csv", "report.html"} <= {p.name for p in folder.iterdir()}
-    plots = document["sections"]["plots"]
+    plots = document.plots
     assert len(plots) == 3 and all((folder / p).stat().st_size > 1000 for p in plots)
     latest = folder.parent / "latest"
     assert latest.is_symlink() and latest.resolve() == folder.resolve()
@@ -179,7 +188,7 @@ def test_markdown_has_a_heading_per_family_and_a_speedup_column(written):
     assert markdown.index("**iOS / Apple**") < markdown.index("**Intel CPU**") < markdown.index("**PyTorch")
     rows = list(csv.DictReader(io.StringIO((folder / "report.csv").read_text())))
     assert len(rows) == 2 * len(TABLE) + 1  # two batches per timed row, one line for the unavailable CoreML row
-    onnx = next(r for r in rows if r["artifact"] == "onnx-fp32" and r["batch"] == "1")
+    onnx = next(r for r in rows if r["artifact"] == "onnx-fp32" and r["batch"] == "1")  # a CSV record
     assert float(onnx["p50_ms"]) == pytest.approx(90.0) and onnx["parity_verdict"] == "pass"
     assert float(onnx["speedup"]) == pytest.approx(240 / 90)
 
@@ -188,9 +197,9 @@ def test_roofline_columns_show_the_bench_roofline_or_a_dash(written):
     from vitship.bench.report.tables import results_tables
 
     document = copy.deepcopy(written[0])
-    row = next(r for r in document["sections"]["rows"] if r["artifact"] == "openvino-int8")
-    row["latency"]["1"]["roofline"] = {"gflop_per_image": 24.8, "gflops": 431.0, "peak_gflops": 800.0,
-                                       "peak_precision": "int8", "percent_of_peak": 53.9, "peak_source": "onnxruntime"}
+    row = next(r for r in document.rows if r.artifact == "openvino-int8")
+    row.latency_at(1).roofline = Roofline(gflop_per_image=24.8, gflops=431.0, peak_gflops=800.0, peak_precision="int8",
+                                          percent_of_peak=53.9, peak_source="onnxruntime")
     lines = {line[0]: line for table in results_tables(document) for line in table.lines}
     headers = results_tables(document)[0].headers
     gflops, percent = headers.index("GFLOP/s (b1)"), headers.index("% of peak")
@@ -205,8 +214,8 @@ def test_missing_sources_render_as_not_run_and_other_schemas_are_refused(tmp_pat
     atomic_write_json(model_dir / "manifest.json", {"schema_version": MANIFEST_SCHEMA_VERSION, "artifacts": {
         "onnx-fp32": Artifact("onnx-fp32", "onnx", "fp32", "x", size_bytes=MIB).to_dict()}})
     document = build_report(model_dir)
-    sources = document["sections"]["sources"]
-    assert sources["parity"]["status"] == "not run" and sources["eval"]["status"] == "not run"
+    sources = document.sources
+    assert sources["parity"].status is Status.NOT_RUN and sources["eval"].status is Status.NOT_RUN
     folder = write_report(document, tmp_path / "reports")
     page = (folder / "report.html").read_text()
     assert "parity: not run" in page and "accuracy: not run" in page and "not run" in (folder / "report.md").read_text()
@@ -225,12 +234,12 @@ def test_merge_has_a_column_per_machine_and_decides_across_them(untrained, tmp_p
     write_sources(other, env_key="box-b", scale={"onnx-fp32": 0.5})
     a, b = build_report(untrained), build_report(other)
     merged = merge_reports([a, b])
-    labels = [m["label"] for m in merged["machines"]]
+    labels = [m.label for m in merged.machines]
     assert len(labels) == 2 and labels[0].startswith("box-a") and labels[1].startswith("box-b")
-    onnx = next(r for r in merged["sections"]["rows"] if r["artifact"] == "onnx-fp32")
-    assert onnx["cells"][labels[0]]["p50_ms"] == pytest.approx(90.0) and onnx["cells"][labels[1]]["p50_ms"] == pytest.approx(45.0)
+    onnx = next(r for r in merged.rows if r.artifact == "onnx-fp32")
+    assert onnx.cells[labels[0]].p50_ms == pytest.approx(90.0) and onnx.cells[labels[1]].p50_ms == pytest.approx(45.0)
     intel = _decision(merged, "intel-cpu")
-    assert intel["pick"]["artifact"] == "openvino-int8" and intel["pick"]["machine"] in labels
+    assert intel.pick.artifact == "openvino-int8" and intel.pick.machine in labels
     paths = [write_report(d, tmp_path / "reports") / "report.json" for d in (a, b)]
     result = subprocess.run([sys.executable, "-m", "vitship.bench.cli", "report", "--merge", str(paths[0]), str(paths[1]),
                              "--reports", str(tmp_path / "reports")], capture_output=True, text=True, timeout=300,
@@ -246,8 +255,8 @@ def test_markup_in_a_merged_report_comes_out_escaped(untrained, tmp_path):
     hostile.mkdir()
     write_sources(hostile, env_key="evil", hostname="<script>alert('host')</script>")
     document = build_report(hostile)
-    row = next(r for r in document["sections"]["rows"] if r["artifact"] == "onnx-int8")
-    row["parity"]["reason"] = '<img src=x onerror="alert(1)">'
+    row = next(r for r in document.rows if r.artifact == "onnx-int8")
+    row.parity.reason = '<img src=x onerror="alert(1)">'
     folder = write_report(merge_reports([document, build_report(untrained)]), tmp_path / "reports")
     page = (folder / "report.html").read_text()
     assert "<script>" not in page and "<img src=x" not in page
@@ -284,10 +293,10 @@ def test_real_chain_on_the_tiny_model(tmp_path):
         "--min-time", "0.2", "--warmup", "0.1", "--no-plots")
     folder = tmp_path / cli("report", "--artifacts", "artifacts").strip().splitlines()[-1]
     document = read_report(folder)
-    (row,) = [r for r in document["sections"]["rows"] if r["target"] == "onnxruntime:cpu"]
-    assert row["artifact"] == "onnx-fp32" and row["parity"]["verdict"] == "pass" and row["parity"]["value"] <= 1e-4
-    assert row["latency"]["1"]["status"] == "ok" and row["latency"]["1"]["p50_ms"] > 0
-    assert row["accuracy"]["agreement"] == 1.0 and row["accuracy"]["status"] == "ok"
+    (row,) = [r for r in document.rows if r.target == "onnxruntime:cpu"]
+    assert row.artifact == "onnx-fp32" and row.parity.status is Status.PASS and row.parity.value <= 1e-4
+    assert row.latency_at(1).status is Status.OK and row.latency_at(1).p50_ms > 0
+    assert row.accuracy.agreement == 1.0 and row.accuracy.status is Status.OK
     assert "**Ship onnx-fp32 on onnxruntime:cpu" in (folder / "report.md").read_text()
     assert "untrained weights" in (folder / "report.html").read_text()
     cli("compare", str(folder), str(tmp_path / "reports" / "latest"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from vitship.bench.commands.common import console
@@ -21,15 +22,19 @@ def _compare_table(comparison) -> Table:
     table = Table(title="Report comparison (batch-1 p50; accuracy in points)")
     for column in ("artifact", "target", "p50 old ms", "p50 new ms", "Δ p50", "parity", "Δ accuracy", "status"):
         table.add_column(column, overflow="fold")
-    colours = {"ok": "green", "new": "cyan", "regression": "bold red", "missing": "bold red", "not compared": "yellow"}
+    from vitship.bench.report.compare import Change
+    from vitship.bench.rows import Status
+
+    colours = {Change.OK: "green", Change.NEW: "cyan", Change.REGRESSION: "bold red", Change.MISSING: "bold red",
+               Change.NOT_COMPARED: "yellow"}
     for row in comparison.rows:
-        if row.status == "ok" and row.parity_old == row.parity_new == "unavailable" and row.p50_old_ms is None:
+        if row.status is Change.OK and row.parity_old == row.parity_new == Status.UNAVAILABLE and row.p50_old_ms is None:
             continue  # a target neither machine could run: nothing to compare
         number = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
-        status = f"[{colours[row.status]}]{row.status}[/]" + ("".join(f"\n{r}" for r in row.reasons))
-        table.add_row(row.artifact + (f" ({row.variant})" if row.variant else ""), row.target, number(row.p50_old_ms),
-                      number(row.p50_new_ms), "-" if row.p50_change is None else f"{row.p50_change:+.1%}",
-                      row.parity_old if row.parity_old == row.parity_new else f"{row.parity_old} -> {row.parity_new}",
+        status = f"[{colours[row.status]}]{row.status}[/]" + ("".join(f"\n{escape(r)}" for r in row.reasons))
+        table.add_row(escape(row.artifact + (f" ({row.variant})" if row.variant else "")), escape(row.target),
+                      number(row.p50_old_ms), number(row.p50_new_ms), "-" if row.p50_change is None else f"{row.p50_change:+.1%}",
+                      str(row.parity_old) if row.parity_old == row.parity_new else f"{row.parity_old} -> {row.parity_new}",
                       "-" if row.accuracy_change_points is None else f"{row.accuracy_change_points:+.2f}", status)
     return table
 
@@ -49,7 +54,7 @@ def compare(
     comparison = compare_reports(read_report(old), read_report(new), thresholds, force)
     console.print(_compare_table(comparison))
     for note in comparison.notes:
-        console.print(f"[yellow]{note}[/yellow]", highlight=False)
+        console.print(f"[yellow]{escape(note)}[/yellow]", highlight=False)
     if not comparison.compared:
         raise typer.Exit(code=EXIT_NOT_COMPARED)
     if comparison.regressions:

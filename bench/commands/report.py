@@ -18,14 +18,15 @@ from vitship.bench.commands.common import (
 )
 
 
-def _decisions_table(decisions: list[dict]) -> Table:
+def _decisions_table(decisions) -> Table:
+    """The decisions (cells.FamilyDecision), one line per family."""
     table = Table(title="Decision per device family (details and what to verify: report.md / report.html)", show_lines=True)
     for column, ratio in (("family", 1), ("ship", 5), ("runner-up", 3)):
         table.add_column(column, ratio=ratio, overflow="fold")
     for decision in decisions:
-        style = "" if decision["pick"] else "[dim]"
-        table.add_row(f"[bold]{decision['title']}[/bold]", style + escape(decision["sentence"]),
-                      escape(decision["runner_up_sentence"] or "-"))
+        style = "" if decision.pick else "[dim]"
+        table.add_row(f"[bold]{escape(decision.title)}[/bold]", style + escape(decision.sentence),
+                      escape(decision.runner_up_sentence or "-"))
     return table
 
 
@@ -37,8 +38,9 @@ def report(
     accuracy_threshold: float = typer.Option(0.5, "--accuracy-threshold", help="largest accepted accuracy drop, in points"),
 ) -> None:
     """Write the release report (JSON, Markdown, CSV, HTML with plots) and print its path last."""
-    from vitship.bench.report.document import ReportError, ReportOptions, build_report, read_report, write_report
+    from vitship.bench.report.document import Report, ReportError, ReportOptions, build_report, read_report, write_report
     from vitship.bench.report.merge import merge_reports
+    from vitship.bench.rows import Status
 
     if to_merge and not merge:
         raise ReportError("report paths are only taken with --merge: vitship report --merge A/report.json B/report.json")
@@ -48,11 +50,11 @@ def report(
         options = ReportOptions(accuracy_threshold_points=accuracy_threshold)
         document = build_report(model_dir_option(artifacts, model, arch), options)
     folder = write_report(document, reports)
-    if document.get("banner"):
-        console.print(f"[bold yellow]{document['banner']}[/bold yellow]")
-    wide_console().print(_decisions_table(document["sections"].get("decisions", [])))
-    for name, source in document["sections"].get("sources", {}).items():
-        if source["status"] != "ok":
-            console.print(f"[yellow]{name}: {source['status']}[/yellow] ({source['path']})", highlight=False)
+    if document.banner:
+        console.print(f"[bold yellow]{document.banner}[/bold yellow]")
+    wide_console().print(_decisions_table(document.decisions))
+    for name, source in (document.sources if isinstance(document, Report) else {}).items():
+        if source.status is not Status.OK:
+            console.print(f"[yellow]{name}: {source.status}[/yellow] ({escape(str(source.path))})", highlight=False)
     console.print("report.json, report.md, report.csv, report.html and plots in:")
     print(folder)

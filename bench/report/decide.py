@@ -15,14 +15,27 @@ Rules, in order:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
 from vitship.bench.report import phrases
-from vitship.bench.report.families import FAMILIES, MERGE_COMMAND, Family, host_kind, is_reference, roles
+from vitship.bench.report.cells import (
+    PASSING,
+    AppleDetails,
+    Avoid,
+    FamilyDecision,
+    LatencyCell,
+    NeuralEngine,
+    ParityCell,
+    ReportRow,
+)
+from vitship.bench.report.families import FAMILIES, MERGE_COMMAND, Family, Role, is_reference, roles
+from vitship.bench.report.host import Host
+from vitship.bench.rows import Status
 
-PASSING = ("pass", "reference")
-FAILING = ("fail", "error")
 _PRECISION_ORDER = {"fp16": 0, "int8": 1, "bf16": 2, "fp32": 3}
+_ENGINE_ORDER = {NeuralEngine.ELIGIBLE: 0, NeuralEngine.NOT_RECORDED: 1, NeuralEngine.NOT_ELIGIBLE: 2}
+_UNTESTED = ("parity not run", "parity unavailable", "accuracy not evaluated")  # not 'to avoid', only not verified
 
 
 @dataclass(frozen=True)
@@ -36,74 +49,79 @@ class DecisionOptions:
 class Candidate:
     """One report row seen from one family."""
 
-    row: dict
-    role: str  # device | proxy | evidence
-    environment: dict | None
+    row: ReportRow
+    role: Role
+    host: Host
     batch: int
 
-    def __getattr__(self, name: str):  # artifact, target, variant, format, precision, size_bytes, ...
-        if name in ("artifact", "target", "variant", "format", "precision", "size_bytes"):
-            return self.row[name]
-        raise AttributeError(name)
+    @property
+    def artifact(self) -> str:
+        return self.row.artifact
+
+    @property
+    def target(self) -> str:
+        return self.row.target
+
+    @property
+    def variant(self) -> str:
+        return self.row.variant
+
+    @property
+    def format(self) -> str:
+        return self.row.format
+
+    @property
+    def precision(self) -> str:
+        return self.row.precision
+
+    @property
+    def size_bytes(self) -> int | None:
+        return self.row.size_bytes
 
     @property
     def machine(self) -> str:
-        return self.row.get("machine") or ""
+        return self.row.machine
 
     @property
-    def cell(self) -> dict:
-        return self.row["latency"].get(str(self.batch)) or {}
+    def cell(self) -> LatencyCell:
+        return self.row.latency_at(self.batch) or LatencyCell(self.batch)
 
     @property
     def p50(self) -> float | None:
-        return self.cell.get("p50_ms") if self.cell.get("status") == "ok" else None
+        return self.row.p50(self.batch)
 
     @property
-    def apple(self) -> dict:
-        return self.row.get("apple") or {}
+    def apple(self) -> AppleDetails:
+        return self.row.apple or AppleDetails()
+
+    @property
+    def parity(self) -> ParityCell:
+        return self.row.parity
 
     @property
     def ranks(self) -> bool:
-        return self.p50 is not None and self.role in ("device", "proxy") and not is_reference(self.target)
+        return self.p50 is not None and self.role in (Role.DEVICE, Role.PROXY) and not is_reference(self.target)
 
 
-@dataclass
-class FamilyDecision:
-    slug: str
-    title: str
-    basis: str  # what the ranking rests on
-    pick: dict | None = None
-    sentence: str = ""
-    runner_up: dict | None = None
-    runner_up_sentence: str = ""
-    not_verified: list[str] = field(default_factory=list)  # what this machine could not verify for the family
-    verify_command: str = ""  # how to verify it on the device (empty when nothing is left to verify)
-    merge_command: str = ""
-    avoid: list[dict] = field(default_factory=list)  # {"artifact", "target", "reason"}
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def candidates(rows: list[dict], family: Family, environments: dict[str, dict | None], batch: int) -> list[Candidate]:
+def candidates(rows: list[ReportRow], family: Family, hosts: dict[str, Host], batch: int) -> list[Candidate]:
     found = []
     for row in rows:
-        if row["format"] not in family.formats or not row["target"]:
+        if row.format not in family.formats or not row.target:
             continue
-        environment = environments.get(row.get("machine") or "")
-        role = roles(row["target"], environment).get(family.slug)
+        host = hosts.get(row.machine) or Host()
+        role = roles(row.target, host.kind).get(family.slug)
         if role:
-            found.append(Candidate(row, role, environment, batch))
+            found.append(Candidate(row, role, host, batch))
     return found
 
 
-def _parity(candidate: Candidate, family_rows: list[Candidate]) -> dict:
+def _parity(candidate: Candidate, family_rows: list[Candidate]) -> ParityCell:
     """The candidate's own parity cell if it ran; else a passing cell of the same artifact in this family."""
-    own = candidate.row["parity"]
-    if own["verdict"] in PASSING + FAILING:
-        return {**own, "target": candidate.target}
-    other = next((c for c in family_rows if c.artifact == candidate.artifact and c.row["parity"]["verdict"] == "pass"), None)
-    return {**other.row["parity"], "target": other.target} if other else {**own, "target": candidate.target}
+    own = candidate.parity
+    if own.ran:
+        return dataclasses.replace(own, target=candidate.target)
+    other = next((c for c in family_rows if c.artifact == candidate.artifact and c.parity.status is Status.PASS), None)
+    return dataclasses.replace(other.parity, target=other.target) if other else dataclasses.replace(own, target=candidate.target)
 
 
 def _fp32_sibling(candidate: Candidate, family_rows: list[Candidate]) -> Candidate | None:
@@ -114,10 +132,10 @@ def _fp32_sibling(candidate: Candidate, family_rows: list[Candidate]) -> Candida
 def exclusion(candidate: Candidate, family: Family, family_rows: list[Candidate], options: DecisionOptions) -> str | None:
     """Why ``candidate`` may never be this family's pick (None: it may)."""
     parity = _parity(candidate, family_rows)
-    if parity["verdict"] not in PASSING:
-        detail = f": {parity['reason']}" if parity.get("reason") else ""
-        return f"parity {parity['verdict']} on {parity['target']}{detail}"
-    delta = candidate.row["accuracy"].get("delta_points")
+    if parity.status not in PASSING:
+        detail = f": {parity.reason}" if parity.reason else ""
+        return f"parity {parity.status} on {parity.target}{detail}"
+    delta = candidate.row.accuracy.delta_points
     if options.judge_accuracy and (delta is None or delta < -options.accuracy_threshold_points):
         return ("accuracy not evaluated" if delta is None else
                 f"loses {-delta:.2f} accuracy points (more than {options.accuracy_threshold_points:g})")
@@ -129,22 +147,22 @@ def exclusion(candidate: Candidate, family: Family, family_rows: list[Candidate]
     if family.slug == "ios" and candidate.format == "coreml":
         if candidate.precision == "fp32":
             return "fp32 ML Program: never runs on the Neural Engine (it computes in fp16); keep it as the exact reference"
-        if candidate.apple.get("neural_engine") == "not eligible":
-            return f"not eligible for the Neural Engine: {candidate.apple.get('neural_engine_reason') or 'see the manifest'}"
+        if candidate.apple.neural_engine is NeuralEngine.NOT_ELIGIBLE:
+            return f"not eligible for the Neural Engine: {candidate.apple.neural_engine_reason or 'see the manifest'}"
     return None
 
 
 def _ios_static_key(candidate: Candidate) -> tuple:
     """iOS without Apple-device rows: Neural Engine eligible first, fp16 before int8, image input, then size."""
-    engine = {"eligible": 0, "not eligible": 2}.get(candidate.apple.get("neural_engine"), 1)
-    return (engine, _PRECISION_ORDER.get(candidate.precision, 9), candidate.apple.get("input") != "image",
-            candidate.size_bytes or float("inf"), candidate.artifact, candidate.row["parity"]["verdict"] != "pass")
+    apple = candidate.apple
+    return (_ENGINE_ORDER[apple.neural_engine], _PRECISION_ORDER.get(candidate.precision, 9), apple.input != "image",
+            candidate.size_bytes or float("inf"), candidate.artifact, candidate.parity.status is not Status.PASS)
 
 
 def rank(family: Family, family_rows: list[Candidate], allowed: list[Candidate]) -> tuple[list[Candidate], str]:
     """The allowed candidates, best first, and the basis of the order."""
-    device = [c for c in allowed if c.ranks and c.role == "device"]
-    proxy = [c for c in allowed if c.ranks and c.role == "proxy"]
+    device = [c for c in allowed if c.ranks and c.role is Role.DEVICE]
+    proxy = [c for c in allowed if c.ranks and c.role is Role.PROXY]
     timed = device or proxy
     if timed:
         basis = "latency measured on the device" if device else "latency of the same kernels on this host (a proxy)"
@@ -164,9 +182,8 @@ def _unique_artifacts(ordered: list[Candidate]) -> list[Candidate]:
     return unique
 
 
-def decide_family(family: Family, rows: list[dict], environments: dict[str, dict | None],
-                  options: DecisionOptions) -> FamilyDecision:
-    family_rows = candidates(rows, family, environments, options.batch)
+def decide_family(family: Family, rows: list[ReportRow], hosts: dict[str, Host], options: DecisionOptions) -> FamilyDecision:
+    family_rows = candidates(rows, family, hosts, options.batch)
     reasons = {id(c): exclusion(c, family, family_rows, options) for c in family_rows}
     allowed = [c for c in family_rows if reasons[id(c)] is None]
     ordered, basis = rank(family, family_rows, allowed)
@@ -181,20 +198,20 @@ def decide_family(family: Family, rows: list[dict], environments: dict[str, dict
     if not best:
         decision.sentence = phrases.no_pick_sentence(family, family_rows)
     decision.avoid = _avoid(family_rows, reasons)
-    decision.not_verified = not_verified(family, family_rows, bool(ordered and ordered[0].role == "device"))
+    decision.not_verified = not_verified(family, family_rows, bool(ordered and ordered[0].role is Role.DEVICE))
     if decision.not_verified:
         decision.verify_command, decision.merge_command = family.verify, MERGE_COMMAND
     return decision
 
 
-def _avoid(family_rows: list[Candidate], reasons: dict[int, str | None]) -> list[dict]:
+def _avoid(family_rows: list[Candidate], reasons: dict[int, str | None]) -> list[Avoid]:
     """One entry per artifact with a real reason (untested rows are not 'to avoid', only not verified)."""
-    out: dict[str, dict] = {}
-    ran_first = sorted(family_rows, key=lambda c: (c.row["parity"]["verdict"] not in PASSING + FAILING, c.p50 is None))
+    out: dict[str, Avoid] = {}
+    ran_first = sorted(family_rows, key=lambda c: (not c.parity.ran, c.p50 is None))
     for candidate in ran_first:
         reason = reasons[id(candidate)]
-        if reason and not reason.startswith(("parity not run", "parity unavailable", "accuracy not evaluated")):
-            out.setdefault(candidate.artifact, {"artifact": candidate.artifact, "target": candidate.target, "reason": reason})
+        if reason and not reason.startswith(_UNTESTED):
+            out.setdefault(candidate.artifact, Avoid(candidate.artifact, candidate.target, reason))
     return list(out.values())
 
 
@@ -203,17 +220,17 @@ def not_verified(family: Family, family_rows: list[Candidate], device_ranked: bo
     items = []
     first_try = {t: _unavailable_reason(family_rows, t) for t in family.first_try} if not device_ranked else {}
     if not device_ranked and family.slug in ("ios", "android"):
-        proxy_timed = any(c.role == "proxy" and c.p50 for c in family_rows)
+        proxy_timed = any(c.role is Role.PROXY and c.p50 for c in family_rows)
         proxy = " (the XNNPACK timings here ran on this x86 host)" if proxy_timed else ""
-        items.append({"ios": "latency on an Apple device (the reference executor's time is not one)",
-                      "android": f"latency on an ARM device{proxy}"}[family.slug])
+        items.append("latency on an Apple device (the reference executor's time is not one)" if family.slug == "ios"
+                     else f"latency on an ARM device{proxy}")
     items += [f"{target} ({reason}): try {family.first_try[target][0]} first, {family.first_try[target][1]}"
               for target, reason in first_try.items() if reason is not None and family.slug not in ("ios", "android")]
     if family.slug == "intel-cpu" and device_ranked:
-        models = {str(((c.environment or {}).get("cpu") or {}).get("model") or "") for c in family_rows if c.p50}
+        models = {str(c.host.cpu.model or "") for c in family_rows if c.p50}
         if models and not any("intel" in m.lower() for m in models):
             items.append(f"an Intel CPU itself: these rows ran on {', '.join(sorted(models))}")
-    if any(c.p50 is not None or c.row["parity"]["verdict"] in PASSING + FAILING for c in family_rows):
+    if any(c.p50 is not None or c.parity.ran for c in family_rows):
         never_ran = _artifacts_that_never_ran(family_rows)
         items += [f"{artifact}: could not run here ({reason})" for artifact, reason in never_ran.items()]
     return items
@@ -223,9 +240,8 @@ def _unavailable_reason(family_rows: list[Candidate], target: str) -> str | None
     mine = [c for c in family_rows if c.target.lower() == target.lower()]
     if any(c.p50 is not None for c in mine):
         return None
-    reasons = [c.row["parity"].get("reason") for c in mine if c.row["parity"]["verdict"] == "unavailable"]
-    reasons += [cell["status"].partition(":")[2].strip() for c in mine for cell in c.row["latency"].values()
-                if str(cell.get("status", "")).startswith("unavailable")]
+    reasons = [c.parity.reason for c in mine if c.parity.status is Status.UNAVAILABLE]
+    reasons += [cell.reason for c in mine for cell in c.row.latency if cell.status is Status.UNAVAILABLE]
     return next((r for r in reasons if r), "not available on this machine")
 
 
@@ -236,25 +252,22 @@ def _artifacts_that_never_ran(family_rows: list[Candidate]) -> dict[str, str]:
         by_artifact.setdefault(candidate.artifact, []).append(candidate)
     out = {}
     for artifact, mine in by_artifact.items():
-        verdicts = {c.row["parity"]["verdict"] for c in mine}
-        if verdicts == {"unavailable"} and not any(c.p50 for c in mine):
-            out[artifact] = next((c.row["parity"]["reason"] for c in mine if c.row["parity"]["reason"]), "unavailable")
+        if {c.parity.status for c in mine} == {Status.UNAVAILABLE} and not any(c.p50 for c in mine):
+            out[artifact] = next((c.parity.reason for c in mine if c.parity.reason), str(Status.UNAVAILABLE))
     return out
 
 
-def decide(rows: list[dict], environments: dict[str, dict | None], options: DecisionOptions = DecisionOptions()) -> list[dict]:
-    """One decision per device family (FAMILIES order), as report.json stores them.
+def decide(rows: list[ReportRow], hosts: dict[str, Host], options: DecisionOptions = DecisionOptions()) -> list[FamilyDecision]:
+    """One decision per device family (FAMILIES order).
 
     Args:
         rows: report rows (sources.build_rows); in a merged report each carries its ``machine`` label.
-        environments: machine label -> that machine's environment ("" for a single-machine report).
+        hosts: machine label -> that machine ("" for a single-machine report).
     """
-    return [decide_family(family, rows, environments, options).to_dict() for family in FAMILIES]
+    return [decide_family(family, rows, hosts, options) for family in FAMILIES]
 
 
-
-
-def target_picks(rows: list[dict], environment: dict | None, options: DecisionOptions = DecisionOptions()) -> dict[str, str]:
+def target_picks(rows: list[ReportRow], environment: dict | None, options: DecisionOptions = DecisionOptions()) -> dict[str, str]:
     """target -> the artifact these rules would ship on it (vitship predict's default), by the families' rules.
 
     A target that some family ranks by latency takes its fastest allowed artifact; one that no family ranks
@@ -263,7 +276,7 @@ def target_picks(rows: list[dict], environment: dict | None, options: DecisionOp
     timed: dict[str, list[Candidate]] = {}
     static: dict[str, list[Candidate]] = {}
     for family in FAMILIES:
-        family_rows = candidates(rows, family, {"": environment}, options.batch)
+        family_rows = candidates(rows, family, {"": Host.of(environment)}, options.batch)
         for candidate in family_rows:
             if exclusion(candidate, family, family_rows, options) is not None:
                 continue
@@ -276,4 +289,4 @@ def target_picks(rows: list[dict], environment: dict | None, options: DecisionOp
     return picks
 
 
-__all__ = ["DecisionOptions", "FamilyDecision", "decide", "decide_family", "exclusion", "host_kind", "target_picks"]
+__all__ = ["Candidate", "DecisionOptions", "FamilyDecision", "decide", "decide_family", "exclusion", "target_picks"]

@@ -11,13 +11,23 @@ DESIGN.md "Device families" is the map. A row's *role* says what its numbers are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
+from vitship.bench.report.host import HostKind
 from vitship.runtimes.base import TARGET_LABELS
 
 # Targets that execute a saved program with a reference implementation: their timing is never a device time.
 REFERENCE_TARGETS = TARGET_LABELS
 REFERENCE_TIME_NOTE = "reference executor time, not a device time"
 MERGE_COMMAND = "`vitship report --merge reports/latest/report.json DEVICE/report.json`"
+
+
+class Role(StrEnum):
+    """What a row's numbers are worth for a family (the module docstring says each)."""
+
+    DEVICE = "device"
+    PROXY = "proxy"
+    EVIDENCE = "evidence"
 
 
 @dataclass(frozen=True)
@@ -69,47 +79,34 @@ _NVIDIA_TARGETS = ("torch:cuda", "onnxruntime:cuda", "onnxruntime:tensorrt")
 _INTEL_CPU_TARGETS = ("openvino:cpu", "onnxruntime:cpu", "onnxruntime:openvino")  # AUTO: a meta-device, not a family
 
 
-def host_kind(environment: dict | None) -> str:
-    """'apple', 'arm', 'x86' or 'unknown', from a report's environment (OS and CPU architecture)."""
-    env = environment or {}
-    arch = str((env.get("cpu") or {}).get("arch") or "").lower()
-    if str(env.get("os") or "").lower().startswith(("darwin", "ios")):
-        return "apple"
-    if arch in ("aarch64", "arm64") or arch.startswith("arm"):
-        return "arm"
-    if arch in ("x86_64", "amd64", "i686", "x86"):
-        return "x86"
-    return "unknown"
-
-
 def is_reference(target: str) -> bool:
     return target in REFERENCE_TARGETS
 
 
-def roles(target: str, environment: dict | None) -> dict[str, str]:
-    """family slug -> role ('device', 'proxy' or 'evidence') of a row on ``target`` measured in ``environment``."""
-    name, host = target.lower(), host_kind(environment)
+def roles(target: str, host: HostKind) -> dict[str, Role]:
+    """family slug -> the role of a row on ``target`` measured on a ``host`` machine."""
+    name = target.lower()
     if name.startswith("coreml:"):
-        return {"ios": "evidence" if is_reference(target) else "device"}
+        return {"ios": Role.EVIDENCE if is_reference(target) else Role.DEVICE}
     if name.startswith("executorch:"):
-        if host == "apple":
-            return {"ios": "device", "android": "proxy"}
-        return {"android": "device" if host == "arm" else "proxy", "ios": "evidence"}
+        if host is HostKind.APPLE:
+            return {"ios": Role.DEVICE, "android": Role.PROXY}
+        return {"android": Role.DEVICE if host is HostKind.ARM else Role.PROXY, "ios": Role.EVIDENCE}
     if name.startswith(("openvino:gpu", "openvino:npu")):
-        return {"intel-gpu-npu": "device"}
+        return {"intel-gpu-npu": Role.DEVICE}
     if name in _NVIDIA_TARGETS:
-        return {"nvidia": "device"}
+        return {"nvidia": Role.DEVICE}
     if name in _INTEL_CPU_TARGETS:
-        return {"android": "device"} if host == "arm" else {"intel-cpu": "device"}
+        return {"android": Role.DEVICE} if host is HostKind.ARM else {"intel-cpu": Role.DEVICE}
     return {}
 
 
-def table_group(target: str, environment: dict | None) -> tuple[str, str]:
+def table_group(target: str, host: HostKind) -> tuple[str, str]:
     """(slug, title) of the results-table group a row belongs to: its first family, PyTorch, or other."""
     if target.lower() == "torch:cpu":
         return BASELINE_GROUP
-    mine = roles(target, environment)
-    slug = next((s for s, role in mine.items() if role == "device"), next(iter(mine), None))
+    mine = roles(target, host)
+    slug = next((s for s, role in mine.items() if role is Role.DEVICE), next(iter(mine), None))
     return (slug, FAMILY_BY_SLUG[slug].title) if slug else OTHER_GROUP
 
 

@@ -13,9 +13,12 @@ from functools import lru_cache
 from pathlib import Path
 
 from vitship.bench.report.view import build_view
+from vitship.bench.rows import Status
 
 TEMPLATE = "report.html.j2"
-STATUS_WORDS = ("pass", "fail", "error", "unavailable", "reference", "not")
+# Status words coloured in a cell ("not" for "not run"); the template's CSS has a class for each.
+STATUS_WORDS = {str(s).split(" ")[0] for s in (Status.PASS, Status.FAIL, Status.ERROR, Status.UNAVAILABLE, Status.REFERENCE,
+                                               Status.NOT_RUN)}
 
 
 @lru_cache(maxsize=1)
@@ -24,8 +27,7 @@ def _environment():
 
     env = Environment(loader=PackageLoader("vitship.bench.report", "templates"), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["code"] = code_spans
-    env.filters["cell_class"] = cell_class
+    env.filters.update(code=code_spans, cell_class=cell_class)
     return env
 
 
@@ -51,7 +53,7 @@ def _plot_uris(folder: Path, names: list[str]) -> list[dict]:
             for name in names]
 
 
-def to_html(document: dict, folder: Path) -> str:
-    """A self-contained page; the plots written in ``folder`` are embedded as data URIs."""
+def to_html(document, folder: Path) -> str:
+    """A self-contained page (a Report or a MergedReport); the plots written in ``folder`` are embedded as data URIs."""
     view = build_view(document)
-    return _environment().get_template(TEMPLATE).render(view=view, plots=_plot_uris(folder, view["plots"]))
+    return _environment().get_template(TEMPLATE).render(view=view, plots=_plot_uris(folder, view.plots))

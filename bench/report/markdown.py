@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
+from vitship.bench.report.cells import FamilyDecision, LatencyCell, ReportRow, Roofline
+from vitship.bench.report.schema import MergedReport, Report
 from vitship.bench.report.tables import Table
 from vitship.bench.report.view import build_view, is_merged
 
@@ -23,64 +25,64 @@ def table_lines(table: Table) -> list[str]:
     return out + [""] + [f"{note}" for note in table.notes] + ([""] if table.notes else [])
 
 
-def decision_lines(decision: dict) -> list[str]:
-    out = [f"### {decision['title']}", "", f"**{decision['sentence']}**", ""]
-    if decision.get("runner_up_sentence"):
-        out.append(f"- Runner-up: {decision['runner_up_sentence']}")
-    out.append(f"- Chosen by: {decision['basis']}")
-    out += [f"- Not verified on this machine: {what}" for what in decision.get("not_verified") or []]
-    if decision.get("verify_command"):
-        out.append(f"- To verify on the device: {decision['verify_command']}; then {decision['merge_command']}")
-    out += [f"- Avoid {item['artifact']} ({item['target']}): {item['reason']}" for item in decision.get("avoid") or []]
+def decision_lines(decision: FamilyDecision) -> list[str]:
+    out = [f"### {decision.title}", "", f"**{decision.sentence}**", ""]
+    if decision.runner_up_sentence:
+        out.append(f"- Runner-up: {decision.runner_up_sentence}")
+    out.append(f"- Chosen by: {decision.basis}")
+    out += [f"- Not verified on this machine: {what}" for what in decision.not_verified]
+    if decision.verify_command:
+        out.append(f"- To verify on the device: {decision.verify_command}; then {decision.merge_command}")
+    out += [f"- Avoid {item.artifact} ({item.target}): {item.reason}" for item in decision.avoid]
     return out + [""]
 
 
-def to_markdown(document: dict) -> str:
+def to_markdown(document: Report | MergedReport) -> str:
     view = build_view(document)
-    out = [f"# {view['title']}", ""]
-    if view["banner"]:
-        out += [f"> **{view['banner']}**", ""]
-    out += [f"- {line}" for line in view["meta"]] + [""]
+    out = [f"# {view.title}", ""]
+    if view.banner:
+        out += [f"> **{view.banner}**", ""]
+    out += [f"- {line}" for line in view.meta] + [""]
     out += ["## Decision per device family", ""]
-    for decision in view["decisions"]:
+    for decision in view.decisions:
         out += decision_lines(decision)
-    if view["unavailable"]:
-        out += ["Not available on this machine:", ""] + [f"- {line}" for line in view["unavailable"]] + [""]
+    if view.unavailable:
+        out += ["Not available on this machine:", ""] + [f"- {line}" for line in view.unavailable] + [""]
     out += ["## Results", ""]
-    for table in view["tables"]:
+    for table in view.tables:
         out += [f"**{table.title}**", ""] + table_lines(table)
-    if view["accuracy_table"]:
-        out += [f"## {view['accuracy_table'].title}", ""] + table_lines(view["accuracy_table"])
-    out += ["## Notes and sources", ""] + [f"- {line}" for line in view["notes"] + view["missing_plots"]] + [""]
-    out += [f"![{name}]({name})" for name in view["plots"]]
+    if view.accuracy_table:
+        out += [f"## {view.accuracy_table.title}", ""] + table_lines(view.accuracy_table)
+    out += ["## Notes and sources", ""] + [f"- {line}" for line in view.notes + view.missing_plots] + [""]
+    out += [f"![{name}]({name})" for name in view.plots]
     return "\n".join(out) + "\n"
 
 
-def _row_records(row: dict):
-    base = {"artifact": row["artifact"], "target": row["target"], "variant": row["variant"], "size_bytes": row["size_bytes"],
-            "parity_verdict": row["parity"]["verdict"], "parity_metric": row["parity"]["metric"],
-            "parity_value": row["parity"]["value"], "accuracy": row["accuracy"]["accuracy"],
-            "accuracy_delta_points": row["accuracy"]["delta_points"], "agreement": row["accuracy"]["agreement"],
-            "accuracy_target": row["accuracy"]["target"]}
-    cells = sorted(row["latency"].items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0) or [("", {"status": "not run"})]
-    for batch, cell in cells:
-        roofline = cell.get("roofline") or {}
-        yield base | {"batch": batch, "latency_status": cell.get("status"), "latency_reason": cell.get("reason", ""),
-                      "gflops": roofline.get("gflops"), "percent_of_peak": roofline.get("percent_of_peak")} \
-            | {k: cell.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "speedup")}
+def _row_records(row: ReportRow):
+    """One CSV record per latency cell of ``row`` (one 'not run' record when it has none)."""
+    base = {"artifact": row.artifact, "target": row.target, "variant": row.variant, "size_bytes": row.size_bytes,
+            "parity_verdict": str(row.parity.status), "parity_metric": row.parity.metric, "parity_value": row.parity.value,
+            "accuracy": row.accuracy.accuracy, "accuracy_delta_points": row.accuracy.delta_points,
+            "agreement": row.accuracy.agreement, "accuracy_target": row.accuracy.target}
+    for cell in row.latency or [LatencyCell()]:
+        roofline = cell.roofline or Roofline()
+        yield base | {"batch": "" if cell.batch is None else cell.batch, "latency_status": str(cell.status),
+                      "latency_reason": cell.reason, "gflops": roofline.gflops, "percent_of_peak": roofline.percent_of_peak,
+                      "p50_ms": cell.p50_ms, "p90_ms": cell.p90_ms, "p99_ms": cell.p99_ms, "mean_ms": cell.mean_ms,
+                      "throughput_ips": cell.throughput_ips, "speedup": cell.speedup}
 
 
-def to_csv(document: dict) -> str:
+def to_csv(document: Report | MergedReport) -> str:
     """One line per (artifact, target, variant, batch); a merged report writes its per-machine table."""
     buffer = io.StringIO()
     if is_merged(document):
         writer = csv.writer(buffer)
-        tables = build_view(document)["tables"]
+        tables = build_view(document).tables
         writer.writerow(["group"] + (tables[0].headers if tables else []))
         writer.writerows([table.title] + line for table in tables for line in table.lines)
         return buffer.getvalue()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS)
     writer.writeheader()
-    for row in document["sections"]["rows"]:
+    for row in document.rows:
         writer.writerows(_row_records(row))
     return buffer.getvalue()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from vitship.bench.report.families import REFERENCE_TARGETS
+import dataclasses
+
+from vitship.bench.report.cells import NeuralEngine, ParityCell, Summary
+from vitship.bench.report.families import REFERENCE_TARGETS, Role
+from vitship.bench.rows import Status
 
 METRIC_NAMES = {"min_cosine": "min feature cosine", "max_abs_logit": "max logit error",
                 "max_prob_err": "max probability error", "agreement": "decision agreement"}
@@ -27,9 +31,9 @@ def speedup(value: float | None) -> str:
     return f"{1 / value:.2f}x slower than PyTorch eager"
 
 
-def metric(parity: dict) -> str:
+def metric(parity: ParityCell) -> str:
     """'min feature cosine 0.99998' for a parity cell's key metric."""
-    name, value = parity.get("metric"), parity.get("value")
+    name, value = parity.metric, parity.value
     if name is None or value is None:
         return ""
     shown = _decimals(value) if name in ("min_cosine", "agreement") else f"{value:.2g}"
@@ -42,29 +46,29 @@ def _decimals(value: float) -> str:
     return f"{whole}.{fraction.rstrip('0').ljust(4, '0')}"
 
 
-def parity_text(parity: dict) -> str:
-    where = parity.get("target") or ""
+def parity_text(parity: ParityCell) -> str:
+    where = parity.target
     details = [d for d in ("the reference executor" if where in REFERENCE_TARGETS else "", metric(parity)) if d]
-    return f"parity {parity.get('verdict')}" + (f" on {where}" if where else "") + (f" ({'; '.join(details)})" if details else "")
+    return f"parity {parity.status}" + (f" on {where}" if where else "") + (f" ({'; '.join(details)})" if details else "")
 
 
 def neural_engine(candidate) -> str:
     """What the manifest records about the Neural Engine for a CoreML/ExecuTorch artifact."""
-    apple = candidate.apple
-    if not apple:
+    apple = candidate.row.apple
+    if apple is None:
         if candidate.format == "executorch":
             return "runs on the CPU (XNNPACK)" if "coreml" not in candidate.artifact else "Core ML delegate"
         return "Neural Engine eligibility not recorded (older manifest: re-export)"
-    if apple.get("neural_engine") != "eligible":
-        return f"not for the Neural Engine ({apple.get('neural_engine_reason') or 'see the manifest'})"
-    shapes = apple.get("batch_shapes") or []
+    if apple.neural_engine is not NeuralEngine.ELIGIBLE:
+        return f"not for the Neural Engine ({apple.neural_engine_reason or 'see the manifest'})"
+    shapes = apple.batch_shapes
     batch = f"batch {shapes[0]}" if len(shapes) == 1 else f"batches {', '.join(map(str, shapes))}" if shapes else "batch ?"
-    precision = apple.get("compute_precision") or candidate.precision
-    return f"Neural Engine eligible ({precision}, {apple.get('input', '?')} input, {batch})"
+    precision = apple.compute_precision or candidate.precision
+    return f"Neural Engine eligible ({precision}, {apple.input or '?'} input, {batch})"
 
 
 def minimum_os(candidate) -> str:
-    target = str(candidate.apple.get("minimum_deployment_target") or "")
+    target = str(candidate.apple.minimum_deployment_target or "")
     for prefix in ("iOS", "macOS"):
         if target.startswith(prefix) and target[len(prefix):].strip():
             return f"{prefix} {target[len(prefix):].strip()}+"
@@ -77,35 +81,34 @@ def where(candidate) -> str:
     return f"{candidate.target}{variant}{machine}"
 
 
-def summary(candidate, parity: dict, judged: bool) -> dict:
+def summary(candidate, parity: ParityCell, judged: bool) -> Summary:
     """The figures of a pick or runner-up, as report.json stores them (the accuracy delta only where judged)."""
-    return {"artifact": candidate.artifact, "target": candidate.target, "variant": candidate.variant,
-            "machine": candidate.machine, "role": candidate.role, "p50_ms": candidate.p50 if candidate.ranks else None,
-            "batch": candidate.batch, "speedup": candidate.cell.get("speedup") if candidate.ranks else None,
-            "size_bytes": candidate.size_bytes, "parity": {k: parity.get(k) for k in ("verdict", "metric", "value", "target")},
-            "accuracy_delta_points": candidate.row["accuracy"].get("delta_points") if judged else None,
-            "apple": candidate.apple or None}
+    return Summary(candidate.artifact, candidate.target, candidate.variant, candidate.machine, str(candidate.role),
+                   candidate.p50 if candidate.ranks else None, candidate.batch,
+                   candidate.cell.speedup if candidate.ranks else None, candidate.size_bytes,
+                   dataclasses.replace(parity, metrics={}, variants=[]),
+                   candidate.row.accuracy.delta_points if judged else None, candidate.row.apple)
 
 
-def _timed_figures(candidate, pick: dict) -> list[str]:
-    figures = [f"p50 {ms(pick['p50_ms'])} at batch {pick['batch']}", speedup(pick["speedup"]), size(pick["size_bytes"]),
-               parity_text(pick["parity"])]
-    if candidate.role == "proxy":
+def _timed_figures(candidate, pick: Summary) -> list[str]:
+    figures = [f"p50 {ms(pick.p50_ms)} at batch {pick.batch}", speedup(pick.speedup), size(pick.size_bytes),
+               parity_text(pick.parity)]
+    if candidate.role is Role.PROXY:
         figures.append("timed with the same kernels on this host, not on the device")
     return figures
 
 
-def _apple_figures(candidate, pick: dict) -> list[str]:
-    figures = [parity_text(pick["parity"]), neural_engine(candidate), size(pick["size_bytes"])]
+def _apple_figures(candidate, pick: Summary) -> list[str]:
+    figures = [parity_text(pick.parity), neural_engine(candidate), size(pick.size_bytes)]
     return figures + ([minimum_os(candidate)] if minimum_os(candidate) else [])
 
 
-def _accuracy(pick: dict) -> list[str]:
-    delta = pick.get("accuracy_delta_points")
+def _accuracy(pick: Summary) -> list[str]:
+    delta = pick.accuracy_delta_points
     return [] if delta is None else [f"accuracy {delta:+.2f} points against PyTorch"]
 
 
-def pick_sentence(candidate, pick: dict, basis: str) -> str:
+def pick_sentence(candidate, pick: Summary, basis: str) -> str:
     if candidate.ranks:
         figures = _timed_figures(candidate, pick) + _accuracy(pick)
         return f"Ship {candidate.artifact} on {where(candidate)}: " + ", ".join(figures) + "."
@@ -113,11 +116,11 @@ def pick_sentence(candidate, pick: dict, basis: str) -> str:
             + "; latency not measured on an Apple device.")
 
 
-def runner_up_sentence(candidate, second: dict, best) -> str:
+def runner_up_sentence(candidate, second: Summary, best) -> str:
     if candidate.ranks and best.ranks:
         ratio = candidate.p50 / best.p50
         return (f"{candidate.artifact} on {where(candidate)}: p50 {ms(candidate.p50)} ({ratio:.2f}x the pick's), "
-                f"{speedup(second['speedup'])}, {size(second['size_bytes'])}, {parity_text(second['parity'])}.")
+                f"{speedup(second.speedup)}, {size(second.size_bytes)}, {parity_text(second.parity)}.")
     return f"{candidate.artifact}: " + ", ".join(_apple_figures(candidate, second)) + "."
 
 
@@ -126,6 +129,6 @@ def no_pick_sentence(family, family_rows: list) -> str:
     if not family_rows:
         return (f"No artifact for this family in the manifest (vitship export --format {family.formats[0]}); "
                 f"then try {tries} first.")
-    if not any(c.p50 is not None or c.row["parity"]["verdict"] in ("pass", "fail", "error") for c in family_rows):
+    if not any(c.p50 is not None or c.parity.status in (Status.PASS, Status.FAIL, Status.ERROR) for c in family_rows):
         return f"Nothing of this family could run on this machine: try {tries} first."
     return "No artifact meets the rules here (see what to avoid and why)."

@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from vitship.bench.plots import new_figure, png_bytes, save_png
-from vitship.bench.report.families import REFERENCE_TIME_NOTE, group_order
+from vitship.bench.report.cells import ReportRow
+from vitship.bench.report.families import OTHER_GROUP, REFERENCE_TIME_NOTE, group_order
 from vitship.bench.report.labels import place_labels
+from vitship.bench.report.schema import Report
 
 PLOT_FILES = {
     "latency_vs_size": "latency_vs_size.png",
@@ -24,21 +26,24 @@ PRECISION_MARKERS = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^"}
 SHORT_GROUP_NAMES = {"torch-baseline": "PyTorch reference"}
 
 
-def _label(row: dict, rows: list[dict] | None = None) -> str:
+def _label(row: ReportRow, rows: list[ReportRow] | None = None) -> str:
     """artifact @ target; the variant only where another plotted row shares both."""
-    twins = [r for r in rows or [] if (r["artifact"], r["target"]) == (row["artifact"], row["target"])]
-    variant = f" [{row['variant']}]" if row["variant"] and len(twins) > 1 else ""
-    return f"{row['artifact']}{variant} @ {row['target']}"
+    twins = [r for r in rows or [] if (r.artifact, r.target) == (row.artifact, row.target)]
+    variant = f" [{row.variant}]" if row.variant and len(twins) > 1 else ""
+    return f"{row.artifact}{variant} @ {row.target}"
 
 
-def _batch1(row: dict) -> float | None:
-    cell = row["latency"].get("1") or {}
-    return cell.get("p50_ms") if cell.get("status") == "ok" else None
+def _batch1(row: ReportRow) -> float | None:
+    return row.p50(1)
 
 
-def _plottable(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+def _plottable(rows: list[ReportRow]) -> tuple[list[ReportRow], list[ReportRow]]:
     """(rows to plot, reference-executor rows left out)."""
-    return [r for r in rows if not r.get("reference_executor")], [r for r in rows if r.get("reference_executor")]
+    return [r for r in rows if not r.reference_executor], [r for r in rows if r.reference_executor]
+
+
+def _group(row: ReportRow) -> tuple[str, str]:
+    return (row.group, row.group_title) if row.group else OTHER_GROUP
 
 
 def _figure(title: str, width: float = 8.0, height: float = 4.8):
@@ -57,17 +62,16 @@ def _log_if_wide(ax, axis: str, values: list[float]) -> str:
     return ""
 
 
-def _scatter(ax, points: list[tuple[float, float, dict]]) -> None:
+def _scatter(ax, points: list[tuple[float, float, ReportRow]]) -> None:
     """Markers coloured by family, shaped by precision; one legend entry per family and per precision."""
     from matplotlib.lines import Line2D
 
     for x, y, row in points:
-        ax.scatter([x], [y], s=42, color=GROUP_COLOURS.get(row.get("group") or "other", "#999999"),
-                   marker=PRECISION_MARKERS.get(row["precision"], "o"), edgecolor="white", linewidth=0.6, zorder=3)
+        ax.scatter([x], [y], s=42, color=GROUP_COLOURS.get(_group(row)[0], "#999999"),
+                   marker=PRECISION_MARKERS.get(row.precision, "o"), edgecolor="white", linewidth=0.6, zorder=3)
     order = group_order()
-    groups = sorted({(r.get("group") or "other", r.get("group_title") or "Other targets") for _, _, r in points},
-                    key=lambda g: order.index(g[0]) if g[0] in order else len(order))
-    precisions = sorted({r["precision"] for _, _, r in points if r["precision"] in PRECISION_MARKERS},
+    groups = sorted({_group(r) for _, _, r in points}, key=lambda g: order.index(g[0]) if g[0] in order else len(order))
+    precisions = sorted({r.precision for _, _, r in points if r.precision in PRECISION_MARKERS},
                         key=list(PRECISION_MARKERS).index)
     handles = [Line2D([], [], color=GROUP_COLOURS.get(slug, "#999999"), marker="o", linestyle="",
                       label=SHORT_GROUP_NAMES.get(slug, title)) for slug, title in groups]
@@ -78,16 +82,16 @@ def _scatter(ax, points: list[tuple[float, float, dict]]) -> None:
     ax.legend(handles=handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 
 
-def _left_out_note(left_out: list[dict]) -> str:
+def _left_out_note(left_out: list[ReportRow]) -> str:
     """A second x-label line naming the reference-executor targets left out (the layout makes room for it)."""
     if not left_out:
         return ""
-    return f"\nleft out: {', '.join(sorted({r['target'] for r in left_out}))} ({REFERENCE_TIME_NOTE})"
+    return f"\nleft out: {', '.join(sorted({r.target for r in left_out}))} ({REFERENCE_TIME_NOTE})"
 
 
-def latency_vs_size(rows: list[dict], path: Path) -> bool:
+def latency_vs_size(rows: list[ReportRow], path: Path) -> bool:
     shown, reference = _plottable(rows)
-    points = [(r["size_bytes"] / 1e6, _batch1(r), r) for r in shown if r["size_bytes"] and _batch1(r) is not None]
+    points = [(r.size_bytes / 1e6, _batch1(r), r) for r in shown if r.size_bytes and _batch1(r) is not None]
     if not points:
         return False
     figure, ax = _figure("p50 latency at batch 1 against artifact size")
@@ -101,7 +105,7 @@ def latency_vs_size(rows: list[dict], path: Path) -> bool:
     return True
 
 
-def _frontier(points: list[tuple[float, float, dict]]) -> list[tuple[float, float]]:
+def _frontier(points: list[tuple[float, float, ReportRow]]) -> list[tuple[float, float]]:
     """Sorted by latency, a point is on the frontier if no faster point is as accurate."""
     frontier, best = [], -float("inf")
     for x, y, _ in sorted(points, key=lambda p: p[0]):
@@ -111,10 +115,10 @@ def _frontier(points: list[tuple[float, float, dict]]) -> list[tuple[float, floa
     return frontier
 
 
-def pareto(rows: list[dict], path: Path, trained: bool) -> bool:
+def pareto(rows: list[ReportRow], path: Path, trained: bool) -> bool:
     shown, reference = _plottable(rows)
-    points = [(_batch1(r), r["accuracy"]["delta_points"], r) for r in shown
-              if _batch1(r) is not None and r["accuracy"]["delta_points"] is not None]
+    points = [(_batch1(r), r.accuracy.delta_points, r) for r in shown
+              if _batch1(r) is not None and r.accuracy.delta_points is not None]
     if not points:
         return False
     note = "" if trained else "\n(untrained weights: accuracy not judged)"
@@ -127,25 +131,25 @@ def pareto(rows: list[dict], path: Path, trained: bool) -> bool:
     ax.set_xlabel("p50 latency, ms" + _log_if_wide(ax, "x", [x for x, _, _ in points]) + left_out)
     ax.set_ylabel("accuracy delta against PyTorch (points)")
     ax.margins(0.12)
-    place_labels(ax, [(x, y, r["artifact"]) for x, y, r in points])
+    place_labels(ax, [(x, y, r.artifact) for x, y, r in points])
     save_png(png_bytes(figure), path)
     return True
 
 
-def throughput_vs_batch(rows: list[dict], path: Path) -> bool:
+def throughput_vs_batch(rows: list[ReportRow], path: Path) -> bool:
     shown, reference = _plottable(rows)
     series = []
     for r in shown:
-        cells = sorted((int(b), c["throughput_ips"]) for b, c in r["latency"].items()
-                       if b.isdigit() and c.get("status") == "ok" and c.get("throughput_ips") is not None)
+        cells = sorted((c.batch, c.throughput_ips) for c in r.latency
+                       if c.batch is not None and c.ok and c.throughput_ips is not None)
         if len(cells) > 1:
             series.append((r, cells))
     if not series:  # one batch size: nothing to draw a curve through
         return False
     figure, ax = _figure("throughput against batch size", width=9.0)
     for r, cells in series:
-        ax.plot([b for b, _ in cells], [t for _, t in cells], marker=PRECISION_MARKERS.get(r["precision"], "o"),
-                color=GROUP_COLOURS.get(r.get("group") or "other"), label=_label(r, [s[0] for s in series]), alpha=0.9)
+        ax.plot([b for b, _ in cells], [t for _, t in cells], marker=PRECISION_MARKERS.get(r.precision, "o"),
+                color=GROUP_COLOURS.get(_group(r)[0]), label=_label(r, [s[0] for s in series]), alpha=0.9)
     ax.set_xscale("log", base=2)
     batches = sorted({b for _, cells in series for b, _ in cells})
     ax.set_xticks(batches, [str(b) for b in batches])
@@ -156,14 +160,12 @@ def throughput_vs_batch(rows: list[dict], path: Path) -> bool:
     return True
 
 
-def write_plots(document: dict, folder: Path) -> list[str]:
-    """Write every plot the data allows into ``folder``; return the file names written."""
-    if document.get("kind") != "vitship-report":
+def write_plots(document, folder: Path) -> list[str]:
+    """Write every plot the data allows into ``folder``; return the file names written (none for a merged report)."""
+    if not isinstance(document, Report):
         return []
-    rows = document["sections"]["rows"]
-    made = {
-        "latency_vs_size": latency_vs_size(rows, folder / PLOT_FILES["latency_vs_size"]),
-        "pareto": pareto(rows, folder / PLOT_FILES["pareto"], bool(document.get("trained"))),
-        "throughput_vs_batch": throughput_vs_batch(rows, folder / PLOT_FILES["throughput_vs_batch"]),
-    }
-    return [PLOT_FILES[name] for name, ok in made.items() if ok]
+    rows = document.rows
+    makers = {"latency_vs_size": lambda path: latency_vs_size(rows, path),
+              "pareto": lambda path: pareto(rows, path, document.trained),
+              "throughput_vs_batch": lambda path: throughput_vs_batch(rows, path)}
+    return [PLOT_FILES[name] for name, make in makers.items() if make(folder / PLOT_FILES[name])]

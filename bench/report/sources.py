@@ -2,17 +2,35 @@
 
 A missing file is a source marked "not run" and the report still renders; a file with another
 ``schema_version`` (or one that cannot be read) is refused by its producer's loader with a message
-that names the command to rerun. Report rows are plain dicts keyed by (artifact, target, variant);
-their shape is documented in ``empty_row``.
+that names the command to rerun. ``build_rows`` joins them into typed ReportRows (cells.py) on RowKey.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from vitship.bench.report.cells import (
+    AccuracyCell,
+    AppleDetails,
+    LatencyCell,
+    ParityCell,
+    ReportError,
+    ReportRow,
+    Roofline,
+)
 from vitship.bench.report.families import is_reference, table_group
+from vitship.bench.report.host import Host
+from vitship.bench.report.typed import from_json
+from vitship.bench.rows import RowKey, Status
+from vitship.models.errors import VitshipError
 from vitship.runtimes.base import target_display  # noqa: F401  (re-exported: bench's table shows the same label)
+
+if TYPE_CHECKING:
+    from vitship.exporters.base import Artifact
 
 # Where each producer writes, relative to the model folder (first existing wins).
 SOURCE_FILES = {"manifest": ("manifest.json",), "parity": ("parity.json",), "bench": ("bench/bench.json", "bench.json"),
@@ -21,12 +39,51 @@ REFERENCE_ARTIFACTS = ("torch-fp32", "torch")  # the PyTorch reference: parity i
 PARITY_KEY_METRICS = ("min_cosine", "max_abs_logit", "max_prob_err", "agreement")
 
 
-def _load_manifest(path: Path) -> dict:
-    from vitship.exporters.base import Artifact, read_manifest
+@dataclass
+class ManifestData:
+    weights: dict  # the weights record, as the manifest holds it
+    artifacts: list[Artifact]
 
-    manifest = read_manifest(Path(path).parent)
-    return {"weights": manifest.get("weights") or {},
-            "artifacts": [Artifact.from_dict(a) for a in (manifest.get("artifacts") or {}).values()]}
+
+@dataclass
+class Source:
+    """One input file: ``Status.OK`` with its producer's object as ``data``, or ``Status.NOT_RUN``."""
+
+    path: str | None = None
+    status: Status = Status.NOT_RUN
+    data: object = None
+
+    def loaded(self):
+        return self.data if self.status is Status.OK else None
+
+
+@dataclass
+class Sources:
+    manifest: Source = field(default_factory=Source)
+    parity: Source = field(default_factory=Source)
+    bench: Source = field(default_factory=Source)
+    eval: Source = field(default_factory=Source)
+
+    def items(self) -> list[tuple[str, Source]]:
+        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+
+
+def _load_manifest(path: Path) -> ManifestData:
+    """The manifest's weights and artifacts; a malformed manifest is a one-line ReportError naming the file."""
+    from vitship.exporters.base import manifest_artifacts, read_manifest
+
+    folder = Path(path).parent
+    try:
+        manifest = read_manifest(folder)
+        artifacts = manifest_artifacts(folder)
+    except VitshipError as err:
+        message = str(err) if str(path) in str(err) else f"{path}: {err}"
+        raise ReportError(message) from err
+    except (TypeError, AttributeError, KeyError) as err:  # an entry without a required field (exporters/base validates soon)
+        raise ReportError(f"{path}: malformed manifest ({type(err).__name__}: {err}); "
+                          "re-export with vitship export --force") from err
+    weights = manifest.get("weights") if isinstance(manifest, dict) else None  # the manifest file's own JSON object
+    return ManifestData(weights=weights or {}, artifacts=artifacts)
 
 
 def _load_parity(path: Path):
@@ -52,18 +109,26 @@ def _load_eval(path: Path):
 LOADERS = {"manifest": _load_manifest, "parity": _load_parity, "bench": _load_bench, "eval": _load_eval}
 
 
-def load_sources(model_dir: Path | None, overrides: dict[str, Path | None] | None = None) -> dict[str, dict]:
-    """{name: {"path", "status", "data"}}: status "ok" with the producer's object as data, or "not run"."""
+def load_sources(model_dir: Path | None, overrides: dict[str, Path | None] | None = None) -> Sources:
+    """Every source of ``model_dir`` (or the override path given for it), loaded or marked not run."""
     overrides = overrides or {}
-    sources = {}
-    for name, filenames in SOURCE_FILES.items():
-        candidates = [Path(model_dir) / f for f in filenames] if model_dir else []
+    sources = Sources()
+    for name, source in sources.items():
+        candidates = [Path(model_dir) / f for f in SOURCE_FILES[name]] if model_dir else []
         path = overrides.get(name) or next((p for p in candidates if p.is_file()), candidates[0] if candidates else None)
-        entry = {"path": str(path) if path else None, "status": "not run", "data": None}
+        source.path = str(path) if path else None
         if path and Path(path).is_file():
-            entry["data"], entry["status"] = LOADERS[name](Path(path)), "ok"  # refuses another schema_version
-        sources[name] = entry
+            source.data, source.status = _load(name, Path(path)), Status.OK
     return sources
+
+
+def _load(name: str, path: Path):
+    """The producer's object; its loader refuses another schema_version, and a malformed file is one line here."""
+    try:
+        return LOADERS[name](path)
+    except (TypeError, KeyError, ValueError, AttributeError) as err:  # rows of the wrong shape, from a hand-edited file
+        raise ReportError(f"{path}: malformed {name} results ({type(err).__name__}: {err}); "
+                          f"rerun vitship {name} to write a current one") from err
 
 
 def _number(value) -> float | None:
@@ -74,129 +139,118 @@ def _number(value) -> float | None:
     return None if math.isnan(value) or math.isinf(value) else value
 
 
-def _status(status, reason: str = "") -> tuple[str, str]:
-    """(word, reason) from a Status with its reason, or from an older "word: reason" string."""
-    word, _, inline = str(status).partition(":")
-    return word.strip(), (reason or inline.strip())
-
-
-def empty_row(artifact: str, target: str, variant: str = "") -> dict:
-    """A report row: one (artifact, target, variant), every section 'not run' until a source fills it."""
-    fmt, _, precision = artifact.rpartition("-")
-    return {
-        "artifact": artifact, "target": target, "variant": variant or "", "machine": "",
-        "format": artifact.split("-", 1)[0] if fmt else artifact, "precision": precision, "size_bytes": None,
-        "reference_executor": is_reference(target), "apple": None, "group": "", "group_title": "",
-        "parity": {"verdict": "not run", "reason": "", "metric": None, "value": None, "variant": "", "precision": "",
-                   "metrics": {}, "variants": []},
-        # str(batch) -> {"status", "reason", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "cv",
-        #                "speedup" (torch eager p50 / this p50, same run), "roofline" (BenchRow.roofline or None)}
-        "latency": {},
-        "accuracy": {"status": "not run", "reason": "", "target": None, "accuracy": None, "delta_points": None,
-                     "agreement": None, "metrics": {}, "deltas": {}},
-    }
-
-
 def _key_metrics(effective: str) -> tuple[str, ...]:
     """fp32 is judged first by its max logit error; lower precisions by the feature cosine."""
     return (("max_abs_logit",) if effective == "fp32" else ()) + PARITY_KEY_METRICS
 
 
-def parity_cells(report) -> dict[tuple[str, str], dict]:
-    """(artifact, target) -> the parity cell; the default row (no variant) is the main cell, others go under "variants"."""
-    cells: dict[tuple[str, str], dict] = {}
+def parity_cell(row) -> ParityCell:
+    """A ParityResult as the report's cell: status, reason and the key metric of its precision."""
+    metrics = {name: _number(v) for name, v in (row.metrics or {}).items() if _number(v) is not None}
+    effective = row.effective_precision or row.artifact.rsplit("-", 1)[-1]
+    metric = next((name for name in _key_metrics(effective) if name in metrics), None)
+    return ParityCell(row.status, row.reason, metric, metrics.get(metric), row.variant or "",
+                      row.precision_label or row.effective_precision or "", row.target, metrics)
+
+
+def parity_cells(report) -> dict[RowKey, ParityCell]:
+    """(artifact, target) -> the parity cell; the default row (no variant) is the main cell, others go under variants."""
+    cells: dict[RowKey, ParityCell] = {}
     for row in report.rows if report else []:
-        metrics = row.metrics or {}
-        effective = row.effective_precision or row.artifact.rsplit("-", 1)[-1]
-        metric, value = next(((n, _number(metrics[n])) for n in _key_metrics(effective) if n in metrics), (None, None))
-        verdict, reason = _status(row.status, row.reason)
-        cell = {"verdict": verdict, "reason": reason, "metric": metric, "value": value, "variant": row.variant or "",
-                "precision": row.precision_label or row.effective_precision or "",
-                "metrics": {k: _number(v) for k, v in metrics.items() if _number(v) is not None}}
-        key = (row.artifact, row.target)
-        if key not in cells:
-            cells[key] = {**cell, "variants": []}
-        elif not cell["variant"] and cells[key]["variant"]:  # the default row wins the main cell
-            cells[key] = {**cell, "variants": cells[key]["variants"] + [{k: v for k, v in cells[key].items() if k != "variants"}]}
+        cell, key = parity_cell(row), RowKey(row.artifact, row.target)
+        main = cells.get(key)
+        if main is None:
+            cells[key] = cell
+        elif not cell.variant and main.variant:  # the default row wins the main cell
+            cell.variants = [dataclasses.replace(main, variants=[]), *main.variants]
+            cells[key] = cell
         else:
-            cells[key]["variants"].append(cell)
+            main.variants.append(cell)
     return cells
 
 
-def latency_cells(report) -> dict[tuple[str, str, str], dict[str, dict]]:
-    """(artifact, target, variant) -> {str(batch): latency cell} from the BenchReport (units: ms, img/s)."""
-    cells: dict[tuple[str, str, str], dict[str, dict]] = {}
+def latency_cell(row) -> LatencyCell:
+    """A BenchRow as the report's cell at its batch."""
+    stats = row.stats
+    batch = row.batch if row.batch is not None else (stats.batch if stats else None)
+    numbers = {f: _number(getattr(stats, f, None)) for f in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "cv")}
+    return LatencyCell(batch, row.status, row.reason, **numbers, size_bytes=stats.artifact_size_bytes if stats else None,
+                       speedup=_number(row.speedup), roofline=from_json(Roofline, row.roofline or None))
+
+
+def latency_cells(report) -> dict[RowKey, list[LatencyCell]]:
+    """(artifact, target, variant) -> its cells by batch, from the BenchReport."""
+    cells: dict[RowKey, list[LatencyCell]] = {}
     for row in report.rows if report else []:
-        stats = row.stats
         target = "" if row.target in (None, "-") else row.target  # "-": bench's not-exported rows
-        status, reason = _status(row.status, getattr(row, "reason", ""))
-        batch = str(row.batch if row.batch is not None else (stats.batch if stats else "-"))
-        numbers = {name: _number(getattr(stats, name, None)) for name in
-                   ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput_ips", "cv")}
-        cells.setdefault((row.artifact, target, row.variant or ""), {})[batch] = {
-            "status": status, "reason": reason, **numbers, "size_bytes": stats.artifact_size_bytes if stats else None,
-            "speedup": _number(row.speedup), "roofline": getattr(row, "roofline", None) or None,
-        }
+        cells.setdefault(RowKey(row.artifact, target, row.variant or ""), []).append(latency_cell(row))
+    for mine in cells.values():
+        mine.sort(key=lambda c: -1 if c.batch is None else c.batch)
     return cells
 
 
-def accuracy_cells(evaluation) -> dict[str, dict]:
+def accuracy_cells(evaluation) -> dict[str, AccuracyCell]:
     """artifact -> the accuracy cell from the EvalReport (the artifact was scored on one chosen target)."""
     cells = {}
     for row in evaluation.rows if evaluation else []:
         metrics, deltas = row.metrics or {}, row.deltas or {}
-        status, reason = _status(row.status, row.reason)
-        cells[row.artifact] = {
-            "status": status, "reason": reason, "target": row.target,
-            "accuracy": _number(metrics.get("accuracy")), "delta_points": _number(deltas.get("accuracy")),
-            "agreement": _number(row.agreement), "metrics": metrics, "deltas": deltas,
-        }
+        cells[row.artifact] = AccuracyCell(  # metrics and deltas are the producer's by-name dicts
+            row.status, row.reason, row.target, _number(metrics.get("accuracy")), _number(deltas.get("accuracy")),
+            _number(row.agreement), metrics, deltas, row.n_images)
     return cells
 
 
-def build_rows(sources: dict[str, dict], environment: dict | None = None) -> list[dict]:
-    """Join the four sources on (artifact, target[, variant]); a row exists for every pair any source knows."""
-    data = {name: entry["data"] if entry["status"] == "ok" else None for name, entry in sources.items()}
-    artifacts = {a.id: a for a in (data["manifest"] or {}).get("artifacts", [])}
-    parity, latency, accuracy = parity_cells(data["parity"]), latency_cells(data["bench"]), accuracy_cells(data["eval"])
+def apple_details(artifact) -> AppleDetails | None:
+    """What the CoreML exporter recorded for the Neural Engine; None when nothing (or something unreadable) was."""
+    recorded = (artifact.details or {}).get("apple")  # Artifact.details: the exporters' free-form notes, by name
+    try:
+        return from_json(AppleDetails, recorded)
+    except (TypeError, ValueError):
+        return None
+
+
+def _row_keys(parity, latency, artifacts) -> list[RowKey]:
     keys = list(latency)
-    keys += [(a, t, "") for a, t in parity if not any(k[:2] == (a, t) for k in latency)]
-    known = {k[0] for k in keys}
-    keys += [(a, "", "") for a in artifacts if a not in known]
+    timed = {RowKey(k.artifact, k.target) for k in latency}
+    keys += [k for k in parity if k not in timed]
+    known = {k.artifact for k in keys}
+    return keys + [RowKey(a, "") for a in artifacts if a not in known]
+
+
+def build_rows(sources: Sources, environment: dict | None = None) -> list[ReportRow]:
+    """Join the four sources on RowKey (artifact, target[, variant]); a row exists for every pair any source knows."""
+    manifest = sources.manifest.loaded()
+    artifacts = {a.id: a for a in (manifest.artifacts if manifest else [])}
+    parity, latency = parity_cells(sources.parity.loaded()), latency_cells(sources.bench.loaded())
+    accuracy, host = accuracy_cells(sources.eval.loaded()), Host.of(environment).kind
     rows = []
-    for artifact, target, variant in keys:
-        row = empty_row(artifact, target, variant)
-        row["latency"] = latency.get((artifact, target, variant), {})
-        if artifact in artifacts:
-            entry = artifacts[artifact]
-            row.update(format=entry.format, precision=entry.precision, size_bytes=entry.size_bytes or None,
-                       apple=(entry.details or {}).get("apple"))
-        row["size_bytes"] = row["size_bytes"] or next(
-            (cell["size_bytes"] for cell in row["latency"].values() if cell.get("size_bytes")), None)
-        if (artifact, target) in parity:
-            row["parity"] = parity[(artifact, target)]
-        elif artifact in REFERENCE_ARTIFACTS:
-            row["parity"] = {**row["parity"], "verdict": "reference", "reason": "the PyTorch fp32 reference itself"}
-        if artifact in accuracy:
-            row["accuracy"] = accuracy[artifact]
-        row["group"], row["group_title"] = table_group(target, environment) if target else ("", "")
+    for key in _row_keys(parity, latency, artifacts):
+        fmt, _, precision = key.artifact.rpartition("-")
+        row = ReportRow(key, key.artifact.split("-", 1)[0] if fmt else key.artifact, precision,
+                        reference_executor=is_reference(key.target), latency=latency.get(key, []))
+        if key.artifact in artifacts:
+            entry = artifacts[key.artifact]
+            row.format, row.precision, row.apple = entry.format, entry.precision, apple_details(entry)
+            row.size_bytes = entry.size_bytes or None
+        row.size_bytes = row.size_bytes or next((c.size_bytes for c in row.latency if c.size_bytes), None)
+        parity_key = RowKey(key.artifact, key.target)
+        if parity_key in parity:
+            row.parity = parity[parity_key]
+        elif key.artifact in REFERENCE_ARTIFACTS:
+            row.parity = ParityCell(Status.REFERENCE, "the PyTorch fp32 reference itself", target=key.target)
+        row.accuracy = accuracy.get(key.artifact, row.accuracy)
+        row.group, row.group_title = table_group(key.target, host) if key.target else ("", "")
         rows.append(row)
-    return sorted(rows, key=lambda r: (r["target"], _p50(r) if _p50(r) is not None else math.inf, r["artifact"]))
+    return sorted(rows, key=lambda r: (r.target, r.p50() if r.p50() is not None else math.inf, r.artifact))
 
 
-def _p50(row: dict, batch: str = "1") -> float | None:
-    cell = row["latency"].get(batch) or {}
-    return cell.get("p50_ms") if cell.get("status") == "ok" else None
-
-
-def weights_and_environment(sources: dict[str, dict]) -> tuple[dict, dict | None]:
+def weights_and_environment(sources: Sources) -> tuple[dict, dict | None]:
     """The weights info (manifest first) and the environment the measurements were made in (bench first)."""
-    data = {name: entry["data"] for name, entry in sources.items()}
-    weights = (data["manifest"] or {}).get("weights") or {}
-    if not weights:
-        first = next(iter((data["manifest"] or {}).get("artifacts") or []), None)
-        weights = (first.weights if first else {}) or {}
-    for name in ("bench", "parity", "eval"):
-        weights = weights or (data[name].weights if data[name] else {})
-    environments = [data[name].environment for name in ("bench", "parity", "eval") if data[name]]
-    return weights, next((env for env in environments if env), None)
+    manifest = sources.manifest.loaded()
+    weights = (manifest.weights if manifest else {}) or {}
+    if not weights and manifest and manifest.artifacts:
+        weights = manifest.artifacts[0].weights or {}
+    producers = [s.loaded() for s in (sources.bench, sources.parity, sources.eval) if s.loaded() is not None]
+    for producer in producers:
+        weights = weights or producer.weights
+    return weights, next((p.environment for p in producers if p.environment), None)
