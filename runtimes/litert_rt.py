@@ -2,8 +2,10 @@
 
 XNNPACK is LiteRT's CPU path on Android phones too; here its x86 build runs the same operators, so a
 litert:cpu row is a labelled x86 proxy of a phone's ARM CPU, as executorch:cpu is. ``litert:gpu`` and
-``litert:npu`` are listed as unavailable: the GPU accelerator needs a phone's OpenCL / OpenGL ES driver and
-the NPU one a vendor plugin (Qualcomm QNN, MediaTek NeuroPilot, Google Tensor), which only a device has.
+``litert:npu`` need a phone: the GPU accelerator its OpenCL / OpenGL ES driver, the NPU one a vendor plugin
+(Qualcomm QNN, MediaTek NeuroPilot, Google Tensor). Off an ARM Linux / Android host they are unavailable,
+saying so; on one they open with that accelerator alone and refuse a model it does not fully take (never a
+silent CPU fallback). That device path is written to LiteRT's API but was not run here (no phone).
 
 The programs vitship exports take a fixed batch of 1 (``input_spec["batch_shapes"] == [1]``): callers split
 a larger batch, as for the Core ML image programs.
@@ -21,6 +23,7 @@ from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInf
 
 TARGET = "litert:cpu"
 SIGNATURE = "serving_default"
+ACCELERATORS = {"cpu": "XNNPACK", "gpu": "GPU", "npu": "NPU"}
 INSTALL_HINT = "ai-edge-litert is not installed; run: pip install 'ai-edge-litert>=2.3,<2.4'"
 # What the device targets need, and how to bench them there (a phone runs `vitship bench` against the same manifest).
 PHONE_BENCH = "on the phone (Termux, or adb shell with Python): pip install vitship ai-edge-litert; vitship bench --target {target}"
@@ -34,12 +37,21 @@ DEVICE_NEEDS = {
 }
 
 
+def _on_arm_device() -> bool:
+    """An ARM Linux / Android host (a phone under Termux, an ARM board), where a GPU or NPU accelerator may load."""
+    import platform
+
+    return platform.machine().lower() in ("aarch64", "arm64") and platform.system() != "Darwin"
+
+
 def targets() -> list[TargetStatus]:
     try:
         import ai_edge_litert.compiled_model  # noqa: F401
     except ImportError:
         return [TargetStatus(TARGET, False, INSTALL_HINT)] + [TargetStatus(t, False, INSTALL_HINT) for t in DEVICE_NEEDS]
-    return [TargetStatus(TARGET, True)] + [TargetStatus(target, False, reason) for target, reason in DEVICE_NEEDS.items()]
+    device = _on_arm_device()
+    return [TargetStatus(TARGET, True)] + [TargetStatus(target, device, "" if device else reason)
+                                           for target, reason in DEVICE_NEEDS.items()]
 
 
 def image_pixels(batch: np.ndarray, spec: dict) -> np.ndarray:
@@ -53,7 +65,7 @@ def image_pixels(batch: np.ndarray, spec: dict) -> np.ndarray:
 class LitertSession:
     """One compiled ``serving_default`` signature; a normalised NCHW batch of 1 in, logits and features out."""
 
-    def __init__(self, model, input_spec: dict, threads: int, path: Path):
+    def __init__(self, model, input_spec: dict, threads: int, path: Path, device: str = "cpu"):
         self._model = model
         self._spec = input_spec
         self._image = input_spec.get("input_type") == "image"
@@ -64,8 +76,10 @@ class LitertSession:
         self._sizes = {name: int(np.prod(detail["shape"])) for name, detail in outputs.items()}
         self._in = model.create_input_buffer_by_name(SIGNATURE, self._input)
         self._out = {name: model.create_output_buffer_by_name(SIGNATURE, name) for name in outputs}
-        self.info = SessionInfo(target=TARGET, provider="ai-edge-litert CompiledModel (XNNPACK CPU accelerator)", device="cpu",
-                                threads=threads, extra={"accelerator": "XNNPACK", "batch_shapes": [1], "program": str(path),
+        accelerator = ACCELERATORS[device]
+        self.info = SessionInfo(target=f"litert:{device}", provider=f"ai-edge-litert CompiledModel ({accelerator} accelerator)",
+                                device=device, threads=threads,
+                                extra={"accelerator": accelerator, "batch_shapes": [1], "program": str(path),
                                                         "input": "NHWC uint8 image" if self._image else "NCHW float32"})
 
     def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -90,15 +104,25 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> LitertSes
         raise RuntimeUnavailable(f"{artifact.id}: {path} does not exist; re-export it (vitship export)")
     try:
         from ai_edge_litert.compiled_model import CompiledModel
-        from ai_edge_litert.cpu_options import CpuOptions
-        from ai_edge_litert.options import Options
     except ImportError as err:
         raise RuntimeUnavailable(INSTALL_HINT) from err
     threads = options.resolved_threads()
     try:
-        model = CompiledModel.from_file(str(path), options=Options(cpu_options=CpuOptions(num_threads=threads)))
+        model = CompiledModel.from_file(str(path), options=_model_options(device, threads))
     except RuntimeError as err:
-        raise RuntimeFailure(f"{path}: LiteRT could not compile it ({str(err).splitlines()[0][:300]}); re-export it") from err
-    session = LitertSession(model, artifact.input_spec or {}, threads, path)
+        raise RuntimeFailure(f"{path}: LiteRT could not compile it for litert:{device} ({str(err).splitlines()[0][:300]})") from err
+    if device != "cpu" and not model.is_fully_accelerated():
+        raise RuntimeFailure(f"{artifact.id}: LiteRT's {device.upper()} accelerator does not take the whole model; "
+                             f"some ops would fall back to the CPU, so litert:{device} would not measure the {device.upper()}")
+    session = LitertSession(model, artifact.input_spec or {}, threads, path, device)
     session.info.precision = artifact.precision
     return session
+
+
+def _model_options(device: str, threads: int):
+    from ai_edge_litert.cpu_options import CpuOptions
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    from ai_edge_litert.options import Options
+
+    accelerator = {"cpu": HardwareAccelerator.CPU, "gpu": HardwareAccelerator.GPU, "npu": HardwareAccelerator.NPU}[device]
+    return Options(hardware_accelerators=accelerator, cpu_options=CpuOptions(num_threads=threads))

@@ -82,6 +82,18 @@ def test_gpu_and_npu_targets_say_what_they_need():
     assert all("vitship bench --target" in statuses[t].reason for t in ("litert:gpu", "litert:npu"))
 
 
+def test_gpu_and_npu_targets_are_offered_on_an_arm_linux_host(monkeypatch):
+    import platform
+
+    from vitship.runtimes import litert_rt
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    assert all(s.available for s in litert_rt.targets())
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")  # an Apple-silicon Mac is no phone
+    assert [s.target for s in litert_rt.targets() if s.available] == ["litert:cpu"]
+
+
 def test_parity_passes_every_precision_on_litert_cpu(model_dir):
     result = CliRunner().invoke(app, ["parity", "--artifacts", str(model_dir), "--no-torch", "--target", "litert:cpu"],
                                 catch_exceptions=False)
