@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_outputs
 from vitship.bench.cli import app
+from vitship.bench.latency.roofline import apply_roofline
 from vitship.bench.latency.sweep import BenchConfig, plan_sweep, run_sweep
 from vitship.bench.latency.timing import TimingOptions
 from vitship.bench.parity.results import PARITY_NAME, read_parity
@@ -107,6 +108,9 @@ def test_bench_times_litert_rows_at_batch_1_and_quick_includes_them(model_dir, t
     config = BenchConfig(batches=(1,), targets=("litert:cpu",), timing=QUICK_TIMING, threads=1, row_timeout_s=300)
     rows = {r.artifact: r for r in run_sweep(plan_sweep(artifacts, model_dir, tiny_loaded.spec.to_dict(), config), config)}
     assert rows["litert-fp32"].ok and rows["litert-fp32"].stats.p50_ms > 0
+    apply_roofline(list(rows.values()), tiny_loaded.spec, {})  # the roofline column, as `vitship bench` fills it
+    assert rows["litert-fp32"].roofline["gflops"] > 0 and rows["litert-fp16"].roofline["peak_precision"] == "fp32"
+    assert rows["litert-int8"].roofline["peak_precision"] == "int8"
     assert rows["litert-int8"].session["extra"]["accelerator"] == "XNNPACK"
     quick = plan_sweep(artifacts, model_dir, tiny_loaded.spec.to_dict(), BenchConfig.quick())
     assert {j.artifact_id for j in quick.jobs if j.target == "litert:cpu"} == {f"litert-{p}" for p in PRECISIONS}
