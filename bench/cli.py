@@ -15,6 +15,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 from vitship.bench.commands import bench, bench_check, compare, doctor, export, parity, predict, report  # noqa: E402
 from vitship.bench.commands import eval as eval_
 from vitship.bench.commands import compat_check  # noqa: E402
+from vitship.bench.commands import diagnose  # noqa: E402
 from vitship.bench.commands.common import err_console, state  # noqa: E402
 from vitship.models import VitshipError  # noqa: E402
 
@@ -30,6 +31,7 @@ app.command("report")(report.report)
 app.command("predict")(predict.predict)
 app.command("compare", help=compare.HELP)(compare.compare)
 app.command("compat-check")(compat_check.compat_check_command)
+app.command("diagnose")(diagnose.diagnose)
 
 
 def _quiet_backends() -> None:

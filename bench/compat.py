@@ -24,7 +24,8 @@ from typing import Callable
 import numpy as np
 
 from vitship.bench.rows import Status
-from vitship.models import VitshipError
+from vitship.models import FEATURES_NAME, LOGITS_NAME, ModelSpec, VitshipError
+from vitship.models.metrics import output_errors
 
 OLDEST = {"onnxruntime": "1.16.3", "openvino": "2024.0.0"}
 PINS = ("numpy<2",)  # the 2023/2024 wheels are built against numpy 1.x
@@ -137,21 +138,20 @@ def run_items(python: Path, items: list[dict], pixels: np.ndarray, work: Path) -
     return json.loads((work / "results.json").read_text())
 
 
-def compare(item: dict, old_dir: Path, new_dir: Path, old: dict, new: dict) -> CompatRow:
-    """One CompatRow: the old runtime's outputs against the current one's for the same artifact and inputs."""
+def compare(item: dict, old_dir: Path, new_dir: Path, old: dict, new: dict, spec: ModelSpec) -> CompatRow:
+    """One CompatRow: the old runtime's outputs against the current one's for the same artifact and inputs.
+
+    The metrics are models.metrics' (probabilities from ``spec``'s head kind), as in parity.
+    """
     row = CompatRow(item["artifact"], item["runtime"], item["precision"])
     for side, result in (("oldest", old), ("current", new)):
         if not result.get("ok"):
             row.status, row.reason = Status.FAIL, f"{side} {item['runtime']} cannot run it: {result.get('error')}"
             return row
-    load = lambda folder, name: np.load(folder / f"{item['key']}.{name}.npy")  # noqa: E731
-    a, b = load(old_dir, "features").astype(np.float64), load(new_dir, "features").astype(np.float64)
-    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    logits_old, logits_new = load(old_dir, "logits"), load(new_dir, "logits")
-    sigmoid = lambda z: 1 / (1 + np.exp(-z.astype(np.float64)))  # noqa: E731
-    row.min_cosine = float(cosine.min())
-    row.max_prob_err = float(np.abs(sigmoid(logits_old) - sigmoid(logits_new)).max())
-    row.max_abs_logit = float(np.abs(logits_old - logits_new).max())
+    outputs = [{name: np.load(folder / f"{item['key']}.{name}.npy") for name in (LOGITS_NAME, FEATURES_NAME)}
+               for folder in (old_dir, new_dir)]
+    errors = output_errors(*outputs, spec)
+    row.min_cosine, row.max_prob_err, row.max_abs_logit = errors.min_cosine, errors.max_prob_err, errors.max_abs_logit
     precision = item["precision"] if item["precision"] in MIN_COSINE else "int8"
     if row.min_cosine < MIN_COSINE[precision] or row.max_prob_err > MAX_PROB[precision]:
         row.status = Status.FAIL
@@ -163,6 +163,9 @@ def compare(item: dict, old_dir: Path, new_dir: Path, old: dict, new: dict) -> C
 def compat_check(model_dir: Path, pixels: np.ndarray, versions: dict[str, str] | None = None,
                  venv: Path | None = None, progress: Callable[[str], None] | None = None) -> CompatReport:
     """Install the oldest runtimes into a throwaway venv (or reuse ``venv``), run every artifact on both sides."""
+    from vitship.bench.parity.run import manifest_spec
+
+    spec = manifest_spec(model_dir)  # the head kind decides how logits become probabilities
     versions = versions or dict(OLDEST)
     items = compat_items(model_dir)
     say = progress or (lambda message: None)
@@ -179,5 +182,5 @@ def compat_check(model_dir: Path, pixels: np.ndarray, versions: dict[str, str] |
         say(f"running {len(items)} artifact/runtime pairs in the current runtimes")
         new = run_items(Path(sys.executable), items, pixels, work / "current")
         rows = [compare(item, work / "oldest", work / "current", old["results"][item["key"]],
-                        new["results"][item["key"]]) for item in items]
+                        new["results"][item["key"]], spec) for item in items]
     return CompatReport(rows, old["versions"], new["versions"])

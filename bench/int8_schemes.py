@@ -52,6 +52,8 @@ def onnx_table(model_dir: Path) -> str:
     from vitship.models import ModelSpec, preprocess, sample_images
     from vitship.exporters.base import read_manifest
     from vitship.runtimes import physical_cores
+    from vitship.models import FEATURES_NAME, LOGITS_NAME
+    from vitship.models.metrics import output_errors
 
     manifest = read_manifest(model_dir)
     source = model_dir / manifest["artifacts"]["onnx-fp32"]["path"]
@@ -73,16 +75,14 @@ def onnx_table(model_dir: Path) -> str:
                     start = time.perf_counter_ns()
                     session.run(None, {"pixel_values": photos[:1]})
                     times[name].append(time.perf_counter_ns() - start)
-    base = np.median(times["fp32 (onnx-fp32)"])
-    reference = np.concatenate([o[1] for o in outputs["fp32 (onnx-fp32)"]]).astype(np.float64)
+    base, spec = np.median(times["fp32 (onnx-fp32)"]), ModelSpec.from_dict(manifest["spec"])
+    stacked = {name: {key: np.concatenate([o[i] for o in runs]) for i, key in enumerate((LOGITS_NAME, FEATURES_NAME))}
+               for name, runs in outputs.items()}  # onnx outputs are (logits, features) by contract
     lines = ["| scheme | p50 ms | vs onnx-fp32 | min feature cosine | max prob error |", "|---|---|---|---|---|"]
     for name in files:
-        features = np.concatenate([o[1] for o in outputs[name]]).astype(np.float64)
-        cosine = (features * reference).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(reference, axis=1)
-        logits = [np.concatenate([o[0] for o in outputs[k]]) for k in (name, "fp32 (onnx-fp32)")]
-        prob = np.abs(1 / (1 + np.exp(-logits[0])) - 1 / (1 + np.exp(-logits[1]))).max()
+        errors = output_errors(stacked[name], stacked["fp32 (onnx-fp32)"], spec)  # head-kind probabilities
         p50 = np.median(times[name])
-        lines.append(f"| {name} | {p50 / 1e6:.1f} | {p50 / base:.2f}x | {cosine.min():.4f} | {prob:.4f} |")
+        lines.append(f"| {name} | {p50 / 1e6:.1f} | {p50 / base:.2f}x | {errors.min_cosine:.4f} | {errors.max_prob_err:.4f} |")
     return "\n".join(lines)
 
 

@@ -38,6 +38,7 @@ from vitship.exporters.base import (
     vitship_version,
 )
 from vitship.exporters.coreml_apple import NOT_FOR_NEURAL_ENGINE, apple_details, batch_shapes_label, mil_op_counts
+from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
 
 FORMAT = "coreml"
@@ -52,7 +53,7 @@ BATCH_KINDS = ("enumerated", "range")
 
 
 @dataclass(frozen=True)
-class CoremlOptions(ExportOptions):
+class CoremlOptions(Int8Options):
     """coreml-* options (each artifact's rebuild key).
 
     By default fp16 and int8 take an RGB image (a CVPixelBuffer, normalisation folded into scale and bias) at
@@ -106,8 +107,10 @@ def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: Tr
     """
     ct = _import_coremltools()
     check_options(ct, options)
+    check_int8_options(options.name, options)
     start = time.perf_counter()
-    program, normalisation, reused = _export_program(loaded, options, cache or TraceCache())
+    source, trace_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
+    program, normalisation, reused = _export_program(source, options, trace_cache)
     mlmodel = ct.convert(
         program, inputs=[_input_type(ct, loaded.spec, options)],
         outputs=[ct.TensorType(name=name, dtype=np.float32) for name in loaded.spec.output_names],  # fp32 out at any precision
@@ -115,12 +118,14 @@ def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: Tr
         compute_precision=ct.precision.FLOAT32 if options.precision == "fp32" else ct.precision.FLOAT16,
     )
     if options.precision == "int8":
-        mlmodel = _quantize_weights(mlmodel)
+        mlmodel = _quantize_weights(mlmodel, tuple(linear_modules(source, options.keep_float)))
     _describe(mlmodel, loaded, options)
     package = Path(out_dir) / PACKAGE_NAME
     mlmodel.save(str(package))
     aid = artifact_id(options.name, options.precision)
     details = _details(mlmodel, options, normalisation) | ({"torch_export": "reused from this run"} if reused else {})
+    if options.precision == "int8":
+        details["int8"] = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
     return Artifact(
         id=aid, format=FORMAT, precision=options.precision, path=f"{aid}/{PACKAGE_NAME}", sha256=path_sha256(package),
         size_bytes=path_size(package), export_seconds=round(time.perf_counter() - start, 3),
@@ -257,8 +262,8 @@ def _input_type(ct, spec: ModelSpec, options: CoremlOptions):
     return ct.TensorType(name=spec.input_name, shape=(batch, channels, height, width), dtype=np.float32)
 
 
-def _quantize_weights(mlmodel):
-    """int8 per-channel symmetric weights for the consts that only feed linear/conv ops.
+def _quantize_weights(mlmodel, keep_float: tuple[str, ...] = ()):
+    """int8 per-channel symmetric weights for the consts that only feed linear/conv ops (``keep_float`` stay fp16).
 
     Selected by name (get_weights_metadata) rather than by op type: the converter de-duplicates equal
     constants, so one zero bias can feed both a layer_norm and a linear, and an op-type config then
@@ -274,7 +279,9 @@ def _quantize_weights(mlmodel):
     config = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                      weight_threshold=INT8_MIN_ELEMENTS)
     weights = get_weights_metadata(mlmodel, weight_threshold=INT8_MIN_ELEMENTS)
-    names = [name for name, meta in weights.items() if all(child.op_type in INT8_OP_TYPES for child in meta.child_ops)]
+    kept = tuple(f"vit_{name.replace('.', '_')}_weight" for name in keep_float)  # MIL const names of those weights
+    names = [name for name, meta in weights.items() if all(child.op_type in INT8_OP_TYPES for child in meta.child_ops)
+             and not any(tag in name for tag in kept)]
     if not names:
         raise ExportError("coreml: no linear/conv weights large enough to quantize to int8")
     return linear_quantize_weights(mlmodel, OptimizationConfig(op_name_configs={name: config for name in names}))

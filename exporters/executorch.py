@@ -32,6 +32,7 @@ from vitship.exporters.base import (
     path_size,
 )
 from vitship.exporters.coreml_apple import apple_details, mil_op_counts
+from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ INT8_CHOICE = ("dynamic: on the ViT-S it kept feature cosine 0.9996 (static PT2E
 
 
 @dataclass(frozen=True)
-class ExecutorchOptions(ExportOptions):
+class ExecutorchOptions(Int8Options):
     """executorch-* options (each artifact's rebuild key): XNNPACK fp32 and int8.
 
     Attributes:
@@ -110,6 +111,7 @@ def check_options(options: ExecutorchOptions) -> None:
         raise ExportError(f"{options.name}: unsupported precision {options.precision!r}; use {' or '.join(allowed)}")
     if options.int8_mode not in INT8_MODES:
         raise UnknownNameError("ExecuTorch int8 mode", options.int8_mode, list(INT8_MODES))
+    check_int8_options(options.name, options)
     if options.max_batch < 2:
         raise ExportError(f"executorch: --executorch-max-batch must be 2 or more (got {options.max_batch}); "
                           "a batch-1 program is the Core ML delegate's (executorch-coreml)")
@@ -149,14 +151,15 @@ def _torch_export(model, example, max_batch: int | None, batch_axis: str):
 def _lower_xnnpack(loaded: LoadedModel, options: ExecutorchOptions, cache: TraceCache) -> tuple[bytes, dict, dict | None]:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
-    program, reused = _fp32_program(loaded, options, cache)
+    source, cache, smoothing = model_to_quantize(loaded, options, cache)
+    program, reused = _fp32_program(source, options, cache)
     details: dict = {"delegate": options.backend, "batch_range": [1, options.max_batch],
                      "source": "torch.export ExportedProgram" + (" (reused from this run)" if reused else "")}
     calibration = None
     if options.precision == "int8":
-        program, calibration = _quantize(loaded, program, options)
+        program, calibration = _quantize(source, program, options)
         details["int8"] = {"mode": options.int8_mode, "scheme": "XNNPACKQuantizer symmetric, per-channel weights",
-                           "why_default": INT8_CHOICE}
+                           "why_default": INT8_CHOICE, "smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
     return _to_pte(program, [XnnpackPartitioner()], details), details, calibration
 
 
@@ -168,6 +171,8 @@ def _quantize(loaded: LoadedModel, program, options: ExecutorchOptions):
 
     dynamic = options.int8_mode == "dynamic"
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    for name in linear_modules(loaded, options.keep_float):
+        quantizer.set_module_name(f"vit.{name}", None)  # None: left in float
     module = prepare_pt2e(program.module(), quantizer)  # .module() is a fresh copy: the cached program stays fp32
     example = program.example_inputs[0][0]
     calibration = None

@@ -20,6 +20,7 @@ from vitship.exporters.base import (INT8_ONLY, Artifact, ExportError, ExportOpti
                             package_versions, path_sha256, path_size, vitship_version)
 from vitship.exporters import onnx_compat
 from vitship.exporters.onnx_compat import RuntimeTarget
+from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_quantize
 from vitship.exporters.onnx_int8 import INT8_MODES
 from vitship.models import LoadedModel, MissingDependencyError
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class OnnxOptions(ExportOptions):
+class OnnxOptions(Int8Options):
     """ONNX export options (the rebuild key of every onnx-* artifact)."""
 
     opset: int = 18
@@ -60,20 +61,22 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: Trac
     if options.precision == "int8" and options.int8_mode not in INT8_MODES:
         raise ExportError(f"onnx: unknown int8 mode {options.int8_mode!r}; use {' or '.join(INT8_MODES)}")
     onnx_compat.check_opset(options.opset, options.runtimes)
+    check_int8_options(FORMAT, options)
     start = time.perf_counter()
     # Read the calibration photos first: a bad one fails in a second, not after the export.
     static_int8 = options.precision == "int8" and options.int8_mode == "static"
     photos = calibration_images(loaded.spec, options) if static_int8 else None
     example = _example_batch(loaded, options)
-    model, details = _fp32_graph(loaded, example, options, cache or TraceCache())
+    source, graph_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
+    model, details = _fp32_graph(source, example, options, graph_cache)
     calibration = None
     if options.precision == "fp16":
         model = _to_fp16(model, details)
     elif options.precision == "int8":
         from vitship.exporters import onnx_int8
 
-        model, calibration, int8_details = onnx_int8.quantize(model, loaded, options, photos)
-        details["int8"] = int8_details
+        model, calibration, int8_details = onnx_int8.quantize(model, source, options, photos)
+        details["int8"] = int8_details | {"smoothing": smoothing or "off"}
     _set_metadata(model, loaded, options.precision)
     details["compatibility"] = onnx_compat.make_compatible(model, options.runtimes)
     path = Path(out_dir) / MODEL_FILE

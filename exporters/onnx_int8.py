@@ -42,6 +42,7 @@ def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[n
     """Quantize an fp32 ModelProto to int8.
 
     Args:
+        loaded: the model the graph was exported from (smoothed or not): ``options.keep_float`` names its modules.
         photos: (calibration batch, its source info) from ``calibration_images`` for static mode
             (read here when not given).
 
@@ -58,6 +59,8 @@ def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[n
     if options.int8_mode == "static" and photos is None:
         photos = calibration_images(loaded.spec, options)
     head = _head_nodes(model, loaded.spec.output_names[0])
+    kept = nodes_for_modules(model, loaded, tuple(getattr(options, "keep_float", ())))
+    head = head + sorted({node for nodes in kept.values() for node in nodes})
     with tempfile.TemporaryDirectory(prefix="vitship-onnx-int8-") as work:
         source, target = Path(work) / "fp32.onnx", Path(work) / "int8.onnx"
         onnx.save_model(model, str(source), save_as_external_data=False)
@@ -67,7 +70,7 @@ def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[n
             else:
                 calibration = _quantize_dynamic(quantization, source, target, head)
         quantized = onnx.load(str(target))
-    details = {"mode": options.int8_mode, "fp32_nodes_excluded": head,
+    details = {"mode": options.int8_mode, "fp32_nodes_excluded": head, "keep_float_nodes": kept,
                "quantized_weights": count_int8_initializers(quantized)}
     if details["quantized_weights"] == 0:
         raise ExportError("onnx: int8 quantization produced no int8 weights; the graph has no quantizable ops")
@@ -80,6 +83,33 @@ def count_int8_initializers(model) -> int:
 
     return sum(1 for t in model.graph.initializer if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
                and int(np.prod(t.dims)) > 1)
+
+
+def nodes_for_modules(model, loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, list[str]]:
+    """The MatMul/Gemm nodes computing each named torch Linear, found by its weight's values.
+
+    The exporter and onnxslim rename everything (``node_MatMul_12``, ``val_13``), but a Linear's weight
+    stays an initializer holding the same numbers (transposed for MatMul).
+    """
+    from onnx import numpy_helper
+
+    from vitship.exporters.int8 import linear_modules
+
+    if not names:
+        return {}
+    modules = linear_modules(loaded, names)
+    by_shape: dict[tuple, list] = {}
+    for init in model.graph.initializer:
+        by_shape.setdefault(tuple(init.dims), []).append(init)
+    found = {}
+    for name, module in modules.items():
+        weight = module.weight.detach().numpy()
+        candidates = [i.name for i in by_shape.get(weight.T.shape, []) if np.array_equal(numpy_helper.to_array(i), weight.T)]
+        candidates += [i.name for i in by_shape.get(weight.shape, []) if np.array_equal(numpy_helper.to_array(i), weight)]
+        found[name] = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and set(n.input) & set(candidates)]
+        if not found[name]:
+            raise ExportError(f"onnx: keep_float {name!r}: no MatMul/Gemm in the graph uses its weight")
+    return found
 
 
 def _head_nodes(model, logits_name: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import torch
 
 from vitship.exporters.base import (INT8_ONLY, Artifact, ExportError, ExportOptions, TraceCache, artifact_id, calibration_images, model_metadata,
                             package_versions, path_sha256, path_size)
+from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel, MissingDependencyError, UnknownNameError
 
 FORMAT = "openvino"
@@ -26,7 +28,7 @@ FLOOR_MAX_OPSET = 14  # OpenVINO 2024.0 (the supported floor) has operation sets
 
 
 @dataclass(frozen=True)
-class OpenvinoOptions(ExportOptions):
+class OpenvinoOptions(Int8Options):
     """OpenVINO IR export options (the rebuild key of every openvino-* artifact)."""
 
     int8_preset: Literal["mixed", "performance"] = field(default="mixed", metadata=INT8_ONLY)
@@ -51,13 +53,15 @@ def export(loaded: LoadedModel, out_dir: Path, options: OpenvinoOptions, cache: 
     alpha = options.smooth_quant_alpha
     if options.precision == "int8" and alpha is not None and not 0.0 <= alpha <= 1.0:
         raise ExportError(f"openvino: SmoothQuant alpha {alpha} is outside [0, 1]; use None to turn it off")
+    check_int8_options(FORMAT, options)
     start = time.perf_counter()
-    model, reused = _converted(ov, loaded, options, cache or TraceCache())
+    source, trace_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
+    model, reused = _converted(ov, source, options, trace_cache)
     calibration = None
     details: dict = {"frontend": "openvino.convert_model(torch.nn.Module, TorchScript trace)", "reused_trace": reused}
     if options.precision == "int8":
-        model, calibration, quant_details = _quantize(model, loaded, options)
-        details.update(quant_details)
+        model, calibration, quant_details = _quantize(model, source, options)
+        details.update(quant_details, int8={"smoothing": smoothing or "off", "keep_float": list(options.keep_float)})
     _set_rt_info(model, loaded, options.precision)
     xml = Path(out_dir) / MODEL_FILE
     ov.save_model(model, str(xml), compress_to_fp16=options.precision == "fp16")
@@ -116,7 +120,8 @@ def _quantize(model, loaded: LoadedModel, options: ExportOptions):
         raise UnknownNameError("OpenVINO int8 preset", options.int8_preset, list(presets))
     batch, calibration = calibration_images(loaded.spec, options)
     dataset = nncf.Dataset([batch[i:i + 1] for i in range(len(batch))])
-    ignored = nncf.IgnoredScope(patterns=list(HEAD_PATTERNS), validate=False)
+    kept = [rf".*\bvit\.{re.escape(name)}/.*" for name in linear_modules(loaded, options.keep_float)]
+    ignored = nncf.IgnoredScope(patterns=[*HEAD_PATTERNS, *kept], validate=False)
     alpha = options.smooth_quant_alpha
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
@@ -131,7 +136,7 @@ def _quantize(model, loaded: LoadedModel, options: ExportOptions):
                f"per-channel weights, int8 activations (FakeQuantize), {smooth}, fast bias correction",
         subset_size=len(batch), smooth_quant_alpha=alpha,
     )
-    return quantized, calibration, {"ignored_scope": list(HEAD_PATTERNS)}
+    return quantized, calibration, {"ignored_scope": [*HEAD_PATTERNS, *kept]}
 
 
 def min_runtime_versions(model) -> dict[str, str]:

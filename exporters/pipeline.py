@@ -18,6 +18,8 @@ from vitship.exporters import EXPORTERS, get_exporter, options_class
 from vitship.exporters.base import (MANIFEST_SCHEMA_VERSION, PRECISIONS, Artifact, ArtifactPathError, ExportError, ExportOptions,
                                     TraceCache, artifact_id, path_sha256, path_size, read_manifest, resolve_artifact_path,
                                     write_manifest)
+from vitship.exporters.int8 import Int8Options
+from vitship.exporters.int8_ladder import Int8Gate, export_gated
 from vitship.models import LoadedModel, UnknownNameError
 from vitship.models.atomic import atomic_directory, recover_directory
 from vitship.models.versions import installed_version, vitship_version
@@ -77,7 +79,7 @@ def find_model_dir(artifacts: Path, model: str | None, arch: str) -> Path:
 
 def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
                options: Mapping[str, ExportOptions] | None = None, force: bool = False,
-               progress: ProgressFn | None = None) -> list[ExportResult]:
+               progress: ProgressFn | None = None, gate: "Int8Gate | None" = None) -> list[ExportResult]:
     """Export each (format, precision) in ``requests`` into ``root/<model-name>/`` and update its manifest.
 
     Args:
@@ -88,6 +90,8 @@ def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
             its defaults; ``precision`` is set per request.
         force: rebuild even artifacts that are up to date.
         progress: called with (artifact id, "start") and then (artifact id, status).
+        gate: checks each int8 artifact against fp32 and escalates a failing one (``exporters.int8_ladder``);
+            None: int8 artifacts are not checked at export.
     Returns:
         One ExportResult per request, in order.
     """
@@ -102,7 +106,7 @@ def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
         if progress:
             progress(aid, "start")
         format_options = (options.get(fmt) or options_class(fmt)()).replace(precision=precision)
-        result = _export_one(loaded, model_dir, manifest, fmt, format_options, force, cache)
+        result = _export_one(loaded, model_dir, manifest, fmt, format_options, force, cache, gate)
         results.append(result)
         if progress:
             progress(aid, result.status)
@@ -129,7 +133,7 @@ def _load_manifest(model_dir: Path, loaded: LoadedModel, force: bool) -> dict:
 
 
 def _export_one(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, options: ExportOptions,
-                force: bool, cache: TraceCache) -> ExportResult:
+                force: bool, cache: TraceCache, gate: "Int8Gate | None" = None) -> ExportResult:
     aid = artifact_id(fmt, options.precision)
     entry = manifest["artifacts"].get(aid)
     why = "forced" if entry and force else "new"
@@ -140,7 +144,7 @@ def _export_one(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, 
         log.info("%s: rebuilding: %s", aid, why)
     start = time.perf_counter()
     try:
-        artifact = _build(loaded, model_dir, manifest, fmt, options, cache)
+        artifact = _build(loaded, model_dir, manifest, fmt, options, cache, gate)
     except KeyboardInterrupt:
         raise
     except Exception as err:  # a failing exporter is one row of the table, not the end of the run
@@ -152,12 +156,15 @@ def _export_one(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, 
 
 
 def _build(loaded: LoadedModel, model_dir: Path, manifest: dict, fmt: str, options: ExportOptions,
-           cache: TraceCache) -> Artifact:
+           cache: TraceCache, gate: "Int8Gate | None" = None) -> Artifact:
     """Export into a temporary folder, then swap it in; the manifest never names a file it does not match."""
     aid = artifact_id(fmt, options.precision)
     exporter = get_exporter(fmt)
     with atomic_directory(model_dir / aid) as tmp:
-        artifact = exporter(loaded, tmp, options, cache)
+        if gate is not None and options.precision == "int8" and isinstance(options, Int8Options):
+            artifact = export_gated(exporter, loaded, tmp, options, cache, gate)
+        else:
+            artifact = exporter(loaded, tmp, options, cache)
         inner = _inner_path(artifact, aid)
         if not (tmp / inner).exists():
             raise ExportError(f"{aid}: the exporter reported {artifact.path} but wrote no {inner} in its folder")

@@ -15,8 +15,12 @@ import pytest
 from vitship.bench import compat
 from vitship.bench.rows import Status
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("openvino")
+
+def tiny_dir_spec(model_dir: Path):
+    """The spec the manifest records: its head kind decides how compare() turns logits into probabilities."""
+    from vitship.bench.parity.run import manifest_spec
+
+    return manifest_spec(model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def test_runner_runs_every_pair_and_the_same_runtime_agrees_with_itself(tiny_dir
     assert {"onnxruntime", "openvino", "numpy", "python"} <= set(first["versions"])
     for item in items:
         row = compat.compare(item, tmp_path / "a", tmp_path / "b", first["results"][item["key"]],
-                             second["results"][item["key"]])
+                             second["results"][item["key"]], tiny_dir_spec(tiny_dir))
         assert row.status is Status.PASS and row.min_cosine > 0.99999, (item["key"], row.reason)
         assert np.load(tmp_path / "a" / f"{item['key']}.features.npy").shape == (3, 32)
 
@@ -56,14 +60,14 @@ def test_a_runtime_that_cannot_load_or_differs_fails_with_the_reason(tiny_dir, t
     (item,) = [i for i in compat.compat_items(tiny_dir) if i["key"] == "onnx-fp32@onnxruntime"]
     results = compat.run_items(Path(sys.executable), [item], tiny_photos[:2], tmp_path / "new")
     refused = compat.compare(item, tmp_path / "old", tmp_path / "new", {"ok": False, "error": "InvalidGraph: IR 10"},
-                             results["results"][item["key"]])
+                             results["results"][item["key"]], tiny_dir_spec(tiny_dir))
     assert refused.status is Status.FAIL and "oldest onnxruntime cannot run it: InvalidGraph" in refused.reason
     old = tmp_path / "old"
     old.mkdir()
     for name in ("logits", "features"):
         values = np.load(tmp_path / "new" / f"{item['key']}.{name}.npy")
         np.save(old / f"{item['key']}.{name}.npy", values + (0.5 if name == "features" else 0.0) * np.sign(values))
-    differs = compat.compare(item, old, tmp_path / "new", {"ok": True}, {"ok": True})
+    differs = compat.compare(item, old, tmp_path / "new", {"ok": True}, {"ok": True}, tiny_dir_spec(tiny_dir))
     assert differs.status is Status.FAIL and "feature cosine" in differs.reason
 
 

@@ -18,7 +18,7 @@ from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_out
 from vitship.bench.parity.run import run_batched
 from vitship.exporters import executorch as et_exporter
 from vitship.exporters import options_class
-from vitship.exporters.base import ExportError
+from vitship.exporters.base import HOLD_BACK_EVERY, ExportError
 from vitship.exporters.executorch import ExecutorchCoremlOptions, ExecutorchOptions
 from vitship.exporters.pipeline import export_all, model_dir_for
 from vitship.models import MissingDependencyError, UnknownNameError
@@ -84,7 +84,8 @@ def test_int8_is_dynamic_by_default_reuses_the_fp32_export_and_meets_the_int8_ga
 def test_static_int8_is_calibrated_on_the_bundled_photos(tiny_loaded, tiny_photos, tmp_path):
     artifact = et_exporter.export(tiny_loaded, tmp_path, ExecutorchOptions(precision="int8", int8_mode="static"))
     assert artifact.details["int8"]["mode"] == "static"
-    assert artifact.calibration["count"] == len(tiny_photos) and artifact.options["int8_mode"] == "static"
+    calibrated = len(tiny_photos) - len(tiny_photos) // HOLD_BACK_EVERY  # every 3rd photo is held back for the int8 gate
+    assert artifact.calibration["count"] == calibrated and artifact.options["int8_mode"] == "static"
 
 
 def test_coreml_delegate_takes_the_whole_graph_and_its_embedded_program_reads_back(model_dir, tmp_path):

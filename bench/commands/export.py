@@ -73,6 +73,7 @@ def _run_exports(loaded, out: Path, requests: list, options, force: bool) -> lis
         TimeElapsedColumn,
     )
 
+    from vitship.bench.int8_gate import int8_gate
     from vitship.exporters.pipeline import export_all
 
     handler = RichHandler(console=err_console, show_path=False, show_time=False)
@@ -90,7 +91,7 @@ def _run_exports(loaded, out: Path, requests: list, options, force: bool) -> lis
                 if event != "start":
                     progress.advance(task)
 
-            return export_all(loaded, out, requests, options, force=force, progress=on_progress)
+            return export_all(loaded, out, requests, options, force=force, progress=on_progress, gate=int8_gate(loaded))
     finally:
         logging.getLogger("vitship.exporters").removeHandler(handler)
 

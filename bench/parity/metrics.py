@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitship.models import FEATURES_NAME, LOGITS_NAME, ModelSpec, VitshipError, fake_probability, probabilities
+from vitship.models import FEATURES_NAME, LOGITS_NAME, ModelSpec, VitshipError, fake_probability
+from vitship.models.metrics import output_errors
 
 # Lower rank = less precise. An fp32 IR run in bf16 is judged as bf16; an int8 IR stays int8.
 PRECISION_RANK = {"fp32": 3, "fp16": 2, "bf16": 1, "int8": 0}
@@ -162,15 +163,6 @@ class Metrics:
         return dataclasses.asdict(self)
 
 
-def min_cosine(candidate: np.ndarray | None, reference: np.ndarray) -> float | None:
-    if candidate is None:
-        return None
-    a, b = np.asarray(candidate, np.float64), np.asarray(reference, np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cos = np.where(norms > 0, (a * b).sum(axis=1) / np.maximum(norms, 1e-300), 0.0)
-    return float(cos.min())
-
-
 def compare(candidate: dict, reference: dict, spec: ModelSpec, names: list[str], is_photo: np.ndarray,
             band: float = 0.0, threshold: float = 0.5, repeats: int = 1) -> Metrics:
     """Every parity metric for aligned candidate/reference outputs ({'logits', 'features'} each).
@@ -178,21 +170,15 @@ def compare(candidate: dict, reference: dict, spec: ModelSpec, names: list[str],
     `repeats` > 1 means the inputs are the same images run that many times (once per batch size):
     image counts are reported per image, flips per run.
     """
-    cand_logits = np.asarray(candidate[LOGITS_NAME], np.float64)
-    ref_logits = np.asarray(reference[LOGITS_NAME], np.float64)
-    if cand_logits.shape != ref_logits.shape:
-        raise VitshipError(f"logits shape {cand_logits.shape} != reference {ref_logits.shape}")
-    err = np.abs(cand_logits - ref_logits)
-    p_cand, p_ref = fake_probability(cand_logits, spec), fake_probability(ref_logits, spec)
-    prob_err = np.abs(probabilities(cand_logits, spec) - probabilities(ref_logits, spec)).max()
+    errors = output_errors(candidate, reference, spec)  # cosine, logit and probability errors: models.metrics
+    p_cand, p_ref = fake_probability(candidate[LOGITS_NAME], spec), fake_probability(reference[LOGITS_NAME], spec)
     agree = (p_cand >= threshold) == (p_ref >= threshold)
     ambiguous = np.abs(p_ref - threshold) <= band
     photos, decisive = is_photo, is_photo & ~ambiguous
     return Metrics(
-        n_inputs=len(ref_logits) // repeats, n_photos=int(photos.sum()) // repeats,
-        max_abs_logit=float(err.max()), mean_abs_logit=float(err.mean()), p99_abs_logit=float(np.percentile(err, 99)),
-        min_cosine=min_cosine(candidate.get(FEATURES_NAME), reference[FEATURES_NAME]),
-        max_prob_err=float(prob_err),
+        n_inputs=len(p_ref) // repeats, n_photos=int(photos.sum()) // repeats,
+        max_abs_logit=errors.max_abs_logit, mean_abs_logit=errors.mean_abs_logit, p99_abs_logit=errors.p99_abs_logit,
+        min_cosine=errors.min_cosine, max_prob_err=errors.max_prob_err,
         agreement=float(agree[photos].mean()) if photos.any() else None,
         decisive_agreement=float(agree[decisive].mean()) if decisive.any() else None,
         n_ambiguous=int((photos & ambiguous).sum()) // repeats,

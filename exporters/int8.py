@@ -1,0 +1,68 @@
+"""What every int8 exporter shares: the smoothing and keep-in-float options, and the model they quantize.
+
+Each int8-capable format's options dataclass subclasses ``Int8Options``, so ``smooth_alpha`` and
+``keep_float`` are part of its rebuild key (``cache_key``) and of the manifest's ``options``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vitship.exporters.base import INT8_ONLY, ExportError, ExportOptions, TraceCache, calibration_images
+from vitship.models import LoadedModel
+
+# The default SmoothQuant fold strength: on the seeded ViT-S and the seeded-outliers stress model alike, every
+# int8 format passes the gate with it (README "int8 on trained-like weights"); 0.5 is SmoothQuant's own default.
+DEFAULT_SMOOTH_ALPHA = 0.5
+
+
+@dataclass(frozen=True)
+class Int8Options(ExportOptions):
+    """The int8 recipe every format shares.
+
+    Attributes:
+        smooth_alpha: SmoothQuant fold strength in [0, 1] applied in PyTorch before export
+            (``exporters.smoothing``); None turns it off.
+        keep_float: torch module names (``blocks.3.mlp.fc1``) whose weights stay in float; the export's int8
+            gate fills it in when it escalates (``exporters.int8_ladder``).
+    """
+
+    smooth_alpha: float | None = field(default=DEFAULT_SMOOTH_ALPHA, metadata=INT8_ONLY)
+    keep_float: tuple[str, ...] = field(default=(), metadata=INT8_ONLY)
+
+    def cache_key(self) -> dict:
+        # tuples as lists: the key is compared with the manifest's JSON
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in super().cache_key().items()}
+
+
+def check_int8_options(fmt: str, options: Int8Options) -> None:
+    """Refuse a smoothing strength outside [0, 1] before any work."""
+    alpha = options.smooth_alpha
+    if options.precision == "int8" and alpha is not None and not 0.0 <= alpha <= 1.0:
+        raise ExportError(f"{fmt}: smoothing alpha {alpha} is outside [0, 1]; use None (off) or e.g. 0.5")
+
+
+def model_to_quantize(loaded: LoadedModel, options: Int8Options, cache: TraceCache) -> tuple[LoadedModel, TraceCache, dict | None]:
+    """The model an int8 export starts from: ``loaded`` itself, or a smoothed copy (SmoothQuant fold).
+
+    Returns:
+        (the model, the trace cache to use with it, the smoothing summary for Artifact.details or None).
+        A smoothed model gets a fresh cache: the run's cached fp32 trace is of the unsmoothed weights.
+    """
+    if options.precision != "int8" or options.smooth_alpha is None:
+        return loaded, cache, None
+    from vitship.exporters import smoothing
+
+    images, _ = calibration_images(loaded.spec, options)
+    smoothed, summary = smoothing.smoothed(loaded, images, options.smooth_alpha)
+    return smoothed, TraceCache(), summary
+
+
+def linear_modules(loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, object]:
+    """The torch Linear modules named in ``keep_float`` (``blocks.3.mlp.fc1``); an unknown name is an error."""
+    modules = dict(loaded.model.vit.named_modules())
+    unknown = [name for name in names if name not in modules]
+    if unknown:
+        linears = [n for n, m in modules.items() if type(m).__name__ == "Linear"]
+        raise ExportError(f"keep_float: no module {unknown[0]!r} in the model; use torch names like {linears[0]!r}")
+    return {name: modules[name] for name in names}
