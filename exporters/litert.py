@@ -29,7 +29,6 @@ from vitship.exporters.base import (
     INT8_ONLY,
     Artifact,
     ExportError,
-    ExportOptions,
     TraceCache,
     artifact_id,
     model_metadata,
@@ -37,6 +36,7 @@ from vitship.exporters.base import (
     path_sha256,
     path_size,
 )
+from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
 
 if TYPE_CHECKING:
@@ -61,8 +61,12 @@ INT8_CHOICE = ("dynamic: on the ViT-S it kept feature cosine 0.9996 on seeded an
 
 
 @dataclass(frozen=True)
-class LitertOptions(ExportOptions):
+class LitertOptions(Int8Options):
     """litert-* options (each artifact's rebuild key).
+
+    ``smooth_alpha`` defaults to None here: dynamic int8 passed the gate on seeded and seeded-outliers without
+    the SmoothQuant fold (``INT8_CHOICE``), and the fold would cost a second conversion. The export's int8 gate
+    still escalates to it (``exporters.int8_ladder``). ``keep_float`` is refused: not mapped to LiteRT ops yet.
 
     Attributes:
         input: tensor (``pixel_values``, NCHW float32, normalised, as the other formats) or image (``image``,
@@ -77,6 +81,7 @@ class LitertOptions(ExportOptions):
     format: ClassVar[str] = "litert"
     input: Literal["tensor", "image"] = "tensor"
     int8_mode: Literal["dynamic", "weight-only"] = field(default="dynamic", metadata=INT8_ONLY)
+    smooth_alpha: float | None = field(default=None, metadata=INT8_ONLY)
 
 
 Options = LitertOptions
@@ -87,7 +92,8 @@ def export(loaded: LoadedModel, out_dir: Path, options: LitertOptions, cache: Tr
     check_options(options)
     _import_backends()
     start = time.perf_counter()
-    fp32, reused = _fp32_flatbuffer(loaded, options, cache or TraceCache())
+    source, run_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
+    fp32, reused = _fp32_flatbuffer(source, options, run_cache)
     details: dict = {"converter": "litert_torch.convert", "signature": SIGNATURE, "batch_shapes": [1],
                      "source": "fp32 flatbuffer" + (" (reused from this run)" if reused else ""),
                      "metadata": f"TFLite Model.metadata entry {METADATA_NAME!r} (JSON)"}
@@ -97,6 +103,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: LitertOptions, cache: Tr
         details["fp16"] = "weights cast to float16 (ai-edge-quantizer FLOAT_CASTING, weight-only); compute stays fp32 on XNNPACK CPU"
     elif options.precision == "int8":
         model, details["int8"] = _int8(fp32, options)
+        details["int8"]["smoothing"] = smoothing
     path = Path(out_dir) / MODEL_FILE
     path.write_bytes(_with_metadata(model, _metadata(loaded, options)))
     aid = artifact_id(options.name, options.precision)
@@ -117,6 +124,10 @@ def check_options(options: LitertOptions) -> None:
         raise UnknownNameError("LiteRT int8 mode", options.int8_mode, list(INT8_MODES))
     if options.input not in INPUT_KINDS:
         raise UnknownNameError("LiteRT input", options.input, list(INPUT_KINDS))
+    check_int8_options("litert", options)
+    if options.precision == "int8" and options.keep_float:
+        raise ExportError("litert: keep_float (layers kept in float) is not supported for .tflite yet; "
+                          "use LitertOptions(int8_mode=\"weight-only\") or ship litert-fp16")
 
 
 def _import_backends() -> None:
@@ -213,7 +224,7 @@ def _int8(fp32: bytes, options: LitertOptions) -> tuple[bytes, dict]:
     from ai_edge_quantizer import recipe
 
     make = recipe.dynamic_wi8_afp32 if options.int8_mode == "dynamic" else recipe.weight_only_wi8_afp32
-    return _quantize(fp32, make()), {"mode": options.int8_mode, "recipe": f"ai-edge-quantizer {make.__name__}",
+    return _quantize(fp32, make()), {"mode": options.int8_mode, "quantizer_recipe": f"ai-edge-quantizer {make.__name__}",
                                      "weights": "int8 symmetric per-channel", "why_default": INT8_CHOICE}
 
 

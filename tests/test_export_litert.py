@@ -128,11 +128,13 @@ def test_image_input_takes_nhwc_uint8_and_matches_the_tensor_program(tiny_loaded
     assert cosine_rows(features, torch_outputs(tiny_loaded, tiny_photos[:1])[1]).min() >= 0.9999
 
 
-def test_int8_meets_the_int8_gate_on_the_tiny_stress_model(tiny_loaded, tiny_photos, tmp_path):
+@pytest.mark.parametrize("smooth_alpha", [None, 0.5], ids=["default-no-smoothing", "smoothquant-fold"])
+def test_int8_meets_the_int8_gate_on_the_tiny_stress_model(tiny_loaded, tiny_photos, tmp_path, smooth_alpha):
     from vitship.bench.parity.metrics import ToleranceTable, compare
 
     stressed = load_weights("seeded-outliers", tiny_loaded.spec)
-    artifact = litert_exporter.export(stressed, tmp_path, LitertOptions(precision="int8"))
+    artifact = litert_exporter.export(stressed, tmp_path, LitertOptions(precision="int8", smooth_alpha=smooth_alpha))
+    assert (artifact.details["int8"]["smoothing"] is None) == (smooth_alpha is None)
     artifact.path = "model.tflite"
     session = open_session(artifact, tmp_path, "litert:cpu", SessionOptions(threads=1))
     try:
@@ -152,6 +154,8 @@ def test_bad_options_are_refused_before_any_work(tiny_loaded, tmp_path, monkeypa
         litert_exporter.export(tiny_loaded, tmp_path, LitertOptions(precision="bf16"))
     with pytest.raises(UnknownNameError, match="dynamic"):
         litert_exporter.export(tiny_loaded, tmp_path, LitertOptions(precision="int8", int8_mode="static"))
+    with pytest.raises(ExportError, match="keep_float"):
+        litert_exporter.export(tiny_loaded, tmp_path, LitertOptions(precision="int8", keep_float=("blocks.0.mlp.fc1",)))
     monkeypatch.setitem(sys.modules, "litert_torch", None)
     with pytest.raises(MissingDependencyError, match="pip install"):
         litert_exporter.export(tiny_loaded, tmp_path, LitertOptions())
