@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-	$(BIN)/python -c "import torch, timm, torchvision, onnx, onnxruntime, openvino, nncf, coremltools, typer" 
+	$(BIN)/python -c "import torch, timm, torchvision, onnx, onnxruntime, openvino, nncf, coremltools, typer, executorch, litert_torch, ai_edge_litert, ai_edge_quantizer"
 	touch $(STAMP)
 
 # The real-ViT-S tests (marker slow) are left to CI, which also runs make export-all on the real model:

@@ -10,7 +10,8 @@ from pathlib import Path
 from vitship.models.versions import package_versions
 
 PACKAGES = ("vitship", "torch", "torchvision", "timm", "numpy", "onnx", "onnxruntime", "onnxslim", "openvino",
-            "nncf", "coremltools", "transformers", "safetensors", "huggingface_hub")
+            "nncf", "coremltools", "transformers", "safetensors", "huggingface_hub",
+            "executorch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
 CPU_FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
                          "amx_tile", "amx_int8", "amx_bf16", "avx512_fp16", "f16c")
 

@@ -30,6 +30,7 @@ register("coreml", "vitship.exporters.coreml")
 register("coreml-tensor", "vitship.exporters.coreml", ("fp16", "int8"), options="CoremlTensorOptions")
 register("executorch", "vitship.exporters.executorch", ("fp32", "int8"))
 register("executorch-coreml", "vitship.exporters.executorch", ("fp16",), options="ExecutorchCoremlOptions")
+register("litert", "vitship.exporters.litert")
 
 
 def _module(fmt: str):

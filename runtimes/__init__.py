@@ -130,6 +130,7 @@ register(RuntimeAdapter("openvino", "vitship.runtimes.openvino_rt", ("openvino",
 # coreml runs executorch-coreml too: the ML Program that .pte embeds is what its Core ML delegate executes.
 register(RuntimeAdapter("coreml", "vitship.runtimes.coreml_rt", ("coreml", "executorch-coreml")))
 register(RuntimeAdapter("executorch", "vitship.runtimes.executorch_rt", ("executorch", "executorch-coreml")))
+register(RuntimeAdapter("litert", "vitship.runtimes.litert_rt", ("litert",)))
 
 
 def get_runtime(name: str) -> RuntimeAdapter:

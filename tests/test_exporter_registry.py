@@ -34,7 +34,8 @@ def test_every_registered_format_exports_through_one_function(fmt):
 def test_the_artifact_ids():
     assert sorted(all_artifact_ids()) == sorted(
         [f"{fmt}-{p}" for fmt in ("onnx", "openvino", "coreml") for p in ("fp32", "fp16", "int8")]
-        + ["coreml-tensor-fp16", "coreml-tensor-int8", "executorch-fp32", "executorch-int8", "executorch-coreml-fp16"])
+        + ["coreml-tensor-fp16", "coreml-tensor-int8", "executorch-fp32", "executorch-int8", "executorch-coreml-fp16"]
+        + ["litert-fp32", "litert-fp16", "litert-int8"])
 
 
 def test_registering_twice_raises_and_unknown_names_suggest_one():

@@ -33,8 +33,10 @@ SKIPPED_BY_DEFAULT = {"openvino:AUTO": "duplicates openvino:CPU (name it with --
 # --quick (make export-all): batch 1 on every available target, so the report can recommend one artifact per
 # target. coreml:reference rows are timed too but labelled: numpy's latency, not an Apple device's.
 QUICK_ARTIFACTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp16", "openvino-int8",
-                   "coreml-fp32", "coreml-fp16", "coreml-int8", "executorch-fp32", "executorch-int8")
-QUICK_TARGETS = ("torch:cpu", "onnxruntime:cpu", "openvino:CPU", "openvino:AUTO", "coreml:reference", "executorch:cpu")
+                   "coreml-fp32", "coreml-fp16", "coreml-int8", "executorch-fp32", "executorch-int8",
+                   "litert-fp32", "litert-fp16", "litert-int8")
+QUICK_TARGETS = ("torch:cpu", "onnxruntime:cpu", "openvino:CPU", "openvino:AUTO", "coreml:reference", "executorch:cpu",
+                 "litert:cpu")
 
 
 class BenchError(VitshipError):

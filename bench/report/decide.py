@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from vitship.bench.report import phrases
+from vitship.bench.report import android, phrases
 from vitship.bench.report.cells import (
     PASSING,
     AppleDetails,
@@ -197,6 +197,8 @@ def decide_family(family: Family, rows: list[ReportRow], hosts: dict[str, Host],
         decision.runner_up_sentence = phrases.runner_up_sentence(best[1], decision.runner_up, best[0])
     if not best:
         decision.sentence = phrases.no_pick_sentence(family, family_rows)
+    if family.slug == "android" and ordered:  # the two runtimes Android apps ship, weighed side by side
+        decision.sentence += " " + android.weigh_runtimes(ordered, ordered[0].role is Role.DEVICE)
     decision.avoid = _avoid(family_rows, reasons)
     decision.not_verified = not_verified(family, family_rows, bool(ordered and ordered[0].role is Role.DEVICE))
     if decision.not_verified:
@@ -225,7 +227,8 @@ def not_verified(family: Family, family_rows: list[Candidate], device_ranked: bo
         items.append("latency on an Apple device (the reference executor's time is not one)" if family.slug == "ios"
                      else f"latency on an ARM device{proxy}")
     items += [f"{target} ({reason}): try {family.first_try[target][0]} first, {family.first_try[target][1]}"
-              for target, reason in first_try.items() if reason is not None and family.slug not in ("ios", "android")]
+              for target, reason in first_try.items() if reason is not None
+              and (family.slug not in ("ios", "android") or target in ("litert:gpu", "litert:npu"))]
     if family.slug == "intel-cpu" and device_ranked:
         models = {str(c.host.cpu.model or "") for c in family_rows if c.p50}
         if models and not any("intel" in m.lower() for m in models):

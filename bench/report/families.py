@@ -3,7 +3,7 @@
 DESIGN.md "Device families" is the map. A row's *role* says what its numbers are worth for a family:
 
 - ``device``: measured on hardware of that family; its latency ranks;
-- ``proxy``: the family's own kernels on another host (ExecuTorch's XNNPACK on this x86 machine for ARM);
+- ``proxy``: the family's own kernels on another host (ExecuTorch's and LiteRT's XNNPACK on this x86 machine for ARM);
   its latency ranks only while no device row exists, and the sentence says so;
 - ``evidence``: parity only (coreml:reference, ExecuTorch on x86 for iOS); its timing never ranks.
 """
@@ -66,10 +66,13 @@ FAMILIES: tuple[Family, ...] = (
            "&& vitship report`",
            {"onnxruntime:tensorrt": ("onnx-fp16", "TensorRT builds fp16 engines from it"),
             "torch:cuda": ("torch-fp16", "with --torch-variants compile,cudagraphs")}),
-    Family("android", "Android / ARM CPU", ("executorch", "onnx"),
-           "on an ARM64 board (Linux, Python 3.11), with this manifest: "
-           "`vitship parity --target executorch:cpu && vitship bench --target executorch:cpu && vitship report`",
-           {"executorch:cpu": ("executorch-int8", "XNNPACK's int8 kernels are what Android phones run")}),
+    Family("android", "Android / ARM CPU", ("executorch", "litert", "onnx"),
+           "on an ARM64 board or phone (Linux or Termux, Python 3.11), with this manifest: "
+           "`vitship parity --target executorch:cpu --target litert:cpu && "
+           "vitship bench --target executorch:cpu,litert:cpu,litert:gpu,litert:npu && vitship report`",
+           {"executorch:cpu": ("executorch-int8", "XNNPACK's int8 kernels are what Android phones run"),
+            "litert:gpu": ("litert-fp16", "LiteRT's GPU accelerator computes in fp16, so fp16 weights lose nothing"),
+            "litert:npu": ("litert-int8", "phone NPUs are built for int8; the vendor plugin compiles it ahead of time")}),
 )
 FAMILY_BY_SLUG = {family.slug: family for family in FAMILIES}
 BASELINE_GROUP = ("torch-baseline", "PyTorch (the reference and the speed-up baseline)")
@@ -88,6 +91,8 @@ def roles(target: str, host: HostKind) -> dict[str, Role]:
     name = target.lower()
     if name.startswith("coreml:"):
         return {"ios": Role.EVIDENCE if is_reference(target) else Role.DEVICE}
+    if name.startswith("litert:"):  # XNNPACK on the CPU as ExecuTorch; GPU / NPU accelerators exist only on a phone
+        return {"android": Role.DEVICE if host is HostKind.ARM or name != "litert:cpu" else Role.PROXY}
     if name.startswith("executorch:"):
         if host is HostKind.APPLE:
             return {"ios": Role.DEVICE, "android": Role.PROXY}

@@ -1,0 +1,270 @@
+"""LiteRT export: a ``.tflite`` flatbuffer (fp32, fp16 weights, int8) converted by litert-torch, quantized by ai-edge-quantizer.
+
+LiteRT (formerly TensorFlow Lite) is what Android apps ship beside ExecuTorch. Its XNNPACK CPU kernels run
+here through ai-edge-litert (``runtimes.litert_rt``), the x86 builds of the same operators a phone runs.
+
+Every precision starts from one fp32 conversion (``litert_torch.convert``, shared by a run's precisions
+through the TraceCache). fp16 casts the weights to float16 (weight-only ``FLOAT_CASTING``; XNNPACK computes in
+fp32 on a CPU, a GPU delegate in fp16). int8 is chosen by measurement (``INT8_CHOICE``).
+
+The program takes a fixed batch of 1 (litert-torch specialises the batch, and XNNPACK cannot reshape its
+graph afterwards), as an app classifies one camera frame at a time: ``input_spec["batch_shapes"] == [1]``,
+so parity and bench feed a larger batch one image at a time, as for executorch-coreml-fp16.
+
+The signature is ``serving_default``: input ``pixel_values`` (NCHW float32, normalised) or, with
+``input="image"``, ``image`` (NHWC uint8 RGB, normalisation inside the graph, what an Android camera
+pipeline hands over); outputs ``logits`` and ``features``. Labels and preprocessing travel inside the file
+as TFLite model metadata (``Model.metadata`` entry ``METADATA_NAME``, a JSON object; ``read_metadata``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from vitship.exporters.base import (
+    INT8_ONLY,
+    Artifact,
+    ExportError,
+    TraceCache,
+    artifact_id,
+    model_metadata,
+    package_versions,
+    path_sha256,
+    path_size,
+)
+from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_quantize
+from vitship.models import MissingDependencyError, UnknownNameError
+
+if TYPE_CHECKING:
+    from vitship.models import LoadedModel
+
+MODEL_FILE = "model.tflite"
+SIGNATURE = "serving_default"
+METADATA_NAME = "vitship"  # the Model.metadata entry that holds model_metadata() as JSON
+INT8_MODES = ("dynamic", "weight-only")
+INPUT_KINDS = ("tensor", "image")
+PIP_NAME = "'litert-torch==0.10.0' 'ai-edge-litert>=2.3,<2.4' 'ai-edge-quantizer==0.10.*'"
+# Measured on the real ViT-S/16-384 (the 18 bundled photos, ai-edge-litert 2.3.0 XNNPACK, 2 threads, batch 1; one run
+# per model on a shared 2-core x86, so only ratios within a run count). seeded / seeded-outliers (the stress model):
+#   dynamic (dynamic_wi8_afp32)         23.1 MB  cosine 0.99959 / 0.99959  max prob err 0.006 / 0.006  0.48x / 0.55x fp32
+#   weight-only (weight_only_wi8_afp32) 23.1 MB  cosine 0.99975 / 0.99975  max prob err 0.006 / 0.006  1.17x / 1.17x fp32
+#   static (static_wi8_ai8, calibrated) 22.5 MB  cosine 0.098 (seeded), agreement 83%, 3.8x fp32, 193 s to calibrate
+# Static int8 quantizes every activation per tensor (softmax, LayerNorm and GELU included) and takes int8 I/O; on
+# the ViT it fails the gate by far and runs slower, so it is not offered. XNNPACK's dynamic int8 passes on both models
+# without smoothing (no SmoothQuant fold needed here) and halves the latency.
+INT8_CHOICE = ("dynamic: on the ViT-S it kept feature cosine 0.9996 on seeded and on seeded-outliers and ran at ~0.5x "
+               "litert-fp32; weight-only int8 was as accurate but slower than fp32, calibrated static int8 failed (cosine 0.10)")
+
+
+@dataclass(frozen=True)
+class LitertOptions(Int8Options):
+    """litert-* options (each artifact's rebuild key).
+
+    ``smooth_alpha`` defaults to None here: dynamic int8 passed the gate on seeded and seeded-outliers without
+    the SmoothQuant fold (``INT8_CHOICE``), and the fold would cost a second conversion. The export's int8 gate
+    still escalates to it (``exporters.int8_ladder``). ``keep_float`` is refused: not mapped to LiteRT ops yet.
+
+    Attributes:
+        input: tensor (``pixel_values``, NCHW float32, normalised, as the other formats) or image (``image``,
+            NHWC uint8 RGB; the normalisation runs inside the graph). On the ViT-S both ran at the same speed
+            on XNNPACK (fp32, batch 1: p50 500 vs 519 ms in one interleaved run), so tensor is the default and
+            image is offered for camera pipelines that hand over RGB bytes.
+        int8_mode: dynamic (int8 weights, activations quantized to int8 per inference) or weight-only (int8
+            weights dequantized to fp32 at load; fp32 compute).
+    """
+
+    name: ClassVar[str] = "litert"
+    format: ClassVar[str] = "litert"
+    input: Literal["tensor", "image"] = "tensor"
+    int8_mode: Literal["dynamic", "weight-only"] = field(default="dynamic", metadata=INT8_ONLY)
+    smooth_alpha: float | None = field(default=None, metadata=INT8_ONLY)
+
+
+Options = LitertOptions
+
+
+def export(loaded: LoadedModel, out_dir: Path, options: LitertOptions, cache: TraceCache | None = None) -> Artifact:
+    """Convert ``loaded.model`` to ``out_dir/model.tflite`` at ``options.precision``."""
+    check_options(options)
+    _import_backends()
+    start = time.perf_counter()
+    source, run_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
+    fp32, reused = _fp32_flatbuffer(source, options, run_cache)
+    details: dict = {"converter": "litert_torch.convert", "signature": SIGNATURE, "batch_shapes": [1],
+                     "source": "fp32 flatbuffer" + (" (reused from this run)" if reused else ""),
+                     "metadata": f"TFLite Model.metadata entry {METADATA_NAME!r} (JSON)"}
+    model = fp32
+    if options.precision == "fp16":
+        model = _quantize(fp32, _fp16_recipe())
+        details["fp16"] = "weights cast to float16 (ai-edge-quantizer FLOAT_CASTING, weight-only); compute stays fp32 on XNNPACK CPU"
+    elif options.precision == "int8":
+        model, details["int8"] = _int8(fp32, options)
+        details["int8"]["smoothing"] = smoothing
+    path = Path(out_dir) / MODEL_FILE
+    path.write_bytes(_with_metadata(model, _metadata(loaded, options)))
+    aid = artifact_id(options.name, options.precision)
+    return Artifact(
+        id=aid, format=options.format, precision=options.precision, path=f"{aid}/{MODEL_FILE}", sha256=path_sha256(path),
+        size_bytes=path_size(path), export_seconds=round(time.perf_counter() - start, 3),
+        versions=package_versions("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "torch"),
+        input_spec=_input_spec(loaded, options), weights=loaded.info.to_dict(), calibration=None,
+        options=options.cache_key(), details=details, min_runtime_versions={"ai-edge-litert": "2.3"},
+    )
+
+
+def check_options(options: LitertOptions) -> None:
+    """Refuse options that cannot make this artifact, before any work (the CLI calls it too)."""
+    if options.precision not in ("fp32", "fp16", "int8"):
+        raise ExportError(f"litert: unsupported precision {options.precision!r}; use fp32, fp16 or int8")
+    if options.int8_mode not in INT8_MODES:
+        raise UnknownNameError("LiteRT int8 mode", options.int8_mode, list(INT8_MODES))
+    if options.input not in INPUT_KINDS:
+        raise UnknownNameError("LiteRT input", options.input, list(INPUT_KINDS))
+    check_int8_options("litert", options)
+    if options.precision == "int8" and options.keep_float:
+        raise ExportError("litert: keep_float (layers kept in float) is not supported for .tflite yet; "
+                          "use LitertOptions(int8_mode=\"weight-only\") or ship litert-fp16")
+
+
+def _import_backends() -> None:
+    try:
+        import ai_edge_quantizer  # noqa: F401
+        import litert_torch  # noqa: F401
+    except ImportError as err:
+        raise MissingDependencyError("litert-torch", "LiteRT export", PIP_NAME) from err
+
+
+def _fp32_flatbuffer(loaded: LoadedModel, options: LitertOptions, cache: TraceCache) -> tuple[bytes, bool]:
+    """The fp32 ``.tflite`` bytes, converted once per (weights, input kind) and shared by a run's precisions."""
+    key = ("litert", loaded.info.sha256, loaded.spec, options.input)
+    return cache.get(key, lambda: convert_fp32(loaded, options.input))
+
+
+def convert_fp32(loaded: LoadedModel, input_kind: str = "tensor", model=None) -> bytes:
+    """litert_torch.convert of the (optionally substituted) ``model`` at batch 1; returns the flatbuffer bytes."""
+    import tempfile
+
+    import litert_torch
+    import torch
+
+    wrapped, name, example = named_module(model or loaded.model, loaded.spec, input_kind)
+    try:
+        edge = litert_torch.convert(wrapped.eval(), sample_kwargs={name: example})
+    except Exception as err:  # the converter raises many types for unconvertible graphs; all mean "cannot export"
+        raise ExportError(f"litert: litert_torch.convert failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
+    with tempfile.TemporaryDirectory(prefix="vitship-litert-") as tmp:
+        path = Path(tmp) / MODEL_FILE
+        with torch.no_grad():
+            edge.export(str(path))
+        return path.read_bytes()
+
+
+def named_module(model, spec, input_kind: str):
+    """(module with named I/O, its input name, a batch-1 example): outputs ``logits`` and ``features`` by name.
+
+    litert-torch names the signature's inputs after ``forward``'s parameters and its outputs after the
+    returned dict's keys, hence one small class per input kind.
+    """
+    import torch
+
+    from vitship.models import FEATURES_NAME, LOGITS_NAME
+
+    channels, height, width = spec.input_shape
+
+    class TensorInput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values):
+            logits, features = self.model(pixel_values)
+            return {LOGITS_NAME: logits, FEATURES_NAME: features}
+
+    class ImageInput(TensorInput):
+        """NHWC uint8 RGB in; (pixel * rescale - mean) / std per channel inside the graph."""
+
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("scale", torch.tensor([spec.rescale_factor / s for s in spec.std]).view(1, -1, 1, 1))
+            self.register_buffer("shift", torch.tensor([m / s for m, s in zip(spec.mean, spec.std)]).view(1, -1, 1, 1))
+
+        def forward(self, image):
+            return super().forward(image.permute(0, 3, 1, 2).to(torch.float32) * self.scale - self.shift)
+
+    if input_kind == "image":
+        return ImageInput(), "image", torch.zeros(1, height, width, channels, dtype=torch.uint8)
+    example = torch.randn(1, channels, height, width, generator=torch.Generator().manual_seed(0))
+    return TensorInput(), "pixel_values", example
+
+
+def _fp16_recipe():
+    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.recipe_manager import RecipeManager
+
+    manager = RecipeManager()
+    manager.add_weight_only_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 16, algorithm_key=AlgorithmName.FLOAT_CASTING)
+    return manager.get_quantization_recipe()
+
+
+def _quantize(fp32: bytes, recipe) -> bytes:
+    """ai-edge-quantizer on the fp32 flatbuffer with a recipe that needs no calibration."""
+    from ai_edge_quantizer import quantizer
+
+    engine = quantizer.Quantizer(bytearray(fp32))
+    engine.load_quantization_recipe(recipe)
+    return bytes(engine.quantize().quantized_model)
+
+
+def _int8(fp32: bytes, options: LitertOptions) -> tuple[bytes, dict]:
+    from ai_edge_quantizer import recipe
+
+    make = recipe.dynamic_wi8_afp32 if options.int8_mode == "dynamic" else recipe.weight_only_wi8_afp32
+    return _quantize(fp32, make()), {"mode": options.int8_mode, "quantizer_recipe": f"ai-edge-quantizer {make.__name__}",
+                                     "weights": "int8 symmetric per-channel", "why_default": INT8_CHOICE}
+
+
+def _metadata(loaded: LoadedModel, options: LitertOptions) -> dict:
+    return {**model_metadata(loaded), "precision": options.precision, "input_type": options.input,
+            "layout": "NHWC" if options.input == "image" else "NCHW", "signature": SIGNATURE}
+
+
+def _with_metadata(model: bytes, metadata: dict) -> bytes:
+    """The flatbuffer with ``metadata`` (JSON) stored as the Model.metadata entry ``METADATA_NAME``."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(model))
+    buffer = schema.BufferT()
+    buffer.data = list(json.dumps(metadata, sort_keys=True).encode())
+    tree.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(tree.buffers) - 1
+    tree.metadata = [m for m in (tree.metadata or []) if m.name != METADATA_NAME.encode() and m.name != METADATA_NAME] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(tree))
+
+
+def read_metadata(path: Path) -> dict:
+    """The vitship metadata a ``.tflite`` carries ({} when it has none)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    tree = flatbuffer_utils.read_model_from_bytearray(bytearray(Path(path).read_bytes()))
+    for entry in tree.metadata or []:
+        name = entry.name.decode() if isinstance(entry.name, bytes) else entry.name
+        if name == METADATA_NAME:
+            return json.loads(bytes(tree.buffers[entry.buffer].data).decode())
+    return {}
+
+
+def _input_spec(loaded: LoadedModel, options: LitertOptions) -> dict:
+    spec = loaded.spec
+    channels, height, width = spec.input_shape
+    if options.input == "image":
+        return {**spec.to_dict(), "input_type": "image", "signature_input": "image", "input_shape": [1, height, width, channels],
+                "dtype": "uint8", "layout": "NHWC", "color_layout": "RGB", "batch_shapes": [1]}
+    return {**spec.to_dict(), "input_type": "tensor", "input_shape": [1, channels, height, width], "dtype": "float32",
+            "layout": "NCHW", "batch_shapes": [1]}

@@ -1,0 +1,162 @@
+"""vitship.exporters.litert and litert:cpu: .tflite fp32 / fp16 / int8 of the tiny ViT, under parity and bench.
+
+One module-scoped export run makes the three precisions (litert-torch converts once; fp16 and int8 reuse it).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_outputs
+from vitship.bench.cli import app
+from vitship.bench.latency.roofline import apply_roofline
+from vitship.bench.latency.sweep import BenchConfig, plan_sweep, run_sweep
+from vitship.bench.latency.timing import TimingOptions
+from vitship.bench.parity.results import PARITY_NAME, read_parity
+from vitship.exporters import litert as litert_exporter
+from vitship.exporters import options_class
+from vitship.exporters.base import ExportError, manifest_artifacts
+from vitship.exporters.litert import LitertOptions, read_metadata
+from vitship.exporters.pipeline import export_all, model_dir_for
+from vitship.models import MissingDependencyError, UnknownNameError, load_weights
+from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session
+
+PRECISIONS = ("fp32", "fp16", "int8")
+QUICK_TIMING = TimingOptions(min_time_s=0.05, warmup_s=0.01, min_iterations=2)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_loaded, tmp_path_factory):
+    """litert-fp32, -fp16 and -int8 of the tiny ViT, exported by the shipped pipeline in one run."""
+    root = tmp_path_factory.mktemp("litert")
+    results = export_all(tiny_loaded, root, [("litert", p) for p in PRECISIONS])
+    assert [r.status for r in results] == ["ok"] * 3, [r.reason for r in results]
+    return model_dir_for(root, tiny_loaded)
+
+
+def by_id(model_dir):
+    assert_manifest_matches_files(model_dir)
+    return {a.id: a for a in manifest_artifacts(model_dir)}
+
+
+def test_three_precisions_share_one_conversion_and_shrink(model_dir):
+    found = by_id(model_dir)
+    assert options_class("litert") is LitertOptions
+    assert {aid: a.path for aid, a in found.items()} == {f"litert-{p}": f"litert-{p}/model.tflite" for p in PRECISIONS}
+    assert "reused from this run" in found["litert-int8"].details["source"]
+    assert found["litert-int8"].size_bytes < found["litert-fp16"].size_bytes < found["litert-fp32"].size_bytes
+    assert found["litert-int8"].details["int8"]["mode"] == "dynamic"
+    assert all(a.input_spec["batch_shapes"] == [1] and a.input_spec["layout"] == "NCHW" for a in found.values())
+
+
+def test_labels_and_normalisation_travel_inside_the_file(model_dir, tiny_loaded):
+    for artifact in by_id(model_dir).values():
+        metadata = read_metadata(model_dir / artifact.path)
+        assert metadata["labels"] == f'{list(tiny_loaded.spec.labels)}'.replace("'", '"')
+        assert metadata["mean"] == "[0.5, 0.5, 0.5]" and metadata["precision"] == artifact.precision
+        assert metadata["weights_sha256"] == tiny_loaded.info.sha256 and metadata["layout"] == "NCHW"
+
+
+def test_fp32_matches_torch_on_litert_cpu_and_refuses_a_larger_batch(model_dir, tiny_loaded, tiny_photos):
+    session = open_session(by_id(model_dir)["litert-fp32"], model_dir, "litert:cpu", SessionOptions(threads=1))
+    try:
+        assert session.info.threads == 1 and session.info.extra["accelerator"] == "XNNPACK"
+        out = session.run_outputs(tiny_photos[:1])
+        logits, features = torch_outputs(tiny_loaded, tiny_photos[:1])
+        np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
+        np.testing.assert_allclose(out["features"], features, atol=1e-4)
+        with pytest.raises(RuntimeUnavailable, match="fixed batch of 1"):
+            session.run_outputs(tiny_photos[:2])
+    finally:
+        session.close()
+
+
+def test_gpu_and_npu_targets_say_what_they_need():
+    statuses = {s.target: s for s in available_targets(["litert"])}
+    assert statuses["litert:cpu"].available
+    assert not statuses["litert:gpu"].available and "GPU" in statuses["litert:gpu"].reason
+    assert not statuses["litert:npu"].available and "vendor" in statuses["litert:npu"].reason
+    assert all("vitship bench --target" in statuses[t].reason for t in ("litert:gpu", "litert:npu"))
+
+
+def test_gpu_and_npu_targets_are_offered_on_an_arm_linux_host(monkeypatch):
+    import platform
+
+    from vitship.runtimes import litert_rt
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    assert all(s.available for s in litert_rt.targets())
+    monkeypatch.setattr(platform, "system", lambda: "Darwin")  # an Apple-silicon Mac is no phone
+    assert [s.target for s in litert_rt.targets() if s.available] == ["litert:cpu"]
+
+
+def test_parity_passes_every_precision_on_litert_cpu(model_dir):
+    result = CliRunner().invoke(app, ["parity", "--artifacts", str(model_dir), "--no-torch", "--target", "litert:cpu"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = {r.artifact: r for r in read_parity(model_dir / PARITY_NAME).rows if r.target == "litert:cpu"}
+    assert {aid: str(r.status) for aid, r in rows.items()} == {f"litert-{p}": "pass" for p in PRECISIONS}
+
+
+def test_bench_times_litert_rows_at_batch_1_and_quick_includes_them(model_dir, tiny_loaded):
+    artifacts = list(by_id(model_dir).values())
+    config = BenchConfig(batches=(1,), targets=("litert:cpu",), timing=QUICK_TIMING, threads=1, row_timeout_s=300)
+    rows = {r.artifact: r for r in run_sweep(plan_sweep(artifacts, model_dir, tiny_loaded.spec.to_dict(), config), config)}
+    assert rows["litert-fp32"].ok and rows["litert-fp32"].stats.p50_ms > 0
+    apply_roofline(list(rows.values()), tiny_loaded.spec, {})  # the roofline column, as `vitship bench` fills it
+    assert rows["litert-fp32"].roofline["gflops"] > 0 and rows["litert-fp16"].roofline["peak_precision"] == "fp32"
+    assert rows["litert-int8"].roofline["peak_precision"] == "int8"
+    assert rows["litert-int8"].session["extra"]["accelerator"] == "XNNPACK"
+    quick = plan_sweep(artifacts, model_dir, tiny_loaded.spec.to_dict(), BenchConfig.quick())
+    assert {j.artifact_id for j in quick.jobs if j.target == "litert:cpu"} == {f"litert-{p}" for p in PRECISIONS}
+
+
+def test_image_input_takes_nhwc_uint8_and_matches_the_tensor_program(tiny_loaded, tiny_photos, tmp_path):
+    artifact = litert_exporter.export(tiny_loaded, tmp_path, LitertOptions(input="image"))
+    assert artifact.input_spec["layout"] == "NHWC" and artifact.input_spec["dtype"] == "uint8"
+    artifact.path = "model.tflite"  # exported straight into tmp_path, not through the pipeline's folder
+    session = open_session(artifact, tmp_path, "litert:cpu", SessionOptions(threads=1))
+    try:
+        features = session.run_outputs(tiny_photos[:1])["features"]
+    finally:
+        session.close()
+    assert cosine_rows(features, torch_outputs(tiny_loaded, tiny_photos[:1])[1]).min() >= 0.9999
+
+
+@pytest.mark.parametrize("smooth_alpha", [None, 0.5], ids=["default-no-smoothing", "smoothquant-fold"])
+def test_int8_meets_the_int8_gate_on_the_tiny_stress_model(tiny_loaded, tiny_photos, tmp_path, smooth_alpha):
+    from vitship.bench.parity.metrics import ToleranceTable, compare
+
+    stressed = load_weights("seeded-outliers", tiny_loaded.spec)
+    artifact = litert_exporter.export(stressed, tmp_path, LitertOptions(precision="int8", smooth_alpha=smooth_alpha))
+    assert (artifact.details["int8"]["smoothing"] is None) == (smooth_alpha is None)
+    artifact.path = "model.tflite"
+    session = open_session(artifact, tmp_path, "litert:cpu", SessionOptions(threads=1))
+    try:
+        outputs = [session.run_outputs(photo[None]) for photo in tiny_photos]
+    finally:
+        session.close()
+    candidate = {name: np.concatenate([o[name] for o in outputs]) for name in outputs[0]}
+    logits, features = torch_outputs(stressed, tiny_photos)
+    names = [f"photo{i}" for i in range(len(tiny_photos))]
+    metrics = compare(candidate, {"logits": logits, "features": features}, stressed.spec, names, np.ones(len(names), bool))
+    tolerance, _ = ToleranceTable().lookup("litert", "int8", "int8")
+    assert tolerance.judge(metrics) == [] and metrics.min_cosine >= 0.98, metrics
+
+
+def test_bad_options_are_refused_before_any_work(tiny_loaded, tmp_path, monkeypatch):
+    with pytest.raises(ExportError, match="unsupported precision 'bf16'"):
+        litert_exporter.export(tiny_loaded, tmp_path, LitertOptions(precision="bf16"))
+    with pytest.raises(UnknownNameError, match="dynamic"):
+        litert_exporter.export(tiny_loaded, tmp_path, LitertOptions(precision="int8", int8_mode="static"))
+    with pytest.raises(ExportError, match="keep_float"):
+        litert_exporter.export(tiny_loaded, tmp_path, LitertOptions(precision="int8", keep_float=("blocks.0.mlp.fc1",)))
+    monkeypatch.setitem(sys.modules, "litert_torch", None)
+    with pytest.raises(MissingDependencyError, match="pip install"):
+        litert_exporter.export(tiny_loaded, tmp_path, LitertOptions())
+    assert not list(tmp_path.iterdir())
