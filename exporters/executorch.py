@@ -171,8 +171,11 @@ def _quantize(loaded: LoadedModel, program, options: ExecutorchOptions):
 
     dynamic = options.int8_mode == "dynamic"
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-    for name in linear_modules(loaded, options.keep_float):
-        quantizer.set_module_name(f"vit.{name}", None)  # None: left in float
+    kept = [f"vit.{name}" for name in linear_modules(loaded, options.keep_float)]
+    if kept:  # set_module_name(name, None) is "not supported yet": a node filter leaves these modules in float
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import _get_not_module_type_or_name_filter
+
+        quantizer.set_filter_function(_get_not_module_type_or_name_filter([], kept))
     module = prepare_pt2e(program.module(), quantizer)  # .module() is a fresh copy: the cached program stays fp32
     example = program.example_inputs[0][0]
     calibration = None

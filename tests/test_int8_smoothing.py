@@ -93,3 +93,16 @@ def test_keep_float_names_the_onnx_nodes_by_weight_and_refuses_unknown_names(str
     with pytest.raises(ExportError, match="blocks.0.attn.qkv"):
         nodes_for_modules(model, stressed, ("blocks.9.attn.qkv",))
     assert np.isfinite(artifact.details["int8"]["quantized_weights"])
+
+
+@pytest.mark.parametrize("fmt", ["openvino", "executorch", "coreml"])
+def test_every_int8_format_smooths_and_keeps_named_layers_in_float(stressed, tmp_path, fmt):
+    from vitship.exporters import get_exporter, options_class
+
+    options = options_class(fmt)(precision="int8", keep_float=("blocks.0.attn.qkv",))
+    artifact = get_exporter(fmt)(stressed, tmp_path, options, None)
+    record = artifact.details["int8"]
+    assert record["smoothing"]["alpha"] == 0.5 and record["smoothing"]["pairs"] == 4
+    assert record["keep_float"] == ["blocks.0.attn.qkv"] and artifact.options["keep_float"] == ["blocks.0.attn.qkv"]
+    with pytest.raises(ExportError, match="keep_float"):
+        get_exporter(fmt)(stressed, tmp_path / "bad", options.replace(keep_float=("blocks.7.attn.qkv",)), None)
