@@ -76,6 +76,7 @@ def _quiet_backends() -> None:
     vitship's progress display. vitship prints only through its own consoles (bench/commands/common.py).
     """
     import logging
+    import warnings
 
     import rich
 
@@ -86,6 +87,8 @@ def _quiet_backends() -> None:
     # A filter, not a level: nncf resets its logger's level when it is imported.
     for name in NOISY_LOGGERS:
         logging.getLogger(name).addFilter(lambda record: record.levelno >= logging.ERROR)
+    # jax (imported by LiteRT's converter) warns at every fork; vitship's workers start with subprocess, not fork
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
 
 
 @app.callback()

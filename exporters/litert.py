@@ -38,6 +38,7 @@ from vitship.exporters.base import (
 )
 from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
+from vitship.models.quiet import quiet_output
 
 if TYPE_CHECKING:
     from vitship.models import LoadedModel
@@ -132,8 +133,9 @@ def check_options(options: LitertOptions) -> None:
 
 def _import_backends() -> None:
     try:
-        import ai_edge_quantizer  # noqa: F401
-        import litert_torch  # noqa: F401
+        with quiet_output():  # absl's and oneDNN's lines at import
+            import ai_edge_quantizer  # noqa: F401
+            import litert_torch  # noqa: F401
     except ImportError as err:
         raise MissingDependencyError("litert-torch", "LiteRT export", PIP_NAME) from err
 
@@ -148,17 +150,20 @@ def convert_fp32(loaded: LoadedModel, input_kind: str = "tensor", model=None) ->
     """litert_torch.convert of the (optionally substituted) ``model`` at batch 1; returns the flatbuffer bytes."""
     import tempfile
 
-    import litert_torch
     import torch
+
+    with quiet_output():  # absl/oneDNN lines on import and the converter's own step-by-step progress
+        import litert_torch
 
     wrapped, name, example = named_module(model or loaded.model, loaded.spec, input_kind)
     try:
-        edge = litert_torch.convert(wrapped.eval(), sample_kwargs={name: example})
+        with quiet_output():
+            edge = litert_torch.convert(wrapped.eval(), sample_kwargs={name: example})
     except Exception as err:  # the converter raises many types for unconvertible graphs; all mean "cannot export"
         raise ExportError(f"litert: litert_torch.convert failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
     with tempfile.TemporaryDirectory(prefix="vitship-litert-") as tmp:
         path = Path(tmp) / MODEL_FILE
-        with torch.no_grad():
+        with torch.no_grad(), quiet_output():
             edge.export(str(path))
         return path.read_bytes()
 
@@ -217,7 +222,8 @@ def _quantize(fp32: bytes, recipe) -> bytes:
 
     engine = quantizer.Quantizer(bytearray(fp32))
     engine.load_quantization_recipe(recipe)
-    return bytes(engine.quantize().quantized_model)
+    with quiet_output():  # its tqdm bars and size summary print straight to the terminal
+        return bytes(engine.quantize().quantized_model)
 
 
 def _int8(fp32: bytes, options: LitertOptions) -> tuple[bytes, dict]:

@@ -13,6 +13,8 @@ a larger batch, as for the Core ML image programs.
 
 from __future__ import annotations
 
+import atexit
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import numpy as np
 from vitship.exporters.base import Artifact
 from vitship.models import FEATURES_NAME, LOGITS_NAME
 from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInfo, TargetStatus
+from vitship.models.quiet import quiet_stderr, silence_exit_logs
 
 TARGET = "litert:cpu"
 SIGNATURE = "serving_default"
@@ -74,6 +77,7 @@ class LitertSession:
         if set(outputs) != {LOGITS_NAME, FEATURES_NAME}:
             raise RuntimeFailure(f"{path}: signature outputs {sorted(outputs)}; expected {LOGITS_NAME} and {FEATURES_NAME}")
         self._sizes = {name: int(np.prod(detail["shape"])) for name, detail in outputs.items()}
+        self._first_run = True
         self._in = model.create_input_buffer_by_name(SIGNATURE, self._input)
         self._out = {name: model.create_output_buffer_by_name(SIGNATURE, name) for name in outputs}
         accelerator = ACCELERATORS[device]
@@ -86,6 +90,13 @@ class LitertSession:
         if len(batch) != 1:
             raise RuntimeUnavailable(f"batch {len(batch)}: this .tflite takes a fixed batch of 1 (input_spec batch_shapes "
                                      "[1]); feed one image at a time")
+        if self._first_run:  # LiteRT builds its environment on first use and logs every accelerator it probes
+            self._first_run = False
+            with quiet_stderr():
+                return self._run_one(batch)
+        return self._run_one(batch)
+
+    def _run_one(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         pixels = image_pixels(batch, self._spec) if self._image else np.ascontiguousarray(batch, dtype=np.float32)
         self._in.write(pixels)
         self._model.run_by_name(SIGNATURE, {self._input: self._in}, self._out)
@@ -95,7 +106,9 @@ class LitertSession:
         return self.run_outputs(batch)[LOGITS_NAME]
 
     def close(self) -> None:
-        self._in = self._out = self._model = None
+        with quiet_stderr():  # LiteRT logs each accelerator it destroys (INFO lines on fd 2)
+            self._in = self._out = self._model = None
+            gc.collect()
 
 
 def open(artifact: Artifact, model_dir: Path, device: str, options) -> LitertSession:  # noqa: A001 - adapter API
@@ -103,18 +116,22 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> LitertSes
     if not path.is_file():
         raise RuntimeUnavailable(f"{artifact.id}: {path} does not exist; re-export it (vitship export)")
     try:
-        from ai_edge_litert.compiled_model import CompiledModel
+        with quiet_stderr():
+            from ai_edge_litert.compiled_model import CompiledModel
     except ImportError as err:
         raise RuntimeUnavailable(INSTALL_HINT) from err
     threads = options.resolved_threads()
     try:
-        model = CompiledModel.from_file(str(path), options=_model_options(device, threads))
+        with quiet_stderr():  # absl INFO lines: environment, accelerator registry, vendor plugins it cannot load here
+            model = CompiledModel.from_file(str(path), options=_model_options(device, threads))
     except RuntimeError as err:
         raise RuntimeFailure(f"{path}: LiteRT could not compile it for litert:{device} ({str(err).splitlines()[0][:300]})") from err
     if device != "cpu" and not model.is_fully_accelerated():
         raise RuntimeFailure(f"{artifact.id}: LiteRT's {device.upper()} accelerator does not take the whole model; "
                              f"some ops would fall back to the CPU, so litert:{device} would not measure the {device.upper()}")
-    session = LitertSession(model, artifact.input_spec or {}, threads, path, device)
+    with quiet_stderr():
+        session = LitertSession(model, artifact.input_spec or {}, threads, path, device)
+    atexit.register(silence_exit_logs)  # its accelerators log their destruction when the process exits
     session.info.precision = artifact.precision
     return session
 

@@ -277,7 +277,7 @@ def test_a_session_that_must_not_split_refuses_the_batch_as_unavailable():
 def test_quiet_stderr_hides_native_writes_to_fd_2_unless_debugging(debug, capfd, monkeypatch):
     import os
 
-    from vitship.runtimes.quiet import quiet_stderr
+    from vitship.models.quiet import quiet_stderr
 
     monkeypatch.setenv("VITSHIP_DEBUG", debug)
     with quiet_stderr():
