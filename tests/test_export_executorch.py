@@ -63,13 +63,15 @@ def test_fp32_xnnpack_program_matches_torch_at_every_batch_of_its_range(model_di
         session.close()
 
 
-def test_int8_is_dynamic_by_default_reuses_the_fp32_export_and_meets_the_int8_gate(model_dir, tiny_loaded, tiny_photos):
+def test_int8_is_dynamic_and_smoothed_by_default_and_meets_the_int8_gate(model_dir, tiny_loaded, tiny_photos):
     from vitship.exporters.base import Artifact
 
     found = artifacts(model_dir)
     artifact = Artifact.from_dict(found["executorch-int8"])
     assert artifact.details["int8"]["mode"] == "dynamic" and "cosine" in artifact.details["int8"]["why_default"]
-    assert "reused from this run" in artifact.details["source"] and artifact.calibration is None
+    # smoothed by default (SmoothQuant fold): exported from the smoothed weights, not the run's cached fp32 program
+    assert "reused from this run" not in artifact.details["source"] and artifact.calibration is None
+    assert artifact.details["int8"]["smoothing"]["alpha"] == 0.5
     assert artifact.size_bytes < found["executorch-fp32"]["size_bytes"]
     session = open_session(artifact, model_dir, "executorch:cpu")
     features = run_batched(session, tiny_photos, 8)["features"]

@@ -90,7 +90,9 @@ def test_fp16_ir_stores_weights_as_fp16(exported):
     assert big and all(op.get_element_type() == ov.Type.f16 for op in big)
     assert not any(op.get_element_type() == ov.Type.f16 for op in constants(read(exported, "fp32")))
     artifacts, _ = exported
-    assert artifacts["int8"].details["reused_trace"] and artifacts["fp32"].details["reused_trace"]
+    assert artifacts["fp32"].details["reused_trace"]
+    # int8 smooths by default: traced from the smoothed weights, never from the run's cached fp32 trace
+    assert not artifacts["int8"].details["reused_trace"] and artifacts["int8"].details["int8"]["smoothing"]["alpha"] == 0.5
     assert not artifacts["fp16"].details["reused_trace"]  # a fresh cache: nothing carried over from earlier tests
 
 
