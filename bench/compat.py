@@ -1,6 +1,6 @@
 """compat-check: load every ONNX and OpenVINO artifact in the oldest supported runtimes and compare outputs.
 
-The oldest runtimes (onnxruntime 1.16, OpenVINO 2024.0: DESIGN.md, Compatibility) are installed from PyPI into
+The oldest runtimes (onnxruntime 1.16, OpenVINO 2024.0: docs/DESIGN.md, Compatibility) are installed from PyPI into
 a throwaway venv with the same Python (their wheels need numpy<2). A small runner script, which imports nothing
 of vitship, runs there: it loads each artifact, runs the inputs one image at a time and saves the outputs. The
 same runs with the current runtimes happen here, and the two are compared per artifact and runtime.

@@ -22,7 +22,7 @@ from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel
 
 
 def int8_gate(loaded: LoadedModel, locate: LocateFn | None = None) -> Int8Gate:
-    """The gate for ``loaded``'s int8 artifacts (DESIGN.md's int8 tolerance, the ambiguity band of parity).
+    """The gate for ``loaded``'s int8 artifacts (docs/DESIGN.md's int8 tolerance, the ambiguity band of parity).
 
     Args:
         locate: ranks the layers of a failing artifact; default: the per-layer locator of ``vitship diagnose``

@@ -1,7 +1,7 @@
 """No failing int8 shipped quietly: each int8 export is checked against fp32 and escalated along a fixed ladder.
 
 The check runs the int8 artifact on calibration photos held back from calibration (``calibration_images(...,
-"held_back")``) against the PyTorch fp32 model, with the int8 gate of DESIGN.md. Running an artifact needs a
+"held_back")``) against the PyTorch fp32 model, with the int8 gate of docs/DESIGN.md. Running an artifact needs a
 runtime, and exporters never import runtimes, so the check arrives as a callable (``Int8Gate``) that the bench
 layer builds (``vitship.bench.int8_gate``) and ``pipeline.export_all(..., gate=...)`` passes on.
 

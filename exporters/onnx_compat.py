@@ -22,7 +22,7 @@ RuntimeTarget = Literal["compatible", "latest"]
 RUNTIME_TARGETS = ("compatible", "latest")
 COMPATIBLE_IR_VERSION = 9
 COMPATIBLE_MAX_OPSET = 18  # the newest opset `make compat-check` verifies in the oldest supported runtimes
-# The oldest releases vitship supports and `make compat-check` verifies (DESIGN.md, Compatibility).
+# The oldest releases vitship supports and `make compat-check` verifies (docs/DESIGN.md, Compatibility).
 SUPPORTED_FLOOR = {"onnxruntime": "1.16", "openvino": "2024.0"}
 # First onnxruntime release that reads each ONNX IR version / default-domain opset (its bundled onnx version).
 ORT_FOR_IR_VERSION = {7: "1.6", 8: "1.14", 9: "1.15", 10: "1.18", 11: "1.22"}

@@ -1,6 +1,6 @@
 """ONNX int8: dynamic MatMulInteger (default, fastest on onnxruntime CPU) or static QDQ calibrated on real photos.
 
-Both recipes pass the int8 gate in DESIGN.md (feature cosine >= 0.98, agreement >= 99%, max probability
+Both recipes pass the int8 gate in docs/DESIGN.md (feature cosine >= 0.98, agreement >= 99%, max probability
 error <= 0.05) on the real ViT-S/16-384 with the bundled photos. Measured side by side in one process
 on the 2-core AVX-512 VNNI machine (batch 1, onnxruntime CPU, ratios to onnx-fp32; the README has the
 table and ``python -m vitship.bench.int8_schemes onnx`` remakes it):

@@ -19,7 +19,7 @@ from vitship.models import ImageError
 VARIANTS = {"fp32": OnnxOptions(precision="fp32"), "fp16": OnnxOptions(precision="fp16"),
             "int8": OnnxOptions(precision="int8"), "int8-static": OnnxOptions(precision="int8", int8_mode="static")}
 PRECISIONS = tuple(VARIANTS)
-# Feature cosine the tiny ViT must keep per precision (the real ViT-S gates are in DESIGN.md).
+# Feature cosine the tiny ViT must keep per precision (the real ViT-S gates are in docs/DESIGN.md).
 MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.98, "int8-static": 0.98}
 
 

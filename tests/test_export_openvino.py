@@ -167,7 +167,7 @@ def test_missing_openvino_names_the_pip_command(tiny_loaded, tmp_path, monkeypat
 
 @pytest.mark.slow
 def test_real_vit_int8_passes_the_parity_gate_and_size(tmp_path):
-    """DESIGN.md int8 gate on the real ViT-S/16-384 (seeded), OpenVINO CPU at f32 vs torch fp32."""
+    """docs/DESIGN.md int8 gate on the real ViT-S/16-384 (seeded), OpenVINO CPU at f32 vs torch fp32."""
     loaded = load_weights("seeded")
     artifact = openvino_exporter.export(loaded, tmp_path, OpenvinoOptions(precision="int8"))
     assert artifact.size_bytes < 30e6

@@ -78,7 +78,7 @@ def effective_precision(artifact_precision: str, runtime_precision: str) -> str:
 
 @dataclass
 class ToleranceTable:
-    """DESIGN.md's defaults plus overrides, looked up by (format, precision, effective runtime precision).
+    """docs/DESIGN.md's defaults plus overrides, looked up by (format, precision, effective runtime precision).
 
     Override keys, from generic to specific (each later one wins field by field):
     `<effective>` (e.g. `bf16`), `<format>@<effective>` (`openvino@bf16`), `<artifact-id>`

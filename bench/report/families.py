@@ -1,6 +1,6 @@
 """The device families the report decides for, and the role each measured row plays in them.
 
-DESIGN.md "Device families" is the map. A row's *role* says what its numbers are worth for a family:
+docs/DESIGN.md "Device families" is the map. A row's *role* says what its numbers are worth for a family:
 
 - ``device``: measured on hardware of that family; its latency ranks;
 - ``proxy``: the family's own kernels on another host (ExecuTorch's and LiteRT's XNNPACK on this x86 machine for ARM);
