@@ -33,7 +33,8 @@ __all__ = ["benchmark", "evaluate", "export", "load_weights", "model_dir", "open
 
 def load_weights(source: str = "seeded", arch: str = DEFAULT_ARCH) -> "LoadedModel":
     """The model for one ``--weights`` value (seeded[:N], a transformers dir, a state dict, hf:ORG/NAME@REV)."""
-    from vitship.models import load_weights as load, spec_for
+    from vitship.models import load_weights as load
+    from vitship.models import spec_for
 
     return load(source, spec_for(arch))
 
@@ -112,7 +113,8 @@ def evaluate(data: str | Path, artifacts: str | Path = "artifacts", *, arch: str
 
     ``options`` is a ``vitship.bench.accuracy.EvalOptions`` (threshold, batch size, targets).
     """
-    from vitship.bench.accuracy import EvalOptions, evaluate as run, write_eval
+    from vitship.bench.accuracy import EvalOptions, write_eval
+    from vitship.bench.accuracy import evaluate as run
     from vitship.bench.parity.run import load_reference
 
     folder = model_dir(artifacts, model, arch)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitship.models import ImageError, image_files, ModelSpec, VitshipError, preprocess
+from vitship.models import ImageError, ModelSpec, VitshipError, image_files, preprocess
 
 _LABELS = {"real": 0, "0": 0, "fake": 1, "1": 1}
 

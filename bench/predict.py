@@ -83,9 +83,8 @@ def read_images(paths: list[Path], spec) -> tuple[list[tuple[str, np.ndarray]], 
 
 def _first_available_target(fmt: str, statuses) -> str | None:
     """A CPU target first, then any available target that runs ``fmt`` (coreml:reference on Linux)."""
-    from vitship.runtimes import can_run
-
     from vitship.bench.accuracy import default_target
+    from vitship.runtimes import can_run
 
     runnable = [s for s in statuses if s.available and can_run(s.target, fmt)]
     if "coreml" in fmt.split("-"):  # a Core ML program: Core ML or its reference, as eval scores it

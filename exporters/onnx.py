@@ -16,11 +16,23 @@ from typing import Literal
 
 import numpy as np
 
-from vitship.exporters.base import (INT8_ONLY, Artifact, ExportError, ExportOptions, TraceCache, artifact_id, calibration_images, model_metadata,
-                            package_versions, path_sha256, path_size, vitship_version)
 from vitship.exporters import onnx_compat
-from vitship.exporters.onnx_compat import RuntimeTarget
+from vitship.exporters.base import (
+    INT8_ONLY,
+    Artifact,
+    ExportError,
+    ExportOptions,
+    TraceCache,
+    artifact_id,
+    calibration_images,
+    model_metadata,
+    package_versions,
+    path_sha256,
+    path_size,
+    vitship_version,
+)
 from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_quantize
+from vitship.exporters.onnx_compat import RuntimeTarget
 from vitship.exporters.onnx_int8 import INT8_MODES
 from vitship.models import LoadedModel, MissingDependencyError
 

@@ -12,8 +12,19 @@ from typing import Literal
 
 import torch
 
-from vitship.exporters.base import (INT8_ONLY, Artifact, ExportError, ExportOptions, TraceCache, artifact_id, calibration_images, model_metadata,
-                            package_versions, path_sha256, path_size)
+from vitship.exporters.base import (
+    INT8_ONLY,
+    Artifact,
+    ExportError,
+    ExportOptions,
+    TraceCache,
+    artifact_id,
+    calibration_images,
+    model_metadata,
+    package_versions,
+    path_sha256,
+    path_size,
+)
 from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel, MissingDependencyError, UnknownNameError
 

@@ -10,7 +10,6 @@ import numpy as np
 
 from vitship.models import VitshipError
 
-
 # What a target is, wherever its rows appear (parity, bench, report): a numpy executor is not an Apple device.
 REFERENCE_LABEL = "reference executor, not the Apple runtime"
 TARGET_LABELS = {"coreml:reference": REFERENCE_LABEL}

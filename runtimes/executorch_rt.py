@@ -14,8 +14,8 @@ import numpy as np
 
 from vitship.exporters.base import Artifact
 from vitship.models import FEATURES_NAME, LOGITS_NAME
-from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInfo, TargetStatus
 from vitship.models.quiet import quiet_stderr
+from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInfo, TargetStatus
 
 TARGET = "executorch:cpu"
 INSTALL_HINT = "executorch is not installed; run: pip install 'executorch>=1.5.1,<1.6'"

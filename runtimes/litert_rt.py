@@ -21,8 +21,8 @@ import numpy as np
 
 from vitship.exporters.base import Artifact
 from vitship.models import FEATURES_NAME, LOGITS_NAME
-from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInfo, TargetStatus
 from vitship.models.quiet import quiet_stderr, silence_exit_logs
+from vitship.runtimes.base import RuntimeFailure, RuntimeUnavailable, SessionInfo, TargetStatus
 
 TARGET = "litert:cpu"
 SIGNATURE = "serving_default"

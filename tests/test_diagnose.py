@@ -14,9 +14,9 @@ from onnx import numpy_helper
 from vitship.bench.diagnose import DiagnoseError, DiagnoseResult, LayerDivergence, ladder_locate, locate
 from vitship.bench.diagnose.capture import SIBLING_FORMAT
 from vitship.bench.diagnose.ladder import linear_modules
+from vitship.bench.diagnose.plot import write_plot
 from vitship.exporters.base import manifest_artifacts
 from vitship.exporters.int8_ladder import outlier_ranking
-from vitship.bench.diagnose.plot import write_plot
 from vitship.exporters.pipeline import export_all
 
 IMAGES = 6  # enough photos for a min over images, few enough to keep each locate() to seconds

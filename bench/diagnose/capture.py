@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from vitship.exporters.base import Artifact, resolve_artifact_path
 from vitship.bench.diagnose.result import DiagnoseError
+from vitship.exporters.base import Artifact, resolve_artifact_path
 
 SIBLING_PRECISION = "fp32"
 # A format without an fp32 of its own is compared with the one that has the same graph: coreml-tensor (fp16/int8,

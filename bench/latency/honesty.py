@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitship.bench.latency.sweep import BenchError
-from vitship.bench.latency.worker import RowJob, run_in_subprocess
 from vitship.bench.latency.timing import BenchRow, TimingOptions
+from vitship.bench.latency.worker import RowJob, run_in_subprocess
 from vitship.exporters.base import Artifact, manifest_artifacts, verify_artifact
 
 UNITS_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1000.0}

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from vitship.bench.latency.worker import DEFAULT_OPENER, RowJob, run_in_subprocess
 from vitship.bench.latency.timing import BenchRow, TimingOptions
+from vitship.bench.latency.worker import DEFAULT_OPENER, RowJob, run_in_subprocess
 from vitship.bench.rows import Status
 from vitship.exporters.base import Artifact
 from vitship.models import UnknownNameError, VitshipError
@@ -195,9 +195,9 @@ def bench_artifacts(model_dir: Path, spec, weights_source: str) -> tuple[list[Ar
 
 def run_bench(model_dir: Path, spec, weights_source: str, config: BenchConfig, progress: ProgressFn | None = None):
     """Plan and run the sweep; returns a BenchReport (not yet written) with the environment and weights."""
+    from vitship.bench.environment import environment
     from vitship.bench.latency.results import BenchReport
     from vitship.bench.latency.roofline import apply_roofline, measure_peaks
-    from vitship.bench.environment import environment
     from vitship.runtimes import physical_cores
 
     config = dataclasses.replace(config, threads=config.threads or physical_cores())
