@@ -179,7 +179,16 @@ def _export_one(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: s
         reason = f"{type(err).__name__}: {err}" if not isinstance(err, ExportError) else str(err)
         return ExportResult(aid, STATUS_FAILED, reason, 0, round(time.perf_counter() - start, 2),
                             traceback=traceback.format_exc())
-    return ExportResult(aid, STATUS_OK, why, artifact.size_bytes, round(time.perf_counter() - start, 2), artifact)
+    return ExportResult(aid, STATUS_OK, why + _escalation(artifact), artifact.size_bytes,
+                        round(time.perf_counter() - start, 2), artifact)
+
+
+def _escalation(artifact: Artifact) -> str:
+    """'; int8 gate: ...' when the export's int8 gate had to escalate (the steps are in details['int8'])."""
+    steps = (artifact.details.get("int8") or {}).get("steps") or []  # details: the exporters' free-form notes
+    if len(steps) < 2:
+        return ""
+    return f"; int8 gate: requested recipe failed, shipped step {steps[-1]['step']} ({steps[-1]['why']})"
 
 
 def _build(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: str, options: ExportOptions,

@@ -60,7 +60,7 @@ def _stop_between_artifacts():
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_exports(loaded, out: Path, requests: list, options, force: bool) -> list:
+def _run_exports(loaded, out: Path, requests: list, options, force: bool, gate: bool = True) -> list:
     """export_all with a progress bar, exporter warnings on stderr and graceful Ctrl-C."""
     import logging
 
@@ -92,7 +92,8 @@ def _run_exports(loaded, out: Path, requests: list, options, force: bool) -> lis
                 if event != "start":
                     progress.advance(task)
 
-            return export_all(loaded, out, requests, options, force=force, progress=on_progress, gate=int8_gate(loaded))
+            return export_all(loaded, out, requests, options, force=force, progress=on_progress,
+                              gate=int8_gate(loaded) if gate else None)
     finally:
         logging.getLogger("vitship.exporters").removeHandler(handler)
 
@@ -138,11 +139,18 @@ def _apple_options(calibration: Path | None, coreml_input: str, coreml_batch: st
 def export(
     all_: bool = typer.Option(False, "--all", help="every registered format and precision (the default without --format/--precision)"),
     fmt: list[str] = list_option("--format", "-f", item="FORMAT", help="onnx, openvino, coreml, coreml-tensor, executorch, "
-                                                                       "executorch-coreml"),
+                                                                       "executorch-coreml, litert"),
     precision: list[str] = list_option("--precision", "-p", item="PRECISION", help="fp32, fp16, int8"),
     weights: str = WeightsOpt, arch: str = ArchOpt,
     out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="writes OUT/<model-name>/<artifact-id>/ and manifest.json"),
-    calibration: Path | None = typer.Option(None, "--calibration", help="folder of real photos for int8 calibration (default: bundled samples)"),
+    calibration: Path | None = typer.Option(None, "--calibration", help="int8 calibration photos: a folder, or one with real/ and "
+                                                                     "fake/ subfolders (default: the bundled samples)"),
+    int8_smooth: str | None = typer.Option(None, "--int8-smooth", metavar="ALPHA|off",
+                                           help="SmoothQuant fold strength for every int8 (0..1, or off); default: each "
+                                                "format's own (0.5; LiteRT off)"),
+    int8_gate: bool = typer.Option(True, "--int8-gate/--no-int8-gate",
+                                   help="check each int8 on held-back photos and escalate a failing one along the ladder; "
+                                        "--no-int8-gate ships the requested recipe unchecked (for vitship diagnose)"),
     int8_mode: str = typer.Option("dynamic", "--int8-mode", help="ONNX int8: dynamic (MatMulInteger, fastest on onnxruntime CPU) or static (QDQ, for OpenVINO EP/TensorRT/NPUs)"),
     onnx_runtimes: str = typer.Option("compatible", "--onnx-runtimes", help="ONNX files for: compatible (IR 9: onnxruntime 1.16+, OpenVINO 2024.0+) or latest (the exporter's IR)"),
     coreml_input: str = typer.Option("auto", "--coreml-input", help="coreml-* input: auto (RGB image at batch 1 for fp16/int8, "
@@ -181,11 +189,35 @@ def export(
                "openvino": OpenvinoOptions(calibration_dir=calibration),
                **_apple_options(calibration, coreml_input, coreml_batch, coreml_batch_shapes, coreml_max_batch, coreml_min_target,
                                 executorch_max_batch, executorch_int8_mode)}
+    options = _with_smoothing(options, int8_smooth)
     loaded = load_weights(weights, spec_for(arch))
-    results = _run_exports(loaded, out, requests, options, force)
+    results = _run_exports(loaded, out, requests, options, force, int8_gate)
     _print_results(results, loaded, out, model_dir_for)
     if any(r.failed for r in results):
         raise typer.Exit(code=1)
+
+
+def _with_smoothing(options: dict, int8_smooth: str | None) -> dict:
+    """--int8-smooth applied to every registered format whose options take a SmoothQuant strength."""
+    from vitship.exporters import EXPORTERS, options_class
+    from vitship.exporters.int8 import Int8Options
+
+    if int8_smooth is None:
+        return options
+    if int8_smooth.strip().lower() in ("off", "none"):
+        alpha = None
+    else:
+        try:
+            alpha = float(int8_smooth)
+        except ValueError:
+            alpha = -1.0
+        if not 0.0 <= alpha <= 1.0:
+            raise typer.BadParameter(f"{int8_smooth!r}: use a strength from 0 to 1, or off", param_hint="--int8-smooth")
+    smoothed = dict(options)
+    for fmt in EXPORTERS:
+        if issubclass(options_class(fmt), Int8Options):
+            smoothed[fmt] = (options.get(fmt) or options_class(fmt)()).replace(smooth_alpha=alpha)
+    return smoothed
 
 
 def _print_results(results: list, loaded, out: Path, model_dir_for) -> None:
