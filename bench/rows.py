@@ -73,6 +73,22 @@ class RowKey:
         return cls(data["artifact"], data["target"], data.get("variant") or "", data.get("batch"))
 
 
+class KeyedRow:
+    """For a row dataclass with a ``key: RowKey`` field: its artifact, target and variant, read through the key."""
+
+    @property
+    def artifact(self) -> str:
+        return self.key.artifact
+
+    @property
+    def target(self) -> str:
+        return self.key.target
+
+    @property
+    def variant(self) -> str:
+        return self.key.variant
+
+
 def known_fields(cls, data: dict) -> dict:
     """The entries of ``data`` that are fields of the dataclass ``cls`` (a newer file may carry more)."""
     names = {f.name for f in dataclasses.fields(cls)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from vitship.bench.rows import RowKey, Status
+from vitship.bench.rows import KeyedRow, RowKey, Status
 from vitship.models.errors import VitshipError
 
 PASSING = (Status.PASS, Status.REFERENCE)
@@ -110,7 +110,7 @@ class AccuracyCell:
 
 
 @dataclass
-class ReportRow:
+class ReportRow(KeyedRow):
     """One (artifact, target, variant) of the report; every cell 'not run' until a source fills it."""
 
     key: RowKey
@@ -126,17 +126,6 @@ class ReportRow:
     latency: list[LatencyCell] = field(default_factory=list)  # by batch
     accuracy: AccuracyCell = field(default_factory=AccuracyCell)
 
-    @property
-    def artifact(self) -> str:
-        return self.key.artifact
-
-    @property
-    def target(self) -> str:
-        return self.key.target
-
-    @property
-    def variant(self) -> str:
-        return self.key.variant
 
     def latency_at(self, batch: int = 1) -> LatencyCell | None:
         """The cell at ``batch``, else the cell of a row that never got to a batch (unavailable, error)."""

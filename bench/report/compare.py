@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from vitship.bench.report.cells import FAILING, ReportError, ReportRow
 from vitship.bench.report.schema import Report, WeightsInfo
-from vitship.bench.rows import RowKey, Status
+from vitship.bench.rows import KeyedRow, RowKey, Status
 
 
 class Change(StrEnum):
@@ -37,7 +37,7 @@ class CompareThresholds:
 
 
 @dataclass
-class RowDelta:
+class RowDelta(KeyedRow):
     """One (artifact, target, variant) in both reports and what changed."""
 
     key: RowKey
@@ -52,17 +52,6 @@ class RowDelta:
     accuracy_change_points: float | None = None
     reasons: list[str] = field(default_factory=list)
 
-    @property
-    def artifact(self) -> str:
-        return self.key.artifact
-
-    @property
-    def target(self) -> str:
-        return self.key.target
-
-    @property
-    def variant(self) -> str:
-        return self.key.variant
 
 
 @dataclass

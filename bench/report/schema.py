@@ -14,7 +14,7 @@ from pathlib import Path
 from vitship.bench.report.cells import AccuracyCell, FamilyDecision, ReportError, ReportRow
 from vitship.bench.report.host import Host
 from vitship.bench.report.typed import from_json, to_json
-from vitship.bench.rows import RowKey, Status
+from vitship.bench.rows import KeyedRow, RowKey, Status
 
 REPORT_SCHEMA_VERSION = 3  # 3: typed rows keyed by RowKey, latency cells a list by batch, no "sections" level
 REPORT_KIND = "vitship-report"
@@ -139,24 +139,13 @@ class MachineCell:
 
 
 @dataclass
-class MergedRow:
+class MergedRow(KeyedRow):
     key: RowKey
     reference_executor: bool = False
     group: str = ""
     group_title: str = ""
     cells: dict[str, MachineCell] = field(default_factory=dict)  # machine label -> its cell
 
-    @property
-    def artifact(self) -> str:
-        return self.key.artifact
-
-    @property
-    def target(self) -> str:
-        return self.key.target
-
-    @property
-    def variant(self) -> str:
-        return self.key.variant
 
 
 @dataclass
