@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The real-ViT-S tests (marker slow) are left to CI, which also runs make export-all on the real model:
-# `.venv/bin/python -m pytest -q -m slow` runs them here.
+# `.venv/bin/python -m pytest -q -m slow` runs them here. Two workers (pytest-xdist), one test file each at a
+# time, so a module's shared exports stay in one process.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 --dist loadfile
 
 # Every step runs even if an earlier one fails (a parity failure still gets its report); the exit status
 # is non-zero if any step failed.
