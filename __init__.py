@@ -70,7 +70,7 @@ def parity(artifacts: str | Path = "artifacts", *, arch: str = DEFAULT_ARCH, mod
 
     Args:
         config: a ``vitship.bench.parity.run.ParityConfig`` (batch sizes, random inputs, row timeout).
-        tolerances: a ``vitship.bench.parity.metrics.ToleranceTable`` of overrides.
+        tolerances: a ``vitship.models.judgement.ToleranceTable`` of overrides.
         write: also write parity.json next to the manifest, as ``vitship parity`` does.
     """
     from vitship.bench.parity.results import write_parity_report

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from vitship.bench.dataset import DatasetError, load_batches, read_dataset
-from vitship.bench.rows import RowKey, RowsDocument, Status, StatusRow, read_results
+from vitship.bench.rows import RowKey, RowsDocument, StatusRow, read_results
 from vitship.models import LoadedModel, VitshipError, fake_probability
 from vitship.models.atomic import atomic_write_json
+from vitship.models.status import Status
 
 EVAL_NAME = "eval.json"
 EVAL_SCHEMA_VERSION = 2  # 2: "status" (ok/error/unavailable) and "reason" are separate fields

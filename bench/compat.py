@@ -23,9 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from vitship.bench.rows import Status
 from vitship.models import FEATURES_NAME, LOGITS_NAME, ModelSpec, VitshipError
 from vitship.models.metrics import output_errors
+from vitship.models.status import Status
 
 OLDEST = {"onnxruntime": "1.16.3", "openvino": "2024.0.0"}
 PINS = ("numpy<2",)  # the 2023/2024 wheels are built against numpy 1.x

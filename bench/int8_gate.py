@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vitship.bench.parity.metrics import DEFAULT_TOLERANCES, compare
 from vitship.exporters.base import Artifact
 from vitship.exporters.int8_ladder import GateCheck, Int8Gate, LocateFn
 from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel
+from vitship.models.judgement import DEFAULT_TOLERANCES, compare
 
 
 def int8_gate(loaded: LoadedModel, locate: LocateFn | None = None) -> Int8Gate:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vitship.bench.rows import Status
 from vitship.models import LOGITS_NAME, ImageError, VitshipError, fake_probability, preprocess
+from vitship.models.status import Status
 from vitship.runtimes.base import TARGET_LABELS
 
 PREDICT_SCHEMA_VERSION = 1

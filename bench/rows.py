@@ -10,42 +10,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
 from vitship.models.errors import VitshipError
+from vitship.models.status import Status
 
 
 class ResultsFileError(VitshipError):
     """A results file (parity.json, bench.json, eval.json) that is unreadable or has another schema_version."""
-
-
-class Status(StrEnum):
-    """What happened to a row. The reason, where there is one, travels beside it."""
-
-    PASS = "pass"  # ran and met its gate (parity)
-    OK = "ok"  # ran; nothing to gate (latency, eval)
-    FAIL = "fail"  # ran and missed its gate
-    ERROR = "error"  # crashed, timed out or was refused (tampered artifact, other weights)
-    UNAVAILABLE = "unavailable"  # cannot run on this machine; the reason says why and where it can
-    NOT_RUN = "not run"  # no result: the producer was not run, or not for this row
-    REFERENCE = "reference"  # the PyTorch fp32 reference itself: what parity compares against (the report's word)
-
-    @property
-    def ran(self) -> bool:
-        return self in (Status.PASS, Status.OK, Status.FAIL)
-
-    @property
-    def failed(self) -> bool:
-        """A status that must turn the command's exit code non-zero."""
-        return self in (Status.FAIL, Status.ERROR)
-
-    @classmethod
-    def parse(cls, text: str) -> tuple["Status", str]:
-        """(status, reason) from ``"unavailable: needs macOS"`` or ``"pass"``; an unknown word is a ValueError."""
-        word, _, reason = str(text).partition(":")
-        return cls(word.strip()), reason.strip()
 
 
 @dataclass(frozen=True, order=True)

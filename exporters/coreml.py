@@ -28,7 +28,6 @@ import torch
 from vitship.exporters.base import (
     Artifact,
     ExportError,
-    ExportOptions,
     TraceCache,
     artifact_id,
     model_metadata,

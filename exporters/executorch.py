@@ -23,7 +23,6 @@ from vitship.exporters.base import (
     INT8_ONLY,
     Artifact,
     ExportError,
-    ExportOptions,
     TraceCache,
     artifact_id,
     calibration_images,

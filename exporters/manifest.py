@@ -8,7 +8,7 @@ never a ``TypeError`` from deep inside a reader. A dict is for JSON at the file 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import NoneType
 

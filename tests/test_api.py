@@ -15,9 +15,10 @@ from vitship.bench.latency.results import BenchReport
 from vitship.bench.latency.sweep import BenchConfig
 from vitship.bench.latency.timing import TimingOptions
 from vitship.bench.parity.results import ParityReport, read_parity
-from vitship.bench.rows import RowKey, Status
+from vitship.bench.rows import RowKey
 from vitship.exporters.pipeline import ExportResult
 from vitship.models import UnknownNameError
+from vitship.models.status import Status
 
 HEAVY = ("torch", "onnx", "onnxruntime", "openvino", "coremltools", "executorch", "timm", "vitship.bench", "vitship.runtimes")
 

@@ -14,7 +14,7 @@ from tests.test_report import write_sources
 from vitship.bench.report.cells import ReportRow
 from vitship.bench.report.compare import Change, CompareThresholds, compare_reports
 from vitship.bench.report.document import Report, build_report, report_json, write_report
-from vitship.bench.rows import Status
+from vitship.models.status import Status
 
 
 def run_compare(*args) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import openvino  # noqa: F401
 import pytest
 
 from vitship.bench import compat
-from vitship.bench.rows import Status
+from vitship.models.status import Status
 
 
 def tiny_dir_spec(model_dir: Path):

@@ -16,7 +16,6 @@ import torch  # noqa: E402
 from typer.testing import CliRunner
 
 from vitship.bench.cli import app
-from vitship.bench.parity.metrics import DEFAULT_TOLERANCES, Tolerance, compare
 from vitship.bench.parity.results import PARITY_NAME, read_parity
 from vitship.bench.parity.run import ParityConfig, ParityInputs, run_batched
 from vitship.exporters import coreml as coreml_exporter
@@ -24,6 +23,7 @@ from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifes
 from vitship.exporters.coreml import CoremlOptions
 from vitship.exporters.pipeline import model_dir_for
 from vitship.models import load_weights, tiny_spec
+from vitship.models.judgement import DEFAULT_TOLERANCES, Tolerance, compare
 from vitship.runtimes import (
     SessionOptions,
     coreml_reference,

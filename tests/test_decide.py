@@ -14,8 +14,8 @@ from vitship.bench.report.decide import decide as decide_rows
 from vitship.bench.report.families import FAMILIES
 from vitship.bench.report.host import Host
 from vitship.bench.report.sources import ManifestData, Source, Sources, build_rows
-from vitship.bench.rows import Status
 from vitship.exporters.base import Artifact
+from vitship.models.status import Status
 
 WEIGHTS = {"source": "seeded:0", "kind": "seeded", "sha256": "ab" * 32, "trained": False}
 X86 = {"hostname": "linux-box", "os": "Linux 6.8", "cpu": {"arch": "x86_64", "model": "Intel(R) Xeon(R) Gold 6430"}, "key": "x"}

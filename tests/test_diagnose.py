@@ -89,7 +89,7 @@ def test_each_format_names_its_layers_against_its_own_fp32(fmt, exported, tiny_l
 def test_onnx_layers_are_named_by_torch_module_in_graph_order(onnx_result, tiny_loaded):
     _assert_every_layer_named(onnx_result, tiny_loaded.spec.depth)
     assert onnx_result.reference == "onnx-fp32" and onnx_result.target == "onnxruntime:cpu"
-    assert onnx_result.gate == 0.98  # the int8 gate of bench/parity/metrics.py
+    assert onnx_result.gate == 0.98  # the int8 gate of models/judgement.py
     assert onnx_result.n_images == IMAGES
     # the default int8 recipe folds SmoothQuant into norm1 -> qkv and norm2 -> fc1: the norms' outputs are rescaled
     # per channel (not an error), so qkv and fc1 are measured against the norm's own input

@@ -136,7 +136,7 @@ def test_image_input_takes_nhwc_uint8_and_matches_the_tensor_program(tiny_loaded
 
 @pytest.mark.parametrize("smooth_alpha", [None, 0.5], ids=["default-no-smoothing", "smoothquant-fold"])
 def test_int8_meets_the_int8_gate_on_the_tiny_stress_model(tiny_loaded, tiny_photos, tmp_path, smooth_alpha):
-    from vitship.bench.parity.metrics import ToleranceTable, compare
+    from vitship.models.judgement import ToleranceTable, compare
 
     stressed = load_weights("seeded-outliers", tiny_loaded.spec)
     artifact = litert_exporter.export(stressed, tmp_path, LitertOptions(precision="int8", smooth_alpha=smooth_alpha))

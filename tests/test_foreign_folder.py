@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from vitship.bench.report.document import read_report
-from vitship.bench.rows import Status
 from vitship.models import sample_images
+from vitship.models.status import Status
 
 FOREIGN = ("models", "exporters", "runtimes", "bench")
 VITSHIP = Path(sys.executable).with_name("vitship")

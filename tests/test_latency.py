@@ -13,8 +13,9 @@ import pytest
 from vitship.bench.latency.results import BenchReport, apply_speedups, sorted_rows, write_report
 from vitship.bench.latency.timing import BenchRow, LatencyStats, TimingOptions, measure
 from vitship.bench.latency.worker import RowJob, run_in_subprocess
-from vitship.bench.rows import ResultsFileError, RowKey, Status
+from vitship.bench.rows import ResultsFileError, RowKey
 from vitship.models import tiny_spec
+from vitship.models.status import Status
 
 TESTS_DIR = Path(__file__).parent
 FAST = TimingOptions(min_time_s=0.3, warmup_s=0.1, min_iterations=5)

@@ -156,7 +156,7 @@ def test_every_session_refuses_a_tampered_artifact(model_dir, monkeypatch, capsy
 def test_a_tampered_artifact_is_an_error_row_in_bench(model_dir):
     from vitship.bench.latency.sweep import BenchConfig
     from vitship.bench.latency.timing import TimingOptions
-    from vitship.bench.rows import Status
+    from vitship.models.status import Status
 
     _tamper(model_dir)
     config = BenchConfig(batches=(1,), artifacts=("onnx-fp32",), targets=("onnxruntime:cpu",),

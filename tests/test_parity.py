@@ -12,7 +12,14 @@ import torch
 from typer.testing import CliRunner
 
 from vitship.bench.cli import app
-from vitship.bench.parity.metrics import (
+from vitship.bench.parity.plan import RowPlan, plan_rows
+from vitship.bench.parity.results import PARITY_NAME, ParityResult, read_parity
+from vitship.bench.parity.run import ArtifactRefused, check_row, prepare, verify_artifact
+from vitship.bench.rows import ResultsFileError
+from vitship.exporters import get_exporter, options_class
+from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifest, write_manifest
+from vitship.models import LoadedModel, load_weights, tiny_spec
+from vitship.models.judgement import (
     DEFAULT_TOLERANCES,
     Tolerance,
     ToleranceError,
@@ -20,13 +27,7 @@ from vitship.bench.parity.metrics import (
     compare,
     effective_precision,
 )
-from vitship.bench.parity.plan import RowPlan, plan_rows
-from vitship.bench.parity.results import PARITY_NAME, ParityResult, read_parity
-from vitship.bench.parity.run import ArtifactRefused, check_row, prepare, verify_artifact
-from vitship.bench.rows import ResultsFileError, Status
-from vitship.exporters import get_exporter, options_class
-from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifest, write_manifest
-from vitship.models import LoadedModel, load_weights, tiny_spec
+from vitship.models.status import Status
 from vitship.runtimes import target_status
 
 ARTIFACTS = ("onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-int8")

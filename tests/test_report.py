@@ -29,9 +29,10 @@ from vitship.bench.report.document import (
     write_report,
 )
 from vitship.bench.report.merge import merge_reports
-from vitship.bench.rows import ResultsFileError, Status
+from vitship.bench.rows import ResultsFileError
 from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, Artifact
 from vitship.models.atomic import atomic_write_json
+from vitship.models.status import Status
 
 MIB = 2**20
 # artifact -> (target, variant, p50 ms at batch 1, size MiB, parity status, accuracy)

@@ -23,9 +23,10 @@ from vitship.bench.latency.timing import BenchRow, LatencyStats
 from vitship.bench.parity.results import ParityReport, ParityResult, write_parity_report
 from vitship.bench.report.document import REPORT_SCHEMA_VERSION, Report, read_report
 from vitship.bench.report.schema import MergedReport
-from vitship.bench.rows import RowKey, Status
+from vitship.bench.rows import RowKey
 from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, Artifact, write_manifest
 from vitship.models.spec import tiny_spec
+from vitship.models.status import Status
 
 SPEC = tiny_spec()
 WEIGHTS = {"source": "seeded:0", "kind": "seeded", "sha256": "cd" * 32, "trained": False}

@@ -24,10 +24,10 @@ from vitship.bench.latency.sweep import BenchConfig, plan_sweep, run_sweep
 from vitship.bench.latency.timing import TimingOptions
 from vitship.bench.parity.results import PARITY_NAME, read_parity
 from vitship.bench.predict import PredictOptions, predict
-from vitship.bench.rows import Status
 from vitship.exporters.base import manifest_artifacts
 from vitship.exporters.pipeline import model_dir_for
 from vitship.models import sample_images
+from vitship.models.status import Status
 from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session
 
 QUICK_TIMING = TimingOptions(min_time_s=0.05, warmup_s=0.01, min_iterations=2)

@@ -20,8 +20,9 @@ from vitship.bench.commands.common import (
     wide_console,
 )
 from vitship.bench.report.sources import target_display
-from vitship.bench.rows import Status, unavailable_by_target
+from vitship.bench.rows import unavailable_by_target
 from vitship.models import spec_for
+from vitship.models.status import Status
 
 
 def _bench_table(rows: list) -> Table:

@@ -23,7 +23,7 @@ def _compare_table(comparison) -> Table:
     for column in ("artifact", "target", "p50 old ms", "p50 new ms", "Δ p50", "parity", "Δ accuracy", "status"):
         table.add_column(column, overflow="fold")
     from vitship.bench.report.compare import Change
-    from vitship.bench.rows import Status
+    from vitship.models.status import Status
 
     colours = {Change.OK: "green", Change.NEW: "cyan", Change.REGRESSION: "bold red", Change.MISSING: "bold red",
                Change.NOT_COMPARED: "yellow"}

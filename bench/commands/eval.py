@@ -16,7 +16,7 @@ from vitship.bench.commands.common import (
     model_dir_option,
     number_option,
 )
-from vitship.bench.rows import Status
+from vitship.models.status import Status
 
 
 def _pts(value: float | None, delta: float | None) -> str:

@@ -18,7 +18,8 @@ from vitship.bench.commands.common import (
 )
 from vitship.bench.parity.results import write_parity_report
 from vitship.bench.parity.sweep import ParityRequest, run_parity
-from vitship.bench.rows import Status, unavailable_by_target
+from vitship.bench.rows import unavailable_by_target
+from vitship.models.status import Status
 
 
 def _parity_agreement(metrics: dict) -> str:
@@ -95,8 +96,8 @@ def parity(
     row_timeout: float = number_option(1800.0, "--row-timeout", above=0, help="seconds before a row's worker is killed"),
 ) -> None:
     """Check every artifact on every available target against the PyTorch fp32 reference; write parity.json."""
-    from vitship.bench.parity.metrics import ToleranceTable
     from vitship.bench.parity.run import ParityConfig
+    from vitship.models.judgement import ToleranceTable
 
     sizes = batch or [1, 8]
     model_dir = artifacts if (artifacts / "manifest.json").is_file() else model_dir_option(artifacts, model, arch)

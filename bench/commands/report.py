@@ -42,7 +42,7 @@ def report(
     """Write the release report (JSON, Markdown, CSV, HTML with plots) and print its path last."""
     from vitship.bench.report.document import Report, ReportError, ReportOptions, build_report, read_report, write_report
     from vitship.bench.report.merge import merge_reports
-    from vitship.bench.rows import Status
+    from vitship.models.status import Status
 
     if to_merge and not merge:
         raise ReportError("report paths are only taken with --merge: vitship report --merge A/report.json B/report.json")

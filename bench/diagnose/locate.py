@@ -10,9 +10,9 @@ import numpy as np
 from vitship.bench.diagnose.capture import SIBLING_FORMAT, SIBLING_PRECISION, open_capture
 from vitship.bench.diagnose.labels import Label, label_tensors, module_sites
 from vitship.bench.diagnose.result import DiagnoseError, DiagnoseResult, LayerDivergence
-from vitship.bench.parity.metrics import ToleranceTable
 from vitship.exporters.base import Artifact, artifact_id, manifest_artifacts, resolve_artifact_path
 from vitship.models import ModelSpec, preprocess, sample_images
+from vitship.models.judgement import ToleranceTable
 from vitship.models.metrics import abs_errors, min_cosine
 
 if TYPE_CHECKING:

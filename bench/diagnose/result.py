@@ -66,7 +66,7 @@ class DiagnoseResult:
     artifact: str
     reference: str  # the fp32 sibling's artifact id
     target: str  # where both ran ("onnxruntime:cpu", "openvino:CPU", ...)
-    gate: float  # the min feature cosine of the artifact's precision (bench/parity/metrics.py)
+    gate: float  # the min feature cosine of the artifact's precision (models/judgement.py)
     n_images: int
     layers: list[LayerDivergence] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

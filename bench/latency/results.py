@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from vitship.bench.latency.timing import BenchRow
-from vitship.bench.rows import RowsDocument, Status, read_results
+from vitship.bench.rows import RowsDocument, read_results
 from vitship.models.atomic import atomic_write_json, atomic_write_text
+from vitship.models.status import Status
 
 BENCH_SCHEMA_VERSION = 2  # 2: status and reason are separate fields (bench/rows.py)
 GPU_DEVICES = ("cuda", "tensorrt", "GPU")

@@ -16,9 +16,9 @@ from typing import Callable
 
 from vitship.bench.latency.timing import BenchRow, TimingOptions
 from vitship.bench.latency.worker import DEFAULT_OPENER, RowJob, run_in_subprocess
-from vitship.bench.rows import Status
 from vitship.exporters.base import Artifact
 from vitship.models import UnknownNameError, VitshipError
+from vitship.models.status import Status
 from vitship.runtimes.base import REFERENCE_LABEL
 
 # (dtype, torch variant) rows per torch device; CUDA adds half precision and CUDA graphs (reduce-overhead).

@@ -17,7 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from vitship.bench.rows import RowKey, Status, StatusRow, known_fields
+from vitship.bench.rows import RowKey, StatusRow, known_fields
+from vitship.models.status import Status
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000

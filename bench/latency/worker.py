@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vitship.bench.isolated import run_worker, worker_main
 from vitship.bench.latency.timing import NS_PER_MS, BenchRow, LatencyStats, TimingOptions, measure
-from vitship.bench.rows import Status
+from vitship.models.status import Status
 
 DEFAULT_OPENER = "vitship.runtimes:open_session"
 

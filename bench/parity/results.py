@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vitship.bench.rows import RowKey, RowsDocument, Status, StatusRow, read_results
+from vitship.bench.rows import RowKey, RowsDocument, StatusRow, read_results
 from vitship.models.atomic import atomic_write_json
+from vitship.models.status import Status
 
 PARITY_NAME = "parity.json"
 SCHEMA_VERSION = 2  # 2: "status" (pass/fail/error/unavailable) and "reason" replace "verdict"

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from vitship.bench.parity.metrics import Metrics, Tolerance, ToleranceTable, compare, effective_precision
 from vitship.bench.parity.plan import RowPlan
 from vitship.bench.parity.results import ParityResult
-from vitship.bench.rows import Status
 from vitship.exporters import base as exporter_base
 from vitship.exporters.base import Artifact, ArtifactIntegrityError, resolve_artifact_path
 from vitship.models import ModelSpec, VitshipError, preprocess, sample_images
+from vitship.models.judgement import Metrics, Tolerance, ToleranceTable, compare, effective_precision
+from vitship.models.status import Status
 from vitship.runtimes import TARGET_LABELS, RuntimeUnavailable, SessionOptions, open_session, torch_artifact
 
 WORKER_MODULE = "vitship.bench.parity.worker"

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from vitship.bench.parity.metrics import ToleranceTable
 from vitship.bench.parity.plan import select_rows
 from vitship.bench.parity.results import ParityReport
 from vitship.bench.parity.run import ParityConfig, load_reference, prepare, run_rows
+from vitship.models.judgement import ToleranceTable
 
 # progress(done, total, what): total is None while the reference is computed
 ProgressFn = Callable[[int, int | None, str], None]

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from vitship.bench.rows import KeyedRow, RowKey, Status
+from vitship.bench.rows import KeyedRow, RowKey
 from vitship.models.errors import VitshipError
+from vitship.models.status import Status
 
 PASSING = (Status.PASS, Status.REFERENCE)
 FAILING = (Status.FAIL, Status.ERROR)

@@ -13,7 +13,8 @@ from enum import StrEnum
 
 from vitship.bench.report.cells import FAILING, ReportError, ReportRow
 from vitship.bench.report.schema import Report, WeightsInfo
-from vitship.bench.rows import KeyedRow, RowKey, Status
+from vitship.bench.rows import KeyedRow, RowKey
+from vitship.models.status import Status
 
 
 class Change(StrEnum):

@@ -31,7 +31,7 @@ from vitship.bench.report.cells import (
 )
 from vitship.bench.report.families import FAMILIES, MERGE_COMMAND, Family, Role, is_reference, roles
 from vitship.bench.report.host import Host
-from vitship.bench.rows import Status
+from vitship.models.status import Status
 
 _PRECISION_ORDER = {"fp16": 0, "int8": 1, "bf16": 2, "fp32": 3}
 _ENGINE_ORDER = {NeuralEngine.ELIGIBLE: 0, NeuralEngine.NOT_RECORDED: 1, NeuralEngine.NOT_ELIGIBLE: 2}

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from vitship.bench.report.view import build_view
-from vitship.bench.rows import Status
+from vitship.models.status import Status
 
 TEMPLATE = "report.html.j2"
 # Status words coloured in a cell ("not" for "not run"); the template's CSS has a class for each.

@@ -14,7 +14,8 @@ from vitship.bench.report.document import run_id
 from vitship.bench.report.families import table_group
 from vitship.bench.report.host import Host
 from vitship.bench.report.schema import Machine, MachineCell, MergedReport, MergedRow, Report, WeightsInfo
-from vitship.bench.rows import RowKey, Status
+from vitship.bench.rows import RowKey
+from vitship.models.status import Status
 
 
 def _machine(document: Report, taken: list[str]) -> Machine:

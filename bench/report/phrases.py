@@ -6,7 +6,7 @@ import dataclasses
 
 from vitship.bench.report.cells import NeuralEngine, ParityCell, Summary
 from vitship.bench.report.families import REFERENCE_TARGETS, Role
-from vitship.bench.rows import Status
+from vitship.models.status import Status
 
 METRIC_NAMES = {"min_cosine": "min feature cosine", "max_abs_logit": "max logit error",
                 "max_prob_err": "max probability error", "agreement": "decision agreement"}

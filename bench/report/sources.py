@@ -25,8 +25,9 @@ from vitship.bench.report.cells import (
 from vitship.bench.report.families import is_reference, table_group
 from vitship.bench.report.host import Host
 from vitship.bench.report.typed import from_json
-from vitship.bench.rows import RowKey, Status
+from vitship.bench.rows import RowKey
 from vitship.models.errors import VitshipError
+from vitship.models.status import Status
 from vitship.runtimes.base import target_display  # noqa: F401  (re-exported: bench's table shows the same label)
 
 if TYPE_CHECKING:

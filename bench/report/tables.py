@@ -12,7 +12,7 @@ from vitship.bench.report.cells import FAILING, LatencyCell, ReportRow
 from vitship.bench.report.families import REFERENCE_TIME_NOTE, group_order, table_group
 from vitship.bench.report.host import HostKind
 from vitship.bench.report.schema import MergedReport, MergedRow, Report
-from vitship.bench.rows import Status
+from vitship.models.status import Status
 from vitship.runtimes.base import target_display
 
 REFERENCE_MARK = "†"

@@ -1,4 +1,8 @@
-"""Parity metrics (candidate outputs vs reference outputs) and the per-precision tolerance gates.
+"""The one judgement of an artifact against its reference: every metric, and the per-precision tolerance gates.
+
+Parity and the export's int8 gate both judge with this module, so that a verdict means the same thing at
+export and in ``vitship parity`` (docs/DESIGN.md "Parity"). It sits in ``models`` (the lowest layer) so that
+exporters can gate on it without importing the bench layer.
 
 The ambiguity rule. A reference decision is *ambiguous* when its 'fake' probability lies within the
 gate's own probability tolerance of the threshold (|p_ref - threshold| <= max_prob). Inside that band
@@ -18,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vitship.models import FEATURES_NAME, LOGITS_NAME, ModelSpec, VitshipError, fake_probability
+from vitship.models.errors import VitshipError
+from vitship.models.head import fake_probability
 from vitship.models.metrics import output_errors
+from vitship.models.spec import FEATURES_NAME, LOGITS_NAME, ModelSpec
 
 # Lower rank = less precise. An fp32 IR run in bf16 is judged as bf16; an int8 IR stays int8.
 PRECISION_RANK = {"fp32": 3, "fp16": 2, "bf16": 1, "int8": 0}
