@@ -9,28 +9,44 @@ from __future__ import annotations
 import importlib
 
 from vitship.exporters.base import PRECISIONS, Artifact, ExportError, ExportFn, ExportOptions, TraceCache, artifact_id
+from vitship.exporters.int8.capabilities import Int8Capabilities
 from vitship.models import UnknownNameError
 
 # name -> (module, precisions it produces). The name is the artifact id's prefix (<name>-<precision>); a module
 # may serve several names (coreml, coreml-tensor), each with its own options class (OPTIONS_CLASSES).
 EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {}
 OPTIONS_CLASSES: dict[str, str] = {}  # name -> the module's options class for it ("Options" by default)
+INT8_CAPABILITIES: dict[str, Int8Capabilities] = {}  # name -> what its int8 can do (exporters/int8/capabilities.py)
 
 
-def register(fmt: str, module: str, precisions: tuple[str, ...] = PRECISIONS, options: str = "Options") -> None:
+def register(fmt: str, module: str, precisions: tuple[str, ...] = PRECISIONS, options: str = "Options",
+             int8: Int8Capabilities | None = None) -> None:
     if fmt in EXPORTERS:
         raise ValueError(f"exporter {fmt!r} is already registered")
+    if ("int8" in precisions) != (int8 is not None):
+        raise ValueError(f"exporter {fmt!r}: declare int8 capabilities exactly when it produces int8")
     EXPORTERS[fmt] = (module, precisions)
     OPTIONS_CLASSES[fmt] = options
+    if int8 is not None:
+        INT8_CAPABILITIES[fmt] = int8
 
 
-register("onnx", "vitship.exporters.onnx")
-register("openvino", "vitship.exporters.openvino")
-register("coreml", "vitship.exporters.coreml")
-register("coreml-tensor", "vitship.exporters.coreml", ("fp16", "int8"), options="CoremlTensorOptions")
-register("executorch", "vitship.exporters.executorch", ("fp32", "int8"))
+# LiteRT's converter folds each LayerNorm's scale and shift into the Linear after it (measured: the .tflite weights
+# of a smoothed and an unsmoothed model differ by 1e-8), so the SmoothQuant fold cannot reach its int8 weights.
+_LITERT_REFOLDS = "litert-torch folds the LayerNorm affine back into the next Linear, undoing it"
+_COREML = Int8Capabilities(("weight-only",), gate_targets=("coreml:cpu_only", "coreml:reference"), mode_field=None)
+
+register("onnx", "vitship.exporters.onnx",
+         int8=Int8Capabilities(("dynamic", "static"), ("static",), gate_targets=("onnxruntime:cpu",)))
+register("openvino", "vitship.exporters.openvino",
+         int8=Int8Capabilities(("static",), ("static",), gate_targets=("openvino:CPU",), mode_field=None))
+register("coreml", "vitship.exporters.coreml", int8=_COREML)
+register("coreml-tensor", "vitship.exporters.coreml", ("fp16", "int8"), options="CoremlTensorOptions", int8=_COREML)
+register("executorch", "vitship.exporters.executorch", ("fp32", "int8"),
+         int8=Int8Capabilities(("dynamic", "static"), ("static",), gate_targets=("executorch:cpu",)))
 register("executorch-coreml", "vitship.exporters.executorch", ("fp16",), options="ExecutorchCoremlOptions")
-register("litert", "vitship.exporters.litert")
+register("litert", "vitship.exporters.litert",
+         int8=Int8Capabilities(("dynamic", "weight-only"), smoothing=False, gate_targets=("litert:cpu",), why=_LITERT_REFOLDS))
 
 
 def _module(fmt: str):
@@ -53,5 +69,5 @@ def all_artifact_ids() -> list[str]:
     return [artifact_id(fmt, p) for fmt, (_, precisions) in EXPORTERS.items() for p in precisions]
 
 
-__all__ = ["EXPORTERS", "OPTIONS_CLASSES", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids", "artifact_id", "get_exporter",
+__all__ = ["EXPORTERS", "INT8_CAPABILITIES", "OPTIONS_CLASSES", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids", "artifact_id", "get_exporter",
            "options_class", "register"]

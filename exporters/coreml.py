@@ -37,7 +37,7 @@ from vitship.exporters.base import (
     vitship_version,
 )
 from vitship.exporters.coreml_apple import NOT_FOR_NEURAL_ENGINE, apple_details, batch_shapes_label, mil_op_counts
-from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
+from vitship.exporters.int8.options import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
 
 FORMAT = "coreml"

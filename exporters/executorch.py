@@ -25,13 +25,13 @@ from vitship.exporters.base import (
     ExportError,
     TraceCache,
     artifact_id,
-    calibration_images,
     package_versions,
     path_sha256,
     path_size,
 )
 from vitship.exporters.coreml_apple import apple_details, mil_op_counts
-from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
+from vitship.exporters.int8.calibration import calibration_images
+from vitship.exporters.int8.options import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
 
 if TYPE_CHECKING:

@@ -19,13 +19,13 @@ from vitship.exporters.base import (
     ExportOptions,
     TraceCache,
     artifact_id,
-    calibration_images,
     model_metadata,
     package_versions,
     path_sha256,
     path_size,
 )
-from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
+from vitship.exporters.int8.calibration import calibration_images
+from vitship.exporters.int8.options import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel, MissingDependencyError, UnknownNameError
 
 FORMAT = "openvino"

@@ -34,7 +34,8 @@ def _parity_agreement(metrics: dict) -> str:
 
 def _parity_table(results: list) -> Table:
     """The rows that ran (pass, fail, error), one per line; unavailable ones go to _unavailable_table."""
-    table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors)")
+    table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors; "
+                        "fp16/int8 figures are on the photos, random tensors held to a cosine floor)")
     for column in ("artifact", "target", "runtime precision", "min cosine", "max abs logit err", "p99 abs logit err",
                    "max prob err", "agreement", "batch consistency", "status"):
         table.add_column(column, overflow="fold")
@@ -47,8 +48,15 @@ def _parity_table(results: list) -> Table:
         target = r.target + (f"\n({r.note})" if r.note else "")
         table.add_row(r.artifact, target, r.precision_label or "-", number("min_cosine", ".6f"), number("max_abs_logit", ".2e"),
                       number("p99_abs_logit", ".2e"), number("max_prob_err", ".2e"), _parity_agreement(m), consistent,
-                      f"[{colours[r.status]}]{r.status}[/]")
+                      f"[{colours[r.status]}]{r.status}[/]" + _export_gate(r))
     return table
+
+
+def _export_gate(row) -> str:
+    """An int8 the export's gate did not pass says so under its parity status ("export gate: not checked")."""
+    if row.export_gate is None or row.export_gate is Status.PASS:
+        return ""
+    return f"\n[yellow]export gate: {row.export_gate}[/yellow]"
 
 
 def _unavailable_table(results: list) -> Table | None:

@@ -39,6 +39,12 @@ class ParityResult(StatusRow):
     note: str = ""  # what the target is, where it needs saying (the CoreML reference executor)
     seconds: float = 0.0
     worker: dict = field(default_factory=dict)  # pid, exit code, seconds; the log tail when the worker failed
+    export_gate: Status | None = None  # an int8's verdict from the export's int8 gate (its manifest record)
+    noise_metrics: dict | None = None  # a lossy precision's random tensors, held to the noise floor only
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.export_gate = None if self.export_gate is None else Status(self.export_gate)
 
     @property
     def key(self) -> RowKey:

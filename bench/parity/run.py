@@ -23,8 +23,9 @@ from vitship.bench.parity.plan import RowPlan
 from vitship.bench.parity.results import ParityResult
 from vitship.exporters import base as exporter_base
 from vitship.exporters.base import Artifact, ArtifactIntegrityError, resolve_artifact_path
+from vitship.exporters.int8.record import Int8Record
 from vitship.models import ModelSpec, VitshipError, preprocess, sample_images
-from vitship.models.judgement import Metrics, Tolerance, ToleranceTable, compare, effective_precision
+from vitship.models.judgement import Metrics, Tolerance, ToleranceTable, compare, effective_precision, judge
 from vitship.models.status import Status
 from vitship.runtimes import TARGET_LABELS, RuntimeUnavailable, SessionOptions, open_session, torch_artifact
 
@@ -208,15 +209,18 @@ def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
 
 
 def _judge(runs: dict[int, dict], ctx: ParityContext, tolerance: Tolerance, result: ParityResult) -> None:
+    """models.judgement.judge, the export gate's rule: photos (plus a noise floor) for a lossy precision, all for fp32."""
     sizes = sorted(runs)
     spec, inputs, band = ctx.spec, ctx.inputs, tolerance.max_prob or 0.0
     names = [f"{n}@b{b}" for b in sizes for n in inputs.names]
     stacked = {k: np.concatenate([runs[b][k] for b in sizes]) for k in runs[sizes[0]]}
     reference = {k: np.concatenate([v] * len(sizes)) for k, v in ctx.reference.items()}
-    metrics = compare(stacked, reference, spec, names, np.tile(inputs.is_photo, len(sizes)), band, ctx.config.threshold,
-                      repeats=len(sizes))
+    judgement = judge(stacked, reference, spec, names, np.tile(inputs.is_photo, len(sizes)), result.effective_precision,
+                      tolerance, ctx.config.threshold, repeats=len(sizes))
+    metrics = judgement.metrics
     result.metrics = metrics.to_dict()
-    failures = tolerance.judge(metrics)
+    result.noise_metrics = judgement.noise.to_dict() if judgement.noise else None
+    failures = list(judgement.failures)
     if tolerance.min_agreement is not None and metrics.decisive_agreement is None and metrics.n_photos:
         result.notes.append(f"agreement not gated: all {metrics.n_photos} photo decisions are ambiguous "
                             f"(reference probability within {band:g} of {ctx.config.threshold}); "
@@ -237,6 +241,11 @@ def new_result(plan: RowPlan) -> ParityResult:
     result = ParityResult(artifact=artifact.id, target=plan.status.target, format=artifact.format,
                           artifact_precision=artifact.precision, variant=plan.variant,
                           note=TARGET_LABELS.get(plan.status.target, ""))
+    record = Int8Record.of(artifact)
+    if record is not None:
+        result.export_gate = record.verdict
+        if record.verdict is not Status.PASS:
+            result.notes.append(f"export's int8 gate: {record.verdict} ({record.reason})")
     if not plan.status.available:
         result.status, result.reason = Status.UNAVAILABLE, plan.status.reason
     return result

@@ -26,6 +26,7 @@ from vitship.bench.report.families import is_reference, table_group
 from vitship.bench.report.host import Host
 from vitship.bench.report.typed import from_json
 from vitship.bench.rows import RowKey
+from vitship.exporters.int8.record import verdict_of
 from vitship.models.errors import VitshipError
 from vitship.models.status import Status
 from vitship.runtimes.base import target_display  # noqa: F401  (re-exported: bench's table shows the same label)
@@ -231,6 +232,7 @@ def build_rows(sources: Sources, environment: dict | None = None) -> list[Report
             entry = artifacts[key.artifact]
             row.format, row.precision, row.apple = entry.format, entry.precision, apple_details(entry)
             row.size_bytes = entry.size_bytes or None
+            row.int8_gate = verdict_of(entry)
         row.size_bytes = row.size_bytes or next((c.size_bytes for c in row.latency if c.size_bytes), None)
         parity_key = RowKey(key.artifact, key.target)
         if parity_key in parity:

@@ -6,10 +6,16 @@ Each int8-capable format's options dataclass subclasses ``Int8Options``, so ``sm
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from vitship.exporters.base import INT8_ONLY, ExportError, ExportOptions, TraceCache, calibration_images
-from vitship.models import LoadedModel
+from vitship.exporters.base import INT8_ONLY, ExportError, ExportOptions, TraceCache
+from vitship.exporters.int8.calibration import calibration_images
+
+if TYPE_CHECKING:
+    from vitship.models import LoadedModel
 
 # The default SmoothQuant fold strength: on the seeded ViT-S and the seeded-outliers stress model alike, every
 # int8 format passes the gate with it (README "int8 on trained-like weights"); 0.5 is SmoothQuant's own default.
@@ -22,9 +28,9 @@ class Int8Options(ExportOptions):
 
     Attributes:
         smooth_alpha: SmoothQuant fold strength in [0, 1] applied in PyTorch before export
-            (``exporters.smoothing``); None turns it off.
+            (``exporters.int8.smoothing``); None turns it off.
         keep_float: torch module names (``blocks.3.mlp.fc1``) whose weights stay in float; the export's int8
-            gate fills it in when it escalates (``exporters.int8_ladder``).
+            gate fills it in when it escalates (``exporters.int8.ladder``).
     """
 
     smooth_alpha: float | None = field(default=DEFAULT_SMOOTH_ALPHA, metadata=INT8_ONLY)
@@ -36,10 +42,19 @@ class Int8Options(ExportOptions):
 
 
 def check_int8_options(fmt: str, options: Int8Options) -> None:
-    """Refuse a smoothing strength outside [0, 1] before any work."""
+    """Refuse, before any work, a smoothing strength outside [0, 1] or an int8 option the format cannot use.
+
+    What a format can use is its registered ``Int8Capabilities`` (``exporters.int8.capabilities``).
+    """
+    from vitship.exporters.int8.capabilities import int8_capabilities
+
+    if options.precision != "int8":
+        return
     alpha = options.smooth_alpha
-    if options.precision == "int8" and alpha is not None and not 0.0 <= alpha <= 1.0:
+    if alpha is not None and not 0.0 <= alpha <= 1.0:
         raise ExportError(f"{fmt}: smoothing alpha {alpha} is outside [0, 1]; use None (off) or e.g. 0.5")
+    caps = int8_capabilities(fmt)
+    caps.check(fmt, getattr(options, caps.mode_field) if caps.mode_field else None, alpha, tuple(options.keep_float))
 
 
 def model_to_quantize(loaded: LoadedModel, options: Int8Options, cache: TraceCache) -> tuple[LoadedModel, TraceCache, dict | None]:
@@ -47,15 +62,24 @@ def model_to_quantize(loaded: LoadedModel, options: Int8Options, cache: TraceCac
 
     Returns:
         (the model, the trace cache to use with it, the smoothing summary for Artifact.details or None).
-        A smoothed model gets a fresh cache: the run's cached fp32 trace is of the unsmoothed weights.
+        A smoothed copy is kept in ``cache`` and carries its own weights digest (the original's, the strength and
+        the calibration photos), so that the ladder's later rungs from the same recipe reuse its fold and its
+        trace, and no trace of other weights is ever taken for it. Exporters record ``loaded``'s own weights.
     """
     if options.precision != "int8" or options.smooth_alpha is None:
         return loaded, cache, None
-    from vitship.exporters import smoothing
+    from vitship.exporters.int8 import smoothing
 
-    images, _ = calibration_images(loaded.spec, options)
-    smoothed, summary = smoothing.smoothed(loaded, images, options.smooth_alpha)
-    return smoothed, TraceCache(), summary
+    key = ("int8-smoothed", loaded.info.sha256, options.smooth_alpha, str(options.calibration_dir), options.calibration_limit)
+
+    def fold() -> tuple[LoadedModel, dict]:
+        images, _ = calibration_images(loaded.spec, options)
+        smoothed, summary = smoothing.smoothed(loaded, images, options.smooth_alpha)
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()
+        return smoothed._replace(info=dataclasses.replace(smoothed.info, sha256=digest)), summary
+
+    (smoothed, summary), _ = cache.get(key, fold)
+    return smoothed, cache, summary
 
 
 def linear_modules(loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, object]:

@@ -95,6 +95,6 @@ def smoothed(loaded: LoadedModel, images: np.ndarray, alpha: float) -> tuple[Loa
     model = copy.deepcopy(loaded.model)
     pairs = fold(model, images, alpha)
     summary = {"method": "SmoothQuant fold into LayerNorm -> Linear (norm1->qkv, norm2->fc1), PyTorch, before export",
-               "alpha": alpha, "pairs": len(pairs), "calibration_images": int(len(images)),
+               "alpha": alpha, "pairs": len(pairs), "calibration_images": len(images),
                "max_scale": max(p.max_scale for p in pairs), "min_scale": min(p.min_scale for p in pairs)}
     return LoadedModel(model, loaded.spec, loaded.info), summary
