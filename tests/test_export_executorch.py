@@ -17,7 +17,8 @@ from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_out
 from vitship.bench.parity.run import run_batched
 from vitship.exporters import executorch as et_exporter
 from vitship.exporters import options_class
-from vitship.exporters.base import HOLD_BACK_EVERY, ExportError
+from vitship.exporters.int8.calibration import HOLD_BACK_EVERY
+from vitship.exporters.base import ExportError
 from vitship.exporters.executorch import ExecutorchCoremlOptions, ExecutorchOptions
 from vitship.exporters.pipeline import model_dir_for
 from vitship.models import MissingDependencyError, UnknownNameError

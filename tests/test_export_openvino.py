@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
 from vitship.exporters import openvino as openvino_exporter  # noqa: E402  (after the imports above)
-from vitship.exporters.base import HOLD_BACK_EVERY, ExportError, ExportOptions, TraceCache, calibration_images, path_sha256
+from vitship.exporters.base import ExportError, ExportOptions, TraceCache, path_sha256
+from vitship.exporters.int8.calibration import HOLD_BACK_EVERY, calibration_images
 from vitship.exporters.openvino import OpenvinoOptions  # noqa: E402
 from vitship.models import MissingDependencyError, load_weights, preprocess, sample_images
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from vitship.exporters import onnx as onnx_exporter
-from vitship.exporters.base import ExportError, ExportOptions, calibration_images
-from vitship.exporters.onnx_int8 import nodes_for_modules
-from vitship.exporters.smoothing import input_channel_maxima, smoothed, smoothing_pairs
+from vitship.exporters.base import ExportError, ExportOptions
+from vitship.exporters.int8.calibration import calibration_images
+from vitship.exporters.int8.onnx_recipe import nodes_for_modules
+from vitship.exporters.int8.smoothing import input_channel_maxima, smoothed, smoothing_pairs
 from vitship.models import load_weights, preprocess, sample_images, tiny_spec
 
 
