@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 ROUNDS, CALLS = 3, 10
-SCHEMES = {  # name -> quantize_* keyword arguments (see exporters.onnx_int8 for the shipped two)
+SCHEMES = {  # name -> quantize_* keyword arguments (see exporters.int8.onnx_recipe for the shipped two)
     "dynamic per-channel (default)": dict(kind="dynamic", per_channel=True),
     "dynamic per-tensor": dict(kind="dynamic", per_channel=False),
     "static QOperator u8s8": dict(kind="static", quant_format="QOperator", activation_type="QUInt8"),

@@ -45,6 +45,8 @@ class Manifest:
     weights: dict = field(default_factory=dict)  # WeightsInfo.to_dict()
     vitship_version: str = ""
     artifacts: dict[str, Artifact] = field(default_factory=dict)
+    # int8 exports whose ladder ended without a pass (nothing shipped): id -> exporters.int8.record.Int8Record dict
+    int8_rejected: dict[str, dict] = field(default_factory=dict)
 
     @staticmethod
     def exists(model_dir: Path) -> bool:
@@ -86,14 +88,18 @@ class Manifest:
             what = "no 'artifacts'" if entries is None else f"'artifacts' as a JSON {_json_type(entries)}, not an object"
             raise ManifestError(f"{source}: {what}; {FIX}")
         artifacts = {aid: _artifact(aid, entry, source) for aid, entry in entries.items()}
+        rejected = data.get("int8_rejected") or {}
+        if not isinstance(rejected, dict) or not all(isinstance(r, dict) for r in rejected.values()):
+            raise ManifestError(f"{source}: 'int8_rejected' is not an object of int8 records; {FIX}")
         return cls(MANIFEST_SCHEMA_VERSION, data.get("model", ""), data.get("spec", {}), data.get("weights", {}),
-                   data.get("vitship_version", ""), artifacts)
+                   data.get("vitship_version", ""), artifacts, rejected)
 
     def to_dict(self) -> dict:
         """The JSON document, artifacts last (for readers of the file)."""
         return {"schema_version": self.schema_version, "model": self.model, "spec": self.spec, "weights": self.weights,
                 "vitship_version": self.vitship_version,
-                "artifacts": {aid: artifact.to_dict() for aid, artifact in self.artifacts.items()}}
+                "artifacts": {aid: artifact.to_dict() for aid, artifact in self.artifacts.items()},
+                **({"int8_rejected": self.int8_rejected} if self.int8_rejected else {})}
 
     def write(self, model_dir: Path) -> None:
         """Write atomically: a reader sees the old manifest or the new one, never half of one."""

@@ -15,7 +15,7 @@ from vitship.bench.report.compare import compare_reports
 from vitship.bench.report.document import build_report
 from vitship.exporters.base import read_manifest
 from vitship.exporters.int8.capabilities import markdown_table
-from vitship.exporters.int8.record import Int8Record, Int8Step, Int8Recipe
+from vitship.exporters.int8.record import Int8Recipe, Int8Record, Int8Step
 from vitship.models import sample_images
 from vitship.models.atomic import atomic_write_json
 from vitship.models.status import Status
@@ -112,6 +112,11 @@ def test_a_litert_int8_that_fails_every_step_exits_1_with_every_steps_figures(tm
     for step in ("1: requested recipe", "2: 2 most sensitive", "3: 4 most sensitive", "4: 8 most sensitive"):
         assert step in text, text  # the ladder table: every step with its figures
     assert "int8 ladder" in text and text.count("fail (photos: feature cosine") == 4
+    manifest = read_manifest(tmp_path / "tiny-vit")  # nothing shipped, and the report's Android block says why
+    assert "litert-int8" not in manifest["artifacts"] and manifest["int8_rejected"]["litert-int8"]["verdict"] == "fail"
+    android = next(d for d in build_report(tmp_path / "tiny-vit").decisions if d.slug == "android")
+    (why,) = [a.reason for a in android.avoid if a.artifact == "litert-int8"]
+    assert why.startswith("not shipped: none of 4 int8 recipes passed the export's int8 gate; best: "), why
 
 
 @pytest.mark.parametrize("args, message", [

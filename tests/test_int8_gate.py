@@ -89,8 +89,8 @@ def test_an_int8_the_old_gate_passed_and_parity_failed_is_now_escalated_or_passe
     views = gate_inputs(trained_like.spec, paths, [p.name for p in paths], "select")
     verdict = check(int8_gate(trained_like), unchecked, model_dir, views, reference_outputs(trained_like, views), trained_like)
     assert not verdict.passed or new_parity(outputs, reference, trained_like.spec, inputs) == []
-    # through the doors: what the gate ships passes parity
+    # through the doors: what the gate ships passes parity's rule on parity's inputs
     (shipped,) = vitship.export(trained_like, ["openvino"], ["int8"], arch="tiny", out=tmp_path / "on", options=options)
     assert shipped.status is Status.OK and shipped.int8.verdict is Status.PASS, shipped.reason
-    report = vitship.parity(tmp_path / "on", arch="tiny", targets=["openvino:CPU"], with_torch=False)
-    assert [row.status for row in report.rows] == [Status.PASS], [row.reason for row in report.rows]
+    outputs = run_artifact(shipped.artifact, tmp_path / "on" / "tiny-vit", inputs.pixels).outputs
+    assert new_parity(outputs, reference, trained_like.spec, inputs) == []

@@ -51,6 +51,17 @@ def short_ladder(monkeypatch):
     monkeypatch.setattr(ladder, "KEEP_FLOAT_COUNTS", (2,))
 
 
+@pytest.fixture
+def format_rungs(monkeypatch):
+    """The rungs every format builds itself: its requested recipe and its Linears kept in float.
+
+    The smoothing rungs fold in PyTorch whatever the format (each format's smoothed export is tested in
+    test_int8_smoothing.py, the smoothing rungs on ONNX below), so here they are left out to keep make test cheap.
+    """
+    monkeypatch.setattr(ladder, "LADDER_ALPHAS", ())
+    monkeypatch.setattr(ladder, "KEEP_FLOAT_COUNTS", (2,))
+
+
 def gated(loaded, root, fmt, runs, options=None):
     gate = int8_gate(loaded)
     gate = type(gate)(run=runs, locate=gate.locate, margin=gate.margin, views=gate.views)
@@ -59,16 +70,14 @@ def gated(loaded, root, fmt, runs, options=None):
 
 
 @pytest.mark.parametrize("fmt", list(INT8_CAPABILITIES))
-def test_a_failure_at_every_rung_ends_the_export_with_every_steps_figures(fmt, stressed, tmp_path, short_ladder):
+def test_a_failure_at_every_rung_ends_the_export_with_every_steps_figures(fmt, stressed, tmp_path, format_rungs):
     caps = INT8_CAPABILITIES[fmt]
     result = gated(stressed, tmp_path, fmt, FailingRuns())
     assert result.status is Status.FAIL and result.artifact is None, result.reason
     record = result.int8
     assert record.verdict is Status.FAIL and all(not step.passed for step in record.steps)
     whys = [step.why for step in record.steps]
-    expected = ["requested recipe"] + (["smoothing alpha 0.8"] if caps.smoothing else []) + \
-        (["2 most sensitive layers in float"] if caps.keep_float else [])
-    assert whys == expected, whys
+    assert whys == ["requested recipe"] + (["2 most sensitive layers in float"] if caps.keep_float else []), whys
     assert all(step.photos == "select" and step.target in caps.gate_targets for step in record.steps)
     assert all(step.figures() in result.reason for step in record.steps)  # every step's figures in the message
     assert len(record.steps[-1].recipe.keep_float) == 2 and record.layers_ranked_by
@@ -84,17 +93,21 @@ def test_a_step_that_passes_is_confirmed_on_photos_that_did_not_pick_it(stressed
         ("requested recipe", "select", False), ("smoothing alpha 0.8", "select", True),
         ("confirming step 2", "confirm", False), ("2 most sensitive layers in float", "select", True),
         ("confirming step 4", "confirm", True)]
-    assert record.recipe.keep_float and record.split == "calibrate / select / confirm"
+    assert record.recipe.keep_float and record.split.startswith("calibrate / select / confirm")
     select, confirm = record.photos["select"].files, record.photos["confirm"].files
     assert len(select) == len(confirm) == 3 and not set(select) & set(confirm)
     assert not set(select + confirm) & set(record.photos["calibrate"].files)
+    assert record.photos["confirm"].as_is == record.photos["calibrate"].files  # checked once each at confirmation
     entry = Int8Record.of(result.artifact)
     assert entry == record and result.artifact.options["keep_float"] == []  # the rebuild key: as requested
 
 
 def test_the_stress_model_escalates_to_stronger_smoothing_and_the_rerun_is_up_to_date(stressed, tmp_path):
     options = {"onnx": OnnxOptions(smooth_alpha=None)}
+    (off,) = export_all(stressed, tmp_path, [("onnx", "int8")], options, gate=False)
+    assert off.status is Status.OK and off.int8.verdict is Status.NOT_CHECKED and off.int8.gate_was_off
     result = gated(stressed, tmp_path, "onnx", run_artifact, options)
+    assert result.reason == "the int8 gate has not checked it"  # a gate-off artifact is rebuilt by the gate
     record = result.int8
     first, last = record.steps[0], record.steps[-1]
     assert first.recipe.smooth_alpha is None and not first.passed and first.min_cosine < 0.98
@@ -103,13 +116,6 @@ def test_the_stress_model_escalates_to_stronger_smoothing_and_the_rerun_is_up_to
     again = gated(stressed, tmp_path, "onnx", run_artifact, options)
     assert again.status is Status.SKIPPED and again.int8 == record
 
-
-def test_gate_off_ships_not_checked_and_the_gate_rebuilds_it(stressed, tmp_path):
-    (off,) = export_all(stressed, tmp_path, [("onnx", "int8")], gate=False)
-    assert off.status is Status.OK and off.int8.verdict is Status.NOT_CHECKED and off.int8.gate_was_off
-    again = gated(stressed, tmp_path, "onnx", run_artifact)
-    assert again.status is Status.OK and again.reason == "the int8 gate has not checked it"
-    assert again.int8.verdict is Status.PASS and again.int8.steps
 
 
 def test_the_gate_is_a_required_argument_of_export_all(stressed, tmp_path):

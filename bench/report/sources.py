@@ -26,7 +26,7 @@ from vitship.bench.report.families import is_reference, table_group
 from vitship.bench.report.host import Host
 from vitship.bench.report.typed import from_json
 from vitship.bench.rows import RowKey
-from vitship.exporters.int8.record import verdict_of
+from vitship.exporters.int8.record import rejected_reason, verdict_of
 from vitship.models.errors import VitshipError
 from vitship.models.status import Status
 from vitship.runtimes.base import target_display  # noqa: F401  (re-exported: bench's table shows the same label)
@@ -45,6 +45,7 @@ PARITY_KEY_METRICS = ("min_cosine", "max_abs_logit", "max_prob_err", "agreement"
 class ManifestData:
     weights: dict  # the weights record, as the manifest holds it
     artifacts: list[Artifact]
+    int8_rejected: dict[str, str] = field(default_factory=dict)  # int8 not shipped: id -> why (its int8 record)
 
 
 @dataclass
@@ -83,7 +84,8 @@ def _load_manifest(path: Path) -> ManifestData:
     except VitshipError as err:
         message = str(err) if str(path) in str(err) else f"{path}: {err}"
         raise ReportError(message) from err
-    return ManifestData(weights=manifest.reference_weights(), artifacts=list(manifest.artifacts.values()))
+    rejected = {aid: rejected_reason(record) for aid, record in manifest.int8_rejected.items()}
+    return ManifestData(weights=manifest.reference_weights(), artifacts=list(manifest.artifacts.values()), int8_rejected=rejected)
 
 
 def _load_parity(path: Path):

@@ -10,8 +10,9 @@ rule and the gate's margin. The ladder, step by step until one passes (each step
 3. where it can keep layers in float, from the best recipe so far (highest min feature cosine), the top
    ``KEEP_FLOAT_COUNTS`` (2, 4, 8) Linears of ``ranking.sensitive_layers``.
 
-A step that passes on the select photos is confirmed on the *confirm* photos, which did not pick it
-(``calibration.calibration_split``); it ships only if it passes there too, else the ladder goes on. If no
+A step that passes on the select photos is confirmed on the *confirm* photos (every view) and on each
+calibration photo once: photos that did not pick it (``calibration.calibration_split``). It ships only if it
+passes there too, else the ladder goes on. If no
 step passes, the export fails (``Int8GateFailed``) with every step's figures and nothing is shipped.
 """
 
@@ -71,12 +72,15 @@ def export_gated(exporter: ExportFn, loaded: LoadedModel, tmp: Path, options: In
         return not_checked(artifact, options, caps, f"fewer than 3 calibration photos ({select_info['source']}): none "
                                                     "held back to check on")
     confirm, confirm_info = calibration_files(options, "confirm")
-    calibrate = calibration_files(options, "calibration")[1]
+    calibrate, calibrate_info = calibration_files(options, "calibration")
     split = select != confirm  # calibration_split gives both parts every held-back photo when there are too few
+    # the confirmation also runs each calibration photo once: they did not pick the recipe either (issue 22's worst
+    # photo was one of them), and with the bundled photos the select and confirm parts then cover parity's 18
     inputs = {"select": gate_inputs(loaded.spec, select, select_info["files"], "select", gate.views),
-              "confirm": gate_inputs(loaded.spec, confirm, confirm_info["files"], "confirm", gate.views)}
+              "confirm": gate_inputs(loaded.spec, confirm, confirm_info["files"], "confirm", gate.views,
+                                     as_is=(calibrate, calibrate_info["files"]))}
     ladder = _Ladder(exporter, loaded, tmp, cache, gate, caps, inputs, split)
-    ladder.photos["calibrate"] = PhotoSet("calibrate", tuple(calibrate["files"]))
+    ladder.photos["calibrate"] = PhotoSet("calibrate", tuple(calibrate_info["files"]))
     outcome = ladder.climb(options)
     if outcome is None:
         return not_checked(ladder.artifact, options, caps, f"no target here runs {ladder.artifact.format} "
@@ -137,8 +141,6 @@ class _Ladder:
         selected = self.judge(options, why, "select")
         if selected is None or not selected.passed:
             return None if selected is None else False
-        if not self.split:
-            return True
         confirmed = self.judge(options, f"confirming step {self.steps[-1].step}", "confirm")
         return confirmed is None or confirmed.passed
 
@@ -162,11 +164,12 @@ class _Ladder:
         last = self.steps[-1]
         if verdict is Status.PASS:
             first = "the requested recipe" if len([s for s in self.steps if s.photos == "select"]) == 1 else last.recipe.describe()
-            reason = f"{first} passed on the select photos" + (" and on the confirm photos" if self.split else "")
+            reason = f"{first} passed on the select photos and on the confirm photos"
         else:
             reason = "; ".join(step.figures() for step in self.steps)
-        split = ("calibrate / select / confirm" if self.split else
-                 f"not split: fewer than {MIN_SPLIT} photos held back, so the pick was confirmed on the photos that selected it")
+        split = ("calibrate / select / confirm (the confirmation also runs each calibration photo once)" if self.split else
+                 f"not split: fewer than {MIN_SPLIT} photos held back, so the confirmation repeats the photos that selected "
+                 "the recipe (plus each calibration photo once)")
         return Int8Record(verdict, reason, last.recipe if verdict is Status.PASS else recipe_of(requested, self.caps),
                           tuple(self.steps), dict(self.photos), split, self.gate.tolerance.to_dict(), self.gate.margin,
                           self.ranked_by)

@@ -55,12 +55,13 @@ class GateInputs:
 
 
 def gate_inputs(spec: ModelSpec, paths: list[Path], names: list[str], role: str, views: tuple[str, ...] = tuple(VIEWS),
-                random_tensors: int = RANDOM_TENSORS) -> GateInputs:
-    """Every view in ``views`` of each photo (in that order), preprocessed by the spec's one path, then the noise.
+                random_tensors: int = RANDOM_TENSORS, as_is: tuple[list[Path], list[str]] = ([], [])) -> GateInputs:
+    """Every view in ``views`` of each photo (in that order), the ``as_is`` photos once each, then the noise.
 
     Args:
         paths, names: the part's photos and the names the record gives them (relative to --calibration).
         role: "select" or "confirm" (the PhotoSet's role).
+        as_is: (paths, names) of photos checked once, without views (the calibration photos, at confirm).
     """
     images, labels = [], []
     for path, name in zip(paths, names):
@@ -68,10 +69,12 @@ def gate_inputs(spec: ModelSpec, paths: list[Path], names: list[str], role: str,
         for view in views:
             images.append(VIEWS[view](image))
             labels.append(name if view == "photo" else f"{name} ({view})")
+    images += [load_image(path) for path in as_is[0]]
+    labels += list(as_is[1])
     pixels = preprocess(images, spec) if images else np.zeros((0, *spec.input_shape), np.float32)
     rng = np.random.default_rng(RANDOM_SEED)
     noise = rng.uniform(-1.0, 1.0, size=(random_tensors, *spec.input_shape)).astype(np.float32)
     labels += [f"random-{i}" for i in range(random_tensors)]
     is_photo = np.arange(len(labels)) < len(images)
-    record = PhotoSet(role, tuple(names), len(views), random_tensors)
+    record = PhotoSet(role, tuple(names), len(views), random_tensors, tuple(as_is[1]))
     return GateInputs(np.ascontiguousarray(np.concatenate([pixels, noise])), labels, is_photo, record)

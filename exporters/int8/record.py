@@ -45,6 +45,7 @@ class PhotoSet:
     files: tuple[str, ...]
     views: int = 1  # deterministic views of each photo the gate ran (1: the photos alone; photos.VIEWS)
     random_tensors: int = 0  # random tensors checked against the noise floor beside them
+    as_is: tuple[str, ...] = ()  # photos also checked, each once without views (the calibration photos, at confirm)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ class Int8Record:
     def from_dict(cls, data: dict) -> Int8Record:
         steps = tuple(Int8Step(**{**s, "recipe": _recipe(s["recipe"]), "failures": tuple(s.get("failures", ()))})
                       for s in data.get("steps", ()))
-        photos = {role: PhotoSet(**{**p, "files": tuple(p["files"])}) for role, p in data.get("photos", {}).items()}
+        photos = {role: PhotoSet(**{**p, "files": tuple(p["files"]), "as_is": tuple(p.get("as_is", ()))})
+                  for role, p in data.get("photos", {}).items()}
         return cls(Status(data["verdict"]), data.get("reason", ""), _recipe(data.get("recipe") or {}), steps, photos,
                    data.get("split", ""), dict(data.get("tolerance") or {}), float(data.get("margin", 0.0)),
                    data.get("layers_ranked_by"), int(data.get("version", RECORD_VERSION)))
@@ -145,6 +147,15 @@ def verdict_of(artifact: Artifact) -> Status | None:
     """The int8 gate's verdict on ``artifact`` (None when it is not int8): what parity, the report and compare show."""
     record = Int8Record.of(artifact)
     return record.verdict if record else None
+
+
+def rejected_reason(data: dict) -> str:
+    """Why an int8 was not shipped, in one sentence with its best step's figures (the report's "avoid" line)."""
+    record = Int8Record.from_dict(data)
+    tried = [step for step in record.steps if step.photos == "select"]
+    best = max(tried, key=lambda step: step.min_cosine, default=None)
+    figures = f"; best: {best.why}, cosine {best.min_cosine:.4f}, prob error {best.max_prob_error:.3f}" if best else ""
+    return f"not shipped: none of {len(tried)} int8 recipes passed the export's int8 gate{figures}"
 
 
 def _recipe(data: dict) -> Int8Recipe:
