@@ -41,8 +41,9 @@ def gate_target(fmt: str) -> str | None:
     return next((target for target in int8_capabilities(fmt).gate_targets if target in available), None)
 
 
-def run_artifact(artifact: Artifact, model_dir: Path, pixels: np.ndarray) -> ArtifactRun | None:
-    """The artifact's outputs on ``pixels``, one image at a time (every input kind takes batch 1); None: no target."""
+def run_artifact(artifact: Artifact, model_dir: Path, pixels: np.ndarray, batch: int = 1) -> ArtifactRun | None:
+    """The artifact's outputs on ``pixels``, ``batch`` at a time (the session splits a batch the artifact does not
+    take, as parity's does); None: no target here runs it."""
     from vitship.runtimes import RuntimeFailure, RuntimeUnavailable, open_session
 
     target = gate_target(artifact.format)
@@ -53,7 +54,7 @@ def run_artifact(artifact: Artifact, model_dir: Path, pixels: np.ndarray) -> Art
     except RuntimeUnavailable:
         return None
     try:
-        outputs = [session.run_outputs(pixels[i:i + 1]) for i in range(len(pixels))]
+        outputs = [session.run_outputs(pixels[i:i + batch]) for i in range(0, len(pixels), batch)]
     except RuntimeFailure as err:
         return ArtifactRun(target, None, str(err))
     finally:

@@ -1,7 +1,11 @@
-"""The README's int8 tables, remade on any machine: ONNX int8 schemes side by side, OpenVINO int8 per-layer time.
+"""The int8 tables of docs/MEASUREMENTS.md, remade on any machine: ONNX schemes, OpenVINO per-layer time, verdicts.
 
     python -m vitship.bench.int8_schemes onnx ARTIFACTS/MODEL      # needs onnx-fp32 in the manifest
     python -m vitship.bench.int8_schemes openvino ARTIFACTS/MODEL  # needs openvino-int8
+    python -m vitship.bench.int8_schemes verdicts ARTIFACTS/MODEL  # after vitship export and vitship parity
+
+``verdicts`` puts each int8's export verdict (its int8 record: every ladder step, judged on the gate's photos)
+beside what ``vitship parity`` measured on the same artifact (photos; random tensors against the noise floor).
 
 ``onnx`` quantizes the exported onnx-fp32 with each scheme, opens every variant in one process (onnxruntime
 CPU, physical-core threads) and times them round-robin at batch 1, so a busy machine slows all alike;
@@ -129,7 +133,42 @@ def openvino_table(model_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def verdicts_table(model_dir: Path) -> str:
+    """Per int8 artifact and parity target: the export gate's steps and verdict, and parity's figures and status."""
+    from vitship.bench.parity.results import PARITY_NAME, read_parity
+    from vitship.exporters.int8.record import Int8Record, rejected_reason
+    from vitship.exporters.manifest import Manifest
+    from vitship.models.judgement import Metrics
+
+    manifest = Manifest.read(model_dir)
+    rows = read_parity(model_dir / PARITY_NAME).rows if (model_dir / PARITY_NAME).is_file() else []
+    def typed(value) -> Metrics | None:  # parity.json's metrics as the one Metrics type
+        return value if isinstance(value, Metrics) or value is None else Metrics(**value)
+
+    header = ("| artifact | export gate: steps (select / confirm: min cosine, max prob error) | verdict | parity target | "
+              "photos: min cosine | photos: max prob error | random: min cosine | parity |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    for artifact in manifest.artifacts.values():
+        record = Int8Record.of(artifact)
+        if record is None:
+            continue
+        steps = "; ".join(f"{s.step} {s.why} ({s.photos}): {s.min_cosine:.4f}, {s.max_prob_error:.4f}{'' if s.passed else ' fail'}"
+                          for s in record.steps) or "-"
+        for row in [r for r in rows if r.artifact == artifact.id and r.status.ran] or [None]:
+            photos, noise = (typed(row.metrics), typed(row.noise_metrics)) if row else (None, None)
+            figures = (f"{photos.min_cosine:.4f} | {photos.max_prob_err:.4f} | "
+                       f"{noise.min_cosine:.4f}" if noise else f"{photos.min_cosine:.4f} | {photos.max_prob_err:.4f} | -") \
+                if photos else "- | - | -"
+            lines.append(f"| {artifact.id} | {steps} | {record.verdict} | {row.target if row else '-'} | {figures} | "
+                         f"{row.status if row else 'not run'} |")
+    for aid, data in manifest.int8_rejected.items():
+        lines.append(f"| {aid} | {rejected_reason(data)} | fail | - | - | - | - | not shipped |")
+    return "\n".join(lines)
+
+
+TABLES = {"onnx": onnx_table, "openvino": openvino_table, "verdicts": verdicts_table}
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("onnx", "openvino"):
-        sys.exit("usage: python -m vitship.bench.int8_schemes onnx|openvino ARTIFACTS/MODEL-NAME")
-    print((onnx_table if sys.argv[1] == "onnx" else openvino_table)(Path(sys.argv[2])))
+    if len(sys.argv) != 3 or sys.argv[1] not in TABLES:
+        sys.exit(f"usage: python -m vitship.bench.int8_schemes {'|'.join(TABLES)} ARTIFACTS/MODEL-NAME")
+    print(TABLES[sys.argv[1]](Path(sys.argv[2])))

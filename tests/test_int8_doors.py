@@ -36,6 +36,8 @@ def test_the_python_api_gates_by_default_and_records_the_verdict_with_its_steps(
     assert result.int8.verdict is Status.PASS and record["verdict"] == "pass"
     assert record["steps"] and record["steps"][0]["why"] == "requested recipe" and record["steps"][-1]["passed"]
     assert {role: len(p["files"]) for role, p in record["photos"].items()} == {"select": 3, "confirm": 3, "calibrate": 12}
+    assert record["photos"]["confirm"]["as_is"] == record["photos"]["calibrate"]["files"]
+    assert {step["target"] for step in record["steps"]} == {"onnxruntime:cpu"}
 
 
 def test_gate_off_is_not_checked_in_the_manifest_and_in_parity(api_exports):
@@ -102,8 +104,8 @@ def test_a_litert_int8_that_fails_every_step_exits_1_with_every_steps_figures(tm
     from vitship.bench import int8_gate
     from vitship.exporters.int8.verdict import ArtifactRun
 
-    def spoiled(artifact, model_dir, pixels):
-        run = run_artifact(artifact, model_dir, pixels)
+    def spoiled(artifact, model_dir, pixels, batch=1):
+        run = run_artifact(artifact, model_dir, pixels, batch)
         return ArtifactRun(run.target, {**run.outputs, "features": -run.outputs["features"]})
 
     monkeypatch.setattr(int8_gate, "run_artifact", spoiled)

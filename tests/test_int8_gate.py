@@ -18,7 +18,7 @@ from vitship.bench.parity.run import ParityConfig, ParityInputs
 from vitship.exporters.base import manifest_artifacts
 from vitship.exporters.int8.calibration import calibration_files, calibration_images
 from vitship.exporters.int8.photos import gate_inputs
-from vitship.exporters.int8.verdict import check, reference_outputs
+from vitship.exporters.int8.verdict import GATE_BATCHES, check, reference_outputs
 from vitship.exporters.openvino import OpenvinoOptions
 from vitship.models import load_weights, tiny_spec
 from vitship.models.judgement import DEFAULT_TOLERANCES, compare, judge
@@ -94,3 +94,14 @@ def test_an_int8_the_old_gate_passed_and_parity_failed_is_now_escalated_or_passe
     assert shipped.status is Status.OK and shipped.int8.verdict is Status.PASS, shipped.reason
     outputs = run_artifact(shipped.artifact, tmp_path / "on" / "tiny-vit", inputs.pixels).outputs
     assert new_parity(outputs, reference, trained_like.spec, inputs) == []
+
+
+def test_the_gate_runs_parity_s_batch_sizes_and_views_are_there_to_ask_for():
+    from vitship.exporters.int8.photos import VIEWS
+    from vitship.models import sample_images
+
+    assert GATE_BATCHES == ParityConfig().batch_sizes  # the same inputs at the same batches as parity
+    photo = sample_images()[:1]
+    inputs = gate_inputs(tiny_spec(), photo, [photo[0].name], "select", tuple(VIEWS))
+    assert len(inputs) == len(VIEWS) + 2 and inputs.names[1] == f"{photo[0].name} (mirrored)" and inputs.photos.views == 8
+    assert inputs.is_photo.sum() == len(VIEWS) and inputs.names[-1] == "random-1"

@@ -21,17 +21,18 @@ PLANTED = {f"blocks.{i}.{name}" for i in range(2) for name in ("attn.qkv", "mlp.
 class FailingRuns:
     """The real runner (a runtime session on the format's gate target), its outputs spoiled on chosen calls.
 
-    Each select step runs once and each confirmation once, in ladder order; ``fail`` names the calls (1-based)
-    whose features get noise far above the gate's cosine, less at each call (so the latest failed step scores best
-    and the ladder keeps layers in float from it without rebuilding an earlier one).
+    Each select step is checked once and each confirmation once, in ladder order, each check at batch 1 first (then
+    at parity's batch 8 where the artifact takes it); ``fail`` names the checks (1-based) whose features get noise
+    far above the gate's cosine, less at each check (so the latest failed step scores best and the ladder keeps
+    layers in float from it without rebuilding an earlier one).
     """
 
     def __init__(self, fail=lambda call: True):
         self.fail, self.calls = fail, 0
 
-    def __call__(self, artifact, model_dir, pixels) -> ArtifactRun | None:
-        run = run_artifact(artifact, model_dir, pixels)
-        self.calls += 1
+    def __call__(self, artifact, model_dir, pixels, batch=1) -> ArtifactRun | None:
+        run = run_artifact(artifact, model_dir, pixels, batch)
+        self.calls += batch == 1
         if run is None or run.outputs is None or not self.fail(self.calls):
             return run
         features = run.outputs["features"]

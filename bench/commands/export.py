@@ -45,7 +45,7 @@ def _ladder_table(results: list) -> Table | None:
     climbed = [r for r in results if r.int8 and (len(r.int8.steps) > 2 or r.status is Status.FAIL)]
     if not climbed:
         return None
-    table = Table(title="int8 ladder: every step, judged on the gate's photos (views of each held-back photo)")
+    table = Table(title="int8 ladder: every step, judged on the gate's photos (held back from calibration, batch 1 and 8)")
     for column in ("artifact", "step", "recipe", "photos", "target", "min cosine", "max prob err", "verdict"):
         table.add_column(column, overflow="fold")
     for r in climbed:

@@ -56,9 +56,10 @@ class LitertCapture:
         self._index = {_name(graph.tensors[i]): i for i in produced}
         self.tensor_names = list(self._index)
         self._signature = self._interpreter.get_signature_runner(SIGNATURE).get_output_details()
-        self.notes = [f"{artifact.id}: intermediates of the .tflite on ai-edge-litert's Interpreter with XNNPACK (the "
-                      "kernels litert:cpu runs); the converter folds each LayerNorm's scale and shift into the next "
-                      "Linear, so the SmoothQuant fold does not reach LiteRT's weights"]
+        note = (f"{artifact.id}: intermediates of the .tflite on ai-edge-litert's Interpreter with XNNPACK (the kernels "
+                "litert:cpu runs); the converter folds each LayerNorm's scale and shift into the next Linear, so the "
+                "SmoothQuant fold does not reach LiteRT's weights")
+        self.notes = [note]
 
     def run(self, image: np.ndarray, names: list[str] | None = None) -> dict[str, np.ndarray]:
         """The float tensors ``names`` (default: every op output) for one preprocessed image (C, H, W)."""

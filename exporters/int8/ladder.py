@@ -1,8 +1,8 @@
 """No failing int8 shipped quietly: each int8 export is judged on held-back photos and escalated along a fixed ladder.
 
 The gate (``verdict.Int8Gate``, injected by the layer that can run artifacts) runs each candidate on the
-*select* photos (every view of them, ``photos.VIEWS``) and judges it against PyTorch fp32 with parity's int8
-rule and the gate's margin. The ladder, step by step until one passes (each step in the record):
+*select* photos (at parity's batch sizes, ``verdict.GATE_BATCHES``) and judges it against PyTorch fp32 with
+parity's int8 rule and the gate's margin. The ladder, step by step until one passes (each step in the record):
 
 1. the requested recipe;
 2. where the format takes the SmoothQuant fold (``Int8Capabilities.smoothing``), the other strengths of
@@ -10,9 +10,9 @@ rule and the gate's margin. The ladder, step by step until one passes (each step
 3. where it can keep layers in float, from the best recipe so far (highest min feature cosine), the top
    ``KEEP_FLOAT_COUNTS`` (2, 4, 8) Linears of ``ranking.sensitive_layers``.
 
-A step that passes on the select photos is confirmed on the *confirm* photos (every view) and on each
-calibration photo once: photos that did not pick it (``calibration.calibration_split``). It ships only if it
-passes there too, else the ladder goes on. If no
+A step that passes on the select photos is confirmed on the *confirm* photos and on each calibration photo:
+photos that did not pick it (``calibration.calibration_split``). It ships only if it passes there too, else
+the ladder goes on. If no
 step passes, the export fails (``Int8GateFailed``) with every step's figures and nothing is shipped.
 """
 

@@ -1,10 +1,14 @@
-"""What the export's int8 gate runs an artifact on: deterministic views of held-back photos, plus a few random tensors.
+"""What the export's int8 gate runs an artifact on: the held-back photos (optionally several views of each), plus noise.
 
 Six held-back photos were too few to predict parity on the 18 bundled ones (issue 22: a gate pass at 0.041,
-then 0.064 in parity). Each photo is therefore also seen mirrored, cropped, brighter, darker, with less
-contrast and in grey: views a camera gives of the same scene, which move the activations the way other
-photos do without needing more photos. Two random tensors ride along for the noise floor that parity
-checks too (models.judgement.NOISE_FLOORS), so that a gate pass predicts every part of parity's verdict.
+then 0.064 in parity). The gate now checks many more photos: the select photos, then at confirmation the
+confirm photos and every calibration photo (``ladder.export_gated``). Deterministic views of each photo
+(mirrored, cropped, brighter, darker, less contrast, grey: ``VIEWS``) were measured as the other way to see
+more (docs/MEASUREMENTS.md "int8 verdicts"): they cost up to 8 runs per photo and, for statically
+calibrated int8 (OpenVINO), judged views outside the calibrated ranges worse than any real photo, failing
+artifacts that parity passes. So the gate runs the photos as they are (``DEFAULT_VIEWS``); ``Int8Gate.views``
+takes more. Two random tensors ride along for the noise floor that parity checks too
+(models.judgement.NOISE_FLOORS), so that a gate pass predicts every part of parity's verdict.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ VIEWS = {
     "low contrast": lambda img: ImageEnhance.Contrast(img).enhance(0.6),
     "grey": lambda img: ImageOps.grayscale(img).convert("RGB"),
 }
+DEFAULT_VIEWS = ("photo",)
 RANDOM_TENSORS = 2
 RANDOM_SEED = 22
 
@@ -54,7 +59,7 @@ class GateInputs:
         return len(self.names)
 
 
-def gate_inputs(spec: ModelSpec, paths: list[Path], names: list[str], role: str, views: tuple[str, ...] = tuple(VIEWS),
+def gate_inputs(spec: ModelSpec, paths: list[Path], names: list[str], role: str, views: tuple[str, ...] = DEFAULT_VIEWS,
                 random_tensors: int = RANDOM_TENSORS, as_is: tuple[list[Path], list[str]] = ([], [])) -> GateInputs:
     """Every view in ``views`` of each photo (in that order), the ``as_is`` photos once each, then the noise.
 
