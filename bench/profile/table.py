@@ -1,0 +1,87 @@
+"""A profile row as a table of plain text cells: the terminal, profile.md and the report all show this one."""
+
+from __future__ import annotations
+
+from vitship.bench.profile import parts
+from vitship.bench.profile.results import ProfileReport, ProfileRow
+from vitship.models.status import Status
+
+HEADERS = ["part", "ms", "% of total", "GFLOP", "GFLOP/s", "% of peak"]
+OUTSIDE_HEADER = "of which outside the delegate (ms)"
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
+
+
+def title(row: ProfileRow) -> str:
+    """One line that says what was profiled, how long a call took with and without the profiler, and the peak."""
+    variant = f" [{row.variant}]" if row.variant else ""
+    batch = f", batch {row.key.batch}" if row.key.batch and row.key.batch != 1 else ""
+    if not row.ok:
+        return f"{row.artifact} on {row.target}{variant}: {row.status}: {row.reason}"
+    unprofiled = f"; {row.unprofiled_p50_ms:.2f} ms p50 without the profiler" if row.unprofiled_p50_ms else ""
+    ran = f", ran in {row.precision}" if row.precision else ""
+    peak = f"; parts held to the {row.peak_precision} peak {row.peak_gflops:.0f} GFLOP/s" if row.peak_gflops else ""
+    return (f"{row.artifact} on {row.target}{variant}{batch}: {row.wall_ms:.2f} ms per call under the profiler"
+            f"{unprofiled}{ran}{peak}")
+
+
+TOTAL_NOTE = ("the parts add up to the call's p50 without the profiler: the kernels' times from the profiler, "
+              "the remainder outside the kernels (the profiler's own cost between kernels is left out)")
+
+
+def headers(row: ProfileRow) -> list[str]:
+    outside = any(p.outside_delegate_ms for p in row.parts)
+    return HEADERS[:-1] + [f"% of {row.peak_precision} peak" if row.peak_precision else HEADERS[-1]] + (
+        [OUTSIDE_HEADER] if outside else [])
+
+
+def lines(row: ProfileRow) -> list[list[str]]:
+    """One line per part, then the total."""
+    outside = any(p.outside_delegate_ms for p in row.parts)
+    out = []
+    for part in row.parts:
+        cells = [part.part, f"{part.ms:.3f}", f"{100 * part.share:.1f}%", _number(part.gflop), _number(part.gflops),
+                 "-" if part.percent_of_peak is None else f"{part.percent_of_peak:.0f}%"]
+        out.append(cells + ([f"{part.outside_delegate_ms:.3f}"] if outside else []))
+    total = sum(p.ms for p in row.parts)
+    work = sum(p.gflop or 0.0 for p in row.parts)
+    speed = work / (total / 1e3) if total else None
+    share = f"{100 * speed / row.peak_gflops:.0f}%" if speed and row.peak_gflops else "-"
+    outside_total = [f"{sum(p.outside_delegate_ms for p in row.parts):.3f}"] if outside else []
+    return out + [["total", f"{total:.3f}", "100%", _number(work), _number(speed), share] + outside_total]
+
+
+def notes(row: ProfileRow) -> list[str]:
+    """What the reader needs to trust the figures: the profiler, what one op is, and what could not be placed."""
+    out = [f"profiler: {row.profiler}; one op is {row.granularity}"] if row.profiler else []
+    out += [TOTAL_NOTE] if row.unprofiled_p50_ms else []
+    out += row.notes
+    present = {p.part for p in row.parts}
+    out += [f"{name}: {text}" for name, text in parts.PART_NOTES.items() if name in present]
+    return out
+
+
+def to_markdown(report: ProfileReport) -> str:
+    """profile.md: every row's table, its notes, and how it was measured."""
+    load = report.conditions.get("load_average_start")
+    settings = f"{report.created}; weights `{report.weights.get('source')}`; settings {report.config}"
+    cores = report.conditions.get("logical_cores")
+    out = [f"# vitship profile: {report.model}", "", settings, f"load average at start {load} on {cores} logical cores"
+           if load else "", ""]
+    for row in report.rows:
+        if row.status is Status.UNAVAILABLE:
+            continue
+        out += [f"## {title(row)}", ""]
+        if row.ok:
+            head = headers(row)
+            out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            out += ["| " + " | ".join(line) + " |" for line in lines(row)] + [""]
+            out += [f"- {note}" for note in notes(row)] + [""]
+    unavailable = [row for row in report.rows if row.status is Status.UNAVAILABLE]
+    if unavailable:
+        out += ["## Not profiled here", ""] + [f"- {row.artifact} on {row.target}: {row.reason}" for row in unavailable]
+    return "\n".join(out) + "\n"
