@@ -42,7 +42,7 @@ def stacked_bars(rows: list[ProfileRow], title: str) -> bytes:
             left += part.ms
             shown += [part.part] if part.part not in shown else []
     axes.set_yticks(positions, [f"{row.artifact} @ {row.target}" for row in rows], fontsize=8)
-    axes.set_xlabel("ms per call under the runtime's profiler")
+    axes.set_xlabel("ms per call (each kernel's time from the runtime's profiler)")
     axes.set_title(title, fontsize=10)
     axes.grid(axis="x", alpha=0.3)
     order = [name for name in parts.PART_ORDER if name in shown]

@@ -24,6 +24,8 @@ def title(row: ProfileRow) -> str:
         return f"{row.artifact} on {row.target}{variant}: {row.status}: {row.reason}"
     unprofiled = f"; {row.unprofiled_p50_ms:.2f} ms p50 without the profiler" if row.unprofiled_p50_ms else ""
     ran = f", ran in {row.precision}" if row.precision else ""
+    if row.peak_precision == "int8" and row.precision not in ("", "int8"):  # OpenVINO: its hint covers the float ops
+        ran = f", int8 matmuls, float ops in {row.precision}"
     peak = f"; parts held to the {row.peak_precision} peak {row.peak_gflops:.0f} GFLOP/s" if row.peak_gflops else ""
     return (f"{row.artifact} on {row.target}{variant}{batch}: {row.wall_ms:.2f} ms per call under the profiler"
             f"{unprofiled}{ran}{peak}")
