@@ -72,6 +72,12 @@ def test_the_parts_add_up_to_the_rooflines_work():
         assert flops[parts.QKV_ATTENTION] == pytest.approx(flops[parts.QKV] + flops[parts.QK] + flops[parts.AV])
 
 
+def test_the_structure_twins_plan_is_the_models_own(plan):
+    from vitship.bench.profile.parts import model_plan
+
+    assert model_plan(tiny_spec()) == plan
+
+
 def test_the_plan_names_each_linear_by_its_place(plan, tiny_loaded):
     depth = tiny_loaded.spec.depth
     assert [c.part for c in plan.linears()] == [parts.QKV, parts.PROJ, parts.FC1, parts.FC2] * depth + [parts.REST]

@@ -83,7 +83,7 @@ def profile(
     model_dir = model_dir_option(artifacts, model, arch)
     config = ProfileConfig(batch=batch, threads=threads, calls=calls, warmup=warmup, artifacts=tuple(artifact) or None,
                            targets=tuple(target) or None, row_timeout_s=row_timeout)
-    _warn_if_busy()
+    _warn_if_busy("profile.json")
     with row_progress("profile") as update:
         def on_row(done: int, total: int, key, row) -> None:
             update(done, total, key.label() if row is None else f"done {key.label()}")

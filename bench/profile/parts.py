@@ -112,7 +112,7 @@ class ModulePlan:
 
 def _linear_parts(calls: list[ModuleCall]) -> None:
     """qkv / proj inside an attention module (the last Linear is the projection), fc1 / fc2 inside an MLP."""
-    containers = [c for c in calls if "Attention" in c.kind or c.kind == "Mlp"]
+    containers = [c for c in calls if "Attention" in c.kind or c.kind.endswith("Mlp")]
     for container in containers:
         inside = [c for c in calls if c.kind == "Linear" and c.module.startswith(container.module + ".")]
         if "Attention" in container.kind:
@@ -122,18 +122,41 @@ def _linear_parts(calls: list[ModuleCall]) -> None:
             inside[0].part, inside[1].part = FC1, FC2
 
 
+def structure_twin(spec):
+    """``spec`` with the same depth, heads, patch size and MLP ratio but tiny widths and a 2x2-patch image.
+
+    Its ViT has the very module tree and call order of ``spec``'s (the plan reads nothing else), and builds and
+    runs in milliseconds where the ViT-S/16-384 takes seconds, a minute on a busy machine.
+    """
+    side = 2 * spec.patch_size
+    width = 4 * spec.num_heads
+    return spec.replace(image_size=side, resize_size=(side, side), crop_size=(side, side), embed_dim=width,
+                        mlp_dim=width * spec.mlp_dim // spec.embed_dim)
+
+
+def model_plan(spec) -> ModulePlan:
+    """The plan of the model ``spec`` describes, read from its structure twin (seeded weights: only the modules count)."""
+    import numpy as np
+
+    from vitship.models import load_weights
+
+    twin = structure_twin(spec)
+    return module_plan(load_weights("seeded", twin).model, np.zeros(twin.input_shape, np.float32))
+
+
 def module_plan(model, image) -> ModulePlan:
     """The plan of a DetectorModel, from one forward pass with diagnose's module hooks (labels.module_sites)."""
     from vitship.bench.diagnose.labels import module_sites
 
     # completion order: the leaves in the order they are called, each container after its children
     calls = [ModuleCall(site.module, site.kind) for site in module_sites(model, image)]
+    plan = ModulePlan(calls)
     for call in calls:
-        if call.kind == "LayerNorm":
+        if call.kind.endswith("LayerNorm"):  # nn.LayerNorm, or an export form's decomposed one
             call.part = LAYERNORM
         elif call.module == "patch_embed" or call.module.startswith("patch_embed."):
             call.part = PATCH
-        elif call.kind == "Linear" or "Attention" in call.kind or call.kind in ("Mlp", "Block"):
+        elif call.kind == "Linear" or not plan._leaf(call):  # a container (Block, Attention, Mlp): the op decides
             call.part = ""
         else:
             call.part = REST
@@ -141,4 +164,4 @@ def module_plan(model, image) -> ModulePlan:
     for call in calls:
         if call.kind == "Linear" and not call.part:
             call.part = REST  # the head, or a Linear outside attention and MLP
-    return ModulePlan(calls)
+    return plan

@@ -107,14 +107,14 @@ def run_profile(model_dir: Path, spec, weights_source: str, config: ProfileConfi
     from vitship.bench.environment import environment
     from vitship.bench.latency.roofline import measure_peaks
     from vitship.bench.latency.sweep import bench_artifacts, load_average
-    from vitship.bench.profile.parts import module_plan
-    from vitship.models import load_weights, preprocess, sample_images
+    from vitship.bench.profile.parts import model_plan
+    from vitship.models import preprocess, sample_images
     from vitship.runtimes import physical_cores
 
     config = dataclasses.replace(config, threads=config.threads or physical_cores())
     artifacts, weights = bench_artifacts(model_dir, spec, weights_source)
     image = preprocess(sample_images(limit=1)[0], spec)
-    plan = module_plan(load_weights("seeded", spec).model, image[0])  # the structure only: any weights do
+    plan = model_plan(spec)
     start_load = load_average()
     peaks = measure_peaks(spec, config.threads)
     rows: list[ProfileRow] = []
