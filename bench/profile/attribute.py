@@ -58,11 +58,12 @@ def _by_module(op: OpTime, plan: ModulePlan) -> str:
 
 
 def _align_linears(ops: list[OpTime], plan: ModulePlan, modules: dict[int, str]) -> list[str]:
-    """Rule 2: the n-th linear op without a module path is the n-th nn.Linear call."""
+    """Rule 2: the n-th linear op without a module path is the n-th nn.Linear call the runtime did not name."""
     todo = [i for i, op in enumerate(ops) if not op.part and op.kind in (Kind.LINEAR, Kind.ATTENTION_QKV)]
     if not todo:
         return []
-    linears, at = plan.linears(), 0
+    named = {op.module for op in ops if op.module and op.kind == Kind.LINEAR}
+    linears, at = [c for c in plan.linears() if c.module not in named], 0
     for i in todo:
         if ops[i].kind == Kind.ATTENTION_QKV:  # takes its block's q, k, v projections
             while at < len(linears) and linears[at].part == parts.QKV:
@@ -79,8 +80,8 @@ def _align_linears(ops: list[OpTime], plan: ModulePlan, modules: dict[int, str])
         if ops[i].kind == Kind.LINEAR:
             ops[i].part = parts.UNATTRIBUTED
             modules.pop(i, None)
-    return [(f"{count} linear ops against {len(linears)} nn.Linear calls in the PyTorch model: the linear ops cannot be "
-             "matched one to one, so they are unattributed")]
+    return [(f"{count} linear ops against {len(linears)} nn.Linear calls in the PyTorch model (not counting those the "
+             "runtime names): they cannot be matched one to one, so they are unattributed")]
 
 
 def _matmuls(ops: list[OpTime]) -> None:

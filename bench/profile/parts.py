@@ -36,7 +36,8 @@ ATTENTION_CORE = (QK, SOFTMAX, AV, ATTENTION_OTHER)
 # Parts that are matrix multiplies: their GFLOP/s is held to the roofline's GEMM peak.
 GEMM_PARTS = (PATCH, QKV, PROJ, FC1, FC2, QKV_ATTENTION, QK, AV, ATTENTION)
 PART_NOTES = {
-    REST: "GELU, residual adds, class/position tokens, reshapes and transposes, quantize/convert ops, the head",
+    REST: "GELU, residual adds, bias adds a runtime runs apart from their matmul, class/position tokens, reshapes and "
+          "transposes, quantize/convert ops, the head",
     OUTSIDE: "the call's time minus its profiled kernels: the runtime's own dispatch, delegate-call overhead, "
              "Python binding, threads waking",
     UNATTRIBUTED: "ops the runtime's profile does not let vitship place (shown, never guessed)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vitship.bench.profile import parts
 from vitship.bench.profile.results import ProfileReport, ProfileRow
+from vitship.bench.rows import unavailable_by_target
 from vitship.models.status import Status
 
 HEADERS = ["part", "ms", "% of total", "GFLOP", "GFLOP/s", "% of peak"]
@@ -83,7 +84,8 @@ def to_markdown(report: ProfileReport) -> str:
             out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             out += ["| " + " | ".join(line) + " |" for line in lines(row)] + [""]
             out += [f"- {note}" for note in notes(row)] + [""]
-    unavailable = [row for row in report.rows if row.status is Status.UNAVAILABLE]
+    unavailable = unavailable_by_target(report.rows)
     if unavailable:
-        out += ["## Not profiled here", ""] + [f"- {row.artifact} on {row.target}: {row.reason}" for row in unavailable]
+        out += ["## Not profiled here", ""] + [f"- {target} ({', '.join(ids)}): {reason}"
+                                              for (target, reason), ids in unavailable.items()]
     return "\n".join(out) + "\n"

@@ -85,11 +85,15 @@ def profile_views(document) -> list[ProfileView]:
 
 
 def not_profiled(document) -> list[str]:
-    """One line per row that was not profiled (unavailable or failed), with why."""
+    """One line per target (and status and reason) whose rows were not profiled, naming its artifacts."""
     out = []
     for machine, section in sections(document).items():
+        grouped: dict[tuple, list[str]] = {}
+        for row in section.rows:
+            if not row.ok:
+                grouped.setdefault((row.target, row.status, row.reason), []).append(row.artifact)
         where = f"{machine}: " if machine else ""
-        out += [f"{where}{row.key.label()}: {row.status}: {row.reason}" for row in section.rows if not row.ok]
+        out += [f"{where}{target} ({', '.join(ids)}): {status}: {reason}" for (target, status, reason), ids in grouped.items()]
     return out
 
 
