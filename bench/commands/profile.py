@@ -44,7 +44,7 @@ def _table(row) -> Table:
 
 
 def _print(report, written: dict) -> None:
-    from vitship.bench.profile.table import notes
+    from vitship.bench.profile.table import SUMMARY_HEADERS, notes, summary_lines
     from vitship.bench.rows import unavailable_by_target
 
     wide = wide_console()
@@ -56,6 +56,14 @@ def _print(report, written: dict) -> None:
             wide.print()
         elif row.status is Status.ERROR:
             wide.print(f"[red]{escape(row.key.label())}: error: {escape(row.reason)}[/red]", highlight=False)
+    summary = summary_lines(report.rows)
+    if summary:
+        table = Table(title="Where the time goes: every profiled artifact (details above)", title_justify="left")
+        for index, header in enumerate(SUMMARY_HEADERS):
+            table.add_column(header, justify="left" if index < 2 else "right", overflow="fold")
+        for line in summary:
+            table.add_row(*(escape(cell) for cell in line))
+        wide.print(table)
     for (target, reason), ids in unavailable_by_target(report.rows).items():
         wide.print(f"[yellow]{target} ({', '.join(ids)})[/yellow]: not profiled: {escape(reason)}", highlight=False)
     wide.print("wrote " + ", ".join(str(p) for p in written.values()), highlight=False)

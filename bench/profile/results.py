@@ -133,7 +133,7 @@ def part_times(raw: RawProfile, gflop: dict[str, float], batch: int, peak: float
         # a part whose ops average under TICKS_PER_OP profiler ticks has no reliable rate
         timed = ms > 0 and ms >= TICKS_PER_OP * TICK_MS * max(len(mine), 1)
         speed = work / (ms / 1e3) if work is not None and timed else None
-        found.append(PartTime(name, round(ms, 4), round(ms / total, 4), len(mine), _round(work, 4), _round(speed, 1),
+        found.append(PartTime(name, round(ms, 4), round(ms / total, 4), len(mine), _significant(work), _round(speed, 1),
                               _round(100 * speed / peak, 1) if speed is not None and peak else None,
                               round(sum(op.ms for op in mine if op.outside), 4)))
     return found, notes
@@ -141,6 +141,10 @@ def part_times(raw: RawProfile, gflop: dict[str, float], batch: int, peak: float
 
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _significant(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else float(f"{value:.{digits}g}")
 
 
 def profiled_row(key: RowKey, raw: RawProfile, spec, batch: int, peaks: dict, unprofiled_ms: float | None,

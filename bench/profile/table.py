@@ -68,6 +68,31 @@ def notes(row: ProfileRow) -> list[str]:
     return out
 
 
+SUMMARY_HEADERS = ["artifact", "target", "ms per call", "linear (qkv, proj, fc1, fc2)", "attention", "of which other ops",
+                   "LayerNorm", "rest", "outside the kernels", "linear: % of peak", "attention matmuls: % of peak"]
+_ATTENTION = (parts.QKV_ATTENTION, parts.QK, parts.SOFTMAX, parts.AV, parts.ATTENTION, parts.ATTENTION_OTHER)
+
+
+def _share(row: ProfileRow, names) -> str:
+    total = sum(p.ms for p in row.parts)
+    return f"{100 * sum(p.ms for p in row.parts if p.part in names) / total:.0f}%" if total else "-"
+
+
+def _rate(row: ProfileRow, names) -> str:
+    """The parts' GFLOP over their time, as % of the row's peak (the parts together, not an average of rates)."""
+    timed = [p for p in row.parts if p.part in names and p.gflop and p.gflops is not None]
+    ms, work = sum(p.ms for p in timed), sum(p.gflop for p in timed)
+    return f"{100 * work / (ms / 1e3) / row.peak_gflops:.0f}% {row.peak_precision}" if ms and row.peak_gflops else "-"
+
+
+def summary_lines(rows: list[ProfileRow]) -> list[list[str]]:
+    """One line per profiled row: each kind of work's share of the call, and how close its matmuls ran to the peak."""
+    return [[row.artifact, row.target, f"{sum(p.ms for p in row.parts):.1f}", _share(row, parts.LINEAR_PARTS),
+             _share(row, _ATTENTION), _share(row, (parts.ATTENTION_OTHER,)), _share(row, (parts.LAYERNORM,)),
+             _share(row, (parts.REST,)), _share(row, (parts.OUTSIDE,)), _rate(row, parts.LINEAR_PARTS),
+             _rate(row, (parts.QKV_ATTENTION, parts.QK, parts.AV, parts.ATTENTION))] for row in rows if row.ok]
+
+
 def to_markdown(report: ProfileReport) -> str:
     """profile.md: every row's table, its notes, and how it was measured."""
     load = report.conditions.get("load_average_start")
@@ -75,6 +100,10 @@ def to_markdown(report: ProfileReport) -> str:
     cores = report.conditions.get("logical_cores")
     out = [f"# vitship profile: {report.model}", "", settings, f"load average at start {load} on {cores} logical cores"
            if load else "", ""]
+    summary = summary_lines(report.rows)
+    if summary:
+        out += ["## Summary", "", "| " + " | ".join(SUMMARY_HEADERS) + " |", "|" + "---|" * len(SUMMARY_HEADERS)]
+        out += ["| " + " | ".join(line) + " |" for line in summary] + [""]
     for row in report.rows:
         if row.status is Status.UNAVAILABLE:
             continue

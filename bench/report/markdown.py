@@ -42,7 +42,7 @@ def profile_lines(view) -> list[str]:
     """The "Where the time goes" section: each profiled artifact's part table, notes and stacked bar."""
     out = [f"## {SECTION_TITLE}", ""] + [f"- {line}" for line in view.profile_meta] + [""]
     for profiled in view.profile:
-        out += [f"**{profiled.title}**", ""] + table_lines(profiled.table)
+        out += [f"**{profiled.title}**", ""] + (table_lines(profiled.table) if profiled.table else [])
         out += [f"![{profiled.plot}]({profiled.plot})", ""] if profiled.plot else []
     if view.not_profiled:
         out += ["Not profiled:", ""] + [f"- {line}" for line in view.not_profiled] + [""]

@@ -14,6 +14,7 @@ from pathlib import Path
 from vitship.bench.profile.results import ProfileRow
 
 SECTION_TITLE = "Where the time goes"
+OVERVIEW_KEY = ""  # ProfileSection.plots key of the overview (a row's key is its label, never empty)
 HOW = ("each runtime's own profiler (vitship profile): OpenVINO PERF_COUNT, onnxruntime's profiling JSON, ExecuTorch "
        "ETDump, LiteRT's profiler, torch.profiler; GFLOP/s against the matrix-multiply peak measured in the same run")
 
@@ -57,10 +58,14 @@ def sections(document) -> dict[str, ProfileSection]:
 def write_section_plots(document, folder: Path) -> None:
     """One stacked-bar PNG per profiled row of every section, into the report folder; names recorded in the section."""
     from vitship.bench.plots import save_png
-    from vitship.bench.profile.plot import plot_name, stacked_bars
+    from vitship.bench.profile.plot import OVERVIEW, overview, plot_name, stacked_bars
 
     for index, (machine, section) in enumerate(sections(document).items()):
         prefix = f"m{index}_" if machine else ""
+        profiled = [row for row in section.rows if row.ok and row.parts]
+        if profiled:
+            save_png(overview(profiled, f" ({machine})" if machine else ""), folder / (prefix + OVERVIEW))
+            section.plots[OVERVIEW_KEY] = prefix + OVERVIEW
         for row in section.rows:
             if row.ok and row.parts:
                 name = prefix + plot_name(row)
@@ -70,13 +75,17 @@ def write_section_plots(document, folder: Path) -> None:
 
 
 def profile_views(document) -> list[ProfileView]:
-    """Every profiled row of every machine, in the profile's order; unavailable rows are one line under the last."""
-    from vitship.bench.profile.table import headers, lines, notes, title
+    """Per machine: the overview of its rows' shares, then every profiled row in the profile's order."""
+    from vitship.bench.profile.table import SUMMARY_HEADERS, headers, lines, notes, summary_lines, title
     from vitship.bench.report.tables import Table
 
     views = []
     for machine, section in sections(document).items():
         where = f"{machine}: " if machine else ""
+        summary = summary_lines(section.rows)
+        if summary:
+            table = Table(f"{where}every profiled artifact, each call as 100%", SUMMARY_HEADERS, summary)
+            views.append(ProfileView(table.title, table, section.plots.get(OVERVIEW_KEY, "")))
         for row in section.rows:
             if row.ok:
                 table = Table(where + title(row), headers(row), lines(row), notes(row))
