@@ -42,7 +42,7 @@ def profiled(model_dir, tiny_loaded, tiny_photos):
     """``profiled(target)``: that runtime's own profile of its tiny artifact (run once per module), 1 thread."""
     import importlib
 
-    from vitship.bench.profile.worker import _artifact_file
+    from vitship.bench.profile.worker import artifact_file
     from vitship.exporters.base import manifest_artifacts
 
     artifacts, done = {a.id: a for a in manifest_artifacts(model_dir)}, {}
@@ -54,7 +54,7 @@ def profiled(model_dir, tiny_loaded, tiny_photos):
                 done[target] = profiler.profile(tiny_loaded.model, batch, 1, 3, 1)
             else:
                 artifact = artifacts["-".join(ARTIFACTS[target])]
-                done[target] = profiler.profile(_artifact_file(artifact, model_dir), batch, 1, 3, 1)
+                done[target] = profiler.profile(artifact_file(artifact, model_dir), batch, 1, 3, 1)
         return done[target]
 
     return run
@@ -177,6 +177,11 @@ def test_cli_profiles_each_row_in_a_worker_and_the_report_shows_it(profile_run, 
     assert len(labels) == 2
     text = (merged / "report.md").read_text()
     assert all(f"**{label}: onnx-fp32 on onnxruntime:cpu" in text for label in labels)
+
+
+def test_an_unknown_target_is_refused_before_any_work(profile_run, vitship_main):
+    code, out, err = vitship_main("profile", "--artifacts", str(profile_run), "--arch", "tiny", "--target", "litert:cpux")
+    assert code == 2 and "litert:cpux" in err and "litert:cpu" in err
 
 
 def test_a_profile_of_another_schema_is_refused(tmp_path):

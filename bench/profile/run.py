@@ -60,11 +60,18 @@ def _reason(target: str, status) -> str:
 
 def plan_rows(artifacts, model_dir: Path, config: ProfileConfig, input_path: str) -> Plan:
     """A job per artifact on each target in PROFILERS that runs its format; an unavailable row for every other target."""
+    from vitship.models import UnknownNameError
     from vitship.runtimes import available_targets, can_run
 
     plan = Plan([], [])
     wanted = set(config.artifacts) if config.artifacts else None
-    for status in available_targets():
+    statuses = available_targets()
+    for name in sorted(set(config.targets or ()) - {s.target for s in statuses}):
+        raise UnknownNameError("target", name, [s.target for s in statuses])
+    for artifact_id in sorted((wanted or set()) - {a.id for a in artifacts}):
+        plan.unavailable.append(unavailable_row(RowKey(artifact_id, "-", "", config.batch),
+                                                "not in the manifest; export it first (vitship export)"))
+    for status in statuses:
         if config.targets is not None and status.target not in config.targets:
             continue
         runnable = [a for a in artifacts if can_run(status.target, a.format) and (wanted is None or a.id in wanted)]
@@ -114,14 +121,14 @@ def run_profile(model_dir: Path, spec, weights_source: str, config: ProfileConfi
     config = dataclasses.replace(config, threads=config.threads or physical_cores())
     artifacts, weights = bench_artifacts(model_dir, spec, weights_source)
     image = preprocess(sample_images(limit=1)[0], spec)
-    plan = model_plan(spec)
-    start_load = load_average()
-    peaks = measure_peaks(spec, config.threads)
     rows: list[ProfileRow] = []
     with tempfile.TemporaryDirectory(prefix="vitship-profile-") as tmp:
         input_path = str(Path(tmp) / "input.npy")
+        planned = plan_rows(artifacts, model_dir, config, input_path)  # an unknown target is refused before any work
         np.save(input_path, np.ascontiguousarray(np.repeat(image, config.batch, axis=0)))
-        planned = plan_rows(artifacts, model_dir, config, input_path)
+        plan = model_plan(spec)
+        start_load = load_average()
+        peaks = measure_peaks(spec, config.threads)  # once per run, before the rows (the roofline's own peaks)
         for index, (key, job) in enumerate(planned.jobs):
             if progress:
                 progress(index, len(planned.jobs), key, None)

@@ -46,7 +46,7 @@ class ProfileJob:
         return dataclasses.asdict(self)
 
 
-def _artifact_file(artifact, model_dir: Path) -> Path:
+def artifact_file(artifact, model_dir: Path) -> Path:
     """The file the runtime loads: the IR's .xml inside an OpenVINO folder, the artifact path otherwise."""
     path = Path(model_dir) / artifact.path
     return next(iter(sorted(path.glob("*.xml"))), path) if path.is_dir() else path
@@ -81,7 +81,7 @@ def run_job(job: ProfileJob) -> dict:
         if job.target.startswith("torch:"):
             raw = profiler.profile(session.model, batch, job.threads, job.calls, job.warmup)
         else:
-            raw = profiler.profile(_artifact_file(artifact, Path(job.model_dir)), batch, job.threads, job.calls, job.warmup)
+            raw = profiler.profile(artifact_file(artifact, Path(job.model_dir)), batch, job.threads, job.calls, job.warmup)
     finally:
         session.close()
     raw.precision = raw.precision or info.get("precision") or artifact.precision
