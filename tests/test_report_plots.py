@@ -90,12 +90,12 @@ def test_labels_of_points_at_one_spot_never_overlap(crowd):
 
 
 def test_labels_that_find_no_room_go_to_a_key_under_the_plot():
-    figure = new_figure(4, 2.5)
+    figure = new_figure(3.5, 2.2)
     ax = figure.add_subplot()
-    points = [(1.0, 1.0, f"a long label number {i:02d}") for i in range(40)]
+    points = [(1.0, 1.0, f"a long label number {i:02d}") for i in range(24)]
     ax.scatter([1.0], [1.0], s=42)
     placement = place_labels(ax, points)
-    assert placement.unplaced and len(placement.placed) + len(placement.unplaced) == 40
+    assert placement.unplaced and len(placement.placed) + len(placement.unplaced) == 24
     _assert_apart(figure, ax)
     key = " ".join(t.get_text() for t in figure.texts).replace("\n", " ")
     assert all(text in key for text in placement.unplaced), key

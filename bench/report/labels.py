@@ -41,10 +41,13 @@ def _slots():
             yield dx, dy, ha, va, radius > _RADII[0]
 
 
-def _segment_hits(p0, p1, boxes) -> bool:
+def _segment(p0, p1):
     from matplotlib.path import Path
 
-    segment = Path([p0, p1])
+    return Path([p0, p1])
+
+
+def _segment_hits(segment, boxes) -> bool:
     return any(segment.intersects_bbox(box, filled=True) for box in boxes)
 
 
@@ -90,20 +93,25 @@ class _Search:
             return False
         if any(box.overlaps(other) for other in self.labels + self.markers):
             return False
-        if any(_segment_hits(a, b, [box]) for a, b in self.segments):
+        if any(segment.intersects_bbox(box, filled=True) for segment in self.segments):
             return False
         if not (leader and strict):
             return True
         # markers under the point itself (coincident points) cannot be avoided by any leader line
         others = [m for m in self.markers if not m.contains(*anchor)]
-        return not _segment_hits(anchor, _centre(box), self.labels + others)
+        return not _segment_hits(_segment(anchor, _centre(box)), self.labels + others)
 
-    def _first_free(self, probe, anchor, strict: bool):
+    def _first_free(self, size, anchor, strict: bool):
+        """The first free slot for a label of ``size`` (width, height in pixels) at ``anchor``, or None."""
+        from matplotlib.transforms import Bbox
+
+        width, height = size
+        scale = self.ax.figure.dpi / 72
         for dx, dy, ha, va, leader in _slots():
-            probe.xyann = (dx, dy)
-            probe.set_horizontalalignment(ha)
-            probe.set_verticalalignment(va)
-            box = probe.get_window_extent(self.renderer).expanded(1.06, 1.15)  # the text alone: the probe has no arrow
+            x, y = anchor[0] + dx * scale, anchor[1] + dy * scale  # the text's alignment point, as matplotlib puts it
+            x0 = x if ha == "left" else x - width if ha == "right" else x - width / 2
+            y0 = y if va == "bottom" else y - height if va == "top" else y - height / 2
+            box = Bbox.from_bounds(x0, y0, width, height).expanded(1.06, 1.15)
             if self._free(box, anchor, leader, strict):
                 return dx, dy, ha, va, leader, box
         return None
@@ -111,8 +119,10 @@ class _Search:
     def place(self, xy, anchor, text: str, placement: Placement) -> bool:
         """Annotate the first free slot; a leader line may cross another label only where no slot avoids that."""
         probe = self.ax.annotate(text, xy, xytext=(0, 0), textcoords="offset points", fontsize=self.fontsize)
-        found = self._first_free(probe, anchor, strict=True) or self._first_free(probe, anchor, strict=False)
+        extent = probe.get_window_extent(self.renderer)  # the text alone: the probe has no arrow
         probe.remove()
+        size = (extent.width, extent.height)
+        found = self._first_free(size, anchor, strict=True) or self._first_free(size, anchor, strict=False)
         if found is None:
             return False
         dx, dy, ha, va, leader, box = found
@@ -121,7 +131,7 @@ class _Search:
         label = self.ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, fontsize=self.fontsize,
                                  arrowprops=arrow, zorder=4)
         if leader:
-            self.segments.append((anchor, _centre(box)))
+            self.segments.append(_segment(anchor, _centre(box)))
         self.labels.append(box)
         placement.placed.append(label)
         return True
