@@ -111,7 +111,7 @@ class _Search:
             x, y = anchor[0] + dx * scale, anchor[1] + dy * scale  # the text's alignment point, as matplotlib puts it
             x0 = x if ha == "left" else x - width if ha == "right" else x - width / 2
             y0 = y if va == "bottom" else y - height if va == "top" else y - height / 2
-            box = Bbox.from_bounds(x0, y0, width, height).expanded(1.06, 1.15)
+            box = Bbox.from_bounds(x0, y0, width, height).padded(1.5 * scale)  # a little air around the text
             if self._free(box, anchor, leader, strict):
                 return dx, dy, ha, va, leader, box
         return None
