@@ -102,3 +102,17 @@ def test_labels_that_find_no_room_go_to_a_key_under_the_plot():
     figure.canvas.draw()
     key_box = figure.texts[0].get_window_extent()
     assert key_box.y1 < ax.get_tightbbox().y0  # under the axes and their tick labels, not on them
+
+
+def test_bench_throughput_legend_sits_beside_the_lines_and_no_two_series_look_alike():
+    from vitship.bench.plots import line_figure
+
+    series = {f"{artifact} @ {target}": ([1, 8, 32], [1000 / p50, 1200 / p50, 1250 / p50])
+              for artifact, target, _, _, p50 in REAL_RUN}
+    figure = line_figure(series, title="t", xlabel="batch size", ylabel="images per second", log_x=True)
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    assert not ax.get_legend().get_window_extent().overlaps(ax.get_window_extent())
+    assert figure.bbox.contains(*ax.get_legend().get_window_extent().p1)  # inside the saved picture
+    looks = {(line.get_color(), line.get_marker()) for line in ax.get_lines()}
+    assert len(looks) == len(series) == 12
