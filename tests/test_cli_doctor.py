@@ -47,7 +47,7 @@ def test_doctor_loads_a_transformers_directory_and_prints_its_sha256(vitship_mai
 @pytest.mark.parametrize("where", ["before the command", "after the command"])
 def test_errors_are_one_line_and_debug_shows_the_traceback(vitship_main, tmp_path, where):
     missing = ["--weights", str(tmp_path / "missing.pt")]
-    code, out, err = vitship_main("doctor", *missing)
+    code, _out, err = vitship_main("doctor", *missing)
     assert code == 2
     assert "error:" in err and "Traceback" not in err
     assert os.environ.get("VITSHIP_DEBUG") != "1"
@@ -71,7 +71,7 @@ def test_an_internal_error_says_how_to_rerun_it_with_debug(vitship_main, monkeyp
         raise RuntimeError("simulated bug")
 
     monkeypatch.setattr(doctor, "load_weights", broken)
-    code, out, err = vitship_main("doctor", "--arch", "tiny")
+    code, _out, err = vitship_main("doctor", "--arch", "tiny")
     assert code == 3 and "Traceback" not in err, err
     assert "RuntimeError: simulated bug" in err
     assert "rerun: vitship --debug doctor --arch tiny" in " ".join(err.split()), err
