@@ -43,7 +43,8 @@ def eval_command(
     weights: str | None = typer.Option(None, "--weights", "-w", help="reference weights (default: the source the manifest records)"),
     threshold: float = number_option(0.5, "--threshold", at_least=0, at_most=1,
                                      help="decision threshold on the 'fake' probability"),
-    target: list[str] = list_option("--target", item="ARTIFACT_OR_FORMAT=TARGET", help="e.g. openvino=openvino:CPU"),
+    target: list[str] = list_option("--target", item="ARTIFACT_OR_FORMAT=TARGET", help="the target for an artifact id or a whole format, "
+                                    "e.g. openvino=openvino:CPU (default: the first available CPU target that runs it)"),
     batch_size: int = number_option(8, "--batch-size", at_least=1, help="images per call"),
 ) -> None:
     """Score a labelled folder with every artifact and the PyTorch reference; write eval.json."""

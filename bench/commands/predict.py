@@ -41,15 +41,20 @@ def _table(result) -> Table:
 
 def predict(
     images: list[Path] = typer.Argument(..., metavar="IMAGE", help="image files to classify"),
-    artifact: list[str] = list_option("--artifact", item="ID", help="artifact ids (default: the recommended artifact per "
-                                                                    "available target)"),
-    target: str | None = typer.Option(None, "--target", help="run on this target (default: each artifact's own)"),
+    artifact: list[str] = list_option("--artifact", item="ID", help="artifact ids (default: the artifact the report "
+                                                                    "recommends per available target; before parity and bench "
+                                                                    "have run, every artifact in the manifest)"),
+    target: str | None = typer.Option(None, "--target", help="run every chosen artifact on this target (default: "
+                                           "the target it was recommended for, else the first available CPU target that runs it)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the table as JSON to this file"),
     threshold: float = number_option(0.5, "--threshold", at_least=0, at_most=1,
                                      help="fake probability from which the label is fake"),
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
 ) -> None:
-    """Classify IMAGE... with each artifact and the PyTorch reference; unreadable images are listed, not fatal."""
+    """Classify IMAGE... with each artifact and the PyTorch reference; unreadable images are listed, not fatal.
+
+    Reads the manifest (run vitship export first); prints one line per image and artifact, exits 1 if an artifact failed.
+    """
     from vitship.bench.predict import PredictOptions
     from vitship.bench.predict import predict as run_predict
     from vitship.models.atomic import atomic_write_json
