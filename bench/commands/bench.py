@@ -58,7 +58,7 @@ def _bench_progress():
                     TimeElapsedColumn(), console=console, transient=False)
 
 
-def _warn_if_busy() -> None:
+def _warn_if_busy(recorded_in: str = "bench.json") -> None:
     import os
 
     from vitship.bench.latency.sweep import load_average
@@ -66,7 +66,7 @@ def _warn_if_busy() -> None:
     load, cores = load_average(), os.cpu_count() or 1
     if load and load[0] > 0.5 * cores:
         console.print(f"[yellow]busy machine: load average {load[0]:.2f} on {cores} cores; latencies will be inflated "
-                      "(recorded in bench.json)[/yellow]", highlight=False)
+                      f"(recorded in {recorded_in})[/yellow]", highlight=False)
 
 
 def _run_with_progress(model_dir: Path, arch: str, weights: str, config):

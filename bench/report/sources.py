@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 # Where each producer writes, relative to the model folder (first existing wins).
 SOURCE_FILES = {"manifest": ("manifest.json",), "parity": ("parity.json",), "bench": ("bench/bench.json", "bench.json"),
-                "eval": ("eval.json",)}
+                "eval": ("eval.json",), "profile": ("bench/profile.json", "profile.json")}
 REFERENCE_ARTIFACTS = ("torch-fp32", "torch")  # the PyTorch reference: parity is 'reference' by definition
 PARITY_KEY_METRICS = ("min_cosine", "max_abs_logit", "max_prob_err", "agreement")
 
@@ -64,6 +64,7 @@ class Sources:
     parity: Source = field(default_factory=Source)
     bench: Source = field(default_factory=Source)
     eval: Source = field(default_factory=Source)
+    profile: Source = field(default_factory=Source)
 
     def items(self) -> list[tuple[str, Source]]:
         return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
@@ -105,7 +106,14 @@ def _load_eval(path: Path):
     return read_eval(path)
 
 
-LOADERS = {"manifest": _load_manifest, "parity": _load_parity, "bench": _load_bench, "eval": _load_eval}
+def _load_profile(path: Path):
+    from vitship.bench.profile.results import ProfileReport
+
+    return ProfileReport.load(path)
+
+
+LOADERS = {"manifest": _load_manifest, "parity": _load_parity, "bench": _load_bench, "eval": _load_eval,
+           "profile": _load_profile}
 
 
 def load_sources(model_dir: Path | None, overrides: dict[str, Path | None] | None = None) -> Sources:
