@@ -20,6 +20,7 @@ from vitship.exporters import coreml as coreml_exporter
 from vitship.exporters.base import ExportError, TraceCache, path_sha256
 from vitship.exporters.coreml import CoremlOptions, CoremlTensorOptions
 from vitship.models import MissingDependencyError, UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
+from vitship.models.status import Status
 
 VARIANTS = {  # name -> options
     "fp32": CoremlOptions(precision="fp32"),  # the exact reference: tensor input, enumerated batches
@@ -240,15 +241,15 @@ def test_compute_plan_summary_counts_ops_per_preferred_device():
               get_compute_device_usage_for_mlprogram_operation=lambda op: NS(preferred_compute_device=devices[id(op)]),
               get_estimated_cost_for_mlprogram_operation=lambda op: NS(weight=0.4 if op.operator_name == "linear" else 0.2))
     summary = summarise(plan)
-    assert summary["ops_by_device"] == {"neural_engine": 2, "cpu": 1}
-    assert summary["cost_by_device"] == {"neural_engine": 0.8, "cpu": 0.2} and summary["off_neural_engine"] == {"gather": 1}
+    assert summary.status is Status.OK and summary.ops_by_device == {"neural_engine": 2, "cpu": 1}
+    assert summary.cost_by_device == {"neural_engine": 0.8, "cpu": 0.2} and summary.off_neural_engine == {"gather": 1}
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="off macOS only: the placement note says why it is missing")
 def test_compute_plan_off_macos_says_why():
-    from vitship.runtimes.coreml_plan import compute_plan
+    from vitship.runtimes.coreml_plan import ComputePlan, compute_plan
 
-    assert compute_plan(None, None) == {"unavailable": "MLComputePlan needs macOS 14.4+"}
+    assert compute_plan(None, None) == ComputePlan(Status.UNAVAILABLE, "MLComputePlan needs macOS 14.4+")
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="MLComputePlan and Core ML predictions need macOS 14.4+")
@@ -260,6 +261,6 @@ def test_neural_engine_session_records_where_each_op_runs(exported, tiny_loaded,
     shutil.copytree(package, tmp_path / artifact.path)  # the manifest layout: <model dir>/<id>/model.mlpackage
     session = open_session(artifact, tmp_path, "coreml:cpu_and_ne")
     plan = session.info.extra["compute_plan"]
-    assert "unavailable" in plan or sum(plan["ops_by_device"].values()) > 0
+    assert plan.status is Status.UNAVAILABLE or sum(plan.ops_by_device.values()) > 0
     batch = preprocess(sample_images(limit=2), tiny_loaded.spec)
     assert session.run_outputs(batch)["features"].shape == (2, tiny_loaded.spec.embed_dim)

@@ -13,7 +13,7 @@ import dataclasses
 import types
 import typing
 from enum import Enum
-from functools import lru_cache
+from functools import cache
 
 _SCALARS = (str, int, float, bool)
 
@@ -31,7 +31,7 @@ def to_json(value):
     return value
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hints(kind: type) -> dict:
     return typing.get_type_hints(kind)
 
