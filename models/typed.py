@@ -1,7 +1,7 @@
-"""Dataclasses to JSON and back, by their type hints: the report's one file boundary.
+"""Dataclasses to JSON and back, by their type hints: the one file boundary of parity.json, report.json and the manifest.
 
-The report's rows, cells, decisions and documents are dataclasses; report.json is what ``to_json`` makes of
-them, and ``from_json`` rebuilds them field by field from their annotations (nested dataclasses, enums,
+Results, report rows, cells, decisions and manifest records are dataclasses; their JSON is what ``to_json`` makes
+of them, and ``from_json`` rebuilds them field by field from their annotations (nested dataclasses, enums,
 ``list[X]``, ``dict[K, V]``, ``X | None``). A key the class does not know is dropped (a newer file may carry
 more); a value of the wrong shape is a ``TypeError`` or ``ValueError`` that the caller turns into a one-line
 error naming the file.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import parity_metrics
 from vitship.bench.accuracy import AccuracyResult, EvalReport
 from vitship.bench.latency.results import BenchReport
 from vitship.bench.latency.timing import BenchRow, LatencyStats
@@ -32,7 +33,7 @@ def artifact(aid: str, size_mb: float, apple: dict | None = None) -> Artifact:
 
 def parity_row(aid: str, target: str, status: str = "pass", reason: str = "", cosine: float = 0.9999) -> ParityResult:
     fmt, precision = aid.split("-")[0], aid.rsplit("-", 1)[-1]
-    metrics = {"min_cosine": cosine, "max_abs_logit": 1e-6, "max_prob_err": 1e-4} if status in ("pass", "fail") else None
+    metrics = parity_metrics(cosine, 1e-6, 1e-4) if status in ("pass", "fail") else None
     return ParityResult(aid, target, fmt, precision, status=Status(status), reason=reason, metrics=metrics)
 
 

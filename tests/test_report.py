@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import parity_metrics
 from vitship.bench.accuracy import AccuracyResult, EvalReport, write_eval
 from vitship.bench.environment import environment
 from vitship.bench.latency.results import BenchReport
@@ -67,7 +68,7 @@ def _artifacts(weights: dict) -> dict:
 def _parity(env: dict, weights: dict) -> ParityReport:
     rows = [ParityResult(a, t, a.split("-")[0], a.split("-")[1], status=Status(v),
                          reason="" if v == "pass" else "feature cosine 0.9 < 0.98",
-                         metrics={"min_cosine": 0.999999 if v == "pass" else 0.9, "max_abs_logit": 2e-5, "max_prob_err": 1e-5})
+                         metrics=parity_metrics(0.999999 if v == "pass" else 0.9, 2e-5, 1e-5))
             for a, (t, _, _, _, v, _) in TABLE.items() if v]
     rows.append(ParityResult("coreml-fp16", "coreml:cpu_only", "coreml", "fp16", status=Status.UNAVAILABLE,
                              reason="CoreML runtime needs macOS"))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import parity_metrics
 from vitship.bench.cli import main
 from vitship.bench.environment import environment
 from vitship.bench.latency.results import BenchReport
@@ -53,7 +54,7 @@ ARTIFACTS = [_artifact(a, mib) for a, mib in (("onnx-fp32", 22), ("onnx-int8", 6
 def _parity_rows() -> list[ParityResult]:
     def row(aid, target, status, reason="", cosine=None):
         fmt, precision = aid.rsplit("-", 1)
-        metrics = {"min_cosine": cosine, "max_abs_logit": 3e-6, "max_prob_err": 1e-6} if cosine is not None else None
+        metrics = parity_metrics(cosine, 3e-6, 1e-6) if cosine is not None else None
         return ParityResult(aid, target, fmt, precision, status=status, reason=reason, metrics=metrics,
                             effective_precision=precision)
 

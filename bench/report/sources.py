@@ -24,10 +24,10 @@ from vitship.bench.report.cells import (
 )
 from vitship.bench.report.families import is_reference, table_group
 from vitship.bench.report.host import Host
-from vitship.bench.report.typed import from_json
 from vitship.bench.rows import RowKey
 from vitship.models.errors import VitshipError
 from vitship.models.status import Status
+from vitship.models.typed import from_json
 from vitship.runtimes.base import target_display  # noqa: F401  (re-exported: bench's table shows the same label)
 
 if TYPE_CHECKING:
@@ -145,7 +145,8 @@ def _key_metrics(effective: str) -> tuple[str, ...]:
 
 def parity_cell(row) -> ParityCell:
     """A ParityResult as the report's cell: status, reason and the key metric of its precision."""
-    metrics = {name: _number(v) for name, v in (row.metrics or {}).items() if _number(v) is not None}
+    recorded = dataclasses.asdict(row.metrics) if row.metrics else {}
+    metrics = {name: _number(v) for name, v in recorded.items() if _number(v) is not None}
     effective = row.effective_precision or row.artifact.rsplit("-", 1)[-1]
     metric = next((name for name in _key_metrics(effective) if name in metrics), None)
     return ParityCell(row.status, row.reason, metric, metrics.get(metric), row.variant or "",
