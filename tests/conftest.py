@@ -42,8 +42,8 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def parity_metrics(min_cosine: float | None = 0.999999, max_abs_logit: float = 1e-6, max_prob_err: float = 1e-6,
                    **fields) -> Metrics:
     """A parity row's Metrics with the figures a test cares about (the others: 18 photos that all agree)."""
-    base = dict(n_inputs=23, n_photos=18, mean_abs_logit=max_abs_logit / 2, p99_abs_logit=max_abs_logit, agreement=1.0,
-                decisive_agreement=1.0, n_ambiguous=0, ambiguous_flips=0)
+    base = {"n_inputs": 23, "n_photos": 18, "mean_abs_logit": max_abs_logit / 2, "p99_abs_logit": max_abs_logit,
+            "agreement": 1.0, "decisive_agreement": 1.0, "n_ambiguous": 0, "ambiguous_flips": 0}
     return Metrics(min_cosine=min_cosine, max_abs_logit=max_abs_logit, max_prob_err=max_prob_err, **{**base, **fields})
 
 

@@ -32,7 +32,7 @@ def relative(path: Path) -> str:
 # Every Status value, and the words the older vocabularies used for one (export, the int8 gate, compare).
 STATUS_WORDS = {str(s) for s in Status} | {"passed", "failed", "export_failed", "parity_failed", "regression",
                                           "not compared"}
-MARKUP = re.compile(r"\[[a-z ]+\](%s)\[/" % "|".join(map(re.escape, sorted(STATUS_WORDS))))
+MARKUP = re.compile(r"\[[a-z ]+\](" + "|".join(map(re.escape, sorted(STATUS_WORDS))) + r")\[/")
 # Strings that spell a status word and mean something else: (file, word) -> what the word is there.
 NOT_A_STATUS = {
     ("models/preprocess.py", "error"): "warnings.simplefilter's action: a decompression-bomb warning raises",
