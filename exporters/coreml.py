@@ -3,7 +3,7 @@
 Two registered names share this module: ``coreml`` (fp16/int8 take an RGB image at batch 1, what the
 Neural Engine and Vision run; fp32 is the exact reference, not for the Neural Engine) and ``coreml-tensor``
 (the float tensor with enumerated batches 1, 2, 4, 8). A RangeDim batch stays behind ``batch="range"``:
-the Neural Engine runs it only at its default shape. Every artifact records ``details["apple"]``.
+the Neural Engine runs it only at its default shape. Every artifact records ``details.apple``.
 The input side (Core ML input types, the input spec, the descriptions and metadata in the package) lives in
 ``exporters/coreml_io.py``, what it promises an iPhone in ``exporters/coreml_apple.py``.
 
@@ -36,6 +36,7 @@ from vitship.exporters.base import (
 )
 from vitship.exporters.coreml_apple import NOT_FOR_NEURAL_ENGINE, apple_details, batch_shapes_label, mil_op_counts
 from vitship.exporters.coreml_io import PixelNormalize, describe, image_scale_bias, input_spec, input_type
+from vitship.exporters.details import CoremlDetails, CoremlQuantization
 from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import LoadedModel, MissingDependencyError, UnknownNameError
 
@@ -120,9 +121,9 @@ def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: Tr
     package = Path(out_dir) / PACKAGE_NAME
     mlmodel.save(str(package))
     aid = artifact_id(options.name, options.precision)
-    details = _details(mlmodel, options, normalisation) | ({"torch_export": "reused from this run"} if reused else {})
+    details = _details(mlmodel, options, normalisation, reused)
     if options.precision == "int8":
-        details["int8"] = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
+        details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
     return Artifact(
         id=aid, format=FORMAT, precision=options.precision, path=f"{aid}/{PACKAGE_NAME}", sha256=path_sha256(package),
         size_bytes=path_size(package), export_seconds=round(time.perf_counter() - start, 3),
@@ -131,25 +132,22 @@ def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: Tr
     )
 
 
-def _details(mlmodel, options: CoremlOptions, normalisation: str | None) -> dict:
+def _details(mlmodel, options: CoremlOptions, normalisation: str | None, reused: bool) -> CoremlDetails:
     ops = mil_op_counts(mlmodel.get_spec())
     compute = "fp32" if options.precision == "fp32" else "fp16"
     kind = options.batch_kind()
     apple = apple_details(compute_precision=compute, input_kind=options.input_kind(), batch_kind=kind,
                           batch_shapes=batch_shapes_label(kind, options.batch_shapes, options.max_batch),
                           min_target=options.min_target, op_counts=ops)
-    details = {"source": "torch.export ExportedProgram (ATEN dialect)", "minimum_deployment_target": options.min_target,
-               "compute_precision": compute, "mil_ops": ops, "apple": apple,
-               "labels_in": "user_defined_metadata['labels'] and the logits output description (no ClassifierConfig)"}
-    if compute == "fp32":
-        details["label"] = f"exact reference, {NOT_FOR_NEURAL_ENGINE}"
-    if normalisation:
-        details["image_normalisation"] = normalisation
-    if options.precision == "int8":
-        details["weight_quantization"] = {"mode": "linear_symmetric", "dtype": "int8", "granularity": "per_channel",
-                                          "op_types": list(INT8_OP_TYPES), "min_elements": INT8_MIN_ELEMENTS,
-                                          "base_program": "fp16"}
-    return details
+    quantization = CoremlQuantization(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                      op_types=list(INT8_OP_TYPES), min_elements=INT8_MIN_ELEMENTS, base_program="fp16")
+    return CoremlDetails(
+        source="torch.export ExportedProgram (ATEN dialect)", minimum_deployment_target=options.min_target,
+        compute_precision=compute, mil_ops=ops, apple=apple,
+        labels_in="user_defined_metadata['labels'] and the logits output description (no ClassifierConfig)",
+        label=f"exact reference, {NOT_FOR_NEURAL_ENGINE}" if compute == "fp32" else None,
+        image_normalisation=normalisation, quantization=quantization if options.precision == "int8" else None,
+        torch_export="reused from this run" if reused else None)
 
 
 def _import_coremltools():

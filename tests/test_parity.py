@@ -17,7 +17,7 @@ from vitship.bench.parity.results import PARITY_NAME, SCHEMA_VERSION, ParityRepo
 from vitship.bench.parity.run import ArtifactRefused, check_row, prepare, verify_artifact
 from vitship.bench.rows import ResultsFileError
 from vitship.exporters import get_exporter, options_class
-from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifest, write_manifest
+from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, manifest_artifacts, path_sha256, read_manifest, write_manifest
 from vitship.models import LoadedModel, load_weights, tiny_spec
 from vitship.models.judgement import (
     DEFAULT_TOLERANCES,
@@ -41,7 +41,7 @@ def _build(model_dir: Path, loaded: LoadedModel, ids) -> Path:
         out = model_dir / aid
         out.mkdir(parents=True)
         artifacts[aid] = get_exporter(fmt)(loaded, out, options_class(fmt)(precision=precision)).to_dict()
-    write_manifest(model_dir, {"schema_version": 1, "weights": loaded.info.to_dict(), "artifacts": artifacts})
+    write_manifest(model_dir, {"schema_version": MANIFEST_SCHEMA_VERSION, "weights": loaded.info.to_dict(), "artifacts": artifacts})
     return model_dir
 
 

@@ -87,6 +87,37 @@ def _unfiltered(path: Path) -> list[tuple[int, str]]:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in STATUS_WORDS]
 
 
+# --- typed reads of the manifest and of parity ------------------------------------------------------------
+
+# A read by key of an artifact's details, calibration or options, or of a parity metric: each is a typed attribute
+# (exporters/details.py, Artifact.option, models/judgement.py Metrics). Only the schema reads the JSON by key.
+KEYED_READ = re.compile(r"""
+    \b(details|calibration|\.options)(\s*or\s*\{\}\s*\))?\s*(\[\s*["']|\.get\(\s*["'])
+  | (\[|\.get\()\s*["'](min_cosine|max_abs_logit|mean_abs_logit|p99_abs_logit|max_prob_err|decisive_agreement|n_ambiguous
+                         |ambiguous_flips|n_photos|flipped)["']
+""", re.VERBOSE)
+SCHEMA_MODULES = {"exporters/schema.py", "exporters/details.py"}
+
+
+def keyed_reads(path: Path) -> list[tuple[int, str]]:
+    return [(number, line.strip()) for number, line in enumerate(path.read_text().splitlines(), 1) if KEYED_READ.search(line)]
+
+
+def test_manifest_details_and_parity_metrics_are_read_as_attributes_outside_the_schema():
+    offenders = [f"{relative(path)}:{number}: {line}" for path in source_files()
+                 if relative(path) not in SCHEMA_MODULES | INT8_VOCABULARY_PENDING for number, line in keyed_reads(path)]
+    assert not offenders, "read the typed attribute (exporters/details.py, Artifact.option, Metrics):\n" + "\n".join(offenders)
+
+
+def test_the_keyed_read_scan_finds_what_it_must_and_nothing_else(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text('a = artifact.details["apple"]\nb = (artifact.details or {}).get("delegate")\n'
+                      'c = entry.calibration["count"]\nd = artifact.options.get("smooth_alpha")\ne = m["min_cosine"]\n'
+                      'f = artifact.details.apple\ng = artifact.option("smooth_alpha")\nh = metrics.min_cosine\n'
+                      'i = session.info.extra["compute_plan"]\nj = row.metrics.get("accuracy")\n')
+    assert [number for number, _ in keyed_reads(sample)] == [1, 2, 3, 4, 5]
+
+
 # --- file length ----------------------------------------------------------------------------------------------
 
 def test_no_source_file_is_over_the_line_limit():

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from vitship.bench.report.cells import (
     AccuracyCell,
-    AppleDetails,
     LatencyCell,
     ParityCell,
     ReportError,
@@ -200,15 +199,6 @@ def accuracy_cells(evaluation) -> dict[str, AccuracyCell]:
     return cells
 
 
-def apple_details(artifact) -> AppleDetails | None:
-    """What the CoreML exporter recorded for the Neural Engine; None when nothing (or something unreadable) was."""
-    recorded = (artifact.details or {}).get("apple")  # Artifact.details: the exporters' free-form notes, by name
-    try:
-        return from_json(AppleDetails, recorded)
-    except (TypeError, ValueError):
-        return None
-
-
 def _row_keys(parity, latency, artifacts) -> list[RowKey]:
     keys = list(latency)
     timed = {RowKey(k.artifact, k.target) for k in latency}
@@ -230,7 +220,7 @@ def build_rows(sources: Sources, environment: dict | None = None) -> list[Report
                         reference_executor=is_reference(key.target), latency=latency.get(key, []))
         if key.artifact in artifacts:
             entry = artifacts[key.artifact]
-            row.format, row.precision, row.apple = entry.format, entry.precision, apple_details(entry)
+            row.format, row.precision, row.apple = entry.format, entry.precision, entry.details.apple
             row.size_bytes = entry.size_bytes or None
         row.size_bytes = row.size_bytes or next((c.size_bytes for c in row.latency if c.size_bytes), None)
         parity_key = RowKey(key.artifact, key.target)
