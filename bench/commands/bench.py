@@ -39,7 +39,7 @@ def _bench_table(rows: list) -> Table:
         s = row.stats
         cells = [f"{s.p50_ms:.2f}", f"{s.p90_ms:.2f}", f"{s.cv:.1%}", f"{s.throughput_ips:.1f}",
                  f"{row.speedup:.2f}x" if row.speedup else "-", f"{s.load_s:.2f}", f"{s.peak_rss_mb:.0f}"] if s else ["-"] * 7
-        status = "[green]ok[/green]" if row.ok else f"[red]{row.status}: {row.reason}[/red]"
+        status = f"[green]{row.status}[/green]" if row.ok else f"[red]{row.status}: {row.reason}[/red]"
         table.add_row(row.artifact, target_display(row.target), row.variant or "-", str(row.batch), *cells,
                       row.session.get("precision") or "-", roofline_cell(row.roofline), status)
     return table

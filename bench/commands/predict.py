@@ -18,6 +18,7 @@ from vitship.bench.commands.common import (
     number_option,
     wide_console,
 )
+from vitship.models.status import Status
 
 
 def _table(result) -> Table:
@@ -27,12 +28,12 @@ def _table(result) -> Table:
     for column in ("image", "artifact", "target", "label", "fake probability", "agrees with PyTorch"):
         table.add_column(column, overflow="fold", justify="right" if column == "fake probability" else "left")
     for row in result.rows:
-        if row.status != "ok":
+        if row.status is not Status.OK:
             table.add_row(escape(Path(row.image).name), row.artifact, target_display(row.target),
                           f"[yellow]{row.status}[/yellow]", "-", escape(row.reason))
             continue
         delta = row.probability_delta
-        agrees = "reference" if row.agrees is None else (
+        agrees = str(Status.REFERENCE) if row.agrees is None else (
             f"[green]yes[/green] (Δp {delta:+.1e})" if row.agrees else f"[bold red]no[/bold red] (Δp {delta:+.3f})")
         table.add_row(escape(Path(row.image).name), row.artifact, target_display(row.target), row.label,
                       f"{row.fake_probability:.4f}", agrees)

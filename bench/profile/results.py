@@ -84,13 +84,13 @@ class ProfileReport:
         return [r for r in self.rows if r.status is Status.ERROR]
 
     def to_dict(self) -> dict:
-        from vitship.bench.report.typed import to_json
+        from vitship.models.typed import to_json
 
         return to_json(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ProfileReport:
-        from vitship.bench.report.typed import from_json
+        from vitship.models.typed import from_json
 
         return from_json(cls, data)
 

@@ -32,9 +32,9 @@ from vitship.bench.report.schema import (  # noqa: F401  (re-exported: the repor
     report_json,
 )
 from vitship.bench.report.sources import accuracy_cells, build_rows, load_sources, weights_and_environment
-from vitship.bench.report.typed import from_json
 from vitship.models.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from vitship.models.status import Status
+from vitship.models.typed import from_json
 
 
 def unavailable_reason(rows: list[ReportRow]) -> str | None:

@@ -14,9 +14,9 @@ from pathlib import Path
 from vitship.bench.report.cells import AccuracyCell, FamilyDecision, ReportError, ReportRow
 from vitship.bench.report.host import Host
 from vitship.bench.report.profile_section import ProfileSection
-from vitship.bench.report.typed import from_json, to_json
 from vitship.bench.rows import KeyedRow, RowKey
 from vitship.models.status import Status
+from vitship.models.typed import from_json, to_json
 
 REPORT_SCHEMA_VERSION = 3  # 3: typed rows keyed by RowKey, latency cells a list by batch, no "sections" level
 REPORT_KIND = "vitship-report"

@@ -84,7 +84,7 @@ def accuracy_lines(document: Report | MergedReport) -> list[str]:
     data = section.data
     lines = [f"accuracy on {data.source}: {data.n_images} images ({data.n_real} real, "
              f"{data.n_fake} fake), threshold {section.threshold}; {data.n_skipped} unreadable images skipped"]
-    lines += [f"skipped: {item.reason if item.reason.startswith(item.path) else item.path + ': ' + item.reason}"
+    lines += [f"unreadable: {item.reason if item.reason.startswith(item.path) else item.path + ': ' + item.reason}"
               for item in data.skipped[:20]]
     return lines + ([section.note] if section.note else [])
 
