@@ -95,7 +95,7 @@ def _run_row(key: RowKey, job: ProfileJob, config: ProfileConfig, spec, plan, pe
     run = run_in_subprocess(job, config.row_timeout_s)
     result = run.result or {}
     if "raw" not in result:
-        error = result.get("error") or run.failure(config.row_timeout_s)
+        error = run.failure(config.row_timeout_s)  # what the work raised, a timeout or a crash
         unavailable = error.startswith("RuntimeUnavailable: ")
         return unavailable_row(key, error.removeprefix("RuntimeUnavailable: "),
                                Status.UNAVAILABLE if unavailable else Status.ERROR, run.record())
