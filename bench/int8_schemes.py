@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vitship.models.status import Status
+
 ROUNDS, CALLS = 3, 10
 SCHEMES = {  # name -> quantize_* keyword arguments (see exporters.int8.onnx_recipe for the shipped two)
     "dynamic per-channel (default)": dict(kind="dynamic", per_channel=True),
@@ -136,33 +138,30 @@ def openvino_table(model_dir: Path) -> str:
 def verdicts_table(model_dir: Path) -> str:
     """Per int8 artifact and parity target: the export gate's steps and verdict, and parity's figures and status."""
     from vitship.bench.parity.results import PARITY_NAME, read_parity
-    from vitship.exporters.int8.record import Int8Record, rejected_reason
+    from vitship.exporters.int8.record import Int8Record
     from vitship.exporters.manifest import Manifest
-    from vitship.models.judgement import Metrics
 
     manifest = Manifest.read(model_dir)
     rows = read_parity(model_dir / PARITY_NAME).rows if (model_dir / PARITY_NAME).is_file() else []
-    def typed(value) -> Metrics | None:  # parity.json's metrics as the one Metrics type
-        return value if isinstance(value, Metrics) or value is None else Metrics(**value)
-
-    header = ("| artifact | export gate: steps (select / confirm: min cosine, max prob error) | verdict | parity target | "
-              "photos: min cosine | photos: max prob error | random: min cosine | parity |")
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    lines = ["| artifact | export gate: each step (photos: min cosine, max prob error) | verdict | parity target | "
+             "photos: min cosine | photos: max prob error | random: min cosine | parity |", "|---|---|---|---|---|---|---|---|"]
     for artifact in manifest.artifacts.values():
         record = Int8Record.of(artifact)
         if record is None:
             continue
-        steps = "; ".join(f"{s.step} {s.why} ({s.photos}): {s.min_cosine:.4f}, {s.max_prob_error:.4f}{'' if s.passed else ' fail'}"
-                          for s in record.steps) or "-"
+        steps = "; ".join(f"{s.step} {s.why} ({s.photos}): {s.min_cosine:.4f}, {s.max_prob_error:.4f}"
+                          + ("" if s.passed else f" {Status.FAIL}") for s in record.steps) or "-"
         for row in [r for r in rows if r.artifact == artifact.id and r.status.ran] or [None]:
-            photos, noise = (typed(row.metrics), typed(row.noise_metrics)) if row else (None, None)
-            figures = (f"{photos.min_cosine:.4f} | {photos.max_prob_err:.4f} | "
-                       f"{noise.min_cosine:.4f}" if noise else f"{photos.min_cosine:.4f} | {photos.max_prob_err:.4f} | -") \
-                if photos else "- | - | -"
-            lines.append(f"| {artifact.id} | {steps} | {record.verdict} | {row.target if row else '-'} | {figures} | "
-                         f"{row.status if row else 'not run'} |")
-    for aid, data in manifest.int8_rejected.items():
-        lines.append(f"| {aid} | {rejected_reason(data)} | fail | - | - | - | - | not shipped |")
+            figures = ["-"] * 3
+            if row is not None and row.metrics is not None:
+                noise = row.noise_metrics
+                figures = [f"{row.metrics.min_cosine:.4f}", f"{row.metrics.max_prob_err:.4f}",
+                           f"{noise.min_cosine:.4f}" if noise else "-"]
+            parity = row.status if row else Status.NOT_RUN
+            lines.append(f"| {artifact.id} | {steps} | {record.verdict} | {row.target if row else '-'} | "
+                         f"{' | '.join(figures)} | {parity} |")
+    for aid, record in manifest.int8_rejected.items():
+        lines.append(f"| {aid} | {record.rejected_reason()} | {record.verdict} | - | - | - | - | {Status.NOT_RUN} (not shipped) |")
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal
 
+from vitship.exporters.schema import MANIFEST_SCHEMA_VERSION, Artifact  # noqa: F401  (re-exported: every layer imports them here)
 from vitship.models import VitshipError, file_sha256
 from vitship.models.versions import package_versions, vitship_version  # noqa: F401  (the exporters record them)
 
@@ -16,7 +17,6 @@ if TYPE_CHECKING:  # torch: not imported by runtimes and workers that only read 
     from vitship.models import LoadedModel
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_SCHEMA_VERSION = 1
 FORMATS = ("onnx", "openvino", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -76,35 +76,6 @@ class TraceCache:
             return self._entries[key], True
         self._entries = {key: make()} | {k: v for k, v in self._entries.items() if k[0] != key[0]}
         return self._entries[key], False
-
-
-@dataclass
-class Artifact:
-    """One exported file or package and everything needed to trust it later."""
-
-    id: str  # <format>-<precision>
-    format: str
-    precision: str
-    path: str  # relative to the model's artifact folder, e.g. "onnx-fp32/model.onnx"
-    sha256: str = ""
-    size_bytes: int = 0
-    export_seconds: float = 0.0
-    versions: dict[str, str] = field(default_factory=dict)
-    input_spec: dict = field(default_factory=dict)
-    weights: dict = field(default_factory=dict)
-    calibration: dict | None = None
-    options: dict = field(default_factory=dict)
-    details: dict = field(default_factory=dict)  # exporter notes: slimming, fallbacks, precision used, ...
-    # oldest runtime release that loads it, per runtime ({"onnxruntime": "1.16", "openvino": "2024.0"}); {}: not recorded
-    min_runtime_versions: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Artifact":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 # export(loaded, out_dir, options, cache) -> Artifact. out_dir is the artifact's own (temporary) folder; options

@@ -36,6 +36,7 @@ from vitship.exporters.base import (
     path_sha256,
     path_size,
 )
+from vitship.exporters.details import LitertDetails
 from vitship.exporters.int8.litert_recipe import INT8_MODES, quantize, quantize_int8
 from vitship.exporters.int8.options import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
@@ -85,16 +86,16 @@ def export(loaded: LoadedModel, out_dir: Path, options: LitertOptions, cache: Tr
     start = time.perf_counter()
     source, run_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
     fp32, reused = _fp32_flatbuffer(source, options, run_cache)
-    details: dict = {"converter": "litert_torch.convert", "signature": SIGNATURE, "batch_shapes": [1],
-                     "source": "fp32 flatbuffer" + (" (reused from this run)" if reused else ""),
-                     "metadata": f"TFLite Model.metadata entry {METADATA_NAME!r} (JSON)"}
+    details = LitertDetails(converter="litert_torch.convert", signature=SIGNATURE, batch_shapes=[1],
+                            source="fp32 flatbuffer" + (" (reused from this run)" if reused else ""),
+                            metadata=f"TFLite Model.metadata entry {METADATA_NAME!r} (JSON)")
     model = fp32
     if options.precision == "fp16":
         model = quantize(fp32, _fp16_recipe())
-        details["fp16"] = "weights cast to float16 (ai-edge-quantizer FLOAT_CASTING, weight-only); compute stays fp32 on XNNPACK CPU"
+        details.fp16 = "weights cast to float16 (ai-edge-quantizer FLOAT_CASTING, weight-only); compute stays fp32 on XNNPACK CPU"
     elif options.precision == "int8":
-        model, details["int8"] = quantize_int8(fp32, options.int8_mode, tuple(linear_modules(loaded, options.keep_float)))
-        details["int8"]["smoothing"] = smoothing
+        model, details.quantization = quantize_int8(fp32, options.int8_mode, tuple(linear_modules(loaded, options.keep_float)))
+        details.smoothing = smoothing  # always None: litert takes no fold (Int8Capabilities.smoothing)
     path = Path(out_dir) / MODEL_FILE
     path.write_bytes(_with_metadata(model, _metadata(loaded, options)))
     aid = artifact_id(options.name, options.precision)

@@ -195,7 +195,7 @@ def _export_one(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: s
     except KeyboardInterrupt:
         raise
     except Int8GateFailed as err:  # the ladder ended without a pass: nothing shipped, every step's figures kept
-        manifest.int8_rejected[aid] = err.record.to_dict()  # so that the report can say why it is missing
+        manifest.int8_rejected[aid] = err.record  # so that the report can say why it is missing
         _write_manifest(model_dir, manifest)
         return ExportResult(aid, Status.FAIL, str(err), 0, round(time.perf_counter() - start, 2), int8=err.record)
     except Exception as err:  # a failing exporter is one row of the table, not the end of the run

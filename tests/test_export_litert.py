@@ -47,9 +47,9 @@ def test_three_precisions_share_one_conversion_and_shrink(model_dir):
     found = by_id(model_dir)
     assert options_class("litert") is LitertOptions
     assert {aid: a.path for aid, a in found.items()} == {f"litert-{p}": f"litert-{p}/model.tflite" for p in PRECISIONS}
-    assert "reused from this run" in found["litert-int8"].details["source"]
+    assert "reused from this run" in found["litert-int8"].details.source
     assert found["litert-int8"].size_bytes < found["litert-fp16"].size_bytes < found["litert-fp32"].size_bytes
-    assert found["litert-int8"].details["int8"]["mode"] == "dynamic"
+    assert found["litert-int8"].details.quantization.mode == "dynamic"
     assert all(a.input_spec["batch_shapes"] == [1] and a.input_spec["layout"] == "NCHW" for a in found.values())
 
 
@@ -139,7 +139,7 @@ def test_int8_meets_the_int8_gate_on_the_tiny_stress_model(tiny_loaded, tiny_pho
 
     stressed = load_weights("seeded-outliers", tiny_loaded.spec)
     artifact = litert_exporter.export(stressed, tmp_path, LitertOptions(precision="int8"))
-    assert artifact.details["int8"]["smoothing"] is None
+    assert artifact.details.smoothing is None and artifact.details.quantization.mode == "dynamic"
     artifact.path = "model.tflite"
     session = open_session(artifact, tmp_path, "litert:cpu", SessionOptions(threads=1))
     try:
@@ -177,7 +177,7 @@ def test_keep_float_leaves_the_named_linears_in_float_by_their_module_path(tiny_
 
     kept = ("blocks.0.attn.qkv", "blocks.1.mlp.fc2")
     artifact = litert_exporter.export(tiny_loaded, tmp_path, LitertOptions(precision="int8", keep_float=kept))
-    assert artifact.details["int8"]["keep_float_ops"] == dict.fromkeys(kept, 1) and artifact.options["keep_float"] == list(kept)
+    assert artifact.details.quantization.keep_float_ops == dict.fromkeys(kept, 1) and artifact.option("keep_float") == list(kept)
     tree = flatbuffer_utils.read_model_from_bytearray(bytearray((tmp_path / "model.tflite").read_bytes()))
     graph = tree.subgraphs[0]
     fully_connected = [op for op in graph.operators

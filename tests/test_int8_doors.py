@@ -16,9 +16,11 @@ from vitship.bench.report.document import build_report
 from vitship.exporters.base import read_manifest
 from vitship.exporters.int8.capabilities import markdown_table
 from vitship.exporters.int8.record import Int8Recipe, Int8Record, Int8Step
+from vitship.exporters.manifest import Manifest
 from vitship.models import sample_images
 from vitship.models.atomic import atomic_write_json
 from vitship.models.status import Status
+from vitship.models.typed import to_json
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,8 @@ def test_the_python_api_gates_by_default_and_records_the_verdict_with_its_steps(
     assert record["steps"] and record["steps"][0]["why"] == "requested recipe" and record["steps"][-1]["passed"]
     assert {role: len(p["files"]) for role, p in record["photos"].items()} == {"select": 3, "confirm": 3, "calibrate": 12}
     assert record["photos"]["confirm"]["as_is"] == record["photos"]["calibrate"]["files"]
-    assert {step["target"] for step in record["steps"]} == {"onnxruntime:cpu"}
+    assert {step["target"] for step in record["steps"]} == {"onnxruntime:cpu"} and record["batches"] == [1, 8]
+    assert Manifest.read(gated / "tiny-vit").artifacts["onnx-int8"].details.int8_gate == result.int8  # typed, both ways
 
 
 def test_gate_off_is_not_checked_in_the_manifest_and_in_parity(api_exports):
@@ -64,7 +67,7 @@ def test_the_cli_shows_not_checked_in_export_and_parity(api_exports, vitship_mai
 def _with_record(model_dir: Path, artifact: str, record: Int8Record) -> None:
     manifest = json.loads((model_dir / "manifest.json").read_text())
     manifest["artifacts"][artifact]["details"] = {**manifest["artifacts"][artifact].get("details", {}),
-                                                  "int8_gate": record.to_dict()}
+                                                  "int8_gate": to_json(record)}
     atomic_write_json(model_dir / "manifest.json", manifest)
 
 
@@ -93,7 +96,7 @@ def test_litert_takes_calibration_and_gates_on_its_held_back_photos(tmp_path, vi
     code, text, _ = vitship_main("export", "--arch", "tiny", "-f", "litert", "-p", "int8", "--calibration", str(photos),
                                  "--out", str(out))
     assert code == 0, text
-    record = Int8Record.from_dict(read_manifest(out / "tiny-vit")["artifacts"]["litert-int8"]["details"]["int8_gate"])
+    record = Manifest.read(out / "tiny-vit").artifacts["litert-int8"].details.int8_gate
     names = [p.name for p in sample_images()[:9]]
     assert record.photos["select"].files == (names[2], names[8]) and record.photos["confirm"].files == (names[5],)
     assert record.photos["calibrate"].files == tuple(n for i, n in enumerate(names) if i % 3 != 2)

@@ -70,6 +70,27 @@ def gated(loaded, root, fmt, runs, options=None):
     return result
 
 
+def test_outlier_ranking_puts_the_planted_pairs_first(stressed):
+    from vitship.exporters.int8.ranking import outlier_ranking
+    from vitship.models import preprocess, sample_images
+
+    assert set(outlier_ranking(stressed, preprocess(sample_images(), stressed.spec))[:4]) == PLANTED
+
+
+def test_the_ladder_keeps_the_layers_the_locator_ranks_first_in_float(stressed, tmp_path, monkeypatch):
+    monkeypatch.setattr(ladder, "LADDER_ALPHAS", ())  # no smoothing rung: straight to the locator's rungs
+    export_all(stressed, tmp_path, [("onnx", "fp32")], {}, gate=False)  # the fp32 sibling diagnose compares with
+    result = gated(stressed, tmp_path, "onnx", run_artifact, {"onnx": OnnxOptions(smooth_alpha=None)})
+    record = result.int8
+    assert result.status is Status.OK and record.verdict is Status.PASS, result.reason
+    assert record.steps[0].why == "requested recipe" and not record.steps[0].passed
+    assert "in float" in record.steps[-2].why and record.steps[-1].passed and record.steps[-1].photos == "confirm"
+    kept = record.recipe.keep_float
+    assert kept and set(kept) <= PLANTED and record.layers_ranked_by.startswith("per-layer locator")
+    assert set(result.artifact.details.quantization.keep_float_nodes) == set(kept)
+    assert result.artifact.option("keep_float") == []  # the rebuild key: as requested
+
+
 @pytest.mark.parametrize("fmt", list(INT8_CAPABILITIES))
 def test_a_failure_at_every_rung_ends_the_export_with_every_steps_figures(fmt, stressed, tmp_path, format_rungs):
     caps = INT8_CAPABILITIES[fmt]
@@ -100,7 +121,7 @@ def test_a_step_that_passes_is_confirmed_on_photos_that_did_not_pick_it(stressed
     assert not set(select + confirm) & set(record.photos["calibrate"].files)
     assert record.photos["confirm"].as_is == record.photos["calibrate"].files  # checked once each at confirmation
     entry = Int8Record.of(result.artifact)
-    assert entry == record and result.artifact.options["keep_float"] == []  # the rebuild key: as requested
+    assert entry == record and result.artifact.option("keep_float") == []  # the rebuild key: as requested
 
 
 def test_the_stress_model_escalates_to_stronger_smoothing_and_the_rerun_is_up_to_date(stressed, tmp_path):
@@ -116,7 +137,6 @@ def test_the_stress_model_escalates_to_stronger_smoothing_and_the_rerun_is_up_to
     assert result.status is Status.OK and record.verdict is Status.PASS
     again = gated(stressed, tmp_path, "onnx", run_artifact, options)
     assert again.status is Status.SKIPPED and again.int8 == record
-
 
 
 def test_the_gate_is_a_required_argument_of_export_all(stressed, tmp_path):

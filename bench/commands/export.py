@@ -22,6 +22,7 @@ from vitship.bench.commands.common import (
 )
 from vitship.bench.commands.int8_options import CALIBRATION_HELP, MODE_HELP, apply_int8_flags, int8_formats
 from vitship.models import load_weights, spec_for
+from vitship.models.judgement import Tolerance
 from vitship.models.status import Status
 
 COLOURS = {Status.OK: "green", Status.SKIPPED: "cyan", Status.PASS: "green", Status.NOT_CHECKED: "yellow"}
@@ -49,12 +50,12 @@ def _ladder_table(results: list) -> Table | None:
     for column in ("artifact", "step", "recipe", "photos", "target", "min cosine", "max prob err", "verdict"):
         table.add_column(column, overflow="fold")
     for r in climbed:
-        gate = r.int8.tolerance
+        gate = r.int8.tolerance or Tolerance()
         for step in r.int8.steps:
-            verdict = "[green]pass[/]" if step.passed else f"[red]fail[/] ({'; '.join(step.failures)})"
+            verdict = f"[green]{Status.PASS}[/]" if step.passed else f"[red]{Status.FAIL}[/] ({'; '.join(step.failures)})"
             table.add_row(r.id, f"{step.step}: {step.why}", step.recipe.describe(), step.photos, step.target,
-                          f"{step.min_cosine:.4f} (>= {gate.get('min_cosine', 0):.4g})",
-                          f"{step.max_prob_error:.4f} (<= {gate.get('max_prob', 0):.3g})", verdict)
+                          f"{step.min_cosine:.4f} (>= {gate.min_cosine or 0:.4g})",
+                          f"{step.max_prob_error:.4f} (<= {gate.max_prob or 0:.3g})", verdict)
     return table
 
 

@@ -10,7 +10,7 @@ Who calls what::
                              -> ladder.export_gated: export, run, judge, escalate (smoothing, then layers in float)
                                 -> verdict: the gate's views (photos.py) and judgement (models.judgement.judge)
                                 -> ranking.sensitive_layers: which Linears to keep in float
-                             -> record.Int8Record in Artifact.details["int8_gate"] (every int8 has one)
+                             -> record.Int8Record in Artifact.details.int8_gate (every int8 has one)
     bench/int8_gate.py       int8_gate(loaded) -> Int8Gate: the runner (a runtime session on the format's
                              gate target) and the locator (vitship diagnose's per-layer ranking), injected
                              because exporters never import runtimes

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from vitship.exporters.base import ExportError, ExportOptions
+from vitship.exporters.details import Calibration
 from vitship.models import IMAGE_SUFFIXES, ModelSpec, image_files, preprocess, sample_images
 
 HOLD_BACK_EVERY = 3  # every 3rd calibration photo is held back: the export's int8 gate checks on photos not calibrated on
@@ -34,19 +35,19 @@ def calibration_split(count: int) -> dict[str, list[int]]:
             "select": held[0::2] if split else held, "confirm": held[1::2] if split else held}
 
 
-def calibration_files(options: ExportOptions, part: CalibrationPart = "calibration") -> tuple[list[Path], dict]:
+def calibration_files(options: ExportOptions, part: CalibrationPart = "calibration") -> tuple[list[Path], Calibration]:
     """The calibration photos of one part (``calibration_split``), as files, and their source record."""
     paths, source, classes = _calibration_paths(options)
-    picked = [paths[i] for i in calibration_split(len(paths))[part]]
+    split = calibration_split(len(paths))
+    picked = [paths[i] for i in split[part]]
     names = [_relative_name(p, options) for p in picked]
-    info = {"source": source, "count": len(picked), "files": names, "part": part,
-            "held_back": len(calibration_split(len(paths))["held_back"])}
-    if classes:
-        info["classes"] = {name: sum(1 for n in names if n.split("/")[0] == name) for name in classes}
-    return picked, info
+    per_class = {name: sum(1 for n in names if n.split("/")[0] == name) for name in classes} if classes else None
+    return picked, Calibration(source=source, count=len(picked), files=names, part=part, held_back=len(split["held_back"]),
+                               classes=per_class)
 
 
-def calibration_images(spec: ModelSpec, options: ExportOptions, part: CalibrationPart = "calibration") -> tuple[np.ndarray, dict]:
+def calibration_images(spec: ModelSpec, options: ExportOptions,
+                       part: CalibrationPart = "calibration") -> tuple[np.ndarray, Calibration]:
     """The preprocessed calibration photos (``options.calibration_dir`` or the bundled samples) and their source.
 
     A folder with ``real/`` and ``fake/`` subfolders gives both classes, interleaved (real, fake, real, ...) so
@@ -56,7 +57,7 @@ def calibration_images(spec: ModelSpec, options: ExportOptions, part: Calibratio
         part: "calibration" (what quantizers and smoothing see), "select" / "confirm" (the int8 gate's photos),
             "held_back" (both) or "all".
     Returns:
-        (float32 NCHW batch, {"source", "count", "files", ...}) -- the dict goes into Artifact.calibration.
+        (float32 NCHW batch, the Calibration record of those photos) -- it goes into Artifact.calibration.
     """
     picked, info = calibration_files(options, part)
     return preprocess(picked, spec), info

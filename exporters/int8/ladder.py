@@ -28,7 +28,7 @@ from vitship.exporters.int8.calibration import MIN_SPLIT, calibration_files
 from vitship.exporters.int8.photos import GateInputs, gate_inputs
 from vitship.exporters.int8.ranking import sensitive_layers
 from vitship.exporters.int8.record import Int8Recipe, Int8Record, Int8Step, PhotoSet
-from vitship.exporters.int8.verdict import GateCheck, Int8Gate, check, reference_outputs
+from vitship.exporters.int8.verdict import GateCheck, Int8Gate, batches, check, reference_outputs
 from vitship.models.status import Status
 
 if TYPE_CHECKING:
@@ -69,18 +69,18 @@ def export_gated(exporter: ExportFn, loaded: LoadedModel, tmp: Path, options: In
     select, select_info = calibration_files(options, "select")
     if not select:
         artifact = exporter(loaded, tmp, options, cache)
-        return not_checked(artifact, options, caps, f"fewer than 3 calibration photos ({select_info['source']}): none "
+        return not_checked(artifact, options, caps, f"fewer than 3 calibration photos ({select_info.source}): none "
                                                     "held back to check on")
     confirm, confirm_info = calibration_files(options, "confirm")
     calibrate, calibrate_info = calibration_files(options, "calibration")
     split = select != confirm  # calibration_split gives both parts every held-back photo when there are too few
     # the confirmation also runs each calibration photo once: they did not pick the recipe either (issue 22's worst
     # photo was one of them), and with the bundled photos the select and confirm parts then cover parity's 18
-    inputs = {"select": gate_inputs(loaded.spec, select, select_info["files"], "select", gate.views),
-              "confirm": gate_inputs(loaded.spec, confirm, confirm_info["files"], "confirm", gate.views,
-                                     as_is=(calibrate, calibrate_info["files"]))}
+    inputs = {"select": gate_inputs(loaded.spec, select, select_info.files, "select", gate.views),
+              "confirm": gate_inputs(loaded.spec, confirm, confirm_info.files, "confirm", gate.views,
+                                     as_is=(calibrate, calibrate_info.files))}
     ladder = _Ladder(exporter, loaded, tmp, cache, gate, caps, inputs, split)
-    ladder.photos["calibrate"] = PhotoSet("calibrate", tuple(calibrate_info["files"]))
+    ladder.photos["calibrate"] = PhotoSet("calibrate", tuple(calibrate_info.files))
     outcome = ladder.climb(options)
     if outcome is None:
         return not_checked(ladder.artifact, options, caps, f"no target here runs {ladder.artifact.format} "
@@ -171,5 +171,5 @@ class _Ladder:
                  f"not split: fewer than {MIN_SPLIT} photos held back, so the confirmation repeats the photos that selected "
                  "the recipe (plus each calibration photo once)")
         return Int8Record(verdict, reason, last.recipe if verdict is Status.PASS else recipe_of(requested, self.caps),
-                          tuple(self.steps), dict(self.photos), split, self.gate.tolerance.to_dict(), self.gate.margin,
-                          self.ranked_by)
+                          tuple(self.steps), dict(self.photos), split, self.gate.tolerance, self.gate.margin,
+                          batches(self.artifact), self.ranked_by)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 
 from vitship.exporters.base import ExportError
+from vitship.exporters.details import LitertQuantization
 from vitship.models.quiet import quiet_output
 
 INT8_MODES = ("dynamic", "weight-only")
@@ -90,14 +91,13 @@ def int8_recipe(mode: str, kept: dict[str, list[str]]):
     return manager.get_quantization_recipe()
 
 
-def quantize_int8(fp32: bytes, mode: str, keep_float: tuple[str, ...]) -> tuple[bytes, dict]:
-    """(the int8 flatbuffer, its details): ``mode``'s recipe, ``keep_float``'s Linears left in float."""
+def quantize_int8(fp32: bytes, mode: str, keep_float: tuple[str, ...]) -> tuple[bytes, LitertQuantization]:
+    """(the int8 flatbuffer, Artifact.details.quantization): ``mode``'s recipe, ``keep_float``'s Linears left in float."""
     kept = op_scopes(fp32, keep_float) if keep_float else {}
     recipe = "dynamic_wi8_afp32" if mode == "dynamic" else "weight_only_wi8_afp32"
-    return quantize(fp32, int8_recipe(mode, kept)), {
-        "mode": mode, "quantizer_recipe": f"ai-edge-quantizer {recipe}" + (" with per-op no_quantize" if kept else ""),
-        "weights": "int8 symmetric per-channel", "keep_float": list(keep_float), "keep_float_ops": {m: len(s) for m, s in kept.items()},
-        "why_default": INT8_CHOICE}
+    return quantize(fp32, int8_recipe(mode, kept)), LitertQuantization(
+        mode=mode, quantizer_recipe=f"ai-edge-quantizer {recipe}" + (" with per-op no_quantize" if kept else ""),
+        weights="int8 symmetric per-channel", keep_float_ops={m: len(s) for m, s in kept.items()}, why_default=INT8_CHOICE)
 
 
 def _text(name) -> str:

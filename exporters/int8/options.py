@@ -15,10 +15,11 @@ from vitship.exporters.base import INT8_ONLY, ExportError, ExportOptions, TraceC
 from vitship.exporters.int8.calibration import calibration_images
 
 if TYPE_CHECKING:
+    from vitship.exporters.details import Smoothing
     from vitship.models import LoadedModel
 
 # The default SmoothQuant fold strength: on the seeded ViT-S and the seeded-outliers stress model alike, every
-# int8 format passes the gate with it (README "int8 on trained-like weights"); 0.5 is SmoothQuant's own default.
+# int8 format passes the gate with it (docs/MEASUREMENTS.md "int8 verdicts"); 0.5 is SmoothQuant's own default.
 DEFAULT_SMOOTH_ALPHA = 0.5
 
 
@@ -57,11 +58,12 @@ def check_int8_options(fmt: str, options: Int8Options) -> None:
     caps.check(fmt, getattr(options, caps.mode_field) if caps.mode_field else None, alpha, tuple(options.keep_float))
 
 
-def model_to_quantize(loaded: LoadedModel, options: Int8Options, cache: TraceCache) -> tuple[LoadedModel, TraceCache, dict | None]:
+def model_to_quantize(loaded: LoadedModel, options: Int8Options,
+                      cache: TraceCache) -> tuple[LoadedModel, TraceCache, Smoothing | None]:
     """The model an int8 export starts from: ``loaded`` itself, or a smoothed copy (SmoothQuant fold).
 
     Returns:
-        (the model, the trace cache to use with it, the smoothing summary for Artifact.details or None).
+        (the model, the trace cache to use with it, the fold's record for Artifact.details.smoothing or None).
         A smoothed copy is kept in ``cache`` and carries its own weights digest (the original's, the strength and
         the calibration photos), so that the ladder's later rungs from the same recipe reuse its fold and its
         trace, and no trace of other weights is ever taken for it. Exporters record ``loaded``'s own weights.
@@ -72,7 +74,7 @@ def model_to_quantize(loaded: LoadedModel, options: Int8Options, cache: TraceCac
 
     key = ("int8-smoothed", loaded.info.sha256, options.smooth_alpha, str(options.calibration_dir), options.calibration_limit)
 
-    def fold() -> tuple[LoadedModel, dict]:
+    def fold() -> tuple[LoadedModel, Smoothing]:
         images, _ = calibration_images(loaded.spec, options)
         smoothed, summary = smoothing.smoothed(loaded, images, options.smooth_alpha)
         digest = hashlib.sha256(repr(key).encode()).hexdigest()

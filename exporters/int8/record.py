@@ -1,23 +1,24 @@
 """The int8 record every int8 artifact carries: its verdict, the recipe shipped, every ladder step, the photos used.
 
-It lives in the manifest at ``Artifact.details["int8_gate"]`` and is written and read only here
-(``Int8Record.attach`` / ``Int8Record.of``). An int8 artifact without one cannot be built: the pipeline
-attaches a "not checked" record when the gate is turned off (``gate=False``, ``--no-int8-gate``).
-A manifest written before this record existed (its gate in ``details["int8"]``) still reads.
+It lives in the manifest at ``Artifact.details.int8_gate`` (``exporters/details.py`` ``ArtifactDetails``), written
+and read by the manifest's schema like every other typed field; ``Int8Record.attach`` / ``Int8Record.of`` set and
+read it. An int8 artifact without one cannot be built: the pipeline attaches a "not checked" record when the gate
+is turned off (``gate=False``, ``--no-int8-gate``). A manifest written before this record existed reads migrated
+(``exporters/schema.py``: the old ladder's gate becomes a record with no steps).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from vitship.models.judgement import Tolerance
 from vitship.models.status import Status
+from vitship.models.typed import OpenRecord
 
 if TYPE_CHECKING:
     from vitship.exporters.base import Artifact
 
-RECORD_KEY = "int8_gate"  # Artifact.details[RECORD_KEY]
 GATE_OFF = "the int8 gate was turned off (gate=False, --no-int8-gate): the requested recipe shipped unchecked"
 NO_RECORD = "exported without the int8 gate (no record)"
 RECORD_VERSION = 1
@@ -68,8 +69,8 @@ class Int8Step:
                 f"prob error {self.max_prob_error:.3f}")
 
 
-@dataclass(frozen=True)
-class Int8Record:
+@dataclass
+class Int8Record(OpenRecord):
     """The verdict on one int8 artifact and how it was reached.
 
     Attributes:
@@ -82,17 +83,19 @@ class Int8Record:
         split: how the photos were split ("calibrate / select / confirm", or why not).
         tolerance: the gate the steps were judged by (parity's int8 gate with the margin held back).
         margin: the fraction of each error budget the gate held back (verdict.GATE_MARGIN).
+        batches: the batch sizes each step ran its photos at (verdict.GATE_BATCHES: parity's).
         layers_ranked_by: what ranked the Linears kept in float, when the ladder got that far.
     """
 
     verdict: Status
     reason: str
-    recipe: Int8Recipe = Int8Recipe()
+    recipe: Int8Recipe = field(default_factory=Int8Recipe)
     steps: tuple[Int8Step, ...] = ()
     photos: dict[str, PhotoSet] = field(default_factory=dict)
     split: str = ""
-    tolerance: dict = field(default_factory=dict)
+    tolerance: Tolerance | None = None
     margin: float = 0.0
+    batches: tuple[int, ...] = ()
     layers_ranked_by: str | None = None
     version: int = RECORD_VERSION
 
@@ -105,28 +108,20 @@ class Int8Record:
         """One line for tables: the verdict and, for a pass, the step that shipped."""
         if self.verdict is Status.PASS and self.steps:
             shipped = [s for s in self.steps if s.photos == "select"][-1]
-            return "pass" if shipped.step == 1 else f"pass (step {shipped.step}: {shipped.why})"
+            return str(Status.PASS) if shipped.step == 1 else f"{Status.PASS} (step {shipped.step}: {shipped.why})"
         if self.verdict is Status.FAIL:
-            return f"fail: no step of {len([s for s in self.steps if s.photos == 'select'])} passed"
+            return f"{Status.FAIL}: no step of {len([s for s in self.steps if s.photos == 'select'])} passed"
         return f"{self.verdict}: {self.reason}"
 
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["verdict"] = str(self.verdict)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Int8Record:
-        steps = tuple(Int8Step(**{**s, "recipe": _recipe(s["recipe"]), "failures": tuple(s.get("failures", ()))})
-                      for s in data.get("steps", ()))
-        photos = {role: PhotoSet(**{**p, "files": tuple(p["files"]), "as_is": tuple(p.get("as_is", ()))})
-                  for role, p in data.get("photos", {}).items()}
-        return cls(Status(data["verdict"]), data.get("reason", ""), _recipe(data.get("recipe") or {}), steps, photos,
-                   data.get("split", ""), dict(data.get("tolerance") or {}), float(data.get("margin", 0.0)),
-                   data.get("layers_ranked_by"), int(data.get("version", RECORD_VERSION)))
+    def rejected_reason(self) -> str:
+        """Why this int8 was not shipped, in one sentence with its best step's figures (the report's "avoid" line)."""
+        tried = [step for step in self.steps if step.photos == "select"]
+        best = max(tried, key=lambda step: step.min_cosine, default=None)
+        figures = f"; best: {best.why}, cosine {best.min_cosine:.4f}, prob error {best.max_prob_error:.3f}" if best else ""
+        return f"not shipped: none of {len(tried)} int8 recipes passed the export's int8 gate{figures}"
 
     def attach(self, artifact: Artifact) -> Artifact:
-        artifact.details[RECORD_KEY] = self.to_dict()
+        artifact.details.int8_gate = self
         return artifact
 
     @classmethod
@@ -134,29 +129,10 @@ class Int8Record:
         """The artifact's record; None for a non-int8 artifact. An int8 with no record at all reads as not checked."""
         if artifact.precision != "int8":
             return None
-        details = artifact.details or {}
-        if RECORD_KEY in details:
-            return cls.from_dict(details[RECORD_KEY])
-        legacy = (details.get("int8") or {}).get("gate")  # manifests written before the record existed
-        if legacy == "passed":
-            return cls(Status.PASS, "checked by an earlier vitship (its steps are in details['int8'])")
-        return cls(Status.NOT_CHECKED, str(legacy) if legacy else NO_RECORD)
+        return artifact.details.int8_gate or cls(Status.NOT_CHECKED, NO_RECORD)
 
 
 def verdict_of(artifact: Artifact) -> Status | None:
     """The int8 gate's verdict on ``artifact`` (None when it is not int8): what parity, the report and compare show."""
     record = Int8Record.of(artifact)
     return record.verdict if record else None
-
-
-def rejected_reason(data: dict) -> str:
-    """Why an int8 was not shipped, in one sentence with its best step's figures (the report's "avoid" line)."""
-    record = Int8Record.from_dict(data)
-    tried = [step for step in record.steps if step.photos == "select"]
-    best = max(tried, key=lambda step: step.min_cosine, default=None)
-    figures = f"; best: {best.why}, cosine {best.min_cosine:.4f}, prob error {best.max_prob_error:.3f}" if best else ""
-    return f"not shipped: none of {len(tried)} int8 recipes passed the export's int8 gate{figures}"
-
-
-def _recipe(data: dict) -> Int8Recipe:
-    return Int8Recipe(data.get("mode"), data.get("smooth_alpha"), tuple(data.get("keep_float") or ()))
