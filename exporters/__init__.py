@@ -15,13 +15,18 @@ from vitship.models import UnknownNameError
 # may serve several names (coreml, coreml-tensor), each with its own options class (OPTIONS_CLASSES).
 EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {}
 OPTIONS_CLASSES: dict[str, str] = {}  # name -> the module's options class for it ("Options" by default)
+IN_ALL: dict[str, tuple[str, ...]] = {}  # name -> the precisions `export --all` builds (default: all it produces)
 
 
-def register(fmt: str, module: str, precisions: tuple[str, ...] = PRECISIONS, options: str = "Options") -> None:
+def register(fmt: str, module: str, precisions: tuple[str, ...] = PRECISIONS, options: str = "Options",
+             in_all: tuple[str, ...] | None = None) -> None:
     if fmt in EXPORTERS:
         raise ValueError(f"exporter {fmt!r} is already registered")
+    if in_all is not None and not set(in_all) <= set(precisions):
+        raise ValueError(f"exporter {fmt!r}: in_all {in_all} is not among its precisions {precisions}")
     EXPORTERS[fmt] = (module, precisions)
     OPTIONS_CLASSES[fmt] = options
+    IN_ALL[fmt] = precisions if in_all is None else in_all
 
 
 register("onnx", "vitship.exporters.onnx")
@@ -31,6 +36,11 @@ register("coreml-tensor", "vitship.exporters.coreml", ("fp16", "int8"), options=
 register("executorch", "vitship.exporters.executorch", ("fp32", "int8"))
 register("executorch-coreml", "vitship.exporters.executorch", ("fp16",), options="ExecutorchCoremlOptions")
 register("litert", "vitship.exporters.litert")
+# Image-input variants (a uint8 RGB frame of any size in, the preprocessing inside: exporters/image_input.py).
+# `export --all` builds the precisions the report's families pick (docs/DESIGN.md "Image-input artifacts"): the
+# fp32 one measures the in-graph resize alone, int8 is what an Intel CPU ships; --format builds every precision.
+register("onnx-image", "vitship.exporters.onnx_image", in_all=("fp32", "int8"), options="OnnxImageOptions")
+register("openvino-image", "vitship.exporters.openvino_image", in_all=("int8",), options="OpenvinoImageOptions")
 
 
 def _module(fmt: str):
@@ -53,5 +63,5 @@ def all_artifact_ids() -> list[str]:
     return [artifact_id(fmt, p) for fmt, (_, precisions) in EXPORTERS.items() for p in precisions]
 
 
-__all__ = ["EXPORTERS", "OPTIONS_CLASSES", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids", "artifact_id", "get_exporter",
+__all__ = ["EXPORTERS", "IN_ALL", "OPTIONS_CLASSES", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids", "artifact_id", "get_exporter",
            "options_class", "register"]

@@ -49,6 +49,10 @@ INT8_OP_TYPES = ("linear", "conv")
 INT8_MIN_ELEMENTS = 2048  # coremltools' default: smaller consts (biases, norms) stay in float
 INPUTS = ("auto", "image", "tensor")
 BATCH_KINDS = ("enumerated", "range")
+# What an app sets so that Vision resizes and crops a camera frame the way the spec does (shortest side to the input
+# size, aspect kept, center crop): VNCoreMLRequest.imageCropAndScaleOption, or CoreMLRequest.cropAndScaleAction on
+# iOS 18+, whose default is scaleToFill (a stretch). Vision scales with its own filter, not Pillow's bicubic.
+VISION_CROP_AND_SCALE = "centerCrop (VNImageCropAndScaleOption.centerCrop; iOS 18+: ImageCropAndScaleAction.centerCrop)"
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,8 @@ def _describe(mlmodel, loaded: LoadedModel, options: CoremlOptions) -> None:
                      "crop": list(spec.crop_size) if spec.do_center_crop else None, "rescale_factor": spec.rescale_factor}
     extra = {"precision": options.precision, "compute_precision": "fp32" if options.precision == "fp32" else "fp16",
              "input_type": options.input_kind(), "preprocessing": json.dumps(preprocessing)}
+    if options.input_kind() == "image":  # the resize and crop are the app's: Vision's centerCrop is the spec's rule
+        extra.update(input_layout="image (CVPixelBuffer, RGB)", input_dtype="uint8", vision_crop_and_scale=VISION_CROP_AND_SCALE)
     for key, value in {**model_metadata(loaded), **extra}.items():
         mlmodel.user_defined_metadata[key] = value
 
