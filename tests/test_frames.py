@@ -82,3 +82,86 @@ def test_hostile_frames_are_refused_with_one_line_or_give_a_correct_result(model
     assert cosine_rows(got, torch_outputs(tiny_loaded, preprocess(strip, tiny_loaded.spec))[1]).min() > 0.9999
     with pytest.raises(FrameError, match="list of frames"):
         session.run_frames(np.zeros((8, 8, 3), np.uint8))
+
+
+def png_claiming(size: tuple[int, int], path):
+    """A valid 1x1 PNG whose header says ``size``: what a decompression bomb looks like before it is decoded."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("RGB", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", *size)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def hostile_files(folder):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    files = {"gray.png": Image.fromarray(rgb[..., 0]), "rgba.png": Image.fromarray(np.dstack([rgb, rgb[..., :1]])),
+             "sixteen.png": Image.fromarray(rgb[..., 0].astype(np.uint16) * 257),
+             "strip.png": Image.fromarray(rgb[:1, :50]), "long-strip.png": Image.fromarray(np.zeros((1, 20000, 3), np.uint8))}
+    for name, image in files.items():
+        image.save(folder / name)
+    return [folder / name for name in files] + [png_claiming((20000, 20000), folder / "huge.png")]
+
+
+def test_predict_runs_decoded_frames_through_image_artifacts_and_matches_the_tensor_artifact(model_dir, tiny_loaded):
+    from vitship.bench.predict import IN_ARTIFACT, PredictOptions, predict
+    from vitship.exporters.base import HOLD_BACK_EVERY
+    from vitship.models.judgement import FRAME_TOLERANCES
+
+    held_back = sample_images()[HOLD_BACK_EVERY - 1::HOLD_BACK_EVERY][:3]
+    options = PredictOptions(artifacts=("onnx-image-fp32", "openvino-image-fp32", "onnx-fp32"))
+    result = predict(model_dir, held_back, options, loaded=tiny_loaded)
+    rows = {(r.image, r.artifact): r for r in result.rows}
+    for photo in held_back:
+        tensor = rows[(str(photo), "onnx-fp32")]
+        for artifact in ("onnx-image-fp32", "openvino-image-fp32"):
+            frame = rows[(str(photo), artifact)]
+            assert frame.preprocessing == IN_ARTIFACT and tensor.preprocessing != IN_ARTIFACT
+            assert abs(frame.fake_probability - tensor.fake_probability) <= FRAME_TOLERANCES["fp32"].max_prob, (photo, artifact)
+
+
+def test_predict_on_hostile_files_gives_a_correct_result_or_a_one_line_reason(model_dir, tmp_path, vitship_main):
+    import json
+
+    files = hostile_files(tmp_path)
+    code, out, err = vitship_main("predict", *map(str, files), "--artifact", "onnx-image-fp32", "--artifacts", str(model_dir.parent),
+                                  "--arch", "tiny", "--json", str(tmp_path / "out.json"))
+    assert "Traceback" not in out + err and code == 1  # the strip's aspect ratio is refused by the artifact: an error row
+    result = json.loads((tmp_path / "out.json").read_text())
+    unreadable = {item["path"].rsplit("/", 1)[-1]: item["reason"] for item in result["unreadable"]}
+    assert set(unreadable) == {"long-strip.png", "huge.png"}
+    assert "aspect ratio is too extreme" in unreadable["long-strip.png"] and "decompression bomb" in unreadable["huge.png"]
+    rows = {(row["image"].rsplit("/", 1)[-1], row["artifact"]): row for row in result["rows"]}
+    for name in ("gray.png", "rgba.png", "sixteen.png"):  # decoded to 8-bit RGB as load_image does, then correct
+        assert rows[(name, "onnx-image-fp32")]["status"] == "ok" and rows[(name, "onnx-image-fp32")]["agrees"]
+    strip = rows[("strip.png", "onnx-image-fp32")]
+    assert strip["status"] == "error" and "aspect ratio over 16" in strip["reason"] and "\n" not in strip["reason"]
+    assert rows[("strip.png", "torch-fp32")]["status"] == "ok"
+
+
+def test_eval_scores_image_artifacts_on_the_decoded_photos(model_dir, tiny_loaded, tmp_path):
+    import shutil
+
+    from vitship.bench.accuracy import evaluate
+
+    for index, photo in enumerate(sample_images()[:6]):
+        folder = tmp_path / ("fake" if index % 2 else "real")
+        folder.mkdir(exist_ok=True)
+        shutil.copy(photo, folder / photo.name)
+    report = evaluate(model_dir, tmp_path, tiny_loaded)
+    rows = {r.artifact: r for r in report.rows}
+    for artifact in FRAME_ARTIFACTS:
+        row = rows[artifact]
+        assert str(row.status) == "ok" and row.session["preprocessing"] == "in the artifact" and row.n_images == 6
+        assert row.agreement == 1.0
+        np.testing.assert_allclose(row.probabilities, rows["onnx-fp32"].probabilities, atol=2e-3)
+    assert "preprocessing" not in rows["onnx-fp32"].session
