@@ -4,8 +4,8 @@ Each image runs with the preprocessing the artifact will have on the device: a t
 vitship's Pillow preprocessing (vitship.models.preprocess), up to PREDICT_BATCH images per call (the session
 splits each batch into the sizes its artifact accepts: runtimes.batching); an image-input artifact gets the
 decoded 8-bit RGB photo at its own size and preprocesses it itself (runtimes.frames), one per call, so
-``vitship predict photo.jpg --artifact openvino-image-int8`` is what the device computes. Unreadable images are listed, never fatal;
-an artifact that cannot open or run marks its own rows. The default runs are the artifact each available target would
+``vitship predict photo.jpg --artifact openvino-image-int8`` is what the device computes. Unreadable images are
+listed, never fatal; an artifact that cannot open or run marks its own rows. The default runs are the artifact each available target would
 ship (decide.target_picks) plus the PyTorch reference; CoreML runs on coreml:reference on Linux.
 """
 
@@ -167,7 +167,8 @@ def _predict_on(artifact, target: str, model_dir: Path, images: list[PredictImag
                 probabilities = _run(session, images[part], loaded.spec, frames)
             except Exception as err:  # a runtime failing on this batch marks its rows; the next batch still runs
                 for row in rows[part]:
-                    row.status, row.reason = Status.ERROR, str(err) if isinstance(err, VitshipError) else f"{type(err).__name__}: {err}"
+                    reason = str(err) if isinstance(err, VitshipError) else f"{type(err).__name__}: {err}"
+                    row.status, row.reason = Status.ERROR, reason
                 continue
             for row, image, probability in zip(rows[part], images[part], probabilities):
                 _fill(row, float(probability), reference.get(image.name), threshold)

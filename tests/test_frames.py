@@ -133,8 +133,8 @@ def test_predict_on_hostile_files_gives_a_correct_result_or_a_one_line_reason(mo
     import json
 
     files = hostile_files(tmp_path)
-    code, out, err = vitship_main("predict", *map(str, files), "--artifact", "onnx-image-fp32", "--artifacts", str(model_dir.parent),
-                                  "--arch", "tiny", "--json", str(tmp_path / "out.json"))
+    code, out, err = vitship_main("predict", *map(str, files), "--artifact", "onnx-image-fp32", "--artifacts",
+                                  str(model_dir.parent), "--arch", "tiny", "--json", str(tmp_path / "out.json"))
     assert "Traceback" not in out + err and code == 1  # the strip's aspect ratio is refused by the artifact: an error row
     result = json.loads((tmp_path / "out.json").read_text())
     unreadable = {item["path"].rsplit("/", 1)[-1]: item["reason"] for item in result["unreadable"]}

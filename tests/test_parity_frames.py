@@ -25,7 +25,8 @@ def test_frame_rows_run_end_to_end_on_decoded_photos_and_tensor_rows_stay_as_the
     extra.mkdir()
     shutil.copy(sample_images()[0], extra / "held-back.png")
     config = ParityConfig(batch_sizes=(1, 2), random_inputs=1, random_frames=3, data_dir=str(extra))
-    report = run_parity(model_dir, ParityRequest(artifacts=("onnx-image-fp32", "onnx-fp32"), targets=("onnxruntime:cpu",)), config)
+    request = ParityRequest(artifacts=("onnx-image-fp32", "onnx-fp32"), targets=("onnxruntime:cpu",))
+    report = run_parity(model_dir, request, config)
     rows = {r.artifact: r for r in report.rows}
     frame, tensor = rows["onnx-image-fp32"], rows["onnx-fp32"]
     assert frame.status is Status.PASS, frame.reason

@@ -37,7 +37,8 @@ class FrameInputs:
         """``reference_fn(float NCHW batch) -> {"logits", "features"}`` is the PyTorch reference on Pillow's pixels."""
         rng = np.random.default_rng(seed)
         sizes = [RANDOM_FRAME_SIZES[i % len(RANDOM_FRAME_SIZES)] for i in range(random_frames)]
-        frames = [np.asarray(load_image(p)) for p in photos] + [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for size in sizes]
+        frames = [np.asarray(load_image(p)) for p in photos]
+        frames += [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for size in sizes]
         names = [Path(p).name for p in photos] + [f"random-frame-{h}x{w}" for h, w in sizes]
         reference = reference_fn(np.concatenate([preprocess(frame, spec) for frame in frames]))
         return cls(frames, names, np.arange(len(names)) < len(photos), reference)
