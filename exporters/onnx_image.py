@@ -3,8 +3,9 @@
 The tensor artifact is exported as ``exporters.onnx`` makes it (same options, fp16 and int8 included), then the
 preprocessing (``exporters.frame_graph``: Cast, Pillow's resize taps for the cropped output, two passes each rounded
 to 8 bits, ``x * scale / std - mean / std``, NHWC -> NCHW) is prepended as standard nodes, so the file stays IR 9 and
-opset 18 (``onnx_compat``). onnxruntime's own antialiased Resize-18 reproduces Pillow as closely, but costs several
-times more on a 1920x1080 frame (it resizes the whole frame, then crops), and OpenVINO shares these nodes.
+opset 18 (``onnx_compat``). onnxruntime's own antialiased Resize-18 (cubic, a = -0.5, two passes rounded to 8 bits)
+reproduces Pillow as closely, but it resizes the whole frame before the crop, older runtimes differ in whether
+they implement ``antialias``, and OpenVINO shares these nodes (its own Pillow modes stall at every new frame size).
 """
 
 from __future__ import annotations
