@@ -165,3 +165,18 @@ def test_eval_scores_image_artifacts_on_the_decoded_photos(model_dir, tiny_loade
         assert row.agreement == 1.0
         np.testing.assert_allclose(row.probabilities, rows["onnx-fp32"].probabilities, atol=2e-3)
     assert "preprocessing" not in rows["onnx-fp32"].session
+
+
+def test_bench_times_image_artifacts_per_1920x1080_frame_beside_their_tensor_sibling(model_dir, tiny_loaded):
+    from vitship.bench.latency.sweep import BenchConfig, run_bench
+    from vitship.bench.latency.timing import TimingOptions
+
+    config = BenchConfig(batches=(1, 8), artifacts=("onnx-image-fp32", "onnx-fp32"), targets=("onnxruntime:cpu",),
+                         timing=TimingOptions(min_time_s=0.2, warmup_s=0.1, min_iterations=3))
+    rows = {(r.artifact, r.batch): r for r in run_bench(model_dir, tiny_loaded.spec, "seeded", config).rows}
+    frame, tensor = rows[("onnx-image-fp32", 1)], rows[("onnx-fp32", 1)]
+    assert str(frame.status) == "ok" and str(tensor.status) == "ok", (frame.reason, tensor.reason)
+    assert frame.session["bench_input"] == "frame 1920x1080 uint8" and tensor.session["bench_input"] == "host"
+    assert frame.stats.p50_ms > 0 and frame.stats.iterations >= 3
+    assert str(rows[("onnx-image-fp32", 8)].status) == "unavailable" and "one frame per call" in rows[("onnx-image-fp32", 8)].reason
+    assert str(rows[("onnx-fp32", 8)].status) == "ok"
