@@ -36,7 +36,13 @@ from vitship.exporters.base import (
     path_size,
     vitship_version,
 )
-from vitship.exporters.coreml_apple import NOT_FOR_NEURAL_ENGINE, apple_details, batch_shapes_label, mil_op_counts
+from vitship.exporters.coreml_apple import (
+    NOT_FOR_NEURAL_ENGINE,
+    VISION_CROP_AND_SCALE,
+    apple_details,
+    batch_shapes_label,
+    mil_op_counts,
+)
 from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
 
@@ -49,10 +55,6 @@ INT8_OP_TYPES = ("linear", "conv")
 INT8_MIN_ELEMENTS = 2048  # coremltools' default: smaller consts (biases, norms) stay in float
 INPUTS = ("auto", "image", "tensor")
 BATCH_KINDS = ("enumerated", "range")
-# What an app sets so that Vision resizes and crops a camera frame the way the spec does (shortest side to the input
-# size, aspect kept, center crop): VNCoreMLRequest.imageCropAndScaleOption, or CoreMLRequest.cropAndScaleAction on
-# iOS 18+, whose default is scaleToFill (a stretch). Vision scales with its own filter, not Pillow's bicubic.
-VISION_CROP_AND_SCALE = "centerCrop (VNImageCropAndScaleOption.centerCrop; iOS 18+: ImageCropAndScaleAction.centerCrop)"
 
 
 @dataclass(frozen=True)

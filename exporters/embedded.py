@@ -87,8 +87,9 @@ def _onnx(path: Path) -> EmbeddedFacts:
         return {"name": value.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name,
                 "shape": [d.dim_value or d.dim_param or "?" for d in tensor.shape.dim]}
 
-    return EmbeddedFacts(str(path), "onnx", {p.key: p.value for p in model.metadata_props},
-                         [port(i) for i in model.graph.input if i.name not in initializers], [port(o) for o in model.graph.output])
+    inputs = [port(i) for i in model.graph.input if i.name not in initializers]
+    return EmbeddedFacts(str(path), "onnx", {p.key: p.value for p in model.metadata_props}, inputs,
+                         [port(o) for o in model.graph.output])
 
 
 def _openvino(path: Path) -> EmbeddedFacts:
@@ -185,7 +186,9 @@ def summary(facts: EmbeddedFacts) -> dict[str, str]:
         else:
             steps += f", x * {float(meta('rescale_factor', 0)):.6g}, (x - {meta('mean')}) / {meta('std')}"
         preprocessing = steps
-    limits = f", frames up to {meta('max_frame_side')} px a side, aspect up to {meta('max_aspect_ratio')}:1" if kind == "frame" else ""
+    limits = ""
+    if kind == "frame":
+        limits = f", frames up to {meta('max_frame_side')} px a side, aspect up to {meta('max_aspect_ratio')}:1"
     return {
         "model": f"{meta('model_name', '?')} ({meta('architecture', '?')}), {meta('precision', '?')}",
         "labels": f"{meta('labels')} ({meta('head_kind', '?')} head; fake index {meta('fake_index', '?')})",
