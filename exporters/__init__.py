@@ -41,6 +41,9 @@ register("litert", "vitship.exporters.litert")
 # fp32 one measures the in-graph resize alone, int8 is what an Intel CPU ships; --format builds every precision.
 register("onnx-image", "vitship.exporters.onnx_image", in_all=("fp32", "int8"), options="OnnxImageOptions")
 register("openvino-image", "vitship.exporters.openvino_image", in_all=("int8",), options="OpenvinoImageOptions")
+# LiteRT and ExecuTorch fix their shapes at export: one frame size each (exporters/torch_image.py), not in --all.
+register("litert-image", "vitship.exporters.torch_image", ("fp32", "fp16"), options="LitertImageOptions", in_all=())
+register("executorch-image", "vitship.exporters.torch_image", ("fp32",), options="ExecutorchImageOptions", in_all=())
 
 
 def _module(fmt: str):

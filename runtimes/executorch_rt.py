@@ -57,9 +57,10 @@ def _threadpool(threads: int | None) -> int | None:
 class ExecutorchSession:
     """One loaded ``forward`` method; numpy NCHW batch in, logits and features out."""
 
-    def __init__(self, method, backend: str, max_batch: int, threads: int | None, path: Path):
+    def __init__(self, method, backend: str, max_batch: int, threads: int | None, path: Path, dtype=np.float32):
         self._method = method
         self._max_batch = max_batch
+        self._dtype = dtype  # uint8 for an image-input program (a decoded frame, runtimes/frames.py)
         self.info = SessionInfo(target=TARGET, provider="executorch.runtime (ExecuTorch's own runtime)", device="cpu",
                                 precision="", threads=threads,
                                 extra={"delegate": backend, "batch_range": [1, max_batch], "program": str(path)})
@@ -70,7 +71,7 @@ class ExecutorchSession:
         if not 1 <= len(batch) <= self._max_batch:
             raise RuntimeUnavailable(f"batch {len(batch)}: this program was exported for batches 1..{self._max_batch} "
                                      "(ExecuTorch plans memory for the upper bound); re-export with --executorch-max-batch")
-        outputs = self._method.execute((torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)),))
+        outputs = self._method.execute((torch.from_numpy(np.ascontiguousarray(batch, dtype=self._dtype)),))
         if len(outputs) != 2:
             raise RuntimeFailure(f"the program returned {len(outputs)} outputs; expected logits and features")
         return {LOGITS_NAME: outputs[0].numpy().astype(np.float32), FEATURES_NAME: outputs[1].numpy().astype(np.float32)}
@@ -103,6 +104,7 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> Executorc
     if method is None:
         raise RuntimeFailure(f"{path}: the program has no forward method (methods: {sorted(program.method_names)})")
     sizes = program.metadata("forward").input_tensor_meta(0).sizes()
-    session = ExecutorchSession(method, backend, int(sizes[0]), threads, path)
+    frames = (artifact.input_spec or {}).get("input_type") == "frame"
+    session = ExecutorchSession(method, backend, int(sizes[0]), threads, path, np.uint8 if frames else np.float32)
     session.info.precision = artifact.precision
     return session

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from tests.conftest import cosine_rows, torch_outputs
+from tests.conftest import FRAME_EXPORTS, cosine_rows, torch_outputs
 from vitship.exporters import frame_graph, onnx_image
 from vitship.exporters.base import ExportError
 from vitship.models import DEFAULT_SPEC, load_image, preprocess, sample_images
@@ -50,7 +50,7 @@ def test_in_graph_sizes_crop_and_resize_follow_pillow_within_one_level():
 
 @pytest.fixture(scope="module")
 def exported(tiny_exports, tiny_loaded):
-    root = tiny_exports([("onnx-image", "fp32"), ("onnx", "fp32")])
+    root = tiny_exports(FRAME_EXPORTS)
     return root / tiny_loaded.spec.name
 
 

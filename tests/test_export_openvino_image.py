@@ -8,7 +8,7 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from tests.conftest import cosine_rows, torch_outputs
+from tests.conftest import FRAME_EXPORTS, cosine_rows, torch_outputs
 from tests.test_export_onnx_image import ODD_SIZES
 from vitship.exporters import openvino_image
 from vitship.models import DEFAULT_SPEC, load_image, preprocess, sample_images
@@ -35,7 +35,7 @@ def test_in_graph_resize_and_crop_follow_pillow_within_one_level():
 
 @pytest.fixture(scope="module")
 def exported(tiny_exports, tiny_loaded):
-    return tiny_exports([("openvino-image", "fp32")]) / tiny_loaded.spec.name
+    return tiny_exports(FRAME_EXPORTS) / tiny_loaded.spec.name
 
 
 def test_ir_takes_decoded_photos_at_their_own_sizes_and_matches_pytorch(exported, tiny_loaded):

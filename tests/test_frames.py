@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import cosine_rows, torch_outputs
+from tests.conftest import FRAME_EXPORTS, cosine_rows, torch_outputs
 from vitship.exporters.base import manifest_artifacts
 from vitship.models import load_image, preprocess, sample_images
 from vitship.runtimes import FrameError, RuntimeUnavailable, SessionOptions, open_session
@@ -16,7 +16,7 @@ F32 = SessionOptions(openvino_precision="f32")
 
 @pytest.fixture(scope="module")
 def model_dir(tiny_exports, tiny_loaded):
-    return tiny_exports([("onnx-image", "fp32"), ("openvino-image", "fp32"), ("onnx", "fp32")]) / tiny_loaded.spec.name
+    return tiny_exports(FRAME_EXPORTS) / tiny_loaded.spec.name
 
 
 def session_for(model_dir, artifact_id, options=F32):
@@ -167,17 +167,16 @@ def test_eval_scores_image_artifacts_on_the_decoded_photos(model_dir, tiny_loade
     assert "preprocessing" not in rows["onnx-fp32"].session
 
 
-def test_bench_times_image_artifacts_per_1920x1080_frame_beside_their_tensor_sibling(model_dir, tiny_loaded):
+def test_bench_times_image_artifacts_per_1920x1080_frame(model_dir, tiny_loaded):
     from vitship.bench.latency.sweep import BenchConfig, run_bench
     from vitship.bench.latency.timing import TimingOptions
 
-    config = BenchConfig(batches=(1, 8), artifacts=("onnx-image-fp32", "onnx-fp32"), targets=("onnxruntime:cpu",),
+    config = BenchConfig(batches=(1, 8), artifacts=("onnx-image-fp32",), targets=("onnxruntime:cpu",),
                          timing=TimingOptions(min_time_s=0.2, warmup_s=0.1, min_iterations=3))
     rows = {(r.artifact, r.batch): r for r in run_bench(model_dir, tiny_loaded.spec, "seeded", config).rows}
-    frame, tensor = rows[("onnx-image-fp32", 1)], rows[("onnx-fp32", 1)]
-    assert str(frame.status) == "ok" and str(tensor.status) == "ok", (frame.reason, tensor.reason)
-    assert frame.session["bench_input"] == "frame 1920x1080 uint8" and tensor.session["bench_input"] == "host"
+    frame = rows[("onnx-image-fp32", 1)]
+    assert str(frame.status) == "ok", frame.reason
+    assert frame.session["bench_input"] == "frame 1920x1080 uint8"
     assert frame.stats.p50_ms > 0 and frame.stats.iterations >= 3
     batched = rows[("onnx-image-fp32", 8)]
     assert str(batched.status) == "unavailable" and "one frame per call" in batched.reason
-    assert str(rows[("onnx-fp32", 8)].status) == "ok"

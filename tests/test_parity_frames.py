@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from tests.conftest import FRAME_EXPORTS
 from vitship.bench.parity.frames import RANDOM_FRAME_SIZES, parity_photos
 from vitship.bench.parity.run import ParityConfig
 from vitship.bench.parity.sweep import ParityRequest, run_parity
@@ -17,26 +18,25 @@ from vitship.models.status import Status
 
 @pytest.fixture(scope="module")
 def model_dir(tiny_exports, tiny_loaded):
-    return tiny_exports([("onnx-image", "fp32"), ("onnx", "fp32")]) / tiny_loaded.spec.name
+    return tiny_exports(FRAME_EXPORTS) / tiny_loaded.spec.name
 
 
-def test_frame_rows_run_end_to_end_on_decoded_photos_and_tensor_rows_stay_as_they_were(model_dir, tmp_path):
+def test_frame_rows_run_end_to_end_on_decoded_photos_and_a_data_folder(model_dir, tmp_path):
     extra = tmp_path / "more"
     extra.mkdir()
     shutil.copy(sample_images()[0], extra / "held-back.png")
     config = ParityConfig(batch_sizes=(1, 2), random_inputs=1, random_frames=3, data_dir=str(extra))
-    request = ParityRequest(artifacts=("onnx-image-fp32", "onnx-fp32"), targets=("onnxruntime:cpu",))
+    request = ParityRequest(artifacts=("onnx-image-fp32",), targets=("onnxruntime:cpu",))
     report = run_parity(model_dir, request, config)
     rows = {r.artifact: r for r in report.rows}
-    frame, tensor = rows["onnx-image-fp32"], rows["onnx-fp32"]
+    frame = rows["onnx-image-fp32"]
     assert frame.status is Status.PASS, frame.reason
-    assert frame.inputs == "frames" and tensor.inputs == "tensors"
+    assert frame.inputs == "frames" and set(rows) == {"onnx-image-fp32"}
     n_photos = len(sample_images()) + 1  # the bundled photos and the --data folder's
     assert frame.metrics["n_inputs"] == n_photos + 3 and frame.metrics["n_photos"] == n_photos
     assert frame.tolerance == FRAME_TOLERANCES["fp32"].to_dict() and frame.tolerance_keys == ["default:frames@fp32"]
     assert frame.batch_consistency is None and frame.metrics["agreement"] == 1.0
     assert 0 < frame.metrics["max_abs_logit"] and frame.metrics["min_cosine"] > 0.9999  # not the tensor path: measured
-    assert tensor.status is Status.PASS and tensor.metrics["n_inputs"] == n_photos + 1 and tensor.batch_consistency
     sizes = report.inputs["frame_sizes"]
     assert len(set(sizes)) > 3 and "1920x1080" in sizes and report.inputs["frames"][-3:] == [
         f"random-frame-{h}x{w}" for h, w in RANDOM_FRAME_SIZES[:3]]
