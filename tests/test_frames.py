@@ -168,15 +168,31 @@ def test_eval_scores_image_artifacts_on_the_decoded_photos(model_dir, tiny_loade
 
 
 def test_bench_times_image_artifacts_per_1920x1080_frame(model_dir, tiny_loaded):
-    from vitship.bench.latency.sweep import BenchConfig, run_bench
+    """The sweep plans batch 1 only; the row (run here, in-process, as its worker runs it) times run_frames on a frame."""
+    from vitship.bench.latency.sweep import BenchConfig, plan_sweep
     from vitship.bench.latency.timing import TimingOptions
+    from vitship.bench.latency.worker import run_job
 
     config = BenchConfig(batches=(1, 8), artifacts=("onnx-image-fp32",), targets=("onnxruntime:cpu",),
                          timing=TimingOptions(min_time_s=0.2, warmup_s=0.1, min_iterations=3))
-    rows = {(r.artifact, r.batch): r for r in run_bench(model_dir, tiny_loaded.spec, "seeded", config).rows}
-    frame = rows[("onnx-image-fp32", 1)]
-    assert str(frame.status) == "ok", frame.reason
-    assert frame.session["bench_input"] == "frame 1920x1080 uint8"
-    assert frame.stats.p50_ms > 0 and frame.stats.iterations >= 3
-    batched = rows[("onnx-image-fp32", 8)]
-    assert str(batched.status) == "unavailable" and "one frame per call" in batched.reason
+    plan = plan_sweep(manifest_artifacts(model_dir), model_dir, tiny_loaded.spec.to_dict(), config)
+    (job,) = plan.jobs
+    (batched,) = plan.unavailable
+    assert job.batch == 1 and batched.batch == 8 and "one frame per call" in batched.reason
+    result = run_job(job)
+    assert result["session"]["bench_input"] == "frame 1920x1080 uint8"
+    assert result["stats"]["p50_ms"] > 0 and result["stats"]["iterations"] >= 3
+
+
+def test_compat_check_feeds_image_artifacts_their_frames(model_dir, tiny_photos, tmp_path):
+    import sys
+    from pathlib import Path
+
+    from vitship.bench import compat
+    from vitship.runtimes.frames import tensor_frames
+
+    items = [item for item in compat.compat_items(model_dir) if item["artifact"] in ("onnx-image-fp32", "openvino-image-fp32")]
+    assert {item["runtime"] for item in items} == {"onnxruntime", "openvino"} and all(item["frames"] for item in items)
+    frames = tensor_frames(tiny_photos[:2], {"mean": [0.5] * 3, "std": [0.5] * 3, "rescale_factor": 1 / 255})
+    results = compat.run_items(Path(sys.executable), items, tiny_photos[:2], tmp_path / "run", frames)
+    assert all(result["ok"] for result in results["results"].values()), results["results"]

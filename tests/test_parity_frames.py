@@ -9,11 +9,12 @@ import pytest
 
 from tests.conftest import FRAME_EXPORTS
 from vitship.bench.parity.frames import RANDOM_FRAME_SIZES, parity_photos
-from vitship.bench.parity.run import ParityConfig
-from vitship.bench.parity.sweep import ParityRequest, run_parity
+from vitship.bench.parity.plan import select_rows
+from vitship.bench.parity.run import ParityConfig, ParityContext, check_row, prepare
 from vitship.models import VitshipError, sample_images
 from vitship.models.judgement import FRAME_TOLERANCES, ToleranceTable
 from vitship.models.status import Status
+from vitship.runtimes import SessionOptions
 
 
 @pytest.fixture(scope="module")
@@ -21,24 +22,23 @@ def model_dir(tiny_exports, tiny_loaded):
     return tiny_exports(FRAME_EXPORTS) / tiny_loaded.spec.name
 
 
-def test_frame_rows_run_end_to_end_on_decoded_photos_and_a_data_folder(model_dir, tmp_path):
+def test_frame_rows_run_end_to_end_on_decoded_photos_and_a_data_folder(model_dir, tiny_loaded, tmp_path):
     extra = tmp_path / "more"
     extra.mkdir()
     shutil.copy(sample_images()[0], extra / "held-back.png")
     config = ParityConfig(batch_sizes=(1, 2), random_inputs=1, random_frames=3, data_dir=str(extra))
-    request = ParityRequest(artifacts=("onnx-image-fp32",), targets=("onnxruntime:cpu",))
-    report = run_parity(model_dir, request, config)
-    rows = {r.artifact: r for r in report.rows}
-    frame = rows["onnx-image-fp32"]
+    (plan,) = select_rows(model_dir, tiny_loaded, ["onnx-image-fp32"], ["onnxruntime:cpu"], False, SessionOptions())
+    ctx = prepare(model_dir, tiny_loaded, config, frames=True)
+    frame = check_row(plan, ParityContext.load(ctx.save(tmp_path)))  # as a worker checks it: from the saved frames
     assert frame.status is Status.PASS, frame.reason
-    assert frame.inputs == "frames" and set(rows) == {"onnx-image-fp32"}
+    assert frame.inputs == "frames"
     n_photos = len(sample_images()) + 1  # the bundled photos and the --data folder's
     assert frame.metrics["n_inputs"] == n_photos + 3 and frame.metrics["n_photos"] == n_photos
     assert frame.tolerance == FRAME_TOLERANCES["fp32"].to_dict() and frame.tolerance_keys == ["default:frames@fp32"]
     assert frame.batch_consistency is None and frame.metrics["agreement"] == 1.0
     assert 0 < frame.metrics["max_abs_logit"] and frame.metrics["min_cosine"] > 0.9999  # not the tensor path: measured
-    sizes = report.inputs["frame_sizes"]
-    assert len(set(sizes)) > 3 and "1920x1080" in sizes and report.inputs["frames"][-3:] == [
+    sizes = ctx.frames.sizes()
+    assert len(set(sizes)) > 3 and "1920x1080" in sizes and ctx.frames.names[-3:] == [
         f"random-frame-{h}x{w}" for h, w in RANDOM_FRAME_SIZES[:3]]
 
 
