@@ -92,36 +92,38 @@ def _taps(g: _Nodes, n_in: str, n_out: str, start: str, count: int, interpolatio
     for the output pixels start..start+count; the indices count from the first source the pass reads.
 
     ``n_in``, ``n_out`` (the full resized size) and ``start`` are int64 scalars in the graph. Pillow's
-    ``precompute_coeffs``: center (j + 0.5) * scale, support filter_support * max(scale, 1), taps xmin..xmax.
+    ``precompute_coeffs``: center (j + 0.5) * scale, support filter_support * max(scale, 1), taps xmin..xmax, all in
+    exact integer arithmetic over the common denominator 2 * n_out: a runtime that computes floats in bf16 (OpenVINO
+    on AMX CPUs) would otherwise pick taps pixels away. Only the filter weights are floats.
     """
     blocks = next(b for b in (BLOCKS, 4, 2, 1) if count % b == 0)
     per = count // blocks
-    size_in = g.op("Cast", n_in, to=1)
-    scale = g.div(size_in, g.op("Cast", n_out, to=1))
-    filter_scale = g.op("Max", scale, g.f32(1.0))
-    support = g.mul(filter_scale, g.f32(2.0 if interpolation == "bicubic" else 1.0))
-    offsets = g.const(f"offsets_{count}", np.arange(count, dtype=np.float32) + np.float32(0.5))
-    center = g.mul(g.add(g.op("Cast", start, to=1), offsets), scale)
-    low = g.op("Max", g.op("Floor", g.add(g.sub(center, support), g.f32(0.5))), g.f32(0.0))  # xmin
-    high = g.op("Min", g.op("Floor", g.add(g.add(center, support), g.f32(0.5))), size_in)  # xmax
-    low_b, high_b, center_b = (g.op("Reshape", v, g.i64(blocks, per)) for v in (low, high, center))  # [B, per]
+    two_out = g.mul(n_out, g.scalar(2))
+    reach = g.mul(g.op("Max", n_in, n_out), g.scalar(2 * (2 if interpolation == "bicubic" else 1)))  # 2 * n_out * support
+    positions = g.add(g.mul(g.add(start, g.const(f"positions_{count}", np.arange(count, dtype=np.int64))), g.scalar(2)),
+                      g.scalar(1))
+    center2 = g.mul(positions, n_in)  # (2j + 1) * n_in = center * 2 * n_out
+    low = g.op("Max", g.div(g.add(g.sub(center2, reach), n_out), two_out), g.scalar(0))  # xmin: trunc is floor here
+    high = g.op("Min", g.div(g.add(g.add(center2, reach), n_out), two_out), n_in)  # xmax
+    low_b, high_b, center_b = (g.op("Reshape", v, g.i64(blocks, per)) for v in (low, high, center2))  # [B, per]
     first = g.op("Slice", low_b, g.i64(0), g.i64(1), g.i64(1))  # [B, 1]: each block's window starts here
     last = g.op("Slice", high_b, g.i64(per - 1), g.i64(per), g.i64(1))
-    window = g.op("Cast", g.op("ReduceMax", g.sub(last, first), keepdims=0), to=7)
-    steps = g.op("Cast", g.op("Range", g.scalar(0), window, g.scalar(1)), to=1)
-    source = g.add(first, g.op("Unsqueeze", steps, g.i64(0)))  # [B, win]
+    window = g.op("ReduceMax", g.sub(last, first), keepdims=0)
+    source = g.add(first, g.op("Unsqueeze", g.op("Range", g.scalar(0), window, g.scalar(1)), g.i64(0)))  # [B, win]
     row = g.op("Unsqueeze", source, g.i64(1))  # [B, 1, win]
     low_c, high_c, center_c = (g.op("Unsqueeze", v, g.i64(2)) for v in (low_b, high_b, center_b))  # [B, per, 1]
-    distance = g.div(g.add(g.sub(row, center_c), g.f32(0.5)), filter_scale)  # [B, per, win]
+    # (i + 0.5 - center) / filter_scale = ((2i + 1) * n_out - center2) / (2 * max(n_in, n_out))
+    numerator = g.sub(g.mul(g.add(g.mul(row, g.scalar(2)), g.scalar(1)), n_out), center_c)  # [B, per, win]
+    denominator = g.op("Cast", g.mul(g.op("Max", n_in, n_out), g.scalar(2)), to=1)
+    distance = g.div(g.op("Cast", numerator, to=1), denominator)
     inside = g.op("And", g.op("GreaterOrEqual", row, low_c), g.op("Less", row, high_c))
     raw = g.op("Where", inside, _filter(g, distance, interpolation), g.f32(0.0))
     weights = g.div(raw, g.op("ReduceSum", raw, g.i64(2), keepdims=1))
-    clamped = g.op("Min", source, g.sub(size_in, g.f32(1.0)))
+    clamped = g.op("Min", source, g.sub(n_in, g.scalar(1)))
     origin = g.op("ReduceMin", first, keepdims=1)  # [1, 1]: xmin of the first output pixel
-    end = g.add(g.op("ReduceMax", clamped, keepdims=1), g.f32(1.0))
-    index = g.op("Cast", g.sub(clamped, origin), to=7)
-    span = g.op("Cast", g.op("Reshape", g.op("Concat", origin, end, axis=1), g.i64(2)), to=7)
-    return index, weights, span
+    end = g.add(g.op("ReduceMax", clamped, keepdims=1), g.scalar(1))
+    span = g.op("Reshape", g.op("Concat", origin, end, axis=1), g.i64(2))
+    return g.sub(clamped, origin), weights, span
 
 
 def _pass(g: _Nodes, rows: str, index: str, weights: str) -> str:
