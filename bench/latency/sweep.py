@@ -35,7 +35,7 @@ SKIPPED_BY_DEFAULT = {"openvino:AUTO": "duplicates openvino:CPU (name it with --
 QUICK_ARTIFACTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp16", "openvino-int8",
                    "coreml-fp32", "coreml-fp16", "coreml-int8", "executorch-fp32", "executorch-int8",
                    "litert-fp32", "litert-fp16", "litert-int8",
-                   "onnx-image-int8", "openvino-image-int8")  # per 1920x1080 frame, beside their tensor siblings
+                   "openvino-image-int8")  # per 1920x1080 frame, beside its tensor sibling openvino-int8
 QUICK_TARGETS = ("torch:cpu", "onnxruntime:cpu", "openvino:CPU", "openvino:AUTO", "coreml:reference", "executorch:cpu",
                  "litert:cpu")
 
