@@ -32,12 +32,12 @@ def runners(spec: ModelSpec) -> dict[str, object]:
 
     onnx_bytes = frame_graph.resize_crop_model(spec).SerializeToString()
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    out = {"onnxruntime:cpu (fp32)": lambda f: session.run(None, {"pixels": f[None].astype(np.float32)})[0][0]}
+    out = {"onnxruntime:cpu (fp32)": lambda f: session.run(None, {"pixels": f[None]})[0][0]}
     core = ov.Core()
     for hint in ("f32", "bf16"):
         model = core.read_model(onnx_bytes, ov.Tensor(ov.Type.u8, [0]))
         compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint})
-        out[f"openvino:CPU ({hint})"] = lambda f, c=compiled: c({0: f[None].astype(np.float32)})[0][0]
+        out[f"openvino:CPU ({hint})"] = lambda f, c=compiled: c({0: f[None]})[0][0]
     return out
 
 

@@ -2,10 +2,10 @@
 
 The tensor IR is made as ``exporters.openvino`` makes it (fp16 compression and NNCF int8 on the model itself,
 calibrated on preprocessed photos), then ``openvino.preprocess.PrePostProcessor`` puts the preprocessing in front:
-the input becomes a uint8 NHWC RGB frame ``[1, -1, -1, 3]``; ``convert_element_type(f32)``; a ``custom`` step for
-the aspect-preserving resize and the center crop; ``mean``/``scale``; and the NHWC -> NCHW conversion PPP inserts
-from the two layouts. PPP's own ``resize`` scales to the model's 384x384 (a stretch) and its ``crop`` takes fixed
-coordinates, so the custom step is ``exporters.frame_graph`` (Pillow's taps for the cropped output, two passes each
+the input becomes a uint8 NHWC RGB frame ``[1, -1, -1, 3]``; a ``custom`` step for the aspect-preserving resize and
+the center crop (integer arithmetic on the uint8 frame, float 8-bit values out); ``mean``/``scale``; and the
+NHWC -> NCHW conversion PPP inserts from the two layouts. PPP's own ``resize`` scales to the model's 384x384 (a
+stretch) and its ``crop`` takes fixed coordinates, so the custom step is ``exporters.frame_graph`` (Pillow's taps for the cropped output, two passes each
 rounded to 8 bits), converted from its ONNX nodes. Interpolate-11's ``bicubic_pillow`` mode is as exact, but the CPU
 plugin sets it up for about 20 s at every new frame size (OpenVINO 2026.4 on this machine's 2 cores), once per frame
 size a camera or a photo library hands over.
@@ -51,8 +51,8 @@ def export(loaded: LoadedModel, out_dir: Path, options: OpenvinoImageOptions, ca
     ov.save_model(model, str(xml), compress_to_fp16=options.precision == "fp16")
     aid = artifact_id(options.name, options.precision)
     details = {**tensor.details, "input": image_input.describe(loaded.spec),
-               "preprocessing": "openvino.preprocess.PrePostProcessor: convert_element_type(f32), custom (the resize and "
-                                "center crop of exporters.frame_graph), mean, scale, NHWC -> NCHW"}
+               "preprocessing": "openvino.preprocess.PrePostProcessor: custom (the resize and center crop of "
+                                "exporters.frame_graph), mean, scale, NHWC -> NCHW"}
     return Artifact(
         id=aid, format=tensor.format, precision=options.precision, path=f"{aid}/{openvino_exporter.MODEL_FILE}",
         sha256=path_sha256(xml), size_bytes=path_size(xml), export_seconds=round(time.perf_counter() - start, 3),
@@ -73,14 +73,15 @@ def with_preprocessing(model, spec: ModelSpec):
     frame.model().set_layout(ov.Layout("NCHW"))
     mean = [m / spec.rescale_factor for m in spec.mean]  # PPP: (x - mean) / scale, on 0-255 pixels
     scale = [s / spec.rescale_factor for s in spec.std]
-    frame.preprocess().convert_element_type(ov.Type.f32).custom(lambda node: resize_and_crop(node, spec)).mean(mean).scale(scale)
+    # custom first, on the uint8 frame: the resize computes in integers and hands back float 8-bit values
+    frame.preprocess().custom(lambda node: resize_and_crop(node, spec)).mean(mean).scale(scale)
     built = ppp.build()
     built.inputs[0].get_tensor().set_names({image_input.FRAME_INPUT_NAME})
     return built
 
 
 def resize_and_crop(node, spec: ModelSpec):
-    """The spec's resize and center crop of a float NHWC frame: ``frame_graph``'s nodes, converted and spliced in."""
+    """The spec's resize and center crop of a uint8 NHWC frame: ``frame_graph``'s nodes, converted and spliced in."""
     import openvino as ov
 
     onnx_bytes = frame_graph.resize_crop_model(spec).SerializeToString()

@@ -46,7 +46,9 @@ class FrameProgram(torch.nn.Module):
 
     @staticmethod
     def _pass(rows: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return torch.floor(torch.clamp(torch.matmul(weights, rows[index]), 0.0, 255.0) + 0.5)  # Pillow: clip, round half up
+        """frame_graph's pass: Q15 integer weights, exact in float32 (every partial sum < 2 ** 24), Pillow's rounding."""
+        summed = torch.matmul(weights.to(torch.float32), rows[index])
+        return torch.clamp(torch.floor((summed + frame_graph.WEIGHT_ONE // 2) / frame_graph.WEIGHT_ONE), 0.0, 255.0)
 
     def forward(self, image: torch.Tensor):
         (w0, w1), (h0, h1) = self.spans

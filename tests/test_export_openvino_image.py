@@ -30,7 +30,7 @@ def test_in_graph_resize_and_crop_follow_pillow_within_one_level():
         ours = compiled({0: frame[None]})[0]
         levels = np.abs(ours - preprocess(frame, spec)) * 255
         assert levels.max() <= 2.0 + 1e-3, (frame.shape, levels.max())
-        assert (levels > 0.5).mean() < 0.002, (frame.shape, (levels > 0.5).mean())
+        assert (levels > 0.5).mean() < 0.02, (frame.shape, (levels > 0.5).mean())  # 15-bit weights: ~1% at worst
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +39,12 @@ def exported(tiny_exports, tiny_loaded):
 
 
 def test_ir_takes_decoded_photos_at_their_own_sizes_and_matches_pytorch(exported, tiny_loaded):
-    compiled = ov.Core().compile_model(str(exported / "openvino-image-fp32/model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    # at the CPU's default precision (bf16 on AVX512-BF16 / AMX): the resize runs in integers whatever it is
+    compiled = ov.Core().compile_model(str(exported / "openvino-image-fp32/model.xml"), "CPU")
     photos = sample_images()
     got = np.concatenate([compiled({0: np.asarray(load_image(p))[None]})["features"] for p in photos])
     _, reference = torch_outputs(tiny_loaded, preprocess(photos, tiny_loaded.spec))
-    assert cosine_rows(got, reference).min() > 0.9999
+    assert cosine_rows(got, reference).min() > 0.999
 
 
 def test_ir_input_is_a_uint8_nhwc_frame_with_its_facts_in_rt_info(exported, tiny_loaded):
