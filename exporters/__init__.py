@@ -67,5 +67,6 @@ def all_artifact_ids() -> list[str]:
     return [artifact_id(fmt, p) for fmt, (_, precisions) in EXPORTERS.items() for p in precisions]
 
 
-__all__ = ["EXPORTERS", "IN_ALL", "OPTIONS_CLASSES", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids", "artifact_id", "get_exporter",
+__all__ = ["EXPORTERS", "IN_ALL", "OPTIONS_CLASSES", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids",
+           "artifact_id", "get_exporter",
            "options_class", "register"]

@@ -18,8 +18,10 @@ outside them with a one-line error (``runtimes/frames.py``).
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
-from vitship.exporters.base import ExportError
+from vitship.exporters.base import Artifact, ExportError, artifact_id, path_sha256, path_size
 from vitship.models import ModelSpec
 
 INPUT_TYPE = "frame"  # input_spec["input_type"] of these artifacts (tensor: NCHW float; image: CoreML's 384x384 image)
@@ -83,3 +85,17 @@ def describe(spec: ModelSpec, frame_size: tuple[int, int] | None = None) -> str:
     size = f"{frame_size[0]}x{frame_size[1]}" if frame_size else f"any size up to {MAX_FRAME_SIDE} px a side"
     return (f"uint8 RGB frame, NHWC [1, H, W, 3], {size}; inside: {preprocessing_facts(spec)['resize']}, center crop, "
             f"x * {spec.rescale_factor:.6g}, (x - {list(spec.mean)}) / {list(spec.std)}")
+
+
+def frame_artifact(tensor: Artifact, options, spec: ModelSpec, path: Path, started: float, details: dict,
+                   min_runtime_versions: dict[str, str]) -> Artifact:
+    """The image variant's Artifact: the tensor artifact's record (versions, weights, calibration, details) at its own
+    id and path, with the frame input spec; ``started`` is the export's ``time.perf_counter()`` at its start."""
+    aid = artifact_id(options.name, options.precision)
+    return Artifact(
+        id=aid, format=tensor.format, precision=options.precision, path=f"{aid}/{Path(path).name}", sha256=path_sha256(path),
+        size_bytes=path_size(path), export_seconds=round(time.perf_counter() - started, 3), versions=tensor.versions,
+        input_spec=frame_input_spec(spec), weights=tensor.weights, calibration=tensor.calibration,
+        options=options.cache_key(), details={**tensor.details, "input": describe(spec), **details},
+        min_runtime_versions=min_runtime_versions,
+    )

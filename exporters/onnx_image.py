@@ -20,7 +20,7 @@ import numpy as np
 
 from vitship.exporters import frame_graph, image_input
 from vitship.exporters import onnx as onnx_exporter
-from vitship.exporters.base import Artifact, TraceCache, artifact_id, path_sha256, path_size
+from vitship.exporters.base import Artifact, TraceCache
 from vitship.models import LoadedModel, ModelSpec
 
 
@@ -49,16 +49,8 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxImageOptions, cache:
     path = Path(out_dir) / onnx_exporter.MODEL_FILE
     onnx.save_model(model, str(path), save_as_external_data=False)  # the tensor export checked its size
     onnx.checker.check_model(str(path), full_check=True)
-    aid = artifact_id(options.name, options.precision)
-    details = {**tensor.details, "input": image_input.describe(loaded.spec), "nodes": len(model.graph.node),
-               "ort_smoke_run": _smoke_run(path, loaded.spec)}
-    return Artifact(
-        id=aid, format=tensor.format, precision=options.precision, path=f"{aid}/{onnx_exporter.MODEL_FILE}",
-        sha256=path_sha256(path), size_bytes=path_size(path), export_seconds=round(time.perf_counter() - start, 3),
-        versions=tensor.versions, input_spec=image_input.frame_input_spec(loaded.spec), weights=tensor.weights,
-        calibration=tensor.calibration, options=options.cache_key(), details=details,
-        min_runtime_versions=tensor.min_runtime_versions,
-    )
+    details = {"nodes": len(model.graph.node), "ort_smoke_run": _smoke_run(path, loaded.spec)}
+    return image_input.frame_artifact(tensor, options, loaded.spec, path, start, details, tensor.min_runtime_versions)
 
 
 def _set_prop(model, key: str, value: str) -> None:

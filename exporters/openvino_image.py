@@ -1,14 +1,14 @@
 """openvino-image-*: the OpenVINO IR with the spec's preprocessing built in by its PrePostProcessor.
 
 The tensor IR is made as ``exporters.openvino`` makes it (fp16 compression and NNCF int8 on the model itself,
-calibrated on preprocessed photos), then ``openvino.preprocess.PrePostProcessor`` puts the preprocessing in front:
-the input becomes a uint8 NHWC RGB frame ``[1, -1, -1, 3]``; a ``custom`` step for the aspect-preserving resize and
-the center crop (integer arithmetic on the uint8 frame, float 8-bit values out); ``mean``/``scale``; and the
-NHWC -> NCHW conversion PPP inserts from the two layouts. PPP's own ``resize`` scales to the model's 384x384 (a
-stretch) and its ``crop`` takes fixed coordinates, so the custom step is ``exporters.frame_graph`` (Pillow's taps for the cropped output, two passes each
-rounded to 8 bits), converted from its ONNX nodes. Interpolate-11's ``bicubic_pillow`` mode is as exact, but the CPU
-plugin sets it up for about 20 s at every new frame size (OpenVINO 2026.4 on this machine's 2 cores), once per frame
-size a camera or a photo library hands over.
+calibrated on preprocessed photos), then ``openvino.preprocess.PrePostProcessor`` puts the preprocessing in front: the
+input becomes a uint8 NHWC RGB frame ``[1, -1, -1, 3]``; a ``custom`` step for the aspect-preserving resize and the
+center crop (integer arithmetic on the uint8 frame, float 8-bit values out); ``mean``/``scale``; and the NHWC -> NCHW
+conversion PPP inserts from the two layouts. PPP's own ``resize`` scales to the model's 384x384 (a stretch) and its
+``crop`` takes fixed coordinates, so the custom step is ``exporters.frame_graph`` (Pillow's taps for the cropped
+output, two passes each rounded to 8 bits), converted from its ONNX nodes. Interpolate-11's ``bicubic_pillow`` mode is
+as exact, but the CPU plugin sets it up for about 20 s at every new frame size (OpenVINO 2026.4 on this machine's 2
+cores), once per frame size a camera or a photo library hands over.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from vitship.exporters import frame_graph, image_input
 from vitship.exporters import openvino as openvino_exporter
-from vitship.exporters.base import Artifact, TraceCache, artifact_id, path_sha256, path_size
+from vitship.exporters.base import Artifact, TraceCache
 from vitship.models import LoadedModel, ModelSpec
 
 
@@ -49,17 +49,10 @@ def export(loaded: LoadedModel, out_dir: Path, options: OpenvinoImageOptions, ca
         model.set_rt_info(value, [openvino_exporter.RT_INFO_SECTION, key])
     xml = Path(out_dir) / openvino_exporter.MODEL_FILE
     ov.save_model(model, str(xml), compress_to_fp16=options.precision == "fp16")
-    aid = artifact_id(options.name, options.precision)
-    details = {**tensor.details, "input": image_input.describe(loaded.spec),
-               "preprocessing": "openvino.preprocess.PrePostProcessor: custom (the resize and center crop of "
+    details = {"preprocessing": "openvino.preprocess.PrePostProcessor: custom (the resize and center crop of "
                                 "exporters.frame_graph), mean, scale, NHWC -> NCHW"}
-    return Artifact(
-        id=aid, format=tensor.format, precision=options.precision, path=f"{aid}/{openvino_exporter.MODEL_FILE}",
-        sha256=path_sha256(xml), size_bytes=path_size(xml), export_seconds=round(time.perf_counter() - start, 3),
-        versions=tensor.versions, input_spec=image_input.frame_input_spec(loaded.spec), weights=tensor.weights,
-        calibration=tensor.calibration, options=options.cache_key(), details=details,
-        min_runtime_versions=openvino_exporter.min_runtime_versions(model),
-    )
+    return image_input.frame_artifact(tensor, options, loaded.spec, xml, start, details,
+                                      openvino_exporter.min_runtime_versions(model))
 
 
 def with_preprocessing(model, spec: ModelSpec):

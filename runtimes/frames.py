@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vitship.models import LOGITS_NAME, VitshipError
-from vitship.runtimes.base import RuntimeUnavailable
+from vitship.runtimes.base import RuntimeUnavailable, SessionWrapper
 
 FRAME_INPUT = "frame"
 CONVERT_HINT = "vitship.models.load_image(array) converts any PIL mode or array to 8-bit RGB"
@@ -83,22 +83,17 @@ def check_frame_size(height: int, width: int, input_spec: dict, where: str = "fr
                          "the limits); crop it first")
 
 
-class FrameSession:
+class FrameSession(SessionWrapper):
     """An image-input artifact's session: ``run_frames`` for frames; ``run_outputs`` for tensors (their own frames).
 
     Anything else (``info``) is the wrapped runtime session's.
     """
 
     def __init__(self, session, input_spec: dict, artifact_id: str, split: bool = True):
-        self.session = session
+        super().__init__(session)
         self.input_spec = input_spec
         self._artifact_id = artifact_id
         self._split = split
-
-    def __getattr__(self, name: str):
-        if name == "session":  # not set yet (copy, unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.session, name)
 
     def run_frames(self, frames: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Every output by name, one row per frame; every frame is checked before any runs."""
@@ -118,6 +113,3 @@ class FrameSession:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.run_outputs(batch)[LOGITS_NAME]
-
-    def close(self) -> None:
-        self.session.close()
