@@ -77,11 +77,13 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 
 # Image-input artifacts, judged end to end (bench/parity/frames.py): the decoded frame through the artifact's own
 # resize, crop and normalisation against PyTorch on Pillow's preprocessing. The in-graph resize is at most 2 8-bit
-# levels from Pillow's on at most 0.2% of the pixels (exporters/frame_graph.py), which costs more than fp32's 1e-4
-# logit gate: the fp32 gate is set from the measured distance on the real ViT-S with a margin (docs/DESIGN.md
-# "Parity"); the others add their precision's own gate, which that distance does not move.
+# levels from Pillow's, 0.66% of the values 1 level or more (exporters/frame_graph.py), which is more than fp32's
+# 1e-4 logit gate allows: on the seeded ViT-S the fp32 image artifacts measured min feature cosine 0.9999994, max
+# abs logit error 3.4e-4 and max probability error 8.3e-5 (docs/MEASUREMENTS.md "Image-input artifacts"), so the
+# fp32 gate leaves a 100x margin on 1 - cosine and 12x on the probability error; the other precisions keep their
+# own gate, which that distance does not move (openvino-image-fp32 in bf16: cosine 0.99997, as the tensor IR).
 FRAME_TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(min_cosine=0.9999, max_prob=2e-3, min_agreement=1.0),
+    "fp32": Tolerance(min_cosine=0.9999, max_prob=1e-3, min_agreement=1.0),
     "fp16": Tolerance(min_cosine=0.999, max_prob=1e-2, min_agreement=1.0),
     "bf16": Tolerance(min_cosine=0.999, max_prob=1e-2, min_agreement=1.0),
     "int8": Tolerance(min_cosine=0.98, max_prob=0.05, min_agreement=0.99),

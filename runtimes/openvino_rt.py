@@ -140,6 +140,6 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> OpenVinoS
     if options.static_batch:
         static = [options.static_batch, *list(model.inputs[0].get_partial_shape())[1:]]
         model.reshape({model.inputs[0].get_any_name(): static})
-        shape = "static " + str([int(str(d)) for d in static])
+        shape = f"static [{', '.join(str(d) for d in static)}]"  # an image IR keeps its dynamic height and width (?)
     compiled = ov_core.compile_model(model, device, config)
     return OpenVinoSession(compiled, device, requested, config["PERFORMANCE_HINT"], threads, shape)

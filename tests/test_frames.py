@@ -11,7 +11,7 @@ from vitship.models import load_image, preprocess, sample_images
 from vitship.runtimes import FrameError, RuntimeUnavailable, SessionOptions, open_session
 
 FRAME_ARTIFACTS = {"onnx-image-fp32": "onnxruntime:cpu", "openvino-image-fp32": "openvino:CPU"}
-F32 = SessionOptions(openvino_precision="f32")
+F32 = SessionOptions(openvino_precision="f32", static_batch=1)  # the bench's OpenVINO rows: batch 1, static
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,8 @@ def test_run_frames_takes_each_photo_at_its_own_size(model_dir, tiny_loaded, art
         session.close()
     logits, features = torch_outputs(tiny_loaded, preprocess(photos, tiny_loaded.spec))
     assert outputs["logits"].shape == logits.shape and outputs["features"].shape == features.shape
+    if artifact_id.startswith("openvino"):
+        assert session.info.extra["input_shape"] == "static [1, ?, ?, 3]"
     assert cosine_rows(outputs["features"], features).min() > 0.9999
 
 
