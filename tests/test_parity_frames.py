@@ -57,3 +57,21 @@ def test_an_empty_data_folder_is_a_one_line_error(tmp_path):
         parity_photos(None, tmp_path)
     assert parity_photos(2, None) == sample_images(2)
     assert np.asarray(RANDOM_FRAME_SIZES).min() >= 1
+
+
+def test_the_photos_reference_is_reused_and_equals_a_fresh_one(tiny_loaded):
+    from tests.conftest import torch_outputs
+    from vitship.bench.parity.frames import FrameInputs
+    from vitship.models import preprocess
+
+    photos = sample_images()[:3]
+
+    def reference(pixels):
+        logits, features = torch_outputs(tiny_loaded, pixels)
+        return {"logits": logits, "features": features}
+
+    fresh = FrameInputs.build(photos, tiny_loaded.spec, 2, 0, reference)
+    reused = FrameInputs.build(photos, tiny_loaded.spec, 2, 0, reference, reference(preprocess(photos, tiny_loaded.spec)))
+    for name in ("logits", "features"):
+        assert reused.reference[name].shape == fresh.reference[name].shape == (5, fresh.reference[name].shape[1])
+        np.testing.assert_allclose(reused.reference[name], fresh.reference[name], atol=1e-5)

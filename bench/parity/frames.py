@@ -33,14 +33,25 @@ class FrameInputs:
     reference: dict[str, np.ndarray]
 
     @classmethod
-    def build(cls, photos: list[Path], spec: ModelSpec, random_frames: int, seed: int, reference_fn) -> "FrameInputs":
-        """``reference_fn(float NCHW batch) -> {"logits", "features"}`` is the PyTorch reference on Pillow's pixels."""
+    def build(cls, photos: list[Path], spec: ModelSpec, random_frames: int, seed: int, reference_fn,
+              photo_reference: dict[str, np.ndarray] | None = None) -> "FrameInputs":
+        """The frames and the reference's outputs on them.
+
+        Args:
+            reference_fn: ``(float NCHW batch) -> {"logits", "features"}``, the PyTorch reference on Pillow's pixels.
+            photo_reference: its outputs on ``photos`` already (the tensor inputs' photos are the same pixels), so that
+                only the random frames run; None: every frame runs.
+        """
         rng = np.random.default_rng(seed)
         sizes = [RANDOM_FRAME_SIZES[i % len(RANDOM_FRAME_SIZES)] for i in range(random_frames)]
         frames = [np.asarray(load_image(p)) for p in photos]
         frames += [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for size in sizes]
         names = [Path(p).name for p in photos] + [f"random-frame-{h}x{w}" for h, w in sizes]
-        reference = reference_fn(np.concatenate([preprocess(frame, spec) for frame in frames]))
+        done = len(photos) if photo_reference is not None else 0
+        fresh = reference_fn(np.concatenate([preprocess(frame, spec) for frame in frames[done:]])) if frames[done:] else {}
+        reference = fresh
+        if done:
+            reference = {k: np.concatenate([v[:done], *([fresh[k]] if fresh else [])]) for k, v in photo_reference.items()}
         return cls(frames, names, np.arange(len(names)) < len(photos), reference)
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -169,9 +169,9 @@ def prepare(model_dir: Path, loaded: LoadedModel | None = None, config: ParityCo
     session = open_session(torch_artifact(loaded, "fp32"), Path(model_dir), "torch:cpu", options.replace(loaded=loaded))
     try:
         reference = run_batched(session, inputs.pixels, max(config.batch_sizes))
-        photos = parity_photos(config.photo_limit, config.data_dir)
+        photos = parity_photos(config.photo_limit, config.data_dir)  # the tensor inputs' photos first: their reference
         frame_inputs = FrameInputs.build(photos, loaded.spec, config.random_frames, config.seed, lambda pixels: run_batched(
-            session, pixels, max(config.batch_sizes))) if frames else None
+            session, pixels, max(config.batch_sizes)), reference) if frames else None
     finally:
         session.close()
     return ParityContext(Path(model_dir), loaded.spec, loaded.info.sha256, inputs, reference, config,
