@@ -86,7 +86,6 @@ def diagnose_ranking(loaded: LoadedModel, artifact: Artifact, model_dir: Path, i
     from vitship.bench.diagnose import DiagnoseError, locate
     from vitship.bench.diagnose.capture import CAPTURES
     from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, artifact_id, read_manifest, write_manifest
-
     from vitship.runtimes.frames import takes_frames
 
     sibling = read_manifest(model_dir)["artifacts"].get(artifact_id(artifact.format, "fp32"))

@@ -5,8 +5,8 @@ vitship's Pillow preprocessing (vitship.models.preprocess), up to PREDICT_BATCH 
 splits each batch into the sizes its artifact accepts: runtimes.batching); an image-input artifact gets the
 decoded 8-bit RGB photo at its own size and preprocesses it itself (runtimes.frames), one per call, so
 ``vitship predict photo.jpg --artifact openvino-image-int8`` is what the device computes. Unreadable images are
-listed, never fatal; an artifact that cannot open or run marks its own rows. The default runs are the artifact each available target would
-ship (decide.target_picks) plus the PyTorch reference; CoreML runs on coreml:reference on Linux.
+listed, never fatal; an artifact that cannot open or run marks its own rows. The default runs are the artifact each
+available target would ship (decide.target_picks) plus the PyTorch reference; CoreML runs on coreml:reference on Linux.
 """
 
 from __future__ import annotations

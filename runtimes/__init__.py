@@ -197,7 +197,8 @@ def torch_artifact(loaded: LoadedModel, precision: str = "fp32") -> Artifact:
 
 
 __all__ = [
-    "REFERENCE_LABEL", "RUNTIMES", "BatchShapes", "FrameError", "FrameSession", "TARGET_LABELS", "RuntimeAdapter", "RuntimeFailure", "RuntimeUnavailable", "Session", "SessionInfo", "SessionOptions",
+    "REFERENCE_LABEL", "RUNTIMES", "BatchShapes", "FrameError", "FrameSession", "TARGET_LABELS", "RuntimeAdapter",
+    "RuntimeFailure", "RuntimeUnavailable", "Session", "SessionInfo", "SessionOptions",
     "TargetStatus", "available_targets", "can_run", "get_runtime", "open_session", "physical_cores", "register",
     "takes_frames", "target_display", "target_status", "torch_artifact",
 ]

@@ -17,7 +17,8 @@ def intel_rows(frame_status: str = "pass", frame_ms: float = 95.0):
                  artifact("coreml-fp16", 44, ANE)]
     artifacts[3].input_spec = {"input_type": "image"}
     parity = [parity_row("openvino-int8", "openvino:CPU"), parity_row("onnx-int8", "onnxruntime:cpu"),
-              parity_row("openvino-image-int8", "openvino:CPU", frame_status, "feature cosine 0.9" if frame_status == "fail" else ""),
+              parity_row("openvino-image-int8", "openvino:CPU", frame_status,
+                         "feature cosine 0.9" if frame_status == "fail" else ""),
               parity_row("coreml-fp16", "coreml:reference")]
     bench = [bench_row("openvino-int8", "openvino:CPU", 60.0), bench_row("openvino-image-int8", "openvino:CPU", frame_ms),
              bench_row("onnx-int8", "onnxruntime:cpu", 80.0)]
