@@ -30,7 +30,8 @@ from vitship.exporters.base import (
     path_sha256,
     path_size,
 )
-from vitship.exporters.coreml_apple import apple_details, mil_op_counts
+from vitship.exporters.coreml_apple import AppleDetails, apple_details, mil_op_counts
+from vitship.exporters.details import Calibration, EmbeddedOutputs, ExecutorchDetails, ExecutorchQuantization
 from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
 
@@ -94,7 +95,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExecutorchOptions, cache
     path.write_bytes(pte)
     aid = artifact_id(options.name, options.precision)
     if options.backend == ExecutorchCoremlOptions.backend:
-        details["apple"] = _embedded_apple_details(path, options, details)
+        details.apple = _embedded_apple_details(path, options, details)
     return Artifact(
         id=aid, format=options.format, precision=options.precision, path=f"{aid}/{PROGRAM_NAME}", sha256=path_sha256(path),
         size_bytes=path_size(path), export_seconds=round(time.perf_counter() - start, 3),
@@ -148,18 +149,20 @@ def _torch_export(model, example, max_batch: int | None, batch_axis: str):
         raise ExportError(f"executorch: torch.export failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
 
 
-def _lower_xnnpack(loaded: LoadedModel, options: ExecutorchOptions, cache: TraceCache) -> tuple[bytes, dict, dict | None]:
+def _lower_xnnpack(loaded: LoadedModel, options: ExecutorchOptions,
+                   cache: TraceCache) -> tuple[bytes, ExecutorchDetails, Calibration | None]:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
     source, cache, smoothing = model_to_quantize(loaded, options, cache)
     program, reused = _fp32_program(source, options, cache)
-    details: dict = {"delegate": options.backend, "batch_range": [1, options.max_batch],
-                     "source": "torch.export ExportedProgram" + (" (reused from this run)" if reused else "")}
+    details = ExecutorchDetails(delegate=options.backend, batch_range=[1, options.max_batch],
+                                source="torch.export ExportedProgram" + (" (reused from this run)" if reused else ""))
     calibration = None
     if options.precision == "int8":
         program, calibration = _quantize(source, program, options)
-        details["int8"] = {"mode": options.int8_mode, "scheme": "XNNPACKQuantizer symmetric, per-channel weights",
-                           "why_default": INT8_CHOICE, "smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
+        details.quantization = ExecutorchQuantization(mode=options.int8_mode, why_default=INT8_CHOICE,
+                                                      scheme="XNNPACKQuantizer symmetric, per-channel weights")
+        details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
     return _to_pte(program, [XnnpackPartitioner()], details, metadata_methods(loaded, options)), details, calibration
 
 
@@ -190,7 +193,7 @@ def _quantize(loaded: LoadedModel, program, options: ExecutorchOptions):
     return _torch_export(quantized, example, options.max_batch, loaded.spec.batch_axis), calibration
 
 
-def _lower_coreml(loaded: LoadedModel, options: ExecutorchOptions) -> tuple[bytes, dict, None]:
+def _lower_coreml(loaded: LoadedModel, options: ExecutorchOptions) -> tuple[bytes, ExecutorchDetails, None]:
     import coremltools as ct
     import torch
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
@@ -204,8 +207,9 @@ def _lower_coreml(loaded: LoadedModel, options: ExecutorchOptions) -> tuple[byte
     program = _torch_export(loaded.model, example, None, loaded.spec.batch_axis)  # fixed batch 1
     specs = CoreMLBackend.generate_compile_specs(compute_unit=ct.ComputeUnit.ALL, compute_precision=ct.precision.FLOAT16,
                                                  minimum_deployment_target=getattr(ct.target, options.min_target))
-    details: dict = {"delegate": options.backend, "batch_range": [1, 1], "compute_units": "ALL",
-                     "runs_on": "Apple's Core ML runtime only (iOS / macOS); its embedded ML Program is checked on coreml:reference"}
+    details = ExecutorchDetails(delegate=options.backend, batch_range=[1, 1], compute_units="ALL",
+                                runs_on="Apple's Core ML runtime only (iOS / macOS); its embedded ML Program is checked "
+                                        "on coreml:reference")
     pte = _to_pte(program, [CoreMLPartitioner(compile_specs=specs)], details, metadata_methods(loaded, options))
     return pte, details, None
 
@@ -219,7 +223,7 @@ def metadata_methods(loaded: LoadedModel, options: ExecutorchOptions, **facts: s
     return {METADATA_METHOD: json.dumps({**model_metadata(loaded), "precision": options.precision, **facts}, sort_keys=True)}
 
 
-def _to_pte(program, partitioners: list, details: dict, constant_methods: dict | None = None) -> bytes:
+def _to_pte(program, partitioners: list, details: ExecutorchDetails, constant_methods: dict | None = None) -> bytes:
     """Lower to the delegate and serialise; records the ops left outside it (run by ExecuTorch's portable kernels)."""
     from executorch.exir import to_edge_transform_and_lower
 
@@ -227,9 +231,9 @@ def _to_pte(program, partitioners: list, details: dict, constant_methods: dict |
     graph = edge.exported_program().graph_module.graph
     calls = [n for n in graph.nodes if n.op == "call_function"]
     kept = {_op_name(n.target) for n in calls if "executorch_call_delegate" not in str(n.target)} - {"getitem"}
-    details["delegated_calls"] = sum("executorch_call_delegate" in str(n.target) for n in calls)
-    details["ops_outside_delegate"] = sorted(kept)
-    details["delegate_output_index"] = _delegate_output_index(graph)
+    details.delegated_calls = sum("executorch_call_delegate" in str(n.target) for n in calls)
+    details.ops_outside_delegate = sorted(kept)
+    details.delegate_output_index = _delegate_output_index(graph)
     return edge.to_executorch().buffer
 
 
@@ -249,8 +253,8 @@ def _delegate_output_index(graph) -> list[int] | None:
     return index
 
 
-def _embedded_apple_details(path: Path, options: ExecutorchOptions, details: dict) -> dict:
-    """details["apple"] of the embedded ML Program, and which of its outputs are logits and features."""
+def _embedded_apple_details(path: Path, options: ExecutorchOptions, details: ExecutorchDetails) -> AppleDetails:
+    """The embedded ML Program's AppleDetails; records which of its outputs are logits and features in ``details``."""
     import tempfile
 
     import coremltools as ct
@@ -259,10 +263,10 @@ def _embedded_apple_details(path: Path, options: ExecutorchOptions, details: dic
         package = embedded_coreml_package(path, Path(tmp))
         spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
     names = [output.name for output in spec.description.output]
-    order = details.get("delegate_output_index") or list(range(len(names)))
+    order = details.delegate_output_index or list(range(len(names)))
     if sorted(order) != list(range(len(names))) or len(order) != 2:
         raise ExportError(f"{path}: the Core ML delegate returns {names}; cannot tell logits from features")
-    details["embedded_outputs"] = {"logits": names[order[0]], "features": names[order[1]]}
+    details.embedded_outputs = EmbeddedOutputs(logits=names[order[0]], features=names[order[1]])
     return apple_details(compute_precision="fp16", input_kind="tensor", batch_kind="fixed", batch_shapes=[1],
                          min_target=options.min_target, op_counts=mil_op_counts(spec))
 

@@ -17,6 +17,7 @@ outside them with a one-line error (``runtimes/frames.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -90,12 +91,16 @@ def describe(spec: ModelSpec, frame_size: tuple[int, int] | None = None) -> str:
 def frame_artifact(tensor: Artifact, options, spec: ModelSpec, path: Path, started: float, details: dict,
                    min_runtime_versions: dict[str, str]) -> Artifact:
     """The image variant's Artifact: the tensor artifact's record (versions, weights, calibration, details) at its own
-    id and path, with the frame input spec; ``started`` is the export's ``time.perf_counter()`` at its start."""
+    id and path, with the frame input spec; ``started`` is the export's ``time.perf_counter()`` at its start.
+
+    Args:
+        details: fields of the format's details class (exporters/details.py) that the image variant sets or replaces.
+    """
     aid = artifact_id(options.name, options.precision)
     return Artifact(
         id=aid, format=tensor.format, precision=options.precision, path=f"{aid}/{Path(path).name}", sha256=path_sha256(path),
         size_bytes=path_size(path), export_seconds=round(time.perf_counter() - started, 3), versions=tensor.versions,
         input_spec=frame_input_spec(spec), weights=tensor.weights, calibration=tensor.calibration,
-        options=options.cache_key(), details={**tensor.details, "input": describe(spec), **details},
+        options=options.cache_key(), details=dataclasses.replace(tensor.details, input=describe(spec), **details),
         min_runtime_versions=min_runtime_versions,
     )

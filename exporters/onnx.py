@@ -31,6 +31,7 @@ from vitship.exporters.base import (
     path_size,
     vitship_version,
 )
+from vitship.exporters.details import OnnxDetails, OnnxSlim
 from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_quantize
 from vitship.exporters.onnx_compat import RuntimeTarget
 from vitship.exporters.onnx_int8 import INT8_MODES
@@ -87,15 +88,15 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: Trac
     elif options.precision == "int8":
         from vitship.exporters import onnx_int8
 
-        model, calibration, int8_details = onnx_int8.quantize(model, source, options, photos)
-        details["int8"] = int8_details | {"smoothing": smoothing or "off"}
+        model, calibration, details.quantization = onnx_int8.quantize(model, source, options, photos)
+        details.int8 = {"smoothing": smoothing or "off"}
     _set_metadata(model, loaded, options.precision)
-    details["compatibility"] = onnx_compat.make_compatible(model, options.runtimes)
+    details.compatibility = onnx_compat.make_compatible(model, options.runtimes)
     path = Path(out_dir) / MODEL_FILE
     _save_self_contained(onnx, model, path)
     onnx.checker.check_model(str(path), full_check=True)
-    details["nodes"] = len(model.graph.node)
-    details["ort_smoke_run"] = _smoke_run(path, example[:1], loaded)
+    details.nodes = len(model.graph.node)
+    details.ort_smoke_run = _smoke_run(path, example[:1], loaded)
     aid = artifact_id(FORMAT, options.precision)
     return Artifact(
         id=aid, format=FORMAT, precision=options.precision, path=f"{aid}/{MODEL_FILE}", sha256=path_sha256(path),
@@ -133,8 +134,8 @@ def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, 
 
     import onnx
 
-    def make() -> tuple[bytes, dict]:
-        details: dict = {}
+    def make() -> tuple[bytes, OnnxDetails]:
+        details = OnnxDetails()
         model = _export_fp32(loaded, example, options, details)
         if options.slim:
             model = _slim(model, example, details)
@@ -142,11 +143,12 @@ def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, 
 
     key = (FORMAT, loaded.info.sha256, loaded.spec, options.opset, options.example_batch, options.slim)
     (data, details), reused = cache.get(key, make)
-    details = copy.deepcopy(details) | ({"fp32_graph": "reused from this run's fp32 export"} if reused else {})
+    details = copy.deepcopy(details)
+    details.fp32_graph = "reused from this run's fp32 export" if reused else None
     return onnx.load_from_string(data), details
 
 
-def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, details: dict):
+def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, details: OnnxDetails):
     """The fp32 ModelProto from the dynamo exporter, or from the TorchScript exporter if dynamo fails."""
     import torch
 
@@ -159,13 +161,13 @@ def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions,
         batch = torch.export.Dim(spec.batch_axis, min=1, max=MAX_BATCH)
         program = torch.onnx.export(loaded.model, inputs, dynamo=True, external_data=False, verbose=False,
                                     dynamic_shapes={spec.input_name: {0: batch}}, **names)
-        details["exporter"] = f"torch.onnx.export(dynamo=True), opset {options.opset}"
+        details.exporter = f"torch.onnx.export(dynamo=True), opset {options.opset}"
         return program.model_proto
     except Exception as err:  # the dynamo exporter raises many types; all mean "use the fallback"
         reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}"
         log.warning("onnx: the dynamo exporter failed (%s); falling back to the TorchScript exporter", reason)
-        details["exporter"] = f"torch.onnx.export(dynamo=False) (TorchScript fallback), opset {options.opset}"
-        details["dynamo_fallback_reason"] = reason
+        details.exporter = f"torch.onnx.export(dynamo=False) (TorchScript fallback), opset {options.opset}"
+        details.dynamo_fallback_reason = reason
     return _export_torchscript(loaded, inputs, names)
 
 
@@ -185,34 +187,32 @@ def _export_torchscript(loaded: LoadedModel, inputs: tuple, names: dict):
     return onnx.load_from_string(buffer.getvalue())
 
 
-def _slim(model, example: np.ndarray, details: dict):
+def _slim(model, example: np.ndarray, details: OnnxDetails):
     """onnxslim's graph if it has fewer nodes, still checks and computes the same outputs; else ``model``."""
     import onnx
 
     before = len(model.graph.node)
-    decision = {"nodes_before": before}
-    details["onnxslim"] = decision
+    decision = details.onnxslim = OnnxSlim(nodes_before=before)
     try:
         import onnxslim
 
         slimmed = onnxslim.slim(model)
         onnx.checker.check_model(slimmed, full_check=True)
     except ImportError:
-        decision.update(kept=False, reason="onnxslim is not installed")
+        decision.reason = "onnxslim is not installed"
         return model
     except Exception as err:  # onnxslim or the checker failed: keep the exporter's graph
-        decision.update(kept=False, reason=f"onnxslim failed: {type(err).__name__}: {str(err)[:200]}")
+        decision.reason = f"onnxslim failed: {type(err).__name__}: {str(err)[:200]}"
         return model
-    decision["nodes_after"] = len(slimmed.graph.node)
-    if decision["nodes_after"] >= before:
-        decision.update(kept=False, reason="no fewer nodes")
+    after = decision.nodes_after = len(slimmed.graph.node)
+    if after >= before:
+        decision.reason = "no fewer nodes"
         return model
-    difference = _max_output_difference(model, slimmed, example)
-    decision["max_output_difference"] = difference
+    difference = decision.max_output_difference = _max_output_difference(model, slimmed, example)
     if difference > SLIM_TOLERANCE:
-        decision.update(kept=False, reason=f"outputs changed by {difference:.3g} > {SLIM_TOLERANCE}")
+        decision.reason = f"outputs changed by {difference:.3g} > {SLIM_TOLERANCE}"
         return model
-    decision.update(kept=True, reason=f"{before - decision['nodes_after']} fewer nodes, same outputs")
+    decision.kept, decision.reason = True, f"{before - after} fewer nodes, same outputs"
     return slimmed
 
 
@@ -228,7 +228,7 @@ def _run(model: bytes | str, batch: np.ndarray) -> list[np.ndarray]:
     return session.run(None, {session.get_inputs()[0].name: batch})
 
 
-def _to_fp16(model, details: dict):
+def _to_fp16(model, details: OnnxDetails):
     """fp16 weights and compute, fp32 inputs and outputs (for GPUs; still loads in onnxruntime CPU)."""
     try:
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
@@ -240,7 +240,7 @@ def _to_fp16(model, details: dict):
     blocked = [*DEFAULT_OP_BLOCK_LIST, *FP32_OPS_IN_FP16]
     converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
     _topological_sort(converted.graph)
-    details["fp16"] = ("onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True), "
+    details.fp16 = ("onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True), "
                        f"{' and '.join(FP32_OPS_IN_FP16)} kept in fp32")
     return converted
 
@@ -290,7 +290,7 @@ def _smoke_run(path: Path, batch: np.ndarray, loaded: LoadedModel) -> str:
     if [tuple(o.shape) for o in outputs] != expected or not all(np.isfinite(o).all() for o in outputs):
         raise ExportError(f"onnx: {path.name} runs in onnxruntime but gives shapes {[o.shape for o in outputs]} "
                           f"(expected {expected}) or non-finite values")
-    return "ok (onnxruntime CPU, batch 1)"
+    return "onnxruntime CPU, batch 1: the expected output shapes, finite values"
 
 
 def _input_spec(loaded: LoadedModel) -> dict:

@@ -25,6 +25,7 @@ import torch
 from vitship.exporters import frame_graph, image_input
 from vitship.exporters import litert as litert_exporter
 from vitship.exporters.base import Artifact, ExportError, TraceCache, artifact_id, package_versions, path_sha256, path_size
+from vitship.exporters.details import ExecutorchDetails, LitertDetails
 from vitship.exporters.executorch import ExecutorchOptions
 from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel, ModelSpec
 
@@ -120,7 +121,7 @@ def export(loaded: LoadedModel, out_dir: Path, options, cache: TraceCache | None
     else:
         path, details, versions = _executorch(program, loaded, Path(out_dir), options)
     aid = artifact_id(options.name, options.precision)
-    details["input"] = image_input.describe(loaded.spec, options.frame_size)
+    details.input = image_input.describe(loaded.spec, options.frame_size)
     return Artifact(
         id=aid, format=options.format, precision=options.precision, path=f"{aid}/{path.name}", sha256=path_sha256(path),
         size_bytes=path_size(path), export_seconds=round(time.perf_counter() - start, 3), versions=versions,
@@ -156,10 +157,10 @@ def _litert(program: FrameProgram, loaded: LoadedModel, out_dir: Path, options: 
         with tempfile.TemporaryDirectory(prefix="vitship-litert-image-") as tmp, torch.no_grad():
             edge.export(str(Path(tmp) / litert_exporter.MODEL_FILE))
             flatbuffer = (Path(tmp) / litert_exporter.MODEL_FILE).read_bytes()
-    details = {"converter": "litert_torch.convert", "signature": litert_exporter.SIGNATURE, "batch_shapes": [1]}
+    details = LitertDetails(converter="litert_torch.convert", signature=litert_exporter.SIGNATURE, batch_shapes=[1])
     if options.precision == "fp16":
         flatbuffer = litert_exporter._quantize(flatbuffer, litert_exporter._fp16_recipe())
-        details["fp16"] = "weights cast to float16 (ai-edge-quantizer FLOAT_CASTING, weight-only)"
+        details.fp16 = "weights cast to float16 (ai-edge-quantizer FLOAT_CASTING, weight-only)"
     path = out_dir / litert_exporter.MODEL_FILE
     metadata = {**_metadata(loaded, options), "signature": litert_exporter.SIGNATURE}
     path.write_bytes(litert_exporter._with_metadata(flatbuffer, metadata))
@@ -173,7 +174,7 @@ def _executorch(program: FrameProgram, loaded: LoadedModel, out_dir: Path, optio
     from vitship.exporters import executorch as executorch_exporter
 
     exported = executorch_exporter._torch_export(program, program.example(), None, loaded.spec.batch_axis)
-    details: dict = {"delegate": options.backend, "batch_range": [1, 1]}
+    details = ExecutorchDetails(delegate=options.backend, batch_range=[1, 1])
     methods = {executorch_exporter.METADATA_METHOD: executorch_exporter.metadata_methods(
         loaded, options, **image_input.frame_metadata(loaded.spec, options.frame_size))[executorch_exporter.METADATA_METHOD]}
     path = out_dir / executorch_exporter.PROGRAM_NAME

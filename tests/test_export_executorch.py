@@ -17,7 +17,7 @@ from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_out
 from vitship.bench.parity.run import run_batched
 from vitship.exporters import executorch as et_exporter
 from vitship.exporters import options_class
-from vitship.exporters.base import HOLD_BACK_EVERY, ExportError
+from vitship.exporters.base import HOLD_BACK_EVERY, Artifact, ExportError, manifest_artifacts
 from vitship.exporters.executorch import ExecutorchCoremlOptions, ExecutorchOptions
 from vitship.exporters.pipeline import model_dir_for
 from vitship.models import MissingDependencyError, UnknownNameError
@@ -32,24 +32,23 @@ def model_dir(tiny_loaded, tiny_exports):
     return model_dir_for(tiny_exports(REQUESTS), tiny_loaded)  # exported once per session (tests/conftest.py)
 
 
-def artifacts(model_dir):
-    return {a["id"]: a for a in assert_manifest_matches_files(model_dir)["artifacts"].values()}
+def artifacts(model_dir) -> dict[str, Artifact]:
+    assert_manifest_matches_files(model_dir)
+    return {a.id: a for a in manifest_artifacts(model_dir)}
 
 
 def test_registry_names_map_to_their_options_and_formats(model_dir):
     assert options_class("executorch") is ExecutorchOptions and options_class("executorch-coreml") is ExecutorchCoremlOptions
     found = artifacts(model_dir)
-    assert {aid: (a["format"], a["path"]) for aid, a in found.items()} == {
+    assert {aid: (a.format, a.path) for aid, a in found.items()} == {
         "executorch-fp32": ("executorch", "executorch-fp32/model.pte"),
         "executorch-int8": ("executorch", "executorch-int8/model.pte"),
         "executorch-coreml-fp16": ("executorch-coreml", "executorch-coreml-fp16/model.pte")}
 
 
 def test_fp32_xnnpack_program_matches_torch_at_every_batch_of_its_range(model_dir, tiny_loaded, tiny_photos):
-    from vitship.exporters.base import Artifact
-
-    artifact = Artifact.from_dict(artifacts(model_dir)["executorch-fp32"])
-    assert artifact.details["delegate"] == "XnnpackBackend" and artifact.input_spec["batch_range"] == [1, 8]
+    artifact = artifacts(model_dir)["executorch-fp32"]
+    assert artifact.details.delegate == "XnnpackBackend" and artifact.input_spec["batch_range"] == [1, 8]
     session = open_session(artifact, model_dir, "executorch:cpu", SessionOptions(threads=1))
     try:
         for batch in (1, 3, 8):  # a dynamic batch: the example batch was 2, so batch 1 is not specialised away
@@ -70,15 +69,13 @@ def test_fp32_xnnpack_program_matches_torch_at_every_batch_of_its_range(model_di
 
 
 def test_int8_is_dynamic_and_smoothed_by_default_and_meets_the_int8_gate(model_dir, tiny_loaded, tiny_photos):
-    from vitship.exporters.base import Artifact
-
     found = artifacts(model_dir)
-    artifact = Artifact.from_dict(found["executorch-int8"])
-    assert artifact.details["int8"]["mode"] == "dynamic" and "cosine" in artifact.details["int8"]["why_default"]
+    artifact = found["executorch-int8"]
+    assert artifact.details.quantization.mode == "dynamic" and "cosine" in artifact.details.quantization.why_default
     # smoothed by default (SmoothQuant fold): exported from the smoothed weights, not the run's cached fp32 program
-    assert "reused from this run" not in artifact.details["source"] and artifact.calibration is None
-    assert artifact.details["int8"]["smoothing"]["alpha"] == 0.5
-    assert artifact.size_bytes < found["executorch-fp32"]["size_bytes"]
+    assert "reused from this run" not in artifact.details.source and artifact.calibration is None
+    assert artifact.details.int8["smoothing"]["alpha"] == 0.5
+    assert artifact.size_bytes < found["executorch-fp32"].size_bytes
     session = open_session(artifact, model_dir, "executorch:cpu")
     features = run_batched(session, tiny_photos, 8)["features"]
     session.close()
@@ -87,20 +84,20 @@ def test_int8_is_dynamic_and_smoothed_by_default_and_meets_the_int8_gate(model_d
 
 def test_static_int8_is_calibrated_on_the_bundled_photos(tiny_loaded, tiny_photos, tmp_path):
     artifact = et_exporter.export(tiny_loaded, tmp_path, ExecutorchOptions(precision="int8", int8_mode="static"))
-    assert artifact.details["int8"]["mode"] == "static"
+    assert artifact.details.quantization.mode == "static"
     calibrated = len(tiny_photos) - len(tiny_photos) // HOLD_BACK_EVERY  # every 3rd photo is held back for the int8 gate
-    assert artifact.calibration["count"] == calibrated and artifact.options["int8_mode"] == "static"
+    assert artifact.calibration.count == calibrated and artifact.option("int8_mode") == "static"
 
 
 def test_coreml_delegate_takes_the_whole_graph_and_its_embedded_program_reads_back(model_dir, tmp_path):
     artifact = artifacts(model_dir)["executorch-coreml-fp16"]
-    details = artifact["details"]
-    assert details["delegate"] == "CoreMLBackend" and details["delegated_calls"] == 1 and details["ops_outside_delegate"] == []
-    assert details["apple"]["neural_engine"] == "eligible" and details["apple"]["batch_shapes"] == [1]
-    assert details["apple"]["compute_precision"] == "fp16" and artifact["input_spec"]["batch_shapes"] == [1]
-    package = et_exporter.embedded_coreml_package(model_dir / artifact["path"], tmp_path)
+    details = artifact.details
+    assert details.delegate == "CoreMLBackend" and details.delegated_calls == 1 and details.ops_outside_delegate == []
+    assert details.apple.neural_engine == "eligible" and details.apple.batch_shapes == [1]
+    assert details.apple.compute_precision == "fp16" and artifact.input_spec["batch_shapes"] == [1]
+    package = et_exporter.embedded_coreml_package(model_dir / artifact.path, tmp_path)
     spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
-    assert sorted(o.name for o in spec.description.output) == sorted(details["embedded_outputs"].values())
+    assert sorted(o.name for o in spec.description.output) == sorted(details.embedded_outputs.by_program_name())
     assert spec.specificationVersion == ct.target.iOS17.value
 
 

@@ -78,8 +78,8 @@ def test_fp32_is_one_self_contained_file_exported_by_dynamo(exported):
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]
     model = onnx.load(str(path), load_external_data=False)
     assert not any(onnx.external_data_helper.uses_external_data(t) for t in model.graph.initializer)
-    assert artifact.details["exporter"].startswith("torch.onnx.export(dynamo=True)")
-    assert "dynamo_fallback_reason" not in artifact.details
+    assert artifact.details.exporter.startswith("torch.onnx.export(dynamo=True)")
+    assert artifact.details.dynamo_fallback_reason is None
     onnx.checker.check_model(str(path), full_check=True)
 
 
@@ -99,10 +99,10 @@ def test_metadata_and_artifact_record_the_model(exported, tiny_loaded):
 
 
 def test_onnxslim_decision_is_recorded(exported):
-    slim = exported["fp32"][0].details["onnxslim"]
-    assert slim["nodes_before"] > 0 and "kept" in slim and slim["reason"]
-    if slim["kept"]:
-        assert slim["nodes_after"] < slim["nodes_before"] and slim["max_output_difference"] <= 1e-4
+    slim = exported["fp32"][0].details.onnxslim
+    assert slim.nodes_before > 0 and slim.reason
+    if slim.kept:
+        assert slim.nodes_after < slim.nodes_before and slim.max_output_difference <= 1e-4
 
 
 def test_fp16_has_fp16_weights_and_fp32_inputs_outputs(exported):
@@ -125,17 +125,17 @@ def test_static_int8_holds_quantized_weights_in_qdq_form(exported):
     (head,) = [n for n in model.graph.node if "logits" in n.output]
     weights = {t.name: t for t in model.graph.initializer}
     assert weights[head.input[1]].data_type == onnx.TensorProto.FLOAT  # the head stays fp32 (not dequantized)
-    assert artifact.calibration["count"] == 18 - 18 // HOLD_BACK_EVERY and "sample_images" in artifact.calibration["source"]
-    assert "QDQ" in artifact.calibration["scheme"] and artifact.details["int8"]["quantized_weights"] == len(int8)
+    assert artifact.calibration.count == 18 - 18 // HOLD_BACK_EVERY and "sample_images" in artifact.calibration.source
+    assert "QDQ" in artifact.calibration.scheme and artifact.details.quantization.quantized_weights == len(int8)
 
 
 def test_default_int8_is_dynamic_matmulinteger(exported):
     artifact, path = exported["int8"]
-    assert artifact.options["int8_mode"] == "dynamic"
+    assert artifact.option("int8_mode") == "dynamic"
     model = onnx.load(str(path))
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {n.op_type for n in model.graph.node}
     assert "QuantizeLinear" not in {n.op_type for n in model.graph.node}
-    assert artifact.calibration["scheme"].startswith("dynamic") and artifact.calibration["count"] == 0
+    assert artifact.calibration.scheme.startswith("dynamic") and artifact.calibration.count == 0
 
 
 def test_bad_calibration_image_is_named(tiny_loaded, tmp_path):
@@ -168,8 +168,8 @@ def test_dynamo_failure_falls_back_to_torchscript_and_says_why(tiny_loaded, tmp_
 
     monkeypatch.setattr(torch.onnx, "export", dynamo_breaks)
     artifact = onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(slim=False))
-    assert "simulated dynamo failure" in artifact.details["dynamo_fallback_reason"]
-    assert "TorchScript" in artifact.details["exporter"]
+    assert "simulated dynamo failure" in artifact.details.dynamo_fallback_reason
+    assert "TorchScript" in artifact.details.exporter
     logits, _ = session(tmp_path / "model.onnx").run(None, {"pixel_values": tiny_photos[:3]})
     np.testing.assert_allclose(logits, torch_outputs(tiny_loaded, tiny_photos[:3])[0], atol=1e-4)
 
@@ -190,15 +190,15 @@ def test_default_files_load_in_older_runtimes(exported, variant):
         norms = [n for n in model.graph.node if n.op_type in ("LayerNormalization", "Softmax")]
         assert norms and all(values.get(n.output[0], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT for n in norms)
     assert artifact.min_runtime_versions == {"onnxruntime": "1.16", "openvino": "2024.0"}
-    assert artifact.details["compatibility"]["ir_version"] == model.ir_version
+    assert artifact.details.compatibility.ir_version == model.ir_version
     assert artifact.to_dict()["min_runtime_versions"] == artifact.min_runtime_versions  # goes into the manifest
 
 
 def test_latest_keeps_the_exporters_ir_version(exported, tiny_loaded, tmp_path):
     artifact = onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(runtimes="latest"))
     model = onnx.load(str(tmp_path / "model.onnx"))
-    exported_ir = exported["fp32"][0].details["compatibility"]["exported_ir_version"]
-    assert model.ir_version == exported_ir == artifact.details["compatibility"]["ir_version"]
+    exported_ir = exported["fp32"][0].details.compatibility.exported_ir_version
+    assert model.ir_version == exported_ir == artifact.details.compatibility.ir_version
     if exported_ir >= 10:  # the dynamo exporter writes IR 10 since torch 2.5
         assert artifact.min_runtime_versions["onnxruntime"] == "1.18"
 

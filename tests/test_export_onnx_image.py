@@ -12,7 +12,8 @@ from onnx import TensorProto, helper
 
 from tests.conftest import FRAME_EXPORTS
 from vitship.exporters import frame_graph, onnx_image
-from vitship.exporters.base import ExportError
+from vitship.exporters.base import ExportError, manifest_artifacts
+from vitship.exporters.details import OnnxDetails
 from vitship.models import DEFAULT_SPEC, load_image, preprocess, sample_images
 from vitship.models.preprocess import crop_origin, resized_size
 
@@ -52,6 +53,14 @@ def test_in_graph_sizes_crop_and_resize_follow_pillow_within_one_level():
 def exported(tiny_exports, tiny_loaded):
     root = tiny_exports(FRAME_EXPORTS)
     return root / tiny_loaded.spec.name
+
+
+def test_the_manifest_records_the_tensor_format_with_typed_details_and_the_frame_input(exported):
+    (artifact,) = [a for a in manifest_artifacts(exported) if a.id == "onnx-image-fp32"]
+    assert artifact.format == "onnx" and isinstance(artifact.details, OnnxDetails)
+    assert artifact.details.input.startswith("uint8 RGB frame") and artifact.details.ort_smoke_run.startswith("ok")
+    assert artifact.details.nodes > 0 and artifact.details.exporter  # the tensor export's record, carried over
+    assert artifact.input_spec["input_type"] == "frame" and artifact.input_spec["frame_size"] == "any"
 
 
 def test_file_is_ir9_opset18_with_a_uint8_frame_input_and_its_facts(exported, tiny_loaded):

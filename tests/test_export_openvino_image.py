@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import FRAME_EXPORTS, cosine_rows, torch_outputs
 from tests.test_export_onnx_image import ODD_SIZES
 from vitship.exporters import openvino_image
+from vitship.exporters.base import manifest_artifacts
+from vitship.exporters.details import OpenvinoDetails
 from vitship.models import DEFAULT_SPEC, load_image, preprocess, sample_images
 
 
@@ -45,6 +47,13 @@ def test_ir_takes_decoded_photos_at_their_own_sizes_and_matches_pytorch(exported
     got = np.concatenate([compiled({0: np.asarray(load_image(p))[None]})["features"] for p in photos])
     _, reference = torch_outputs(tiny_loaded, preprocess(photos, tiny_loaded.spec))
     assert cosine_rows(got, reference).min() > 0.999
+
+
+def test_the_manifest_records_openvino_with_typed_details_and_the_preprocessing(exported):
+    (artifact,) = [a for a in manifest_artifacts(exported) if a.id == "openvino-image-fp32"]
+    assert artifact.format == "openvino" and isinstance(artifact.details, OpenvinoDetails)
+    assert "PrePostProcessor" in artifact.details.preprocessing and artifact.details.input.startswith("uint8 RGB frame")
+    assert artifact.details.files and artifact.details.frontend  # the tensor IR's record, carried over
 
 
 def test_ir_input_is_a_uint8_nhwc_frame_with_its_facts_in_rt_info(exported, tiny_loaded):

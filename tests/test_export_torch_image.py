@@ -8,6 +8,7 @@ import torch
 
 from tests.conftest import cosine_rows, torch_outputs
 from vitship.exporters.base import ExportError, manifest_artifacts
+from vitship.exporters.details import ExecutorchDetails, LitertDetails
 from vitship.exporters.embedded import read_embedded
 from vitship.exporters.pipeline import export_all, model_dir_for
 from vitship.exporters.torch_image import ExecutorchImageOptions, FrameProgram, LitertImageOptions
@@ -16,6 +17,7 @@ from vitship.runtimes import FrameError, open_session
 
 FRAME = (120, 160)  # (height, width): small, and 4:3 like a phone camera; cheap to convert
 TARGETS = {"litert-image-fp32": "litert:cpu", "executorch-image-fp32": "executorch:cpu"}
+DETAILS = {"litert-image-fp32": LitertDetails, "executorch-image-fp32": ExecutorchDetails}
 
 
 def frames_of(size=FRAME) -> list[np.ndarray]:
@@ -45,6 +47,7 @@ def model_dir(tiny_loaded, tmp_path_factory):
 def test_programs_take_their_frame_size_and_refuse_any_other(model_dir, tiny_loaded, artifact_id):
     artifact = next(a for a in manifest_artifacts(model_dir) if a.id == artifact_id)
     assert artifact.input_spec["frame_size"] == list(FRAME) and artifact.input_spec["input_type"] == "frame"
+    assert isinstance(artifact.details, DETAILS[artifact_id]) and artifact.details.input.startswith("uint8 RGB frame, NHWC")
     session = open_session(artifact, model_dir, TARGETS[artifact_id])
     try:
         frames = frames_of()

@@ -33,10 +33,10 @@ def test_frame_rows_run_end_to_end_on_decoded_photos_and_a_data_folder(model_dir
     assert frame.status is Status.PASS, frame.reason
     assert frame.inputs == "frames"
     n_photos = len(sample_images()) + 1  # the bundled photos and the --data folder's
-    assert frame.metrics["n_inputs"] == n_photos + 3 and frame.metrics["n_photos"] == n_photos
-    assert frame.tolerance == FRAME_TOLERANCES["fp32"].to_dict() and frame.tolerance_keys == ["default:frames@fp32"]
-    assert frame.batch_consistency is None and frame.metrics["agreement"] == 1.0
-    assert 0 < frame.metrics["max_abs_logit"] and frame.metrics["min_cosine"] > 0.9999  # not the tensor path: measured
+    assert frame.metrics.n_inputs == n_photos + 3 and frame.metrics.n_photos == n_photos
+    assert frame.tolerance == FRAME_TOLERANCES["fp32"] and frame.tolerance_keys == ["default:frames@fp32"]
+    assert frame.batch_consistency is None and frame.metrics.agreement == 1.0
+    assert 0 < frame.metrics.max_abs_logit and frame.metrics.min_cosine > 0.9999  # not the tensor path: measured
     sizes = ctx.frames.sizes()
     assert len(set(sizes)) > 3 and "1920x1080" in sizes and ctx.frames.names[-3:] == [
         f"random-frame-{h}x{w}" for h, w in RANDOM_FRAME_SIZES[:3]]

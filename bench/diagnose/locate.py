@@ -125,7 +125,7 @@ def _compare(reference, subject, pixels: np.ndarray, names: list[str]) -> tuple[
 
 def _smoothed_norms(artifact: Artifact, loaded: LoadedModel) -> set[str]:
     """The LayerNorms whose output the artifact's SmoothQuant fold rescales (none when smoothing was off)."""
-    if (artifact.options or {}).get("smooth_alpha") is None:
+    if artifact.option("smooth_alpha") is None:
         return set()
     from vitship.exporters.smoothing import smoothing_pairs
 

@@ -34,7 +34,7 @@ class FrameInputs:
 
     @classmethod
     def build(cls, photos: list[Path], spec: ModelSpec, random_frames: int, seed: int, reference_fn,
-              photo_reference: dict[str, np.ndarray] | None = None) -> "FrameInputs":
+              photo_reference: dict[str, np.ndarray] | None = None) -> FrameInputs:
         """The frames and the reference's outputs on them.
 
         Args:
@@ -60,7 +60,7 @@ class FrameInputs:
                 "frame_is_photo": self.is_photo, **{f"frame_reference.{k}": v for k, v in self.reference.items()}}
 
     @classmethod
-    def from_arrays(cls, data) -> "FrameInputs | None":
+    def from_arrays(cls, data) -> FrameInputs | None:
         if "frame_names" not in data.files:
             return None
         names = [str(n) for n in data["frame_names"]]

@@ -21,7 +21,7 @@ import numpy as np
 
 from vitship.bench.parity.frames import FrameInputs, parity_photos
 from vitship.bench.parity.plan import RowPlan
-from vitship.bench.parity.results import ParityResult
+from vitship.bench.parity.results import BatchConsistency, ParityResult
 from vitship.exporters import base as exporter_base
 from vitship.exporters.base import Artifact, ArtifactIntegrityError, resolve_artifact_path
 from vitship.models import ModelSpec, VitshipError, preprocess
@@ -158,11 +158,8 @@ def load_reference(model_dir: Path, weights_source: str | None = None) -> Loaded
 def prepare(model_dir: Path, loaded: LoadedModel | None = None, config: ParityConfig = ParityConfig(),
             tolerances: ToleranceTable | None = None, options: SessionOptions | None = None,
             frames: bool = False) -> ParityContext:
-    """Load (or take) the reference and compute its fp32 outputs on every parity input once.
-
-    Args:
-        frames: also decode the photos as frames for image-input artifacts, with the reference on each.
-    """
+    """Load (or take) the reference and compute its fp32 outputs on every parity input once; ``frames``: also
+    decode the photos as frames for image-input artifacts, with the reference on each."""
     loaded = loaded or load_reference(Path(model_dir))
     options = options or SessionOptions()
     inputs = ParityInputs.build(loaded.spec, config)
@@ -224,7 +221,7 @@ def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
     name = plan.artifact.id.removesuffix(f"-{plan.artifact.precision}") if frames else plan.artifact.format
     tolerance, keys = ctx.tolerances.lookup(name, plan.artifact.precision, result.effective_precision, FRAMES if frames else "")
     result.inputs = FRAMES if frames else result.inputs
-    result.tolerance, result.tolerance_keys = tolerance.to_dict(), keys
+    result.tolerance, result.tolerance_keys = tolerance, keys
     _judge(runs, ctx.frames if frames else ctx.inputs, ctx.frames.reference if frames else ctx.reference, ctx, tolerance, result)
 
 
@@ -238,7 +235,7 @@ def _judge(runs: dict[int, dict], inputs: ParityInputs | FrameInputs, reference:
     reference = {k: np.concatenate([v] * len(sizes)) for k, v in reference.items()}
     metrics = compare(stacked, reference, spec, names, np.tile(inputs.is_photo, len(sizes)), band, ctx.config.threshold,
                       repeats=len(sizes))
-    result.metrics = metrics.to_dict()
+    result.metrics = metrics
     failures = tolerance.judge(metrics)
     if tolerance.min_agreement is not None and metrics.decisive_agreement is None and metrics.n_photos:
         result.notes.append(f"agreement not gated: all {metrics.n_photos} photo decisions are ambiguous "
@@ -247,8 +244,10 @@ def _judge(runs: dict[int, dict], inputs: ParityInputs | FrameInputs, reference:
     if len(sizes) > 1:  # the same image at batch 1 and at the largest batch, judged by the same gate
         consistency: Metrics = compare(runs[sizes[-1]], runs[sizes[0]], spec, inputs.names, inputs.is_photo, band,
                                        ctx.config.threshold)
-        result.batch_consistency = {"batch_sizes": [sizes[0], sizes[-1]], **consistency.to_dict()}
-        failures += tolerance.judge(consistency, f"batch {sizes[-1]} vs batch {sizes[0]}")
+        inconsistent = tolerance.judge(consistency, f"batch {sizes[-1]} vs batch {sizes[0]}")
+        result.batch_consistency = BatchConsistency([sizes[0], sizes[-1]], consistency,
+                                                    Status.FAIL if inconsistent else Status.PASS)
+        failures += inconsistent
     result.failures = failures
     result.status = Status.FAIL if failures else Status.PASS
     result.reason = "; ".join(failures)
@@ -295,7 +294,7 @@ def check_row_isolated(plan: RowPlan, saved_context: dict, timeout_s: float) -> 
     if run.result and "artifact" in run.result:
         result = ParityResult.from_dict(run.result)
     else:
-        result.reason = (run.result or {}).get("error") or run.failure(timeout_s)
+        result.reason = run.failure(timeout_s)
         result.seconds = round(run.seconds, 3)
     result.worker = run.record()
     return result

@@ -51,7 +51,7 @@ def sentence(family: Family, rows: list[ReportRow], pick, batch: int = 1) -> str
         why = f"{parity.status}" + (f": {parity.reason}" if parity.reason else "")
         return (f"Input form: the tensor ({pick.artifact}); its image-input variant {sibling.artifact} did not pass parity "
                 f"end to end ({why}), so the app must reproduce the preprocessing exactly.")
-    error = parity.metrics.get("max_prob_err")
+    error = parity.measured("max_prob_err")
     checked = "passed parity end to end"
     checked += f" (max probability error {error:.2g} on decoded photos)" if error is not None else ""
     frame_ms, tensor_ms = sibling.p50(batch), pick.p50
