@@ -8,6 +8,7 @@ runtime executes) opens as `unavailable`, naming the runtime it needs.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,19 @@ def _runtime():
 
 
 def targets() -> list[TargetStatus]:
-    try:
-        _runtime()
-    except ImportError:
+    # Finding the runtime's compiled module is enough to list the target: importing it costs seconds (it loads
+    # torch and the kernels) in every command and worker that only asks what this machine has. A broken install
+    # still fails loudly, when a session opens.
+    if _find("executorch.runtime") is None or _find("executorch.extension.pybindings._C") is None:
         return [TargetStatus(TARGET, False, INSTALL_HINT)]
     return [TargetStatus(TARGET, True)]
+
+
+def _find(module: str):
+    try:
+        return importlib.util.find_spec(module)
+    except ImportError:  # a parent package is missing
+        return None
 
 
 def _threadpool(threads: int | None) -> int | None:
@@ -83,7 +92,7 @@ class ExecutorchSession:
         self._method = None
 
 
-def open(artifact: Artifact, model_dir: Path, device: str, options) -> ExecutorchSession:  # noqa: A001 - adapter API
+def open(artifact: Artifact, model_dir: Path, device: str, options) -> ExecutorchSession:
     path = Path(model_dir) / artifact.path
     if not path.is_file():
         raise RuntimeUnavailable(f"{artifact.id}: {path} does not exist; re-export it (vitship export)")

@@ -52,6 +52,16 @@ def test_the_target_is_listed_and_available():
     assert status.available, status.reason
 
 
+def test_without_the_runtime_module_the_target_says_how_to_install_it(monkeypatch):
+    from vitship.runtimes import executorch_rt
+
+    found = executorch_rt.importlib.util.find_spec
+    monkeypatch.setattr(executorch_rt.importlib.util, "find_spec",
+                        lambda name: None if name == "executorch.extension.pybindings._C" else found(name))
+    (status,) = executorch_rt.targets()
+    assert not status.available and status.reason == executorch_rt.INSTALL_HINT
+
+
 def test_session_info_records_threads_and_the_delegate(model_dir, tiny_photos):
     session = open_session(by_id(model_dir)["executorch-fp32"], model_dir, "executorch:cpu", SessionOptions(threads=1))
     try:
