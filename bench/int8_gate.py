@@ -74,11 +74,14 @@ def diagnose_ranking(loaded: LoadedModel, artifact: Artifact, model_dir: Path, i
     from vitship.bench.diagnose.capture import CAPTURES, SIBLING_FORMAT
     from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, artifact_id, read_manifest, write_manifest
     from vitship.exporters.int8.ranking import block_linears
+    from vitship.runtimes.frames import takes_frames
 
-    sibling = read_manifest(model_dir)["artifacts"].get(artifact_id(SIBLING_FORMAT.get(artifact.format, artifact.format), "fp32"))
-    if artifact.format not in CAPTURES or sibling is None:
-        return []
-    candidate = dataclasses.replace(artifact, path=f"{artifact.id}/{Path(artifact.path).relative_to(Path(artifact.path).parts[0])}")
+    sibling_format = SIBLING_FORMAT.get(artifact.format, artifact.format)
+    sibling = read_manifest(model_dir)["artifacts"].get(artifact_id(sibling_format, "fp32"))
+    if artifact.format not in CAPTURES or sibling is None or takes_frames(artifact.input_spec):
+        return []  # an image-input artifact's captures take frames, not the tensors diagnose feeds
+    inner = Path(artifact.path).relative_to(Path(artifact.path).parts[0])
+    candidate = dataclasses.replace(artifact, path=f"{artifact.id}/{inner}")
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".int8-locate-") as scratch:
         _link(model_dir / Path(artifact.path).parts[0], Path(scratch) / artifact.id)
         _link(model_dir / Path(sibling["path"]).parts[0], Path(scratch) / Path(sibling["path"]).parts[0])

@@ -54,6 +54,8 @@ class ArtifactDetails(OpenRecord):
     int8_gate: Int8Record | None = None
     smoothing: Smoothing | None = None  # int8 only: the SmoothQuant fold of the weights it was quantized from (None: off)
     apple: AppleDetails | None = None  # a Core ML program (coreml-*, executorch-coreml-*): read by the report's iOS block
+    # An image-input artifact (onnx-image-*, ...: exporters/image_input.py): its frame input and the preprocessing inside
+    input: str | None = None
 
 
 # --- ONNX ---------------------------------------------------------------------------------------------------
@@ -117,6 +119,8 @@ class OpenvinoDetails(ArtifactDetails):
     files: dict[str, int] = field(default_factory=dict)  # model.xml, model.bin -> bytes
     weights_storage: str = ""
     inference_precision: str = ""  # chosen by the device at compile time: what parity records as runtime precision
+    reused_build: str | None = None  # openvino-image-*: the IR (and its NNCF int8) came from this run's openvino-* export
+    preprocessing: str | None = None  # openvino-image-*: what the PrePostProcessor puts in front of the model
 
 
 # --- CoreML -------------------------------------------------------------------------------------------------

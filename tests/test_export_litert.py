@@ -186,3 +186,13 @@ def test_keep_float_leaves_the_named_linears_in_float_by_their_module_path(tiny_
     for module in ("blocks.0.attn.qkv", "blocks.1.attn.qkv", "blocks.0.mlp.fc2", "blocks.1.mlp.fc2"):
         (weight,) = [w for w in weights if module_pattern(module).search(w.name.decode())]
         assert weight.type == (schema.TensorType.FLOAT32 if module in kept else schema.TensorType.INT8), module
+
+
+def test_the_file_alone_says_its_labels_threshold_and_preprocessing(model_dir, tiny_loaded):
+    from vitship.exporters.embedded import read_embedded, summary
+
+    facts = read_embedded(model_dir / "litert-int8" / "model.tflite")
+    assert facts.value("labels") == list(tiny_loaded.spec.labels) and facts.value("decision_threshold") == 0.5
+    assert facts.value("precision") == "int8" and facts.value("input_type") == "tensor"
+    assert facts.inputs[0]["dtype"] == "float32" and facts.inputs[0]["shape"] == [1, *tiny_loaded.spec.input_shape]
+    assert "the app's: resize shortest_edge [64, 64] bicubic" in summary(facts)["preprocessing"]

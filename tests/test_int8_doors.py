@@ -43,6 +43,18 @@ def test_the_python_api_gates_by_default_and_records_the_verdict_with_its_steps(
     assert Manifest.read(gated / "tiny-vit").artifacts["onnx-int8"].details.int8_gate == result.int8  # typed, both ways
 
 
+def test_an_image_input_int8_goes_through_the_same_gate_and_passes_parity(tmp_path):
+    (result,) = vitship.export("seeded-outliers", ["onnx-image"], ["int8"], arch="tiny", out=tmp_path)
+    record = result.int8
+    assert result.status is Status.OK and record.verdict is Status.PASS, result.reason
+    assert record.steps and {step.target for step in record.steps} == {"onnxruntime:cpu"} and record.steps[-1].passed
+    artifact = Manifest.read(tmp_path / "tiny-vit").artifacts["onnx-image-int8"]
+    assert artifact.input_spec["input_type"] == "frame" and artifact.details.int8_gate == record
+    report = vitship.parity(tmp_path, arch="tiny", targets=["onnxruntime:cpu"], with_torch=False)
+    (row,) = report.rows  # judged end to end on decoded photos: a gate pass is a parity pass
+    assert row.export_gate is Status.PASS and row.status is Status.PASS, (row.notes, row.metrics)
+
+
 def test_gate_off_is_not_checked_in_the_manifest_and_in_parity(api_exports):
     _, (unchecked, (result,)) = api_exports
     assert result.int8.verdict is Status.NOT_CHECKED and result.int8.gate_was_off and not result.int8.steps

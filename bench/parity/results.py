@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitship.bench.rows import ResultsFileError, RowKey, RowsDocument, StatusRow, read_results
+from vitship.exporters.base import Artifact
+from vitship.exporters.int8.record import Int8Record
 from vitship.models.atomic import atomic_write_json
 from vitship.models.judgement import Metrics, Tolerance
 from vitship.models.status import Status
@@ -40,6 +42,7 @@ class ParityResult(StatusRow):
     status: Status = Status.ERROR  # pass | fail | error | unavailable
     reason: str = ""
     variant: str = ""  # "" for the runtime's defaults; e.g. "f32 inference" for OpenVINO's explicit-f32 row
+    inputs: str = "tensors"  # tensors (vitship's preprocessing) | frames (decoded photos at their own sizes: parity/frames.py)
     runtime_precision: str = ""
     effective_precision: str = ""
     precision_label: str = ""
@@ -59,6 +62,14 @@ class ParityResult(StatusRow):
     def __post_init__(self):
         super().__post_init__()
         self.export_gate = None if self.export_gate is None else Status(self.export_gate)
+
+    def note_export_gate(self, artifact: Artifact) -> None:
+        """Carry an int8's export gate verdict (its manifest record); a verdict other than pass goes into the notes."""
+        record = Int8Record.of(artifact)
+        if record is not None:
+            self.export_gate = record.verdict
+            if record.verdict is not Status.PASS:
+                self.notes.append(f"export's int8 gate: {record.verdict} ({record.reason})")
 
     @property
     def key(self) -> RowKey:

@@ -232,6 +232,7 @@ def build_rows(sources: Sources, environment: dict | None = None) -> list[Report
         if key.artifact in artifacts:
             entry = artifacts[key.artifact]
             row.format, row.precision, row.apple = entry.format, entry.precision, entry.details.apple
+            row.input_type = (entry.input_spec or {}).get("input_type", "")
             row.size_bytes = entry.size_bytes or None
             row.int8_gate = verdict_of(entry)
         row.size_bytes = row.size_bytes or next((c.size_bytes for c in row.latency if c.size_bytes), None)
