@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vitship.bench.latency.results import BenchReport
     from vitship.bench.parity.results import ParityReport
     from vitship.exporters.base import Artifact, ExportOptions
+    from vitship.exporters.int8.verdict import Int8Gate
     from vitship.exporters.pipeline import ExportResult
     from vitship.models import LoadedModel
     from vitship.runtimes import Session
@@ -49,18 +50,25 @@ def model_dir(artifacts: str | Path = "artifacts", model: str | None = None, arc
 def export(weights: "str | LoadedModel" = "seeded", formats: Sequence[str] | None = None,
            precisions: Sequence[str] | None = None, *, arch: str = DEFAULT_ARCH, out: str | Path = "artifacts",
            options: Mapping[str, "ExportOptions"] | None = None, force: bool = False,
-           wait_s: float = 0.0) -> list["ExportResult"]:
+           wait_s: float = 0.0, gate: "bool | Int8Gate" = True) -> list["ExportResult"]:
     """Export to every requested format and precision (all registered ones by default); skips what is up to date.
 
-    Returns one ExportResult per artifact; a failed export is a result with ``failed`` set, not an exception.
-    Another export into the same model folder is waited for up to ``wait_s`` seconds, then refused
+    Every int8 goes through the export's int8 gate and ladder, as with ``vitship export`` (docs/DESIGN.md "int8
+    policy"); ``gate=False`` ships the requested recipe with a "not checked" verdict that parity, the report and
+    compare show; an ``Int8Gate`` replaces the default one. Returns one ExportResult per artifact; a failed export
+    (``status`` fail or error) is a result, not an exception; ``result.int8`` is an int8's record. Another export
+    into the same model folder is waited for up to ``wait_s`` seconds, then refused
     (``vitship.exporters.lock.FolderLockedError``, naming its pid).
     """
     from vitship.exporters.pipeline import export_all, resolve_requests
 
     loaded = load_weights(weights, arch) if isinstance(weights, str) else weights
     requests = resolve_requests(list(formats) if formats else None, list(precisions) if precisions else None)
-    return export_all(loaded, Path(out), requests, options, force=force, wait_s=wait_s)
+    if gate is True:
+        from vitship.bench.int8_gate import int8_gate
+
+        gate = int8_gate(loaded)
+    return export_all(loaded, Path(out), requests, options, gate=gate, force=force, wait_s=wait_s)
 
 
 def parity(artifacts: str | Path = "artifacts", *, arch: str = DEFAULT_ARCH, model: str | None = None,

@@ -1,7 +1,11 @@
-"""The int8 tables of docs/MEASUREMENTS.md, remade on any machine: ONNX int8 schemes side by side, OpenVINO int8 per-layer time.
+"""The int8 tables of docs/MEASUREMENTS.md, remade on any machine: ONNX schemes, OpenVINO per-layer time, verdicts.
 
     python -m vitship.bench.int8_schemes onnx ARTIFACTS/MODEL      # needs onnx-fp32 in the manifest
     python -m vitship.bench.int8_schemes openvino ARTIFACTS/MODEL  # needs openvino-int8
+    python -m vitship.bench.int8_schemes verdicts ARTIFACTS/MODEL  # after vitship export and vitship parity
+
+``verdicts`` puts each int8's export verdict (its int8 record: every ladder step, judged on the gate's photos)
+beside what ``vitship parity`` measured on the same artifact (photos; random tensors against the noise floor).
 
 ``onnx`` quantizes the exported onnx-fp32 with each scheme, opens every variant in one process (onnxruntime
 CPU, physical-core threads) and times them round-robin at batch 1, so a busy machine slows all alike;
@@ -20,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from vitship.models.status import Status
+
 ROUNDS, CALLS = 3, 10
-SCHEMES = {  # name -> quantize_* keyword arguments (see exporters.onnx_int8 for the shipped two)
+SCHEMES = {  # name -> quantize_* keyword arguments (see exporters.int8.onnx_recipe for the shipped two)
     "dynamic per-channel (default)": dict(kind="dynamic", per_channel=True),
     "dynamic per-tensor": dict(kind="dynamic", per_channel=False),
     "static QOperator u8s8": dict(kind="static", quant_format="QOperator", activation_type="QUInt8"),
@@ -129,7 +135,39 @@ def openvino_table(model_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def verdicts_table(model_dir: Path) -> str:
+    """Per int8 artifact and parity target: the export gate's steps and verdict, and parity's figures and status."""
+    from vitship.bench.parity.results import PARITY_NAME, read_parity
+    from vitship.exporters.int8.record import Int8Record
+    from vitship.exporters.manifest import Manifest
+
+    manifest = Manifest.read(model_dir)
+    rows = read_parity(model_dir / PARITY_NAME).rows if (model_dir / PARITY_NAME).is_file() else []
+    lines = ["| artifact | export gate: each step (photos: min cosine, max prob error) | verdict | parity target | "
+             "photos: min cosine | photos: max prob error | random: min cosine | parity |", "|---|---|---|---|---|---|---|---|"]
+    for artifact in manifest.artifacts.values():
+        record = Int8Record.of(artifact)
+        if record is None:
+            continue
+        steps = "; ".join(f"{s.step} {s.why} ({s.photos}): {s.min_cosine:.4f}, {s.max_prob_error:.4f}"
+                          + ("" if s.passed else f" {Status.FAIL}") for s in record.steps) or "-"
+        for row in [r for r in rows if r.artifact == artifact.id and r.status.ran] or [None]:
+            figures = ["-"] * 3
+            if row is not None and row.metrics is not None:
+                noise = row.noise_metrics
+                figures = [f"{row.metrics.min_cosine:.4f}", f"{row.metrics.max_prob_err:.4f}",
+                           f"{noise.min_cosine:.4f}" if noise else "-"]
+            parity = row.status if row else Status.NOT_RUN
+            lines.append(f"| {artifact.id} | {steps} | {record.verdict} | {row.target if row else '-'} | "
+                         f"{' | '.join(figures)} | {parity} |")
+    for aid, record in manifest.int8_rejected.items():
+        lines.append(f"| {aid} | {record.rejected_reason()} | {record.verdict} | - | - | - | - | {Status.NOT_RUN} (not shipped) |")
+    return "\n".join(lines)
+
+
+TABLES = {"onnx": onnx_table, "openvino": openvino_table, "verdicts": verdicts_table}
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("onnx", "openvino"):
-        sys.exit("usage: python -m vitship.bench.int8_schemes onnx|openvino ARTIFACTS/MODEL-NAME")
-    print((onnx_table if sys.argv[1] == "onnx" else openvino_table)(Path(sys.argv[2])))
+    if len(sys.argv) != 3 or sys.argv[1] not in TABLES:
+        sys.exit(f"usage: python -m vitship.bench.int8_schemes {'|'.join(TABLES)} ARTIFACTS/MODEL-NAME")
+    print(TABLES[sys.argv[1]](Path(sys.argv[2])))

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal
 
-import numpy as np
-
-from vitship.exporters.details import Calibration
 from vitship.exporters.schema import MANIFEST_SCHEMA_VERSION, Artifact  # noqa: F401  (re-exported: every layer imports them here)
-from vitship.models import IMAGE_SUFFIXES, ModelSpec, VitshipError, file_sha256, image_files, preprocess, sample_images
+from vitship.models import VitshipError, file_sha256
 from vitship.models.versions import package_versions, vitship_version  # noqa: F401  (the exporters record them)
 
 if TYPE_CHECKING:  # torch: not imported by runtimes and workers that only read manifests
@@ -161,60 +157,6 @@ def model_metadata(loaded: LoadedModel) -> dict[str, str]:
         "rescale_factor": repr(spec.rescale_factor),
         "vitship_version": vitship_version(),
     }
-
-
-HOLD_BACK_EVERY = 3  # every 3rd calibration photo is held back: the export's int8 gate checks on photos not calibrated on
-CalibrationPart = Literal["calibration", "held_back", "all"]
-
-
-def calibration_images(spec: ModelSpec, options: ExportOptions,
-                       part: CalibrationPart = "calibration") -> tuple[np.ndarray, Calibration]:
-    """The preprocessed calibration photos (``options.calibration_dir`` or the bundled samples) and their source.
-
-    A folder with ``real/`` and ``fake/`` subfolders gives both classes, interleaved (real, fake, real, ...) so
-    that ``calibration_limit`` and the held-back split take both. Every HOLD_BACK_EVERY-th photo (of at least
-    HOLD_BACK_EVERY) is held back from calibration for the export's int8 gate.
-
-    Args:
-        part: "calibration" (what quantizers and smoothing see), "held_back" (the gate's photos) or "all".
-    Returns:
-        (float32 NCHW batch, the Calibration record of those photos) -- the record goes into Artifact.calibration.
-    """
-    paths, source, classes = _calibration_paths(options)
-    held = [i for i in range(len(paths)) if len(paths) >= HOLD_BACK_EVERY and i % HOLD_BACK_EVERY == HOLD_BACK_EVERY - 1]
-    chosen = {"all": range(len(paths)), "held_back": held,
-              "calibration": [i for i in range(len(paths)) if i not in set(held)]}[part]
-    picked = [paths[i] for i in chosen]
-    names = [_relative_name(p, options) for p in picked]
-    per_class = {name: sum(1 for n in names if n.split("/")[0] == name) for name in classes} if classes else None
-    info = Calibration(source=source, count=len(picked), files=names, part=part, held_back=len(held), classes=per_class)
-    return preprocess(picked, spec), info
-
-
-def _calibration_paths(options: ExportOptions) -> tuple[list[Path], str, tuple[str, ...]]:
-    """(the photos in calibration order, their source, the class subfolders used)."""
-    if options.calibration_dir is None:
-        return sample_images(options.calibration_limit), "sample_images (scikit-image bundled photos; a stand-in)", ()
-    folder = Path(options.calibration_dir).expanduser()
-    if not folder.is_dir():
-        raise ExportError(f"--calibration {folder}: not a directory of images")
-    classes = tuple(name for name in ("real", "fake") if (folder / name).is_dir())
-    if classes:
-        per_class = [image_files(folder / name) for name in classes]
-        paths = [p for group in itertools.zip_longest(*per_class) for p in group if p is not None]
-    else:
-        paths = image_files(folder)
-    paths = paths[: options.calibration_limit] if options.calibration_limit else paths
-    if not paths:
-        raise ExportError(f"--calibration {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found"
-                          + (f" in {' or '.join(c + '/' for c in classes)}" if classes else ""))
-    return paths, str(folder), classes
-
-
-def _relative_name(path: Path, options: ExportOptions) -> str:
-    if options.calibration_dir is None:
-        return path.name
-    return Path(path).relative_to(Path(options.calibration_dir).expanduser()).as_posix()
 
 
 def read_manifest(model_dir: Path) -> dict:

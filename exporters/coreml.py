@@ -37,7 +37,7 @@ from vitship.exporters.base import (
 from vitship.exporters.coreml_apple import NOT_FOR_NEURAL_ENGINE, apple_details, batch_shapes_label, mil_op_counts
 from vitship.exporters.coreml_io import PixelNormalize, describe, image_scale_bias, input_spec, input_type
 from vitship.exporters.details import CoremlDetails, CoremlQuantization
-from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
+from vitship.exporters.int8.options import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import LoadedModel, MissingDependencyError, UnknownNameError
 
 FORMAT = "coreml"
@@ -123,7 +123,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: Tr
     aid = artifact_id(options.name, options.precision)
     details = _details(mlmodel, options, normalisation, reused)
     if options.precision == "int8":
-        details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
+        details.smoothing = smoothing
     return Artifact(
         id=aid, format=FORMAT, precision=options.precision, path=f"{aid}/{PACKAGE_NAME}", sha256=path_sha256(package),
         size_bytes=path_size(package), export_seconds=round(time.perf_counter() - start, 3),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vitship.exporters.coreml_apple import AppleDetails
+from vitship.exporters.int8.record import Int8Record
 from vitship.models.spec import FEATURES_NAME, LOGITS_NAME
 from vitship.models.typed import OpenRecord
 
@@ -34,12 +35,24 @@ class Calibration(OpenRecord):
 
 
 @dataclass(kw_only=True)
-class ArtifactDetails(OpenRecord):
-    """What every format's exporter may record: the int8 record and, for Apple-facing programs, their promise."""
+class Smoothing:
+    """The SmoothQuant fold an int8 artifact was quantized from (``exporters/int8/smoothing.py``)."""
 
-    # The int8 export's recipe, ladder steps and gate verdict (exporters/int8_ladder.py writes it); the int8
-    # package's typed record replaces this dict.
-    int8: dict | None = None
+    method: str = ""
+    alpha: float | None = None
+    pairs: int = 0  # LayerNorm -> Linear pairs folded
+    calibration_images: int = 0  # photos whose activation ranges set the scales
+    max_scale: float = 0.0
+    min_scale: float = 0.0
+
+
+@dataclass(kw_only=True)
+class ArtifactDetails(OpenRecord):
+    """What every format's exporter may record: the int8 record, the fold and, for Apple-facing programs, their promise."""
+
+    # the export's int8 gate: verdict, recipe shipped, every ladder step, the photos used (every int8 has one)
+    int8_gate: Int8Record | None = None
+    smoothing: Smoothing | None = None  # int8 only: the SmoothQuant fold of the weights it was quantized from (None: off)
     apple: AppleDetails | None = None  # a Core ML program (coreml-*, executorch-coreml-*): read by the report's iOS block
     # An image-input artifact (onnx-image-*, ...: exporters/image_input.py): its frame input and the preprocessing inside
     input: str | None = None
@@ -180,6 +193,7 @@ class LitertQuantization:
     quantizer_recipe: str = ""
     weights: str = ""
     why_default: str = ""
+    keep_float_ops: dict[str, int] = field(default_factory=dict)  # torch module kept in float -> its ops left unquantized
 
 
 @dataclass(kw_only=True)

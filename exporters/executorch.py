@@ -25,14 +25,14 @@ from vitship.exporters.base import (
     ExportError,
     TraceCache,
     artifact_id,
-    calibration_images,
     package_versions,
     path_sha256,
     path_size,
 )
 from vitship.exporters.coreml_apple import AppleDetails, apple_details, mil_op_counts
 from vitship.exporters.details import Calibration, EmbeddedOutputs, ExecutorchDetails, ExecutorchQuantization
-from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
+from vitship.exporters.int8.calibration import calibration_images
+from vitship.exporters.int8.options import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def _lower_xnnpack(loaded: LoadedModel, options: ExecutorchOptions,
         program, calibration = _quantize(source, program, options)
         details.quantization = ExecutorchQuantization(mode=options.int8_mode, why_default=INT8_CHOICE,
                                                       scheme="XNNPACKQuantizer symmetric, per-channel weights")
-        details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
+        details.smoothing = smoothing
     return _to_pte(program, [XnnpackPartitioner()], details, metadata_methods(loaded, options)), details, calibration
 
 

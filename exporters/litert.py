@@ -36,8 +36,9 @@ from vitship.exporters.base import (
     path_sha256,
     path_size,
 )
-from vitship.exporters.details import LitertDetails, LitertQuantization
-from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_quantize
+from vitship.exporters.details import LitertDetails
+from vitship.exporters.int8.litert_recipe import INT8_MODES, quantize, quantize_int8
+from vitship.exporters.int8.options import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
 from vitship.models.quiet import quiet_output
 
@@ -47,28 +48,17 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.tflite"
 SIGNATURE = "serving_default"
 METADATA_NAME = "vitship"  # the Model.metadata entry that holds model_metadata() as JSON
-INT8_MODES = ("dynamic", "weight-only")
 INPUT_KINDS = ("tensor", "image")
 PIP_NAME = "'litert-torch==0.10.0' 'ai-edge-litert>=2.3,<2.4' 'ai-edge-quantizer==0.10.*'"
-# Measured on the real ViT-S/16-384 (the 18 bundled photos, ai-edge-litert 2.3.0 XNNPACK, 2 threads, batch 1; one run
-# per model on a shared 2-core x86, so only ratios within a run count). seeded / seeded-outliers (the stress model):
-#   dynamic (dynamic_wi8_afp32)         23.1 MB  cosine 0.99959 / 0.99959  max prob err 0.006 / 0.006  0.48x / 0.55x fp32
-#   weight-only (weight_only_wi8_afp32) 23.1 MB  cosine 0.99975 / 0.99975  max prob err 0.006 / 0.006  1.17x / 1.17x fp32
-#   static (static_wi8_ai8, calibrated) 22.5 MB  cosine 0.098 (seeded), agreement 83%, 3.8x fp32, 193 s to calibrate
-# Static int8 quantizes every activation per tensor (softmax, LayerNorm and GELU included) and takes int8 I/O; on
-# the ViT it fails the gate by far and runs slower, so it is not offered. XNNPACK's dynamic int8 passes on both models
-# without smoothing (no SmoothQuant fold needed here) and halves the latency.
-INT8_CHOICE = ("dynamic: on the ViT-S it kept feature cosine 0.9996 on seeded and on seeded-outliers and ran at ~0.5x "
-               "litert-fp32; weight-only int8 was as accurate but slower than fp32, calibrated static int8 failed (cosine 0.10)")
 
 
 @dataclass(frozen=True)
 class LitertOptions(Int8Options):
     """litert-* options (each artifact's rebuild key).
 
-    ``smooth_alpha`` defaults to None here: dynamic int8 passed the gate on seeded and seeded-outliers without
-    the SmoothQuant fold (``INT8_CHOICE``), and the fold would cost a second conversion. The export's int8 gate
-    still escalates to it (``exporters.int8_ladder``). ``keep_float`` is refused: not mapped to LiteRT ops yet.
+    ``smooth_alpha`` stays None: litert-torch folds each LayerNorm's affine into the next Linear, which undoes the
+    SmoothQuant fold (``exporters.int8.litert_recipe``), so the int8 capabilities declare no smoothing and the
+    ladder goes from the requested recipe to the Linears kept in float (``keep_float``, by per-op recipe).
 
     Attributes:
         input: tensor (``pixel_values``, NCHW float32, normalised, as the other formats) or image (``image``,
@@ -101,11 +91,11 @@ def export(loaded: LoadedModel, out_dir: Path, options: LitertOptions, cache: Tr
                             metadata=f"TFLite Model.metadata entry {METADATA_NAME!r} (JSON)")
     model = fp32
     if options.precision == "fp16":
-        model = _quantize(fp32, _fp16_recipe())
+        model = quantize(fp32, _fp16_recipe())
         details.fp16 = "weights cast to float16 (ai-edge-quantizer FLOAT_CASTING, weight-only); compute stays fp32 on XNNPACK CPU"
     elif options.precision == "int8":
-        model, details.quantization = _int8(fp32, options)
-        details.int8 = {"smoothing": smoothing}
+        model, details.quantization = quantize_int8(fp32, options.int8_mode, tuple(linear_modules(loaded, options.keep_float)))
+        details.smoothing = smoothing  # always None: litert takes no fold (Int8Capabilities.smoothing)
     path = Path(out_dir) / MODEL_FILE
     path.write_bytes(_with_metadata(model, _metadata(loaded, options)))
     aid = artifact_id(options.name, options.precision)
@@ -127,9 +117,6 @@ def check_options(options: LitertOptions) -> None:
     if options.input not in INPUT_KINDS:
         raise UnknownNameError("LiteRT input", options.input, list(INPUT_KINDS))
     check_int8_options("litert", options)
-    if options.precision == "int8" and options.keep_float:
-        raise ExportError("litert: keep_float (layers kept in float) is not supported for .tflite yet; "
-                          "use LitertOptions(int8_mode=\"weight-only\") or ship litert-fp16")
 
 
 def _import_backends() -> None:
@@ -215,25 +202,6 @@ def _fp16_recipe():
     manager = RecipeManager()
     manager.add_weight_only_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, 16, algorithm_key=AlgorithmName.FLOAT_CASTING)
     return manager.get_quantization_recipe()
-
-
-def _quantize(fp32: bytes, recipe) -> bytes:
-    """ai-edge-quantizer on the fp32 flatbuffer with a recipe that needs no calibration."""
-    from ai_edge_quantizer import quantizer
-
-    engine = quantizer.Quantizer(bytearray(fp32))
-    engine.load_quantization_recipe(recipe)
-    with quiet_output():  # its tqdm bars and size summary print straight to the terminal
-        return bytes(engine.quantize().quantized_model)
-
-
-def _int8(fp32: bytes, options: LitertOptions) -> tuple[bytes, LitertQuantization]:
-    from ai_edge_quantizer import recipe
-
-    make = recipe.dynamic_wi8_afp32 if options.int8_mode == "dynamic" else recipe.weight_only_wi8_afp32
-    return _quantize(fp32, make()), LitertQuantization(mode=options.int8_mode, weights="int8 symmetric per-channel",
-                                                       quantizer_recipe=f"ai-edge-quantizer {make.__name__}",
-                                                       why_default=INT8_CHOICE)
 
 
 def _metadata(loaded: LoadedModel, options: LitertOptions) -> dict:

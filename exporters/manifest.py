@@ -15,8 +15,10 @@ from pathlib import Path
 from types import NoneType
 
 from vitship.exporters.base import MANIFEST_NAME, ExportError
-from vitship.exporters.schema import MANIFEST_SCHEMA_VERSION, Artifact, read_entry, readable
+from vitship.exporters.int8.record import Int8Record
+from vitship.exporters.schema import MANIFEST_SCHEMA_VERSION, Artifact, read_entry, read_rejected, readable
 from vitship.models.atomic import atomic_write_json
+from vitship.models.typed import to_json
 
 FIX = "re-export to rebuild it (vitship export --force), or delete it"
 
@@ -48,6 +50,8 @@ class Manifest:
     weights: dict = field(default_factory=dict)  # WeightsInfo.to_dict()
     vitship_version: str = ""
     artifacts: dict[str, Artifact] = field(default_factory=dict)
+    # int8 exports whose ladder ended without a pass (nothing shipped): id -> their int8 record (every step's figures)
+    int8_rejected: dict[str, Int8Record] = field(default_factory=dict)
 
     @staticmethod
     def exists(model_dir: Path) -> bool:
@@ -90,14 +94,22 @@ class Manifest:
             what = "no 'artifacts'" if entries is None else f"'artifacts' as a JSON {_json_type(entries)}, not an object"
             raise ManifestError(f"{source}: {what}; {FIX}")
         artifacts = {aid: _artifact(aid, entry, source, version) for aid, entry in entries.items()}
+        rejected = data.get("int8_rejected") or {}
+        if not isinstance(rejected, dict):
+            raise ManifestError(f"{source}: 'int8_rejected' is a JSON {_json_type(rejected)}, not an object of int8 records; {FIX}")
+        try:
+            rejected = read_rejected(rejected)
+        except (TypeError, ValueError) as err:
+            raise ManifestError(f"{source}: 'int8_rejected': {str(err)[:200]}; {FIX}") from err
         return cls(MANIFEST_SCHEMA_VERSION, data.get("model", ""), data.get("spec", {}), data.get("weights", {}),
-                   data.get("vitship_version", ""), artifacts)
+                   data.get("vitship_version", ""), artifacts, rejected)
 
     def to_dict(self) -> dict:
         """The JSON document, artifacts last (for readers of the file)."""
         return {"schema_version": self.schema_version, "model": self.model, "spec": self.spec, "weights": self.weights,
                 "vitship_version": self.vitship_version,
-                "artifacts": {aid: artifact.to_dict() for aid, artifact in self.artifacts.items()}}
+                "artifacts": {aid: artifact.to_dict() for aid, artifact in self.artifacts.items()},
+                **({"int8_rejected": to_json(self.int8_rejected)} if self.int8_rejected else {})}
 
     def write(self, model_dir: Path) -> None:
         """Write atomically: a reader sees the old manifest or the new one, never half of one."""

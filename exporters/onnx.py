@@ -2,7 +2,7 @@
 
 Every precision starts from the same fp32 graph: exported by ``torch.onnx.export(dynamo=True)`` (the
 TorchScript exporter only as a logged fallback), simplified with onnxslim when that removes nodes
-without changing outputs, then converted to fp16 or quantized to int8 (``exporters.onnx_int8``). By default the file is written for
+without changing outputs, then converted to fp16 or quantized to int8 (``exporters.int8.onnx_recipe``). By default the file is written for
 older runtimes too (IR version 9: onnxruntime 1.16+, OpenVINO 2024.0+; ``exporters.onnx_compat``).
 """
 
@@ -24,7 +24,6 @@ from vitship.exporters.base import (
     ExportOptions,
     TraceCache,
     artifact_id,
-    calibration_images,
     model_metadata,
     package_versions,
     path_sha256,
@@ -32,9 +31,10 @@ from vitship.exporters.base import (
     vitship_version,
 )
 from vitship.exporters.details import OnnxDetails, OnnxSlim
-from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_quantize
+from vitship.exporters.int8.calibration import calibration_images
+from vitship.exporters.int8.onnx_recipe import INT8_MODES
+from vitship.exporters.int8.options import Int8Options, check_int8_options, model_to_quantize
 from vitship.exporters.onnx_compat import RuntimeTarget
-from vitship.exporters.onnx_int8 import INT8_MODES
 from vitship.models import LoadedModel, MissingDependencyError
 
 FORMAT = "onnx"
@@ -86,10 +86,10 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: Trac
     if options.precision == "fp16":
         model = _to_fp16(model, details)
     elif options.precision == "int8":
-        from vitship.exporters import onnx_int8
+        from vitship.exporters.int8 import onnx_recipe
 
-        model, calibration, details.quantization = onnx_int8.quantize(model, source, options, photos)
-        details.int8 = {"smoothing": smoothing or "off"}
+        model, calibration, details.quantization = onnx_recipe.quantize(model, source, options, photos)
+        details.smoothing = smoothing
     _set_metadata(model, loaded, options.precision)
     details.compatibility = onnx_compat.make_compatible(model, options.runtimes)
     path = Path(out_dir) / MODEL_FILE

@@ -20,14 +20,14 @@ from vitship.exporters.base import (
     ExportOptions,
     TraceCache,
     artifact_id,
-    calibration_images,
     model_metadata,
     package_versions,
     path_sha256,
     path_size,
 )
 from vitship.exporters.details import OpenvinoDetails, OpenvinoQuantization
-from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
+from vitship.exporters.int8.calibration import calibration_images
+from vitship.exporters.int8.options import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel, MissingDependencyError, UnknownNameError
 
 FORMAT = "openvino"
@@ -96,7 +96,7 @@ def _built(ov, loaded: LoadedModel, options: OpenvinoOptions, cache: TraceCache)
         details = OpenvinoDetails(frontend="openvino.convert_model(torch.nn.Module, TorchScript trace)", reused_trace=reused)
         if options.precision == "int8":
             model, calibration, details.quantization = _quantize(model, source, options)
-            details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
+            details.smoothing = smoothing
         return model, calibration, details
 
     key = ("openvino-built", loaded.info.sha256, json.dumps(loaded.spec.to_dict(), sort_keys=True),

@@ -4,6 +4,11 @@ Each artifact is built in a temporary folder and swapped in with one rename; the
 atomically around each swap, so a run killed at any point leaves a manifest whose every entry matches
 the files on disk. One exporter failing does not stop the others. A run holds the model folder's export
 lock (exporters/lock.py) throughout, so the temporaries it clears on start can only be those of a dead run.
+
+Every int8 artifact carries an int8 record (``exporters.int8.record``): ``gate`` is a required argument,
+either the export's int8 gate (``vitship.bench.int8_gate.int8_gate(loaded)``, which the CLI and
+``vitship.export`` pass by default) or ``False``, which ships the requested recipe with a "not checked"
+verdict that parity, the report and compare show. No caller can leave it out and skip the gate silently.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Literal, Mapping
 
 from vitship.exporters import EXPORTERS, IN_ALL, all_artifact_ids, get_exporter, options_class
 from vitship.exporters.base import (
@@ -29,15 +34,18 @@ from vitship.exporters.base import (
     path_size,
     resolve_artifact_path,
 )
-from vitship.exporters.int8 import Int8Options
-from vitship.exporters.int8_ladder import Int8Gate, export_gated
+from vitship.exporters.int8.capabilities import int8_capabilities
+from vitship.exporters.int8.ladder import Int8GateFailed, export_gated, not_checked
+from vitship.exporters.int8.options import Int8Options, check_int8_options
+from vitship.exporters.int8.record import GATE_OFF, Int8Record
+from vitship.exporters.int8.verdict import Int8Gate
 from vitship.exporters.lock import export_lock
 from vitship.exporters.manifest import Manifest
 from vitship.models import LoadedModel, UnknownNameError
 from vitship.models.atomic import atomic_directory, recover_directory
+from vitship.models.status import Status
 from vitship.models.versions import installed_version, vitship_version
 
-STATUS_OK, STATUS_SKIPPED, STATUS_FAILED = "ok", "skipped", "export_failed"
 log = logging.getLogger(__name__)
 
 # progress(artifact_id, event): event is "start", then the result's status.
@@ -46,19 +54,24 @@ ProgressFn = Callable[[str, str], None]
 
 @dataclass
 class ExportResult:
-    """What happened to one requested artifact."""
+    """What happened to one requested artifact.
+
+    ``status``: OK (built), SKIPPED (up to date), FAIL (an int8 that no step of the ladder passed: nothing
+    shipped, ``int8`` has every step's figures) or ERROR (the exporter crashed or refused).
+    """
 
     id: str
-    status: str  # ok | skipped (up to date) | export_failed
-    reason: str = ""  # ok: why it was (re)built ("new", "forced", "other options", ...); failed: the error
+    status: Status
+    reason: str = ""  # ok: why it was (re)built ("new", "forced", "other options", ...); fail / error: what went wrong
     size_bytes: int = 0
     seconds: float = 0.0
     artifact: Artifact | None = None
     traceback: str = ""  # the exporter's traceback when it failed (the CLI shows it with --debug)
+    int8: Int8Record | None = None  # the int8 gate's record (int8 artifacts, shipped or failed)
 
     @property
     def failed(self) -> bool:
-        return self.status == STATUS_FAILED
+        return self.status.failed
 
 
 def resolve_requests(formats: list[str] | None = None, precisions: list[str] | None = None) -> list[tuple[str, str]]:
@@ -95,9 +108,8 @@ def find_model_dir(artifacts: Path, model: str | None, arch: str) -> Path:
 
 
 def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
-               options: Mapping[str, ExportOptions] | None = None, force: bool = False,
-               progress: ProgressFn | None = None, wait_s: float = 0.0,
-               gate: "Int8Gate | None" = None) -> list[ExportResult]:
+               options: Mapping[str, ExportOptions] | None = None, *, gate: Int8Gate | Literal[False],
+               force: bool = False, progress: ProgressFn | None = None, wait_s: float = 0.0) -> list[ExportResult]:
     """Export each (format, precision) in ``requests`` into ``root/<model-name>/`` and update its manifest.
 
     Args:
@@ -109,20 +121,25 @@ def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
         force: rebuild even artifacts that are up to date.
         progress: called with (artifact id, "start") and then (artifact id, status).
         wait_s: how long to wait for another export into the same model folder to finish (0: refuse at once).
-        gate: checks each int8 artifact against fp32 and escalates a failing one (``exporters.int8_ladder``);
-            None: int8 artifacts are not checked at export.
+        gate: the export's int8 gate (``vitship.bench.int8_gate.int8_gate(loaded)``): judges each int8 artifact
+            and escalates a failing one (``exporters.int8.ladder``); False: int8 artifacts ship unchecked, their
+            record saying so. Required: no caller skips the gate without saying so.
     Returns:
         One ExportResult per request, in order.
     Raises:
         FolderLockedError: another export holds the model folder (its pid is in the message).
         ManifestError: the existing manifest is malformed and ``force`` is not set.
     """
+    options = dict(options or {})
+    for fmt, precision in requests:  # an int8 option the format cannot use is refused before any work
+        if precision == "int8":
+            check_int8_options(fmt, (options.get(fmt) or options_class(fmt)()).replace(precision="int8"))
     model_dir = make_model_dir(model_dir_for(root, loaded))
     with export_lock(model_dir, wait_s):
         for fmt, precision in requests:
             recover_directory(model_dir / artifact_id(fmt, precision))  # under the lock: only dead runs' temporaries
         manifest = _load_manifest(model_dir, loaded, force)
-        options, cache, results = dict(options or {}), TraceCache(), []
+        cache, results = TraceCache(), []
         for fmt, precision in requests:
             aid = artifact_id(fmt, precision)
             if progress:
@@ -164,47 +181,44 @@ def _load_manifest(model_dir: Path, loaded: LoadedModel, force: bool) -> Manifes
 
 
 def _export_one(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: str, options: ExportOptions,
-                force: bool, cache: TraceCache, gate: "Int8Gate | None" = None) -> ExportResult:
+                force: bool, cache: TraceCache, gate: Int8Gate | Literal[False]) -> ExportResult:
     aid = artifact_id(fmt, options.precision)
     entry = manifest.artifacts.get(aid)
     why = "forced" if entry and force else "new"
     if entry and not force:
         why = why_stale(model_dir, entry, loaded, options)
+        record = Int8Record.of(entry)
+        if why is None and gate is not False and record is not None and record.gate_was_off:
+            why = "the int8 gate has not checked it"
         if why is None:
-            return ExportResult(aid, STATUS_SKIPPED, "up to date", entry.size_bytes, 0.0, entry)
+            return ExportResult(aid, Status.SKIPPED, "up to date", entry.size_bytes, 0.0, entry, int8=Int8Record.of(entry))
         log.info("%s: rebuilding: %s", aid, why)
     start = time.perf_counter()
     try:
         artifact = _build(loaded, model_dir, manifest, fmt, options, cache, gate)
     except KeyboardInterrupt:
         raise
+    except Int8GateFailed as err:  # the ladder ended without a pass: nothing shipped, every step's figures kept
+        manifest.int8_rejected[aid] = err.record  # so that the report can say why it is missing
+        _write_manifest(model_dir, manifest)
+        return ExportResult(aid, Status.FAIL, str(err), 0, round(time.perf_counter() - start, 2), int8=err.record)
     except Exception as err:  # a failing exporter is one row of the table, not the end of the run
         log.debug("%s failed", aid, exc_info=True)
         reason = f"{type(err).__name__}: {err}" if not isinstance(err, ExportError) else str(err)
-        return ExportResult(aid, STATUS_FAILED, reason, 0, round(time.perf_counter() - start, 2),
+        return ExportResult(aid, Status.ERROR, reason, 0, round(time.perf_counter() - start, 2),
                             traceback=traceback.format_exc())
-    return ExportResult(aid, STATUS_OK, why + _escalation(artifact), artifact.size_bytes,
-                        round(time.perf_counter() - start, 2), artifact)
-
-
-def _escalation(artifact: Artifact) -> str:
-    """'; int8 gate: ...' when the export's int8 gate had to escalate (the steps are in details.int8)."""
-    steps = (artifact.details.int8 or {}).get("steps") or []
-    if len(steps) < 2:
-        return ""
-    return f"; int8 gate: requested recipe failed, shipped step {steps[-1]['step']} ({steps[-1]['why']})"
+    return ExportResult(aid, Status.OK, why, artifact.size_bytes, round(time.perf_counter() - start, 2), artifact,
+                        int8=Int8Record.of(artifact))
 
 
 def _build(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: str, options: ExportOptions,
-           cache: TraceCache, gate: "Int8Gate | None" = None) -> Artifact:
+           cache: TraceCache, gate: Int8Gate | Literal[False]) -> Artifact:
     """Export into a temporary folder, then swap it in; the manifest never names a file it does not match."""
     aid = artifact_id(fmt, options.precision)
     exporter = get_exporter(fmt)
     with atomic_directory(model_dir / aid) as tmp:
-        if gate is not None and options.precision == "int8" and isinstance(options, Int8Options):
-            artifact = export_gated(exporter, loaded, tmp, options, cache, gate)
-        else:
-            artifact = exporter(loaded, tmp, options, cache)
+        artifact = _export_int8(exporter, loaded, tmp, fmt, options, cache, gate) if options.precision == "int8" \
+            else exporter(loaded, tmp, options, cache)
         inner = _inner_path(artifact, aid)
         if not (tmp / inner).exists():
             raise ExportError(f"{aid}: the exporter reported {artifact.path} but wrote no {inner} in its folder")
@@ -214,8 +228,22 @@ def _build(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: str, o
     artifact.sha256, artifact.size_bytes = path_sha256(final), path_size(final)
     artifact.versions.setdefault("vitship", vitship_version())
     manifest.artifacts[aid] = artifact
+    manifest.int8_rejected.pop(aid, None)
     _write_manifest(model_dir, manifest)
     return artifact
+
+
+def _export_int8(exporter, loaded: LoadedModel, tmp: Path, fmt: str, options: ExportOptions, cache: TraceCache,
+                 gate: Int8Gate | Literal[False]) -> Artifact:
+    """An int8 artifact with its record: gated along the ladder, or marked not checked when the gate is off."""
+    caps = int8_capabilities(fmt)
+    if not isinstance(options, Int8Options):
+        raise ExportError(f"{fmt}: its options class {type(options).__name__} does not take the int8 recipe (Int8Options)")
+    if gate is False:
+        return not_checked(exporter(loaded, tmp, options, cache), options, caps, GATE_OFF)
+    if not isinstance(gate, Int8Gate):
+        raise TypeError(f"gate must be an Int8Gate or False, not {gate!r}")
+    return export_gated(exporter, loaded, tmp, options, cache, gate, caps)
 
 
 def _write_manifest(model_dir: Path, manifest: Manifest) -> None:

@@ -13,7 +13,10 @@ Version rules (``MANIFEST_SCHEMA_VERSION``):
 
 Version 1 (vitship before typed details) kept each format's quantizer facts inside ``details["int8"]``, next to
 the int8 gate's record, and CoreML's and OpenVINO's in ``weight_quantization`` and ``ignored_scope``; version 2
-moves them to the format's ``quantization`` and leaves ``int8`` to the int8 record.
+moves them to the format's ``quantization`` and leaves ``int8`` to the int8 record. Version 3 (issue 22's int8
+package) replaces that loose record with the typed ``details.int8_gate`` (``exporters/int8/record.py``
+``Int8Record``) and moves the SmoothQuant fold's summary to ``details.smoothing``; an old gate's record becomes
+an ``Int8Record`` with its steps (judged then on 6 held-back photos, at batch 1).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vitship.exporters.details import ArtifactDetails, Calibration, details_class
+from vitship.exporters.int8.record import Int8Record
+from vitship.models.status import Status
 from vitship.models.typed import from_json, to_json
 
-MANIFEST_SCHEMA_VERSION = 2
+MANIFEST_SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -78,6 +83,11 @@ def read_entry(entry: dict, version: int = MANIFEST_SCHEMA_VERSION) -> Artifact:
     return artifact
 
 
+def read_rejected(entries: dict) -> dict[str, Int8Record]:
+    """The manifest's ``int8_rejected``: id -> the int8 record of an export whose ladder shipped nothing."""
+    return from_json(dict[str, Int8Record], entries)
+
+
 def readable(version: object) -> bool:
     """Whether this vitship reads a manifest of ``version`` (the current one, or one it migrates from)."""
     return version == MANIFEST_SCHEMA_VERSION or version in MIGRATIONS
@@ -119,4 +129,40 @@ def _entry_v1_to_v2(entry: dict) -> dict:
     return entry
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _entry_v1_to_v2}
+# v2's details["int8"] (the old ladder's record) -> v3's details["int8_gate"] (an Int8Record) and details["smoothing"]
+OLD_GATE = "checked by the int8 gate of an earlier vitship, at batch 1 on 6 held-back photos (re-export to judge it again)"
+
+
+def _old_step(step: dict) -> dict:
+    recipe = {"smooth_alpha": step.get("smooth_alpha"), "keep_float": step.get("keep_float") or []}
+    return {"step": step.get("step", 0), "why": step.get("why", ""), "recipe": recipe, "photos": "select",
+            "target": step.get("target", ""), "passed": bool(step.get("passed")), "min_cosine": step.get("min_cosine", 0.0),
+            "max_prob_error": step.get("max_prob_error", 0.0), "agreement": step.get("agreement"),
+            "failures": step.get("failures") or []}
+
+
+def _old_gate(int8: dict) -> dict:
+    gate = str(int8.get("gate") or "")
+    verdict = Status.PASS if gate == "passed" else Status.NOT_CHECKED
+    recipe = int8.get("recipe") or {}
+    return {"verdict": str(verdict), "reason": OLD_GATE if verdict is Status.PASS else gate.partition(": ")[2] or gate,
+            "recipe": {"smooth_alpha": recipe.get("smooth_alpha"), "keep_float": recipe.get("keep_float") or []},
+            "steps": [_old_step(step) for step in int8.get("steps") or []],
+            "photos": {"select": {"role": "select", "files": int8.get("held_back_photos") or []}},
+            "batches": [1], "layers_ranked_by": int8.get("layers_ranked_by")}
+
+
+def _entry_v2_to_v3(entry: dict) -> dict:
+    entry = copy.deepcopy(entry)
+    details = entry.get("details")
+    int8 = details.pop("int8", None) if isinstance(details, dict) else None
+    if not isinstance(int8, dict):
+        return entry
+    if isinstance(int8.get("smoothing"), dict):
+        details["smoothing"] = int8["smoothing"]
+    if entry.get("precision") == "int8" and int8.get("gate"):
+        details["int8_gate"] = _old_gate(int8)
+    return entry
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _entry_v1_to_v2, 2: _entry_v2_to_v3}

@@ -11,6 +11,12 @@ nothing the probability error does not already say. Such flips are counted and n
 result (`n_ambiguous`, `ambiguous_flips`, `flipped`) and shown in the table; the agreement gate is
 applied to the *decisive* photos (outside the band), where a flip is a real error. The untrained
 (seeded) weights put many photos close to 0.5, which is why this matters here.
+
+What each input kind judges (``judge``). fp32 is judged on every input, photos and random tensors alike:
+it must compute the same function everywhere. A lossy precision (fp16, bf16, int8) is judged by its gate
+on the real photos only, where its decisions matter, and on random tensors only by a cosine floor
+(``NOISE_FLOORS``): noise no device will ever see says whether the artifact is broken, not whether its
+rounding is acceptable. The export's int8 gate and ``vitship parity`` both call ``judge``.
 """
 
 from __future__ import annotations
@@ -63,6 +69,20 @@ class Tolerance:
                             f"on decisive photos (flipped: {', '.join(metrics.flipped)})")
         return failures
 
+    def tightened(self, margin: float) -> "Tolerance":
+        """The gate with ``margin`` (a fraction) of each error budget held back: cosine loss and probability error.
+
+        The export's int8 gate judges with it so that a pass on its photos predicts a pass on photos it did not
+        see (docs/DESIGN.md "int8 policy"); agreement is left as it is.
+        """
+        if not 0.0 <= margin < 1.0:
+            raise ValueError(f"margin must be in [0, 1), got {margin}")
+        keep = 1.0 - margin
+        return dataclasses.replace(
+            self, min_cosine=None if self.min_cosine is None else 1.0 - (1.0 - self.min_cosine) * keep,
+            max_prob=None if self.max_prob is None else self.max_prob * keep,
+            max_abs_logit=None if self.max_abs_logit is None else self.max_abs_logit * keep)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -74,6 +94,13 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "int8": Tolerance(min_cosine=0.98, max_prob=0.05, min_agreement=0.99),
 }
 
+
+# Random tensors of a lossy precision: only a cosine floor (measured: docs/MEASUREMENTS.md "int8 verdicts").
+NOISE_FLOORS: dict[str, Tolerance] = {
+    "fp16": Tolerance(min_cosine=0.99),
+    "bf16": Tolerance(min_cosine=0.99),
+    "int8": Tolerance(min_cosine=0.9),
+}
 
 # Image-input artifacts, judged end to end (bench/parity/frames.py): the decoded frame through the artifact's own
 # resize, crop and normalisation against PyTorch on Pillow's preprocessing. The in-graph resize is at most 2 8-bit
@@ -213,3 +240,45 @@ def compare(candidate: dict, reference: dict, spec: ModelSpec, names: list[str],
         flipped=[f"{names[i]} (ref p={p_ref[i]:.4f}, got {p_cand[i]:.4f}{', ambiguous' if ambiguous[i] else ''})"
                  for i in np.flatnonzero(photos & ~agree)],
     )
+
+
+@dataclass
+class Judgement:
+    """One verdict on candidate vs reference outputs, split by input kind (the module docstring says why)."""
+
+    metrics: Metrics  # what the precision's gate judged: the photos for a lossy precision, every input for fp32
+    noise: Metrics | None  # the random tensors of a lossy precision, held to the noise floor only
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def judge(candidate: dict, reference: dict, spec: ModelSpec, names: list[str], is_photo: np.ndarray, precision: str,
+          tolerance: Tolerance, threshold: float = 0.5, repeats: int = 1, what: str = "") -> Judgement:
+    """Judge aligned outputs by ``precision``'s rule: every input for fp32; photos, then a noise floor, when lossy.
+
+    Args:
+        precision: the effective precision (``effective_precision``); its entry in NOISE_FLOORS makes it lossy.
+        tolerance: the gate for the photos (the whole gate for fp32), e.g. ``ToleranceTable.lookup``'s.
+        repeats: the inputs are the same images run that many times (``compare``).
+    """
+    band = tolerance.max_prob or 0.0
+    is_photo = np.asarray(is_photo, bool)
+    floor = NOISE_FLOORS.get(precision)
+    if floor is None or not is_photo.any():
+        metrics = compare(candidate, reference, spec, names, is_photo, band, threshold, repeats)
+        return Judgement(metrics, None, tolerance.judge(metrics, what))
+
+    def part(mask: np.ndarray) -> Metrics:
+        picked = [name for name, keep in zip(names, mask) if keep]
+        return compare({k: v[mask] for k, v in candidate.items()}, {k: v[mask] for k, v in reference.items()}, spec,
+                       picked, is_photo[mask], band, threshold, repeats)
+
+    metrics = part(is_photo)
+    failures = tolerance.judge(metrics, f"{what}: photos" if what else "photos")
+    noise = part(~is_photo) if (~is_photo).any() else None
+    if noise is not None:
+        failures += floor.judge(noise, f"{what}: random tensors" if what else "random tensors")
+    return Judgement(metrics, noise, failures)

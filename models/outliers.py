@@ -10,12 +10,19 @@ channel c of the LayerNorm output y becomes ``k * y_c + m_c`` (gamma and beta ti
 shift m folded into beta); the Linear's input column c is divided by k and its bias loses
 ``W[:, c] * m_c / k``. In exact arithmetic the network is unchanged; in fp32 its outputs move by
 ~1e-7.
+
+``fit_head`` gives the stress model a trained-like head (``--weights seeded-outliers-trained``): an untrained
+head's logits sit near 0 on every photo, so a lossy artifact moves its decisions little; a trained head
+spreads them (about +-4 on the bundled photos for the published detector) and amplifies a feature error
+along the direction it reads. The head is fitted deterministically on the photos' features: their top
+principal direction, scaled so that the logits span +-``spread``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -72,3 +79,34 @@ def plant_outliers(vit: nn.Module, seed: int, recipe: OutlierRecipe) -> list[str
             _reparametrise(norm, linear, channels, recipe.scale, shift.to(norm.weight.dtype))
             planted.append(f"blocks.{index}.{norm_name}->blocks.{index}.{linear_name}")
     return planted
+
+
+HEAD_SPREAD = 4.0  # the largest |logit| over the bundled photos, as a trained detector's head gives
+
+
+def fit_head(model: nn.Module, images: np.ndarray, spread: float = HEAD_SPREAD) -> float:
+    """Replace ``model``'s head (a DetectorModel's ``vit.head``) by a trained-like one, in place.
+
+    The head reads the features' top principal direction over ``images`` (its sign fixed so that the
+    direction's largest component is positive), centred on their mean and scaled so that the largest
+    |logit| over ``images`` is ``spread``. A one-logit head gets that logit; a two-class head gets
+    (-z/2, z/2), whose difference spans the same range.
+
+    Returns:
+        The scale applied (logit units per unit of feature projection).
+    """
+    with torch.no_grad():
+        _, features = model(torch.from_numpy(np.ascontiguousarray(images)))
+        features = features.double()
+        centred = features - features.mean(dim=0)
+        direction = torch.linalg.svd(centred, full_matrices=False).Vh[0]
+        direction = direction * torch.sign(direction[direction.abs().argmax()])
+        projection = centred @ direction
+        scale = spread / float(projection.abs().max().clamp(min=1e-12))
+        weight = scale * direction
+        bias = -scale * float(features.mean(dim=0) @ direction)
+        head = model.vit.head
+        signs = torch.tensor([1.0] if head.out_features == 1 else [-0.5, 0.5], dtype=torch.float64)
+        head.weight.copy_((signs[:, None] * weight[None, :]).to(head.weight.dtype))
+        head.bias.copy_((signs * bias).to(head.bias.dtype))
+    return scale

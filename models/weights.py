@@ -17,7 +17,7 @@ from torch import nn
 from vitship.models.digest import file_sha256
 from vitship.models.errors import WeightsError
 from vitship.models.hf_format import convert_state_dict, read_transformers_dir
-from vitship.models.outliers import default_recipe, plant_outliers
+from vitship.models.outliers import default_recipe, fit_head, plant_outliers
 from vitship.models.spec import DEFAULT_SPEC, ModelSpec
 from vitship.models.vit import DetectorModel, build_vit, seeded_vit
 
@@ -32,7 +32,7 @@ class WeightsInfo:
     """Where the weights came from and what they hash to; goes into every manifest and report."""
 
     source: str
-    kind: str  # seeded | seeded-outliers | transformers-dir | state-dict | hub
+    kind: str  # seeded | seeded-outliers | seeded-outliers-trained | transformers-dir | state-dict | hub
     sha256: str
     trained: bool
     revision: str | None = None
@@ -43,7 +43,7 @@ class WeightsInfo:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "WeightsInfo":
+    def from_dict(cls, data: dict) -> WeightsInfo:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -137,6 +137,24 @@ def load_seeded_outliers(seed: int = DEFAULT_SEED, spec: ModelSpec = DEFAULT_SPE
     return _finish(vit, spec, info)
 
 
+def load_seeded_outliers_trained(seed: int = DEFAULT_SEED, spec: ModelSpec = DEFAULT_SPEC) -> LoadedModel:
+    """seeded-outliers with a trained-like head: logits spread over +-4 on the bundled photos (models/outliers.py).
+
+    The int8 stress model whose decisions matter: the head reads the features' top principal direction on the
+    bundled photos, so a feature error along it moves the probabilities as a trained detector's would.
+    """
+    from vitship.models.preprocess import preprocess
+    from vitship.models.samples import sample_images
+
+    vit = seeded_vit(spec, seed)
+    plant_outliers(vit, seed, default_recipe(spec.embed_dim))
+    model = DetectorModel(vit).eval()
+    fit_head(model, preprocess(sample_images(), spec))
+    sha = state_dict_sha256(vit.state_dict())
+    info = WeightsInfo(source=f"seeded-outliers-trained:{seed}", kind="seeded-outliers-trained", sha256=sha, trained=False)
+    return _finish(vit, spec, info)
+
+
 def _seed_of(source: str) -> int:
     seed_text = source.partition(":")[2] or str(DEFAULT_SEED)
     if not seed_text.isdigit():
@@ -195,7 +213,8 @@ def load_weights(source: str = "seeded", spec: ModelSpec = DEFAULT_SPEC) -> Load
 
     Args:
         source: "seeded", "seeded:N", "seeded-outliers[:N]" (the seeded weights with trained-like
-            outlier channels, same fp32 function), a transformers-format directory, a timm state dict
+            outlier channels, same fp32 function), "seeded-outliers-trained[:N]" (those plus a trained-like
+            head), a transformers-format directory, a timm state dict
             (.safetensors/.pt/.pth) or "hf:ORG/NAME@REVISION".
         spec: the architecture for seeded and state-dict sources (a directory brings its own).
     Returns:
@@ -205,6 +224,8 @@ def load_weights(source: str = "seeded", spec: ModelSpec = DEFAULT_SPEC) -> Load
         return load_seeded(_seed_of(source), spec)
     if source == "seeded-outliers" or source.startswith("seeded-outliers:"):
         return load_seeded_outliers(_seed_of(source), spec)
+    if source == "seeded-outliers-trained" or source.startswith("seeded-outliers-trained:"):
+        return load_seeded_outliers_trained(_seed_of(source), spec)
     if source.startswith("hf:"):
         return load_from_hub(source, spec)
     path = Path(source).expanduser()
@@ -213,5 +234,5 @@ def load_weights(source: str = "seeded", spec: ModelSpec = DEFAULT_SPEC) -> Load
     if path.is_file() and path.suffix in (".safetensors", ".pt", ".pth", ".bin"):
         return load_state_dict_file(path, spec)
     if not path.exists():
-        raise WeightsError(f"{source!r}: no such file or directory (expected seeded[:N], seeded-outliers[:N], a directory, a .safetensors/.pt file or hf:ORG/NAME@REV)")
+        raise WeightsError(f"{source!r}: no such file or directory (expected seeded[:N], seeded-outliers[:N], seeded-outliers-trained[:N], a directory, a .safetensors/.pt file or hf:ORG/NAME@REV)")
     raise WeightsError(f"{source}: unsupported weights file type {path.suffix!r}; use .safetensors, .pt or .pth")

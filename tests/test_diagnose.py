@@ -11,12 +11,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from vitship.bench.diagnose import DiagnoseError, DiagnoseResult, LayerDivergence, ladder_locate, locate
+from vitship.bench.diagnose import DiagnoseError, DiagnoseResult, LayerDivergence, locate
 from vitship.bench.diagnose.capture import SIBLING_FORMAT
-from vitship.bench.diagnose.ladder import linear_modules
 from vitship.bench.diagnose.plot import write_plot
+from vitship.bench.int8_gate import diagnose_ranking
 from vitship.exporters.base import manifest_artifacts
-from vitship.exporters.int8_ladder import outlier_ranking
+from vitship.exporters.int8.calibration import calibration_images
+from vitship.exporters.int8.ranking import OUTLIERS, block_linears, outlier_ranking, sensitive_layers
+from vitship.exporters.onnx import OnnxOptions
 from vitship.exporters.pipeline import export_all
 
 IMAGES = 6  # enough photos for a min over images, few enough to keep each locate() to seconds
@@ -31,7 +33,7 @@ def exported(tmp_path_factory, tiny_loaded):
     def model_dir(fmt: str) -> Path:
         if fmt not in done:
             sibling = SIBLING_FORMAT.get(fmt, fmt)
-            results = export_all(tiny_loaded, root, [(sibling, "fp32"), (fmt, "int8")])
+            results = export_all(tiny_loaded, root, [(sibling, "fp32"), (fmt, "int8")], gate=False)  # diagnose, not gate
             assert not [r for r in results if r.failed], [(r.id, r.reason) for r in results if r.failed]
             done.add(fmt)
         return root / tiny_loaded.spec.name
@@ -56,13 +58,14 @@ def _assert_every_layer_named(result: DiagnoseResult, depth: int) -> None:
 
 
 # What each format exposes of a block: ExecuTorch logs XNNPACK delegate calls whole (proj, fc1, GELU and fc2 run
-# inside them), so only what crosses a call boundary is seen there.
+# inside them), so only what crosses a call boundary is seen there; litert-torch folds each LayerNorm's scale and
+# shift into the next Linear, so no LiteRT tensor is a LayerNorm's output.
 FORMAT_LAYERS = {
     "onnx": BLOCK_LAYERS, "openvino": BLOCK_LAYERS, "coreml": BLOCK_LAYERS, "coreml-tensor": BLOCK_LAYERS,
-    "executorch": ("norm1", "attn.qkv", "norm2"),
+    "executorch": ("norm1", "attn.qkv", "norm2"), "litert": ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.act", "mlp.fc2"),
 }
 FORMAT_TARGETS = {"onnx": "onnxruntime:cpu", "openvino": "openvino:CPU", "coreml": "coreml:reference",
-                  "coreml-tensor": "coreml:reference", "executorch": "executorch:cpu"}
+                  "coreml-tensor": "coreml:reference", "executorch": "executorch:cpu", "litert": "litert:cpu"}
 
 
 def test_every_format_with_a_capture_has_a_test():
@@ -71,14 +74,15 @@ def test_every_format_with_a_capture_has_a_test():
     assert set(CAPTURES) == set(FORMAT_LAYERS)
 
 
-@pytest.mark.parametrize("fmt", ["openvino", "coreml", "coreml-tensor", "executorch"])
+@pytest.mark.parametrize("fmt", ["openvino", "coreml", "coreml-tensor", "executorch", "litert"])
 def test_each_format_names_its_layers_against_its_own_fp32(fmt, exported, tiny_loaded, tiny_photos):
     result = locate(exported(fmt), f"{fmt}-int8", tiny_photos[:3], tiny_loaded)
     modules = [layer.module for layer in result.layers]
     for block in range(tiny_loaded.spec.depth):
         for name in FORMAT_LAYERS[fmt]:
             assert f"blocks.{block}.{name}" in modules, (fmt, f"blocks.{block}.{name}", modules)
-    assert modules.index("blocks.0.norm1") < modules.index("blocks.1.norm1") < modules.index("features")
+    first = FORMAT_LAYERS[fmt][0]
+    assert modules.index(f"blocks.0.{first}") < modules.index(f"blocks.1.{first}") < modules.index("features")
     assert result.reference == f"{SIBLING_FORMAT.get(fmt, fmt)}-fp32" and result.target == FORMAT_TARGETS[fmt] and result.n_images == 3
     # int8 on the tiny seeded model: close to its fp32 sibling everywhere, but not identical
     assert result.first_below() is None
@@ -140,8 +144,8 @@ def test_a_broken_int8_layer_is_named_first(onnx_result, exported, tiny_loaded, 
     assert all(layer.min_cosine > 0.999 for layer in upstream if not layer.smoothed)
     # the export ladder's locator: Linears only, the broken one first, every block Linear named once
     artifact = next(a for a in manifest_artifacts(model_dir) if a.id == "onnx-int8")
-    ranked = ladder_locate(tiny_loaded)(artifact, model_dir, tiny_photos[:IMAGES])
-    assert ranked[0] == broken and sorted(ranked) == sorted(linear_modules(tiny_loaded))
+    ranked = diagnose_ranking(tiny_loaded, artifact, model_dir, tiny_photos[:IMAGES])
+    assert ranked[0] == broken and sorted(ranked) == sorted(block_linears(tiny_loaded))
 
 
 def test_the_ladder_locator_falls_back_to_input_outliers_without_an_fp32_sibling(exported, tiny_loaded, tiny_photos,
@@ -152,8 +156,11 @@ def test_the_ladder_locator_falls_back_to_input_outliers_without_an_fp32_sibling
     del manifest["artifacts"]["onnx-fp32"]
     (model_dir / "manifest.json").write_text(json.dumps(manifest))
     artifact = next(a for a in manifest_artifacts(model_dir) if a.id == "onnx-int8")
-    ranked = ladder_locate(tiny_loaded)(artifact, model_dir, tiny_photos[:IMAGES])
-    assert ranked == outlier_ranking(tiny_loaded, tiny_photos[:IMAGES])
+    assert diagnose_ranking(tiny_loaded, artifact, model_dir, tiny_photos[:IMAGES]) == []
+    locate_ = lambda *args: diagnose_ranking(tiny_loaded, *args)
+    options = OnnxOptions(precision="int8", smooth_alpha=None)
+    ranked, by = sensitive_layers(tiny_loaded, options, locate_, artifact, model_dir, tiny_photos[:IMAGES])
+    assert by == OUTLIERS and ranked == outlier_ranking(tiny_loaded, calibration_images(tiny_loaded.spec, options)[0])
 
 
 def test_result_round_trips_and_plots(onnx_result, tmp_path):
@@ -202,11 +209,11 @@ PLANTED = ("attn.qkv", "mlp.fc1", "norm1", "norm2")  # the LayerNorm -> Linear p
 
 def _stress_diagnose(root: Path, spec, images: int) -> DiagnoseResult:
     """onnx-int8 of the stress model with smoothing turned off, diagnosed against its onnx-fp32."""
-    from vitship.exporters.onnx import OnnxOptions
     from vitship.models import load_weights, preprocess, sample_images
 
     loaded = load_weights("seeded-outliers", spec)
-    results = export_all(loaded, root, [("onnx", "fp32"), ("onnx", "int8")], {"onnx": OnnxOptions(smooth_alpha=None)})
+    results = export_all(loaded, root, [("onnx", "fp32"), ("onnx", "int8")], {"onnx": OnnxOptions(smooth_alpha=None)},
+                         gate=False)
     assert not [r for r in results if r.failed], [(r.id, r.reason) for r in results if r.failed]
     return locate(root / spec.name, "onnx-int8", preprocess(sample_images()[:images], spec), loaded)
 

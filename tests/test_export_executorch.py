@@ -17,8 +17,9 @@ from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_out
 from vitship.bench.parity.run import run_batched
 from vitship.exporters import executorch as et_exporter
 from vitship.exporters import options_class
-from vitship.exporters.base import HOLD_BACK_EVERY, Artifact, ExportError, manifest_artifacts
+from vitship.exporters.base import Artifact, ExportError, manifest_artifacts
 from vitship.exporters.executorch import ExecutorchCoremlOptions, ExecutorchOptions
+from vitship.exporters.int8.calibration import HOLD_BACK_EVERY
 from vitship.exporters.pipeline import model_dir_for
 from vitship.models import MissingDependencyError, UnknownNameError
 from vitship.runtimes import RuntimeUnavailable, SessionOptions, open_session
@@ -74,7 +75,7 @@ def test_int8_is_dynamic_and_smoothed_by_default_and_meets_the_int8_gate(model_d
     assert artifact.details.quantization.mode == "dynamic" and "cosine" in artifact.details.quantization.why_default
     # smoothed by default (SmoothQuant fold): exported from the smoothed weights, not the run's cached fp32 program
     assert "reused from this run" not in artifact.details.source and artifact.calibration is None
-    assert artifact.details.int8["smoothing"]["alpha"] == 0.5
+    assert artifact.details.smoothing.alpha == 0.5
     assert artifact.size_bytes < found["executorch-fp32"].size_bytes
     session = open_session(artifact, model_dir, "executorch:cpu")
     features = run_batched(session, tiny_photos, 8)["features"]

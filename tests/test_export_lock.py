@@ -77,7 +77,7 @@ def test_a_second_export_refuses_naming_the_holders_pid_and_keeps_its_temporarie
                                                                                     fake_formats):  # noqa: F811
     process, model_dir = holder
     with pytest.raises(FolderLockedError) as caught:
-        pipeline.export_all(tiny_loaded, tmp_path, [("fake", "fp32")])
+        pipeline.export_all(tiny_loaded, tmp_path, [("fake", "fp32")], gate=False)
     message = str(caught.value)
     assert f"pid {process.pid} on " in message and str(model_dir) in message and "\n" not in message
     assert (model_dir / ".fake-fp32.holder.tmp").is_dir()  # the holder's temporary folder was not touched
@@ -90,7 +90,7 @@ def test_a_dead_holders_lock_is_taken_over_and_its_temporaries_cleared(holder, t
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     assert str(process.pid) in (model_dir / LOCK_NAME).read_text()  # SIGKILL left its lock file behind
-    results = pipeline.export_all(tiny_loaded, tmp_path, [("fake", "fp32")])
+    results = pipeline.export_all(tiny_loaded, tmp_path, [("fake", "fp32")], gate=False)
     assert [r.status for r in results] == ["ok"]
     assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")]  # lock and dead temporaries gone
     assert_manifest_matches_files(model_dir)
@@ -100,7 +100,7 @@ def test_wait_s_waits_for_the_holder_to_finish(holder, tiny_loaded, tmp_path, fa
     process, _ = holder
     threading.Timer(1.0, process.stdin.close).start()
     start = time.monotonic()
-    results = pipeline.export_all(tiny_loaded, tmp_path, [("fake", "fp32")], wait_s=60)
+    results = pipeline.export_all(tiny_loaded, tmp_path, [("fake", "fp32")], gate=False, wait_s=60)
     assert [r.status for r in results] == ["ok"] and time.monotonic() - start >= 0.9
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
 from vitship.exporters import onnx as onnx_exporter  # noqa: E402  (after the imports above)
-from vitship.exporters.base import HOLD_BACK_EVERY, ExportError, model_metadata, path_sha256
+from vitship.exporters.base import ExportError, model_metadata, path_sha256
+from vitship.exporters.int8.calibration import HOLD_BACK_EVERY
 from vitship.exporters.onnx import OnnxOptions  # noqa: E402
 from vitship.models import ImageError
 

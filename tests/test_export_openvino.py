@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import cosine_rows, torch_outputs  # noqa: E402
 from vitship.exporters import openvino as openvino_exporter  # noqa: E402  (after the imports above)
-from vitship.exporters.base import HOLD_BACK_EVERY, ExportError, ExportOptions, TraceCache, calibration_images, path_sha256
+from vitship.exporters.base import ExportError, ExportOptions, TraceCache, path_sha256
+from vitship.exporters.int8.calibration import HOLD_BACK_EVERY, calibration_images
 from vitship.exporters.openvino import OpenvinoOptions  # noqa: E402
 from vitship.models import MissingDependencyError, load_weights, preprocess, sample_images
 
@@ -92,7 +93,7 @@ def test_fp16_ir_stores_weights_as_fp16(exported):
     artifacts, _ = exported
     assert artifacts["fp32"].details.reused_trace
     # int8 smooths by default: traced from the smoothed weights, never from the run's cached fp32 trace
-    assert not artifacts["int8"].details.reused_trace and artifacts["int8"].details.int8["smoothing"]["alpha"] == 0.5
+    assert not artifacts["int8"].details.reused_trace and artifacts["int8"].details.smoothing.alpha == 0.5
     assert not artifacts["fp16"].details.reused_trace  # a fresh cache: nothing carried over from earlier tests
 
 

@@ -14,8 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import assert_manifest_matches_files
-from vitship.exporters import EXPORTERS, pipeline
-from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, Artifact, ExportOptions, artifact_id, read_manifest
+from vitship.exporters import EXPORTERS, INT8_CAPABILITIES, pipeline
+from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, Artifact, artifact_id, read_manifest
+from vitship.exporters.int8.capabilities import Int8Capabilities
+from vitship.exporters.int8.options import Int8Options
 from vitship.exporters.manifest import Manifest
 from vitship.exporters.onnx import OnnxOptions
 
@@ -40,10 +42,11 @@ def fake_formats(monkeypatch):
     """Register "fake" (works) and "broken" (raises) formats for one test."""
     monkeypatch.setitem(EXPORTERS, "fake", ("tests.fake", ("fp32", "int8")))
     monkeypatch.setitem(EXPORTERS, "broken", ("tests.broken", ("fp32",)))
+    monkeypatch.setitem(INT8_CAPABILITIES, "fake", Int8Capabilities(("weight-only",), mode_field=None))
     real, real_options = pipeline.get_exporter, pipeline.options_class
     monkeypatch.setattr(pipeline, "get_exporter",
                         lambda fmt: {"fake": fake_export, "broken": broken_export}.get(fmt) or real(fmt))
-    monkeypatch.setattr(pipeline, "options_class", lambda fmt: ExportOptions if fmt in ("fake", "broken") else real_options(fmt))
+    monkeypatch.setattr(pipeline, "options_class", lambda fmt: Int8Options if fmt in ("fake", "broken") else real_options(fmt))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def test_manifest_lists_every_artifact_with_matching_sha256(onnx_root, tiny_load
     manifest = assert_manifest_matches_files(model_dir)
     assert list(manifest["artifacts"]) == ["onnx-fp32", "onnx-int8"]
     assert manifest["weights"]["sha256"] == tiny_loaded.info.sha256 and manifest["spec"]["name"] == tiny_loaded.spec.name
-    assert manifest["vitship_version"] and manifest["schema_version"] == MANIFEST_SCHEMA_VERSION == 2
+    assert manifest["vitship_version"] and manifest["schema_version"] == MANIFEST_SCHEMA_VERSION == 3
     for entry in manifest["artifacts"].values():
         assert entry["export_seconds"] > 0 and entry["versions"]["onnxruntime"] and entry["input_spec"]
     assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")]  # no temporaries left
@@ -66,11 +69,12 @@ def test_manifest_lists_every_artifact_with_matching_sha256(onnx_root, tiny_load
 def test_rerun_skips_up_to_date_and_rebuilds_what_changed(onnx_root, tiny_loaded):
     model_dir = onnx_root / tiny_loaded.spec.name
     before = read_manifest(model_dir)
-    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8)
+    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, gate=False)
     assert [r.status for r in results] == ["skipped", "skipped"]
     assert read_manifest(model_dir) == before
     # an int8-only option rebuilds the int8 artifact alone
-    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, {"onnx": OnnxOptions(int8_mode="static")})
+    results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, {"onnx": OnnxOptions(int8_mode="static")},
+                                  gate=False)
     assert [r.status for r in results] == ["skipped", "ok"]
     assert Manifest.read(model_dir).artifacts["onnx-int8"].option("int8_mode") == "static"
     assert_manifest_matches_files(model_dir)
@@ -78,22 +82,22 @@ def test_rerun_skips_up_to_date_and_rebuilds_what_changed(onnx_root, tiny_loaded
 
 def test_force_rebuilds_and_a_tampered_file_is_rebuilt(tiny_loaded, tmp_path, fake_formats):
     requests = [("fake", "fp32"), ("fake", "int8")]
-    first = pipeline.export_all(tiny_loaded, tmp_path, requests)
+    first = pipeline.export_all(tiny_loaded, tmp_path, requests, gate=False)
     model_dir = tmp_path / tiny_loaded.spec.name
     old = read_manifest(model_dir)["artifacts"]
-    assert [r.status for r in pipeline.export_all(tiny_loaded, tmp_path, requests)] == ["skipped"] * 2
-    forced = pipeline.export_all(tiny_loaded, tmp_path, requests, force=True)
+    assert [r.status for r in pipeline.export_all(tiny_loaded, tmp_path, requests, gate=False)] == ["skipped"] * 2
+    forced = pipeline.export_all(tiny_loaded, tmp_path, requests, gate=False, force=True)
     assert [r.status for r in forced] == ["ok", "ok"] and forced[0].artifact.sha256 != first[0].artifact.sha256
     assert read_manifest(model_dir)["artifacts"]["fake-fp32"]["sha256"] != old["fake-fp32"]["sha256"]
     (model_dir / "fake-int8" / "model.bin").write_text("tampered")
-    assert [r.status for r in pipeline.export_all(tiny_loaded, tmp_path, requests)] == ["skipped", "ok"]
+    assert [r.status for r in pipeline.export_all(tiny_loaded, tmp_path, requests, gate=False)] == ["skipped", "ok"]
     assert_manifest_matches_files(model_dir)
 
 
 def test_one_failing_format_does_not_stop_the_others(tiny_loaded, tmp_path, fake_formats):
-    pipeline.export_all(tiny_loaded, tmp_path, [("broken", "fp32")])  # nothing before it
-    results = pipeline.export_all(tiny_loaded, tmp_path, [("broken", "fp32"), ("fake", "fp32")])
-    assert [(r.id, r.status) for r in results] == [("broken-fp32", "export_failed"), ("fake-fp32", "ok")]
+    pipeline.export_all(tiny_loaded, tmp_path, [("broken", "fp32")], gate=False)  # nothing before it
+    results = pipeline.export_all(tiny_loaded, tmp_path, [("broken", "fp32"), ("fake", "fp32")], gate=False)
+    assert [(r.id, r.status) for r in results] == [("broken-fp32", "error"), ("fake-fp32", "ok")]
     assert "simulated exporter crash" in results[0].reason
     model_dir = tmp_path / tiny_loaded.spec.name
     assert list(assert_manifest_matches_files(model_dir)["artifacts"]) == ["fake-fp32"]
@@ -105,7 +109,7 @@ def test_cli_prints_the_table_and_exits_1_when_one_failed(tiny_loaded, tmp_path,
 
     result = CliRunner().invoke(app, ["export", "--arch", "tiny", "-f", "broken,fake", "-p", "fp32", "--out", str(tmp_path)])
     assert result.exit_code == 1, result.output
-    assert "export_failed" in result.output and "fake-fp32" in result.output and "ok" in result.output
+    assert "error" in result.output and "fake-fp32" in result.output and "ok" in result.output
     assert_manifest_matches_files(tmp_path / tiny_loaded.spec.name)
 
 
@@ -141,7 +145,7 @@ def test_an_interrupted_export_keeps_the_previous_manifest_and_files(onnx_root, 
     assert ("stopping after the current artifact" in stderr) == (sig == signal.SIGINT), stderr[-2000:]
     after = assert_manifest_matches_files(model_dir)
     assert set(after["artifacts"]) >= set(before["artifacts"])  # nothing that was there got lost
-    rerun = pipeline.export_all(tiny_loaded, root, ONNX_FP32_INT8)  # recovers, then skips
+    rerun = pipeline.export_all(tiny_loaded, root, ONNX_FP32_INT8, gate=False)  # recovers, then skips
     assert all(r.status in ("ok", "skipped") for r in rerun)
     assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")]
     assert_manifest_matches_files(model_dir)
@@ -217,7 +221,7 @@ def test_out_under_a_regular_file_is_a_one_line_error(tiny_loaded, tmp_path, mon
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(ExportError, match=f"{blocker} is a file, not a folder"):
-        pipeline.export_all(tiny_loaded, blocker / "artifacts", [("onnx", "fp32")])
+        pipeline.export_all(tiny_loaded, blocker / "artifacts", [("onnx", "fp32")], gate=False)
     monkeypatch.setattr(sys, "argv", ["vitship", "export", "--arch", "tiny", "-f", "onnx", "-p", "fp32", "--out", str(blocker)])
     with pytest.raises(SystemExit) as done:
         cli.main()  # the real entry point: a domain error is one line, exit 2

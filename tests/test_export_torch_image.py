@@ -36,7 +36,8 @@ def test_the_frame_program_in_pytorch_follows_pillow(tiny_loaded):
 def model_dir(tiny_loaded, tmp_path_factory):
     root = tmp_path_factory.mktemp("torch-image")
     options = {"litert-image": LitertImageOptions(frame_size=FRAME), "executorch-image": ExecutorchImageOptions(frame_size=FRAME)}
-    results = export_all(tiny_loaded, root, [("litert-image", "fp32"), ("executorch-image", "fp32")], options)
+    results = export_all(tiny_loaded, root, [("litert-image", "fp32"), ("executorch-image", "fp32")], options,
+                         gate=False)
     assert [r.status for r in results] == ["ok", "ok"], [r.reason for r in results]
     return model_dir_for(root, tiny_loaded)
 

@@ -116,7 +116,7 @@ def hostile_files(folder):
 
 def test_predict_runs_decoded_frames_through_image_artifacts_and_matches_the_tensor_artifact(model_dir, tiny_loaded):
     from vitship.bench.predict import IN_ARTIFACT, PredictOptions, predict
-    from vitship.exporters.base import HOLD_BACK_EVERY
+    from vitship.exporters.int8.calibration import HOLD_BACK_EVERY
     from vitship.models.judgement import FRAME_TOLERANCES
 
     held_back = sample_images()[HOLD_BACK_EVERY - 1::HOLD_BACK_EVERY][:3]

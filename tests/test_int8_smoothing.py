@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from vitship.exporters import onnx as onnx_exporter
-from vitship.exporters.base import ExportError, ExportOptions, calibration_images
-from vitship.exporters.onnx_int8 import nodes_for_modules
-from vitship.exporters.smoothing import input_channel_maxima, smoothed, smoothing_pairs
+from vitship.exporters.base import ExportError, ExportOptions
+from vitship.exporters.int8.calibration import calibration_images
+from vitship.exporters.int8.onnx_recipe import nodes_for_modules
+from vitship.exporters.int8.smoothing import input_channel_maxima, smoothed, smoothing_pairs
 from vitship.models import load_weights, preprocess, sample_images, tiny_spec
 
 
@@ -38,7 +39,7 @@ def test_fold_keeps_the_fp32_function_and_removes_the_outliers(stressed, photos,
     with torch.no_grad():
         (logits_a, features_a), (logits_b, features_b) = stressed.model(pixels), folded.model(pixels)
     assert (logits_a - logits_b).abs().max() < 1e-5 and (features_a - features_b).abs().max() < 1e-5
-    assert summary["alpha"] == alpha and summary["pairs"] == 2 * tiny_spec().depth and summary["calibration_images"] == 12
+    assert summary.alpha == alpha and summary.pairs == 2 * tiny_spec().depth and summary.calibration_images == 12
     before, after = outlier_ratio(stressed, photos), outlier_ratio(folded, photos)
     assert before > 30 and after < before / 10  # alpha 0.5 takes about the square root of the ratio
     assert folded.model is not stressed.model and not torch.equal(folded.model.vit.blocks[0].norm1.weight,
@@ -101,8 +102,7 @@ def test_every_int8_format_smooths_and_keeps_named_layers_in_float(stressed, tmp
 
     options = options_class(fmt)(precision="int8", keep_float=("blocks.0.attn.qkv",))
     artifact = get_exporter(fmt)(stressed, tmp_path, options, None)
-    record = artifact.details.int8
-    assert record["smoothing"]["alpha"] == 0.5 and record["smoothing"]["pairs"] == 4
-    assert record["keep_float"] == ["blocks.0.attn.qkv"] and artifact.option("keep_float") == ["blocks.0.attn.qkv"]
+    assert artifact.details.smoothing.alpha == 0.5 and artifact.details.smoothing.pairs == 4
+    assert artifact.option("keep_float") == ["blocks.0.attn.qkv"]
     with pytest.raises(ExportError, match="keep_float"):
         get_exporter(fmt)(stressed, tmp_path / "bad", options.replace(keep_float=("blocks.7.attn.qkv",)), None)

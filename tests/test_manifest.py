@@ -26,6 +26,7 @@ from vitship.exporters.details import (
 )
 from vitship.exporters.manifest import ARTIFACT_FIELD_TYPES, Manifest, ManifestError
 from vitship.exporters.schema import MANIFEST_SCHEMA_VERSION
+from vitship.models.status import Status
 from vitship.runtimes import open_session
 
 
@@ -33,7 +34,7 @@ from vitship.runtimes import open_session
 def exported(tiny_loaded, tmp_path_factory) -> Path:
     """A model folder with the tiny ViT's onnx-fp32, exported once for the module (copy it before changing it)."""
     root = tmp_path_factory.mktemp("artifacts")
-    results = pipeline.export_all(tiny_loaded, root, [("onnx", "fp32")])
+    results = pipeline.export_all(tiny_loaded, root, [("onnx", "fp32")], gate=False)
     assert [r.status for r in results] == ["ok"], [r.reason for r in results]
     return pipeline.model_dir_for(root, tiny_loaded)
 
@@ -79,13 +80,14 @@ def test_every_format_has_its_details_class():
 
 def test_a_version_1_manifest_loads_typed():
     data = json.loads(V1_MANIFEST.read_text())
-    assert data["schema_version"] == 1 and MANIFEST_SCHEMA_VERSION == 2
+    assert data["schema_version"] == 1 and MANIFEST_SCHEMA_VERSION == 3
     manifest = Manifest.from_dict(data)
     found = manifest.artifacts
     onnx, openvino, coreml = found["onnx-int8"].details, found["openvino-int8"].details, found["coreml-int8"].details
     assert isinstance(onnx, OnnxDetails) and onnx.quantization.quantized_weights == 97 and onnx.quantization.mode == "dynamic"
     assert onnx.onnxslim.kept and onnx.compatibility.ir_version == 9 and found["onnx-int8"].calibration.count == 0
-    assert onnx.int8["gate"] == "passed" and "quantized_weights" not in onnx.int8  # the int8 slot keeps the gate's record
+    gate = onnx.int8_gate  # v3: the old gate's record is a typed Int8Record (the quantizer's facts went to quantization)
+    assert gate.verdict is Status.PASS and gate.steps and gate.batches == (1,) and gate.photos["select"].files
     assert isinstance(openvino, OpenvinoDetails) and openvino.quantization.ignored_scope == [".*head.*"]
     assert found["openvino-int8"].calibration.count == 12 and found["openvino-int8"].calibration.held_back == 6
     assert isinstance(coreml, CoremlDetails) and coreml.quantization.granularity == "per_channel"
@@ -98,22 +100,23 @@ def test_a_version_1_manifest_loads_typed():
     assert found["onnx-int8"].option("smooth_alpha") == 0.5 and found["litert-int8"].option("smooth_alpha") is None
     assert all(not a.details.extra for a in found.values())  # every v1 key has its typed home
     written = manifest.to_dict()
-    assert written["schema_version"] == 2 and Manifest.from_dict(written) == manifest  # v2 reads back the same
+    assert written["schema_version"] == 3 and Manifest.from_dict(written) == manifest  # v3 reads back the same
 
 
-def test_the_next_export_writes_a_version_1_manifest_as_version_2(model_dir, tiny_loaded):
+def test_the_next_export_writes_a_version_1_manifest_as_the_current_version(model_dir, tiny_loaded):
     old = json.loads(V1_MANIFEST.read_text())
     data = json.loads((model_dir / "manifest.json").read_text())
     for entry in old["artifacts"].values():
         entry["weights"] = tiny_loaded.info.to_dict()  # the same weights: the export keeps these entries
     data = {**data, "schema_version": 1, "artifacts": {**data["artifacts"], **old["artifacts"]}}
     (model_dir / "manifest.json").write_text(json.dumps(data))
-    (result,) = pipeline.export_all(tiny_loaded, model_dir.parent, [("onnx", "fp32")], force=True)
-    assert result.status == "ok", result.reason
+    (result,) = pipeline.export_all(tiny_loaded, model_dir.parent, [("onnx", "fp32")], force=True, gate=False)
+    assert result.status is Status.OK, result.reason
     written = json.loads((model_dir / "manifest.json").read_text())
-    assert written["schema_version"] == 2 and set(written["artifacts"]) == set(data["artifacts"])
+    assert written["schema_version"] == 3 and set(written["artifacts"]) == set(data["artifacts"])
     details = written["artifacts"]["onnx-int8"]["details"]  # migrated: the quantizer's facts out of the int8 record
-    assert details["quantization"]["quantized_weights"] == 97 and "quantized_weights" not in details["int8"]
+    assert details["quantization"]["quantized_weights"] == 97 and "int8" not in details
+    assert details["int8_gate"]["verdict"] == str(Status.PASS)
 
 
 def test_keys_from_a_newer_writer_are_kept_and_written_back(model_dir):
@@ -131,8 +134,9 @@ def test_keys_from_a_newer_writer_are_kept_and_written_back(model_dir):
 
 def test_a_newer_schema_or_a_mistyped_detail_is_refused_in_one_line(model_dir):
     data = json.loads((model_dir / "manifest.json").read_text())
-    with pytest.raises(ManifestError, match="manifest schema 3, this vitship reads 2 .*upgrade vitship"):
-        Manifest.from_dict({**data, "schema_version": 3})
+    newer = MANIFEST_SCHEMA_VERSION + 1
+    with pytest.raises(ManifestError, match=f"manifest schema {newer}, this vitship reads {newer - 1} .*upgrade vitship"):
+        Manifest.from_dict({**data, "schema_version": newer})
     data["artifacts"]["onnx-fp32"]["details"]["nodes"] = "many"
     with pytest.raises(ManifestError, match="artifact 'onnx-fp32': expected int, got str") as caught:
         Manifest.from_dict(data)
@@ -205,7 +209,7 @@ def test_every_command_refuses_a_manifest_entry_without_path_in_one_line(model_d
         assert code == 2 and "internal error" not in output, (name, output)
         assert any("has no 'path'" in line and str(model_dir / "manifest.json") in line for line in lines), (name, output)
     assert (model_dir / "manifest.json").read_text() == before  # nothing rewrote it
-    results = pipeline.export_all(vitship.load_weights("seeded", arch="tiny"), model_dir.parent, [("onnx", "fp32")], force=True)
+    results = pipeline.export_all(vitship.load_weights("seeded", arch="tiny"), model_dir.parent, [("onnx", "fp32")], gate=False, force=True)
     assert [r.status for r in results] == ["ok"]  # --force replaces the malformed manifest
     assert_manifest_matches_files(model_dir)
 

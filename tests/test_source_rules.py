@@ -39,11 +39,10 @@ NOT_A_STATUS = {
     ("runtimes/coreml_rt.py", "reference"): "the device of the coreml:reference target",
     ("bench/diagnose/result.py", "reference"): "diagnose JSON's key naming the fp32 sibling compared against",
     ("bench/accuracy.py", "skipped"): "eval.json's list of the unreadable images eval skipped",
+    ("exporters/schema.py", "passed"): "the old int8 gate's word in a schema 1 or 2 manifest, read to migrate it",
 }
-# Files that still speak the int8 gate's and the export's own words; issue 22's int8 work (exporters/int8/, the
-# pipeline's ExportResult on Status) replaces them. Empty this set when it lands.
-INT8_VOCABULARY_PENDING = {"exporters/int8_ladder.py", "exporters/pipeline.py", "bench/commands/export.py",
-                           "bench/int8_gate.py"}
+# Files that still speak the int8 gate's and the export's own words (empty since issue 22's int8 package landed).
+INT8_VOCABULARY_PENDING: set[str] = set()
 
 
 def bare_status_words(path: Path) -> list[tuple[int, str]]:
@@ -89,10 +88,12 @@ def _unfiltered(path: Path) -> list[tuple[int, str]]:
 
 # --- typed reads of the manifest and of parity ------------------------------------------------------------
 
-# A read by key of an artifact's details, calibration or options, or of a parity metric: each is a typed attribute
-# (exporters/details.py, Artifact.option, models/judgement.py Metrics). Only the schema reads the JSON by key.
+# A read by key of an artifact's details, calibration or options, of its int8 record, or of a parity metric: each is
+# a typed attribute (exporters/details.py, Int8Record, Artifact.option, models/judgement.py Metrics). Only the schema
+# reads the JSON by key.
 KEYED_READ = re.compile(r"""
-    \b(details|calibration|\.options)(\s*or\s*\{\}\s*\))?\s*(\[\s*["']|\.get\(\s*["'])
+    \b(details|calibration|\.options|int8|int8_gate)(\s*or\s*\{\}\s*\))?\s*(\[\s*["']|\.get\(\s*["'])
+  | (\[|\.get\()\s*["']int8_gate["']
   | (\[|\.get\()\s*["'](min_cosine|max_abs_logit|mean_abs_logit|p99_abs_logit|max_prob_err|decisive_agreement|n_ambiguous
                          |ambiguous_flips|n_photos|flipped)["']
 """, re.VERBOSE)
@@ -114,8 +115,10 @@ def test_the_keyed_read_scan_finds_what_it_must_and_nothing_else(tmp_path):
     sample.write_text('a = artifact.details["apple"]\nb = (artifact.details or {}).get("delegate")\n'
                       'c = entry.calibration["count"]\nd = artifact.options.get("smooth_alpha")\ne = m["min_cosine"]\n'
                       'f = artifact.details.apple\ng = artifact.option("smooth_alpha")\nh = metrics.min_cosine\n'
-                      'i = session.info.extra["compute_plan"]\nj = row.metrics.get("accuracy")\n')
-    assert [number for number, _ in keyed_reads(sample)] == [1, 2, 3, 4, 5]
+                      'i = session.info.extra["compute_plan"]\nj = row.metrics.get("accuracy")\n'
+                      'k = (artifact.details.int8 or {}).get("steps")\nl = entry["int8_gate"]["verdict"]\n'
+                      'm = record.int8_gate.verdict\nn = peaks["int8"]\n')
+    assert [number for number, _ in keyed_reads(sample)] == [1, 2, 3, 4, 5, 11, 12]
 
 
 # --- file length ----------------------------------------------------------------------------------------------

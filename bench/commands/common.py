@@ -17,7 +17,8 @@ console = Console(width=_LOG_WIDTH)
 err_console = Console(stderr=True, width=_LOG_WIDTH)
 state = {"debug": False}
 
-WEIGHTS_HELP = ("seeded[:N] (default, untrained), seeded-outliers[:N] (untrained, trained-like outliers), a transformers-format directory, a timm state dict "
+WEIGHTS_HELP = ("seeded[:N] (default, untrained), seeded-outliers[:N] (untrained, trained-like outliers), seeded-outliers-trained[:N] "
+                "(those plus a trained-like head, logits over +-4), a transformers-format directory, a timm state dict "
                 "(.safetensors/.pt) or hf:ORG/NAME@REVISION")
 WeightsOpt = typer.Option("seeded", "--weights", "-w", help=WEIGHTS_HELP)
 ArchOpt = typer.Option("vit_small_patch16_384", "--arch", help="architecture for seeded/state-dict weights (tiny: tests)")

@@ -30,6 +30,8 @@ def _compare_table(comparison) -> Table:
             continue  # a target neither machine could run: nothing to compare
         number = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
         status = f"[{colours[row.status]}]{row.status}[/]" + ("".join(f"\n{escape(r)}" for r in row.reasons))
+        gate = row.int8_gate_new if row.int8_gate_new not in (None, Status.PASS) else None
+        status += f"\n[yellow]int8 export gate: {gate}[/yellow]" if gate and not any("int8" in r for r in row.reasons) else ""
         table.add_row(escape(row.artifact + (f" ({row.variant})" if row.variant else "")), escape(row.target),
                       number(row.p50_old_ms), number(row.p50_new_ms), "-" if row.p50_change is None else f"{row.p50_change:+.1%}",
                       str(row.parity_old) if row.parity_old == row.parity_new else f"{row.parity_old} -> {row.parity_new}",

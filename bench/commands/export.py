@@ -20,17 +20,42 @@ from vitship.bench.commands.common import (
     state,
     wide_console,
 )
+from vitship.bench.commands.int8_options import CALIBRATION_HELP, MODE_HELP, apply_int8_flags, int8_formats
 from vitship.models import load_weights, spec_for
+from vitship.models.judgement import Tolerance
+from vitship.models.status import Status
+
+COLOURS = {Status.OK: "green", Status.SKIPPED: "cyan", Status.PASS: "green", Status.NOT_CHECKED: "yellow"}
 
 
 def _export_table(results: list) -> Table:
     table = Table(title="Exports")
-    for column, justify in (("artifact", "left"), ("status", "left"), ("size", "right"), ("seconds", "right"), ("reason", "left")):
+    for column, justify in (("artifact", "left"), ("status", "left"), ("size", "right"), ("seconds", "right"),
+                            ("int8 gate", "left"), ("reason", "left")):
         table.add_column(column, justify=justify, overflow="fold")
-    colours = {"ok": "green", "skipped": "cyan", "export_failed": "red"}
     for r in results:
         size = f"{r.size_bytes / 1e6:.1f} MB" if r.size_bytes else "-"
-        table.add_row(r.id, f"[{colours.get(r.status, 'red')}]{r.status}[/]", size, f"{r.seconds:.1f}", r.reason or "")
+        gate = f"[{COLOURS.get(r.int8.verdict, 'red')}]{r.int8.summary()}[/]" if r.int8 else "-"
+        reason = r.reason if r.status is not Status.FAIL else "no step of the int8 ladder passed (below)"
+        table.add_row(r.id, f"[{COLOURS.get(r.status, 'red')}]{r.status}[/]", size, f"{r.seconds:.1f}", gate, reason or "")
+    return table
+
+
+def _ladder_table(results: list) -> Table | None:
+    """Every step of each int8 that escalated or failed: the figures that chose (or refused) what shipped."""
+    climbed = [r for r in results if r.int8 and (len(r.int8.steps) > 2 or r.status is Status.FAIL)]
+    if not climbed:
+        return None
+    table = Table(title="int8 ladder: every step, judged on the gate's photos (held back from calibration, batch 1 and 8)")
+    for column in ("artifact", "step", "recipe", "photos", "target", "min cosine", "max prob err", "verdict"):
+        table.add_column(column, overflow="fold")
+    for r in climbed:
+        gate = r.int8.tolerance or Tolerance()
+        for step in r.int8.steps:
+            verdict = f"[green]{Status.PASS}[/]" if step.passed else f"[red]{Status.FAIL}[/] ({'; '.join(step.failures)})"
+            table.add_row(r.id, f"{step.step}: {step.why}", step.recipe.describe(), step.photos, step.target,
+                          f"{step.min_cosine:.4f} (>= {gate.min_cosine or 0:.4g})",
+                          f"{step.max_prob_error:.4f} (<= {gate.max_prob or 0:.3g})", verdict)
     return table
 
 
@@ -93,7 +118,7 @@ def _run_exports(loaded, out: Path, requests: list, options, force: bool, gate: 
                     progress.advance(task)
 
             return export_all(loaded, out, requests, options, force=force, progress=on_progress,
-                              gate=int8_gate(loaded) if gate else None)
+                              gate=int8_gate(loaded) if gate else False)
     finally:
         logging.getLogger("vitship.exporters").removeHandler(handler)
 
@@ -110,17 +135,17 @@ def _coremltools():
     return coremltools
 
 
-def _apple_options(calibration: Path | None, coreml_input: str, coreml_batch: str, coreml_batch_shapes: list[int],
-                   coreml_max_batch: int, coreml_min_target: str, executorch_max_batch: int, executorch_int8_mode: str) -> dict:
+def _apple_options(coreml_input: str, coreml_batch: str, coreml_batch_shapes: list[int], coreml_max_batch: int,
+                   coreml_min_target: str, executorch_max_batch: int) -> dict:
     """The CoreML and ExecuTorch options by registered name, each checked before any work starts (usage error)."""
     from vitship.exporters import coreml as coreml_exporter
     from vitship.exporters import executorch as executorch_exporter
     from vitship.models import VitshipError
 
     shapes = tuple(coreml_batch_shapes) or coreml_exporter.CoremlOptions.batch_shapes
-    common = {"calibration_dir": calibration, "min_target": coreml_min_target}
+    common = {"min_target": coreml_min_target}
     coreml = {"input": coreml_input, "batch": coreml_batch, "batch_shapes": shapes, "max_batch": coreml_max_batch, **common}
-    executorch = {"max_batch": executorch_max_batch, "int8_mode": executorch_int8_mode, **common}
+    executorch = {"max_batch": executorch_max_batch, **common}
     options = {"coreml": coreml_exporter.CoremlOptions(**coreml),
                "coreml-tensor": coreml_exporter.CoremlTensorOptions(**{**coreml, "input": "tensor"}),
                "executorch": executorch_exporter.ExecutorchOptions(**executorch),
@@ -143,15 +168,14 @@ def export(
     precision: list[str] = list_option("--precision", "-p", item="PRECISION", help="fp32, fp16, int8"),
     weights: str = WeightsOpt, arch: str = ArchOpt,
     out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="writes OUT/<model-name>/<artifact-id>/ and manifest.json"),
-    calibration: Path | None = typer.Option(None, "--calibration", help="int8 calibration photos: a folder, or one with real/ and "
-                                                                     "fake/ subfolders (default: the bundled samples)"),
+    calibration: Path | None = typer.Option(None, "--calibration", help=CALIBRATION_HELP),
     int8_smooth: str | None = typer.Option(None, "--int8-smooth", metavar="ALPHA|off",
-                                           help="SmoothQuant fold strength for every int8 (0..1, or off); default: each "
-                                                "format's own (0.5; LiteRT off)"),
+                                           help="SmoothQuant fold strength for every int8 format that takes it (0..1, or "
+                                                "off); default: each format's own (0.5; LiteRT takes none)"),
     int8_gate: bool = typer.Option(True, "--int8-gate/--no-int8-gate",
                                    help="check each int8 on held-back photos and escalate a failing one along the ladder; "
-                                        "--no-int8-gate ships the requested recipe unchecked (for vitship diagnose)"),
-    int8_mode: str = typer.Option("dynamic", "--int8-mode", help="ONNX int8: dynamic (MatMulInteger, fastest on onnxruntime CPU) or static (QDQ, for OpenVINO EP/TensorRT/NPUs)"),
+                                        "--no-int8-gate ships the requested recipe marked 'not checked' (for vitship diagnose)"),
+    int8_mode: list[str] = list_option("--int8-mode", item="MODE|FORMAT=MODE", help=MODE_HELP),
     onnx_runtimes: str = typer.Option("compatible", "--onnx-runtimes", help="ONNX files for: compatible (IR 9: onnxruntime 1.16+, OpenVINO 2024.0+) or latest (the exporter's IR)"),
     coreml_input: str = typer.Option("auto", "--coreml-input", help="coreml-* input: auto (RGB image at batch 1 for fp16/int8, "
                                                                    "float tensor for the fp32 reference), image or tensor"),
@@ -165,19 +189,15 @@ def export(
                                                                                "deployment target, e.g. iOS17, macOS14"),
     executorch_max_batch: int = number_option(8, "--executorch-max-batch", at_least=1,
                                               help="ExecuTorch XNNPACK batch upper bound (memory is planned for it)"),
-    executorch_int8_mode: str = typer.Option("dynamic", "--executorch-int8-mode", help="executorch-int8: dynamic (default: better "
-                                                                                      "parity and faster on the ViT-S) or static "
-                                                                                      "(PT2E, calibrated on --calibration)"),
+    executorch_int8_mode: str | None = typer.Option(None, "--executorch-int8-mode", hidden=True,
+                                                    help="the same as --int8-mode executorch=MODE"),
     force: bool = typer.Option(False, "--force", help="rebuild artifacts that are up to date"),
 ) -> None:
     """Export the model to every requested format and precision; skips what is up to date. Exits 1 if any failed."""
     from vitship.exporters.onnx import OnnxOptions
-    from vitship.exporters.openvino import OpenvinoOptions
     from vitship.exporters.pipeline import model_dir_for, resolve_requests
 
     formats, precisions = fmt, precision
-    if int8_mode not in ("static", "dynamic"):
-        raise typer.BadParameter(f"--int8-mode {int8_mode!r}: use dynamic or static")
     if onnx_runtimes not in ("compatible", "latest"):
         raise typer.BadParameter(f"--onnx-runtimes {onnx_runtimes!r}: use compatible or latest")
     if all_ and (formats or precisions):
@@ -185,11 +205,12 @@ def export(
     requests = resolve_requests(formats or None, precisions or None)
     if not requests:
         raise typer.BadParameter(f"no registered exporter produces {formats or 'any format'} in {precisions or 'any precision'}")
-    options = {"onnx": OnnxOptions(calibration_dir=calibration, int8_mode=int8_mode, runtimes=onnx_runtimes),
-               "openvino": OpenvinoOptions(calibration_dir=calibration),
-               **_apple_options(calibration, coreml_input, coreml_batch, coreml_batch_shapes, coreml_max_batch, coreml_min_target,
-                                executorch_max_batch, executorch_int8_mode)}
-    options = _with_smoothing(options, int8_smooth)
+    options = {"onnx": OnnxOptions(runtimes=onnx_runtimes),
+               **_apple_options(coreml_input, coreml_batch, coreml_batch_shapes, coreml_max_batch, coreml_min_target,
+                                executorch_max_batch)}
+    modes = list(int8_mode) + ([f"executorch={executorch_int8_mode}"] if executorch_int8_mode else [])
+    options = apply_int8_flags(options, requests, bool(formats), modes, int8_smooth, calibration)
+    _check_int8(options, requests)
     loaded = load_weights(weights, spec_for(arch))
     results = _run_exports(loaded, out, requests, options, force, int8_gate)
     _print_results(results, loaded, out, model_dir_for)
@@ -197,32 +218,24 @@ def export(
         raise typer.Exit(code=1)
 
 
-def _with_smoothing(options: dict, int8_smooth: str | None) -> dict:
-    """--int8-smooth applied to every registered format whose options take a SmoothQuant strength."""
-    from vitship.exporters import EXPORTERS, options_class
-    from vitship.exporters.int8 import Int8Options
+def _check_int8(options: dict, requests: list) -> None:
+    """Every requested int8's options checked against its format's capabilities before any work (usage error)."""
+    from vitship.exporters.int8.options import check_int8_options
+    from vitship.models import VitshipError
 
-    if int8_smooth is None:
-        return options
-    if int8_smooth.strip().lower() in ("off", "none"):
-        alpha = None
-    else:
+    for fmt in int8_formats(requests):
         try:
-            alpha = float(int8_smooth)
-        except ValueError:
-            alpha = -1.0
-        if not 0.0 <= alpha <= 1.0:
-            raise typer.BadParameter(f"{int8_smooth!r}: use a strength from 0 to 1, or off", param_hint="--int8-smooth")
-    smoothed = dict(options)
-    for fmt in EXPORTERS:
-        if issubclass(options_class(fmt), Int8Options):
-            smoothed[fmt] = (options.get(fmt) or options_class(fmt)()).replace(smooth_alpha=alpha)
-    return smoothed
+            check_int8_options(fmt, options[fmt].replace(precision="int8"))
+        except VitshipError as err:
+            raise typer.BadParameter(str(err)) from err
 
 
 def _print_results(results: list, loaded, out: Path, model_dir_for) -> None:
     wide = wide_console()
     wide.print(_export_table(results))
+    ladder = _ladder_table(results)
+    if ladder is not None:
+        wide.print(ladder)
     for result in results:
         if result.failed and result.traceback and state["debug"]:
             err_console.print(f"[bold red]{result.id}[/bold red] traceback:\n{result.traceback}", highlight=False, markup=False)

@@ -46,7 +46,8 @@ def _consistency(consistency: BatchConsistency | None) -> str:
 
 def _parity_table(results: list[ParityResult]) -> Table:
     """The rows that ran (pass, fail, error), one per line; unavailable ones go to _unavailable_table."""
-    table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors; image-input "
+    table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors; "
+                        "fp16/int8 figures are on the photos, random tensors held to a cosine floor; image-input "
                         "artifacts: decoded photos + random frames against PyTorch on Pillow's preprocessing)")
     for column in ("artifact", "target", "runtime precision", "min cosine", "max abs logit err", "p99 abs logit err",
                    "max prob err", "agreement", "batch consistency", "status"):
@@ -61,8 +62,15 @@ def _parity_table(results: list[ParityResult]) -> Table:
             consistent = "frames, end to end\n(own sizes, batch 1)"
         target = r.target + (f"\n({r.note})" if r.note else "")
         table.add_row(r.artifact, target, r.precision_label or "-", *numbers, _parity_agreement(m),
-                      consistent, f"[{colours[r.status]}]{r.status}[/]")
+                      consistent, f"[{colours[r.status]}]{r.status}[/]" + _export_gate(r))
     return table
+
+
+def _export_gate(row) -> str:
+    """An int8 the export's gate did not pass says so under its parity status ("export gate: not checked")."""
+    if row.export_gate is None or row.export_gate is Status.PASS:
+        return ""
+    return f"\n[yellow]export gate: {row.export_gate}[/yellow]"
 
 
 def _unavailable_table(results: list) -> Table | None:

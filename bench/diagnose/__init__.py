@@ -5,12 +5,10 @@
     result.first_below()   # the first layer under the precision's cosine gate, or None
     result.worst(5)        # the layers that add the most divergence (see DiagnoseResult for the ranking)
 
-    # the int8 export ladder: Linears to keep in float, most sensitive first
-    gate = int8_gate(loaded, locate=ladder_locate(loaded))
+The int8 export ladder asks the same locator which Linears to keep in float (``bench.int8_gate.diagnose_ranking``).
 """
 
-from vitship.bench.diagnose.ladder import ladder_locate, sensitive_linears
 from vitship.bench.diagnose.locate import locate
 from vitship.bench.diagnose.result import DiagnoseError, DiagnoseResult, LayerDivergence
 
-__all__ = ["DiagnoseError", "DiagnoseResult", "LayerDivergence", "ladder_locate", "locate", "sensitive_linears"]
+__all__ = ["DiagnoseError", "DiagnoseResult", "LayerDivergence", "locate"]

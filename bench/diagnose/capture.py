@@ -31,6 +31,7 @@ CAPTURES: dict[str, str] = {
     "coreml": "vitship.bench.diagnose.capture_coreml:CoremlCapture",
     "coreml-tensor": "vitship.bench.diagnose.capture_coreml:CoremlCapture",
     "executorch": "vitship.bench.diagnose.capture_executorch:ExecutorchCapture",
+    "litert": "vitship.bench.diagnose.capture_litert:LitertCapture",
 }
 
 

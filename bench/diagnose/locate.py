@@ -127,7 +127,7 @@ def _smoothed_norms(artifact: Artifact, loaded: LoadedModel) -> set[str]:
     """The LayerNorms whose output the artifact's SmoothQuant fold rescales (none when smoothing was off)."""
     if artifact.option("smooth_alpha") is None:
         return set()
-    from vitship.exporters.smoothing import smoothing_pairs
+    from vitship.exporters.int8.smoothing import smoothing_pairs
 
     return {norm for norm, _, _, _ in smoothing_pairs(loaded.model.vit)}
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vitship.bench.rows import ResultsFileError, RowKey, RowsDocument, StatusRow, read_results
+from vitship.exporters.base import Artifact
+from vitship.exporters.int8.record import Int8Record
 from vitship.models.atomic import atomic_write_json
 from vitship.models.judgement import Metrics, Tolerance
 from vitship.models.status import Status
@@ -54,6 +56,20 @@ class ParityResult(StatusRow):
     note: str = ""  # what the target is, where it needs saying (the CoreML reference executor)
     seconds: float = 0.0
     worker: dict = field(default_factory=dict)  # pid, exit code, seconds; the log tail when the worker failed
+    export_gate: Status | None = None  # an int8's verdict from the export's int8 gate (its manifest record)
+    noise_metrics: Metrics | None = None  # a lossy precision's random tensors, held to the noise floor only
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.export_gate = None if self.export_gate is None else Status(self.export_gate)
+
+    def note_export_gate(self, artifact: Artifact) -> None:
+        """Carry an int8's export gate verdict (its manifest record); a verdict other than pass goes into the notes."""
+        record = Int8Record.of(artifact)
+        if record is not None:
+            self.export_gate = record.verdict
+            if record.verdict is not Status.PASS:
+                self.notes.append(f"export's int8 gate: {record.verdict} ({record.reason})")
 
     @property
     def key(self) -> RowKey:

@@ -25,7 +25,7 @@ from vitship.bench.parity.results import BatchConsistency, ParityResult
 from vitship.exporters import base as exporter_base
 from vitship.exporters.base import Artifact, ArtifactIntegrityError, resolve_artifact_path
 from vitship.models import ModelSpec, VitshipError, preprocess
-from vitship.models.judgement import FRAMES, Metrics, Tolerance, ToleranceTable, compare, effective_precision
+from vitship.models.judgement import FRAMES, Metrics, Tolerance, ToleranceTable, compare, effective_precision, judge
 from vitship.models.status import Status
 from vitship.runtimes import TARGET_LABELS, RuntimeUnavailable, SessionOptions, open_session, takes_frames, torch_artifact
 
@@ -227,16 +227,17 @@ def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
 
 def _judge(runs: dict[int, dict], inputs: ParityInputs | FrameInputs, reference: dict[str, np.ndarray], ctx: ParityContext,
            tolerance: Tolerance, result: ParityResult) -> None:
-    """Metrics and verdict of ``runs`` (outputs by batch size) against ``reference`` on ``inputs``."""
+    """Metrics and verdict of ``runs`` (by batch size) against ``reference``: judge, the export gate's rule."""
     sizes = sorted(runs)
     spec, band = ctx.spec, tolerance.max_prob or 0.0
     names = [f"{n}@b{b}" for b in sizes for n in inputs.names]
     stacked = {k: np.concatenate([runs[b][k] for b in sizes]) for k in runs[sizes[0]]}
     reference = {k: np.concatenate([v] * len(sizes)) for k, v in reference.items()}
-    metrics = compare(stacked, reference, spec, names, np.tile(inputs.is_photo, len(sizes)), band, ctx.config.threshold,
-                      repeats=len(sizes))
-    result.metrics = metrics
-    failures = tolerance.judge(metrics)
+    judgement = judge(stacked, reference, spec, names, np.tile(inputs.is_photo, len(sizes)), result.effective_precision,
+                      tolerance, ctx.config.threshold, repeats=len(sizes))
+    metrics = result.metrics = judgement.metrics
+    result.noise_metrics = judgement.noise
+    failures = list(judgement.failures)
     if tolerance.min_agreement is not None and metrics.decisive_agreement is None and metrics.n_photos:
         result.notes.append(f"agreement not gated: all {metrics.n_photos} photo decisions are ambiguous "
                             f"(reference probability within {band:g} of {ctx.config.threshold}); "
@@ -259,6 +260,7 @@ def new_result(plan: RowPlan) -> ParityResult:
     result = ParityResult(artifact=artifact.id, target=plan.status.target, format=artifact.format,
                           artifact_precision=artifact.precision, variant=plan.variant,
                           note=TARGET_LABELS.get(plan.status.target, ""))
+    result.note_export_gate(artifact)
     if not plan.status.available:
         result.status, result.reason = Status.UNAVAILABLE, plan.status.reason
     return result

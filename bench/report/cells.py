@@ -110,7 +110,7 @@ class ReportRow(KeyedRow):
     parity: ParityCell = field(default_factory=ParityCell)
     latency: list[LatencyCell] = field(default_factory=list)  # by batch
     accuracy: AccuracyCell = field(default_factory=AccuracyCell)
-
+    int8_gate: Status | None = None  # an int8's verdict from the export's int8 gate (exporters.int8.record)
 
     def latency_at(self, batch: int = 1) -> LatencyCell | None:
         """The cell at ``batch``, else the cell of a row that never got to a batch (unavailable, error)."""

@@ -2,7 +2,8 @@
 
 A regression is: a p50 latency up by more than ``max_latency_increase`` at any batch both reports
 timed, an artifact's accuracy down by more than ``max_accuracy_drop_points`` (trained weights
-only), a parity status that turns to fail or error, or a row (or a timed batch) that disappeared.
+only), a parity status that turns to fail or error, an int8 the export's gate had passed that
+ships unchecked (or failing) now, or a row (or a timed batch) that disappeared.
 Reports from different environments are not compared unless forced.
 
 Each row delta speaks the one status vocabulary (models/status.py), with the reason beside it:
@@ -50,6 +51,8 @@ class RowDelta(KeyedRow):
     accuracy_old: float | None = None
     accuracy_new: float | None = None
     accuracy_change_points: float | None = None
+    int8_gate_old: Status | None = None  # the export's int8 gate verdict (int8 artifacts)
+    int8_gate_new: Status | None = None
     reasons: list[str] = field(default_factory=list)
 
     @property
@@ -94,6 +97,9 @@ def compare_rows(old: ReportRow, new: ReportRow, thresholds: CompareThresholds, 
     delta = RowDelta(old.key, p50_old_ms=old.p50(1), p50_new_ms=new.p50(1), parity_old=old.parity.status,
                      parity_new=new.parity.status, accuracy_old=old.accuracy.accuracy, accuracy_new=new.accuracy.accuracy)
     _latency_reasons(old, new, delta, thresholds.max_latency_increase)
+    delta.int8_gate_old, delta.int8_gate_new = old.int8_gate, new.int8_gate
+    if old.int8_gate is Status.PASS and new.int8_gate not in (None, Status.PASS):
+        delta.reasons.append(f"int8 export gate {old.int8_gate} -> {new.int8_gate}")
     if delta.parity_new in FAILING and delta.parity_old not in FAILING:
         delta.reasons.append(f"parity {delta.parity_old} -> {delta.parity_new}: {new.parity.reason}".rstrip(": "))
     if delta.accuracy_old is not None and delta.accuracy_new is not None:
@@ -130,7 +136,8 @@ def compare_reports(old: Report, new: Report, thresholds: CompareThresholds = Co
             rows.append(compare_rows(before, new_rows[key], thresholds, judge_accuracy))
         elif before.ran:
             rows.append(RowDelta(key, status=Status.FAIL, parity_old=before.parity.status, p50_old_ms=before.p50(1),
-                                 reasons=[MISSING]))
-    rows += [RowDelta(key, status=Status.OK, parity_new=r.parity.status, p50_new_ms=r.p50(1), reasons=[NEW])
+                                 int8_gate_old=before.int8_gate, reasons=[MISSING]))
+    rows += [RowDelta(key, status=Status.OK, parity_new=r.parity.status, p50_new_ms=r.p50(1), int8_gate_new=r.int8_gate,
+                      reasons=[NEW])
              for key, r in new_rows.items() if key not in old_rows]
     return Comparison(rows, compared=True, notes=notes)

@@ -261,14 +261,21 @@ def _artifacts_that_never_ran(family_rows: list[Candidate]) -> dict[str, str]:
     return out
 
 
-def decide(rows: list[ReportRow], hosts: dict[str, Host], options: DecisionOptions = DecisionOptions()) -> list[FamilyDecision]:
+def decide(rows: list[ReportRow], hosts: dict[str, Host], options: DecisionOptions = DecisionOptions(),
+           rejected: dict[str, str] | None = None) -> list[FamilyDecision]:
     """One decision per device family (FAMILIES order).
 
     Args:
         rows: report rows (sources.build_rows); in a merged report each carries its ``machine`` label.
         hosts: machine label -> that machine ("" for a single-machine report).
+        rejected: int8 artifacts the export's gate did not ship, with why (the manifest's ``int8_rejected``):
+            each family of their format lists them to avoid, so a missing int8 is explained.
     """
-    return [decide_family(family, rows, hosts, options) for family in FAMILIES]
+    decisions = [decide_family(family, rows, hosts, options) for family in FAMILIES]
+    for family, decision in zip(FAMILIES, decisions):
+        decision.avoid += [Avoid(aid, "", why) for aid, why in (rejected or {}).items()
+                           if aid.rpartition("-")[0] in family.formats]
+    return decisions
 
 
 def target_picks(rows: list[ReportRow], environment: dict | None, options: DecisionOptions = DecisionOptions()) -> dict[str, str]:

@@ -76,8 +76,14 @@ def build_report(model_dir: Path | None, options: ReportOptions = ReportOptions(
     return Report(
         run_id=run_id(Host.of(env).key, WeightsInfo.of(weights).sha256), environment=env, weights=weights,
         options=options, sources={name: SourceInfo(s.path, s.status) for name, s in sources.items()},
-        decisions=decide(rows, {"": Host.of(env)}, decision_options), unavailable_targets=unavailable_targets(rows),
-        rows=rows, accuracy=_accuracy_section(evaluation), profile=section_of(sources.profile.loaded()))
+        decisions=decide(rows, {"": Host.of(env)}, decision_options, _rejected(sources)),
+        unavailable_targets=unavailable_targets(rows), rows=rows, accuracy=_accuracy_section(evaluation),
+        profile=section_of(sources.profile.loaded()))
+
+
+def _rejected(sources) -> dict[str, str]:
+    manifest = sources.manifest.loaded()
+    return manifest.int8_rejected if manifest else {}
 
 
 def _accuracy_section(evaluation) -> AccuracySection | None:

@@ -36,7 +36,7 @@ def decision_lines(decision: FamilyDecision) -> list[str]:
     out += [f"- Not verified on this machine: {what}" for what in decision.not_verified]
     if decision.verify_command:
         out.append(f"- To verify on the device: {decision.verify_command}; then {decision.merge_command}")
-    out += [f"- Avoid {item.artifact} ({item.target}): {item.reason}" for item in decision.avoid]
+    out += [f"- Avoid {item.artifact}{f' ({item.target})' if item.target else ''}: {item.reason}" for item in decision.avoid]
     return out + [""]
 
 

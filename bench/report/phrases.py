@@ -108,11 +108,17 @@ def _accuracy(pick: Summary) -> list[str]:
     return [] if delta is None else [f"accuracy {delta:+.2f} points against PyTorch"]
 
 
+def export_gate(candidate) -> list[str]:
+    """An int8 the export's gate did not pass says so wherever it is picked."""
+    verdict = getattr(candidate.row, "int8_gate", None)
+    return [] if verdict in (None, Status.PASS) else [f"int8 {verdict} by the export's int8 gate"]
+
+
 def pick_sentence(candidate, pick: Summary, basis: str) -> str:
     if candidate.ranks:
-        figures = _timed_figures(candidate, pick) + _accuracy(pick)
+        figures = _timed_figures(candidate, pick) + export_gate(candidate) + _accuracy(pick)
         return f"Ship {candidate.artifact} on {where(candidate)}: " + ", ".join(figures) + "."
-    return (f"Ship {candidate.artifact}: " + ", ".join(_apple_figures(candidate, pick) + _accuracy(pick))
+    return (f"Ship {candidate.artifact}: " + ", ".join(_apple_figures(candidate, pick) + export_gate(candidate) + _accuracy(pick))
             + "; latency not measured on an Apple device.")
 
 

@@ -24,6 +24,7 @@ from vitship.bench.report.cells import (
 from vitship.bench.report.families import is_reference, table_group
 from vitship.bench.report.host import Host
 from vitship.bench.rows import RowKey
+from vitship.exporters.int8.record import verdict_of
 from vitship.models.errors import VitshipError
 from vitship.models.status import Status
 from vitship.models.typed import from_json
@@ -43,6 +44,7 @@ PARITY_KEY_METRICS = ("min_cosine", "max_abs_logit", "max_prob_err", "agreement"
 class ManifestData:
     weights: dict  # the weights record, as the manifest holds it
     artifacts: list[Artifact]
+    int8_rejected: dict[str, str] = field(default_factory=dict)  # int8 not shipped: id -> why (its int8 record)
 
 
 @dataclass
@@ -82,7 +84,8 @@ def _load_manifest(path: Path) -> ManifestData:
     except VitshipError as err:
         message = str(err) if str(path) in str(err) else f"{path}: {err}"
         raise ReportError(message) from err
-    return ManifestData(weights=manifest.reference_weights(), artifacts=list(manifest.artifacts.values()))
+    rejected = {aid: record.rejected_reason() for aid, record in manifest.int8_rejected.items()}
+    return ManifestData(weights=manifest.reference_weights(), artifacts=list(manifest.artifacts.values()), int8_rejected=rejected)
 
 
 def _load_parity(path: Path):
@@ -231,6 +234,7 @@ def build_rows(sources: Sources, environment: dict | None = None) -> list[Report
             row.format, row.precision, row.apple = entry.format, entry.precision, entry.details.apple
             row.input_type = (entry.input_spec or {}).get("input_type", "")
             row.size_bytes = entry.size_bytes or None
+            row.int8_gate = verdict_of(entry)
         row.size_bytes = row.size_bytes or next((c.size_bytes for c in row.latency if c.size_bytes), None)
         parity_key = RowKey(key.artifact, key.target)
         if parity_key in parity:

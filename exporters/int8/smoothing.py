@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vitship.exporters.details import Smoothing
 from vitship.models import LoadedModel
 
 SCALE_RANGE = (1e-2, 1e2)  # clamp: a dead channel (amax ~ 0) must not blow a weight column up
@@ -90,11 +91,11 @@ def fold(model: nn.Module, images: np.ndarray, alpha: float) -> list[SmoothedPai
     return folded
 
 
-def smoothed(loaded: LoadedModel, images: np.ndarray, alpha: float) -> tuple[LoadedModel, dict]:
-    """A copy of ``loaded`` with the fold applied (the original is untouched), and a summary for the manifest."""
+def smoothed(loaded: LoadedModel, images: np.ndarray, alpha: float) -> tuple[LoadedModel, Smoothing]:
+    """A copy of ``loaded`` with the fold applied (the original is untouched), and its record for the manifest."""
     model = copy.deepcopy(loaded.model)
     pairs = fold(model, images, alpha)
-    summary = {"method": "SmoothQuant fold into LayerNorm -> Linear (norm1->qkv, norm2->fc1), PyTorch, before export",
-               "alpha": alpha, "pairs": len(pairs), "calibration_images": int(len(images)),
-               "max_scale": max(p.max_scale for p in pairs), "min_scale": min(p.min_scale for p in pairs)}
+    summary = Smoothing(method="SmoothQuant fold into LayerNorm -> Linear (norm1->qkv, norm2->fc1), PyTorch, before export",
+                        alpha=alpha, pairs=len(pairs), calibration_images=len(images),
+                        max_scale=max(p.max_scale for p in pairs), min_scale=min(p.min_scale for p in pairs))
     return LoadedModel(model, loaded.spec, loaded.info), summary

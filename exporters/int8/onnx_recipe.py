@@ -22,7 +22,7 @@ quantizing its output would clip logits to the range seen in calibration, and it
 
 Trained-like outliers (``--weights seeded-outliers``) break the dynamic recipe: per-tensor uint8 activations
 entering qkv/fc1 spend their range on a few channels (ViT-S/16-384: feature cosine 0.588, probability error
-0.22). The SmoothQuant fold before export (``smooth_alpha``, ``exporters.smoothing``) restores it (alpha 0.5:
+0.22). The SmoothQuant fold before export (``smooth_alpha``, ``exporters.int8.smoothing``) restores it (alpha 0.5:
 cosine 0.997, probability error 0.015; alpha 0.8: 0.9986, 0.007) and leaves the seeded model as it was (alpha
 0.5: cosine 0.99956 against 0.99947 unsmoothed); the graph is unchanged, so is the speed.
 """
@@ -37,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vitship.exporters.base import ExportError, ExportOptions, calibration_images
+from vitship.exporters.base import ExportError, ExportOptions
 from vitship.exporters.details import Calibration, OnnxQuantization
+from vitship.exporters.int8.calibration import calibration_images
 from vitship.models import LoadedModel, MissingDependencyError
 
 STATIC_OP_TYPES = ["MatMul", "Gemm", "Conv"]
@@ -46,7 +47,7 @@ DYNAMIC_OP_TYPES = ["MatMul", "Gemm"]  # ConvInteger has no int8-weight kernel i
 INT8_MODES = ("dynamic", "static")  # dynamic: fastest on onnxruntime CPU; static: QDQ for other execution providers
 
 
-def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[np.ndarray, dict] | None = None):
+def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[np.ndarray, Calibration] | None = None):
     """Quantize an fp32 ModelProto to int8.
 
     Args:
@@ -101,7 +102,7 @@ def nodes_for_modules(model, loaded: LoadedModel, names: tuple[str, ...]) -> dic
     """
     from onnx import numpy_helper
 
-    from vitship.exporters.int8 import linear_modules
+    from vitship.exporters.int8.options import linear_modules
 
     if not names:
         return {}
