@@ -123,6 +123,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: Tr
     mlmodel.save(str(package))
     aid = artifact_id(options.name, options.precision)
     details = _details(mlmodel, options, normalisation) | ({"torch_export": "reused from this run"} if reused else {})
+    details["export_form"] = options.export_form().to_dict()
     if options.precision == "int8":
         details["int8"] = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
     return Artifact(
@@ -220,7 +221,7 @@ def _export_program(loaded: LoadedModel, options: CoremlOptions, cache: TraceCac
     input type given to ct.convert fixes the shapes, so one program serves them all. Example batch 2+: a
     size-1 dim would be specialised.
     """
-    spec, model, normalisation = loaded.spec, loaded.model, None
+    spec, model, normalisation = loaded.spec, loaded.model.with_form(options.export_form()), None
     if options.input_kind() == "image":
         if spec.channels != 3:
             raise ExportError(f"coreml: an image input needs 3 (RGB) channels, the model has {spec.channels}")
@@ -241,7 +242,7 @@ def _export_program(loaded: LoadedModel, options: CoremlOptions, cache: TraceCac
             raise ExportError(f"coreml: torch.export failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
         return program.run_decompositions({})
 
-    key = (FORMAT, loaded.info.sha256, spec, isinstance(model, PixelNormalize), upper, options.example_batch)
+    key = (FORMAT, loaded.info.sha256, spec, isinstance(model, PixelNormalize), upper, options.example_batch, options.export_form())
     program, reused = cache.get(key, make)
     return program, normalisation, reused
 

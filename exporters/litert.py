@@ -83,6 +83,7 @@ class LitertOptions(Int8Options):
     input: Literal["tensor", "image"] = "tensor"
     int8_mode: Literal["dynamic", "weight-only"] = field(default="dynamic", metadata=INT8_ONLY)
     smooth_alpha: float | None = field(default=None, metadata=INT8_ONLY)
+    class_token_tail: bool = True  # the last block for the class token only (models.export_form)
 
 
 Options = LitertOptions
@@ -97,7 +98,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: LitertOptions, cache: Tr
     fp32, reused = _fp32_flatbuffer(source, options, run_cache)
     details: dict = {"converter": "litert_torch.convert", "signature": SIGNATURE, "batch_shapes": [1],
                      "source": "fp32 flatbuffer" + (" (reused from this run)" if reused else ""),
-                     "metadata": f"TFLite Model.metadata entry {METADATA_NAME!r} (JSON)"}
+                     "metadata": f"TFLite Model.metadata entry {METADATA_NAME!r} (JSON)", "export_form": options.export_form().to_dict()}
     model = fp32
     if options.precision == "fp16":
         model = _quantize(fp32, _fp16_recipe())
@@ -142,8 +143,8 @@ def _import_backends() -> None:
 
 def _fp32_flatbuffer(loaded: LoadedModel, options: LitertOptions, cache: TraceCache) -> tuple[bytes, bool]:
     """The fp32 ``.tflite`` bytes, converted once per (weights, input kind) and shared by a run's precisions."""
-    key = ("litert", loaded.info.sha256, loaded.spec, options.input)
-    return cache.get(key, lambda: convert_fp32(loaded, options.input))
+    key = ("litert", loaded.info.sha256, loaded.spec, options.input, options.export_form())
+    return cache.get(key, lambda: convert_fp32(loaded, options.input, loaded.model.with_form(options.export_form())))
 
 
 def convert_fp32(loaded: LoadedModel, input_kind: str = "tensor", model=None) -> bytes:

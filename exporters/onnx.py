@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from vitship.exporters import onnx_compat
+from vitship.exporters import onnx_compat, onnx_graph
 from vitship.exporters.base import (
     INT8_ONLY,
     Artifact,
@@ -41,7 +41,6 @@ MODEL_FILE = "model.onnx"
 MAX_BATCH = 1024  # torch.export needs an upper bound; the ONNX axis itself stays symbolic ("batch")
 PROTOBUF_LIMIT = 2**31  # one self-contained .onnx file must fit in a 2 GB protobuf
 FP32_OPS_IN_FP16 = ("LayerNormalization", "Softmax")  # see _to_fp16
-SLIM_TOLERANCE = 1e-4  # max abs output difference allowed between the exported and the slimmed graph
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +54,9 @@ class OnnxOptions(Int8Options):
     int8_mode: Literal["dynamic", "static"] = field(default="dynamic", metadata=INT8_ONLY)
     # compatible: IR version 9 (onnxruntime 1.16+, OpenVINO 2024.0+); latest: the exporter's IR version as is
     runtimes: RuntimeTarget = "compatible"
+    class_token_tail: bool = True  # the last block for the class token only (models.export_form)
+    # onnxruntime: fp32 and int8 graphs get onnxruntime's attention, Gelu and SkipLayerNorm ops (exporters.onnx_graph)
+    fusions: Literal["onnxruntime", "none"] = "onnxruntime"
 
 
 Options = OnnxOptions
@@ -80,7 +82,8 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: Trac
     photos = calibration_images(loaded.spec, options) if static_int8 else None
     example = _example_batch(loaded, options)
     source, graph_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
-    model, details = _fp32_graph(source, example, options, graph_cache)
+    model, details = _fp32_graph(source, example, options, graph_cache, fused=options.precision != "fp16")
+    details["export_form"] = options.export_form().to_dict()
     calibration = None
     if options.precision == "fp16":
         model = _to_fp16(model, details)
@@ -123,11 +126,12 @@ def _example_batch(loaded: LoadedModel, options: ExportOptions) -> np.ndarray:
     return rng.standard_normal((max(options.example_batch, 2), *loaded.spec.input_shape), dtype=np.float32)
 
 
-def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, cache: TraceCache):
-    """The exported (and slimmed) fp32 graph and its details.
+def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, cache: TraceCache, fused: bool):
+    """The exported (and slimmed, and with ``fused`` fused for onnxruntime) fp32 graph and its details.
 
     fp16 and int8 start from the same graph, so it is kept (serialized) in ``cache`` for the next precision
-    of the same weights and options in this run: an export --all exports once, not thrice.
+    of the same weights and options in this run: an export --all exports once, not thrice. fp16 (for GPUs, whose
+    execution providers fuse on their own) starts from the unfused graph.
     """
     import copy
 
@@ -137,11 +141,18 @@ def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, 
         details: dict = {}
         model = _export_fp32(loaded, example, options, details)
         if options.slim:
-            model = _slim(model, example, details)
+            model = onnx_graph.slim(model, example, details)
         return model.SerializeToString(), details
 
-    key = (FORMAT, loaded.info.sha256, loaded.spec, options.opset, options.example_batch, options.slim)
+    key = (FORMAT, loaded.info.sha256, loaded.spec, options.opset, options.example_batch, options.slim, options.export_form())
     (data, details), reused = cache.get(key, make)
+    if fused and options.fusions == "onnxruntime":
+        def fuse() -> tuple[bytes, dict]:
+            fused_details = copy.deepcopy(details)
+            model = onnx_graph.fuse_for_onnxruntime(onnx.load_from_string(data), example, fused_details)
+            return model.SerializeToString(), fused_details
+
+        (data, details), _ = cache.get((f"{FORMAT}-fused", *key[1:]), fuse)
     details = copy.deepcopy(details) | ({"fp32_graph": "reused from this run's fp32 export"} if reused else {})
     return onnx.load_from_string(data), details
 
@@ -155,9 +166,10 @@ def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions,
         raise ExportError(f"onnx: opset {options.opset} is too old; the dynamo exporter needs opset 18 or newer")
     inputs = (torch.from_numpy(example),)
     names = {"input_names": [spec.input_name], "output_names": list(spec.output_names), "opset_version": options.opset}
+    model = loaded.model.with_form(options.export_form())
     try:
         batch = torch.export.Dim(spec.batch_axis, min=1, max=MAX_BATCH)
-        program = torch.onnx.export(loaded.model, inputs, dynamo=True, external_data=False, verbose=False,
+        program = torch.onnx.export(model, inputs, dynamo=True, external_data=False, verbose=False,
                                     dynamic_shapes={spec.input_name: {0: batch}}, **names)
         details["exporter"] = f"torch.onnx.export(dynamo=True), opset {options.opset}"
         return program.model_proto
@@ -166,10 +178,10 @@ def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions,
         log.warning("onnx: the dynamo exporter failed (%s); falling back to the TorchScript exporter", reason)
         details["exporter"] = f"torch.onnx.export(dynamo=False) (TorchScript fallback), opset {options.opset}"
         details["dynamo_fallback_reason"] = reason
-    return _export_torchscript(loaded, inputs, names)
+    return _export_torchscript(loaded, model, inputs, names)
 
 
-def _export_torchscript(loaded: LoadedModel, inputs: tuple, names: dict):
+def _export_torchscript(loaded: LoadedModel, model, inputs: tuple, names: dict):
     import io
     import warnings
 
@@ -181,51 +193,8 @@ def _export_torchscript(loaded: LoadedModel, inputs: tuple, names: dict):
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings from timm's shape asserts
-        torch.onnx.export(loaded.model, inputs, buffer, dynamo=False, dynamic_axes=axes, **names)
+        torch.onnx.export(model, inputs, buffer, dynamo=False, dynamic_axes=axes, **names)
     return onnx.load_from_string(buffer.getvalue())
-
-
-def _slim(model, example: np.ndarray, details: dict):
-    """onnxslim's graph if it has fewer nodes, still checks and computes the same outputs; else ``model``."""
-    import onnx
-
-    before = len(model.graph.node)
-    decision = {"nodes_before": before}
-    details["onnxslim"] = decision
-    try:
-        import onnxslim
-
-        slimmed = onnxslim.slim(model)
-        onnx.checker.check_model(slimmed, full_check=True)
-    except ImportError:
-        decision.update(kept=False, reason="onnxslim is not installed")
-        return model
-    except Exception as err:  # onnxslim or the checker failed: keep the exporter's graph
-        decision.update(kept=False, reason=f"onnxslim failed: {type(err).__name__}: {str(err)[:200]}")
-        return model
-    decision["nodes_after"] = len(slimmed.graph.node)
-    if decision["nodes_after"] >= before:
-        decision.update(kept=False, reason="no fewer nodes")
-        return model
-    difference = _max_output_difference(model, slimmed, example)
-    decision["max_output_difference"] = difference
-    if difference > SLIM_TOLERANCE:
-        decision.update(kept=False, reason=f"outputs changed by {difference:.3g} > {SLIM_TOLERANCE}")
-        return model
-    decision.update(kept=True, reason=f"{before - decision['nodes_after']} fewer nodes, same outputs")
-    return slimmed
-
-
-def _max_output_difference(model_a, model_b, example: np.ndarray) -> float:
-    outputs = [_run(model.SerializeToString(), example) for model in (model_a, model_b)]
-    return max(float(np.abs(a - b).max()) for a, b in zip(*outputs))
-
-
-def _run(model: bytes | str, batch: np.ndarray) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: batch})
 
 
 def _to_fp16(model, details: dict):
@@ -285,7 +254,7 @@ def _save_self_contained(onnx, model, path: Path) -> None:
 
 def _smoke_run(path: Path, batch: np.ndarray, loaded: LoadedModel) -> str:
     """Load the saved file in onnxruntime CPU and run one image: a broken file fails the export, not a later check."""
-    outputs = _run(str(path), batch)
+    outputs = onnx_graph.run(str(path), batch)
     expected = [(1, loaded.spec.num_classes), (1, loaded.spec.embed_dim)]
     if [tuple(o.shape) for o in outputs] != expected or not all(np.isfinite(o).all() for o in outputs):
         raise ExportError(f"onnx: {path.name} runs in onnxruntime but gives shapes {[o.shape for o in outputs]} "

@@ -17,10 +17,12 @@ from vitship.models import ImageError
 
 # Every artifact variant the module exports once: the default int8 is dynamic, "int8-static" the QDQ option.
 VARIANTS = {"fp32": OnnxOptions(precision="fp32"), "fp16": OnnxOptions(precision="fp16"),
-            "int8": OnnxOptions(precision="int8"), "int8-static": OnnxOptions(precision="int8", int8_mode="static")}
+            "int8": OnnxOptions(precision="int8"), "int8-static": OnnxOptions(precision="int8", int8_mode="static"),
+            "fp32-timm-form": OnnxOptions(precision="fp32", fusions="none", class_token_tail=False)}
 PRECISIONS = tuple(VARIANTS)
 # Feature cosine the tiny ViT must keep per precision (the real ViT-S gates are in docs/DESIGN.md).
-MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.98, "int8-static": 0.98}
+MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.98, "int8-static": 0.98, "fp32-timm-form": 0.99999}
+CONTRIB_OPS = {"MultiHeadAttention", "Gelu", "SkipLayerNormalization"}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def test_onnxruntime_runs_batches_1_and_3_like_torch(exported, tiny_loaded, tiny
     else:
         np.testing.assert_allclose(alone, features, atol=1e-4)
     assert cosine_rows(features, want_features).min() >= MIN_COSINE[precision]
-    if precision == "fp32":
+    if precision.startswith("fp32"):
         np.testing.assert_allclose(logits, want_logits, atol=1e-4)
 
 
@@ -206,3 +208,32 @@ def test_latest_keeps_the_exporters_ir_version(exported, tiny_loaded, tmp_path):
 def test_compatible_target_refuses_an_unverified_opset(tiny_loaded, tmp_path):
     with pytest.raises(ExportError, match="--onnx-runtimes latest"):
         onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(opset=21))
+
+
+def contrib_ops(path) -> dict[str, int]:
+    ops: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        if node.domain == "com.microsoft":
+            ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return ops
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_fp32_and_int8_run_attention_gelu_and_norms_as_onnxruntime_ops(exported, tiny_loaded, precision):
+    """onnxscript's fusions: one MultiHeadAttention per block (scaled_dot_product_attention), Gelu, SkipLayerNorm."""
+    artifact, path = exported[precision]
+    ops = contrib_ops(path)
+    assert set(ops) == CONTRIB_OPS and ops["MultiHeadAttention"] == ops["Gelu"] == tiny_loaded.spec.depth
+    fusions = artifact.details["onnxruntime_fusions"]
+    assert fusions["kept"] and fusions["max_output_difference"] <= 1e-4 and fusions["fused"]["sdpa_via_mha"] == tiny_loaded.spec.depth
+    assert artifact.details["export_form"]["class_token_tail"] and artifact.min_runtime_versions["onnxruntime"] == "1.16"
+    model = onnx.load(str(path), load_external_data=False)
+    assert model.ir_version == 9 and max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) <= 18
+
+
+def test_fp16_and_the_timm_form_keep_standard_onnx_ops(exported):
+    """fp16 is for GPU execution providers, which fuse on their own; fusions="none" gives timm's graph as exported."""
+    assert contrib_ops(exported["fp16"][1]) == {} and "onnxruntime_fusions" not in exported["fp16"][0].details
+    artifact, path = exported["fp32-timm-form"]
+    assert contrib_ops(path) == {} and artifact.details["export_form"]["class_token_tail"] is False
+    assert artifact.min_runtime_versions == {"onnxruntime": "1.16", "openvino": "2024.0"}

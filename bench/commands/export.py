@@ -163,8 +163,10 @@ def export(
                                                "the Neural Engine runs a RangeDim model only at batch 1)"),
     coreml_min_target: str = typer.Option("iOS17", "--coreml-min-target", help="CoreML (and ExecuTorch Core ML delegate) minimum "
                                                                                "deployment target, e.g. iOS17, macOS14"),
-    executorch_max_batch: int = number_option(8, "--executorch-max-batch", at_least=1,
-                                              help="ExecuTorch XNNPACK batch upper bound (memory is planned for it)"),
+    executorch_max_batch: int = number_option(1, "--executorch-max-batch", at_least=1,
+                                              help="ExecuTorch XNNPACK batch: 1, a fixed batch-1 program with every op in the "
+                                                   "delegate (default); N, a dynamic batch 1..N (memory planned for N, reshapes "
+                                                   "of the batch outside the delegate)"),
     executorch_int8_mode: str = typer.Option("dynamic", "--executorch-int8-mode", help="executorch-int8: dynamic (default: better "
                                                                                       "parity and faster on the ViT-S) or static "
                                                                                       "(PT2E, calibrated on --calibration)"),

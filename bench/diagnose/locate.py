@@ -12,6 +12,7 @@ from vitship.bench.diagnose.labels import Label, label_tensors, module_sites
 from vitship.bench.diagnose.result import DiagnoseError, DiagnoseResult, LayerDivergence
 from vitship.exporters.base import Artifact, artifact_id, manifest_artifacts, resolve_artifact_path
 from vitship.models import ModelSpec, preprocess, sample_images
+from vitship.models.export_form import ExportForm
 from vitship.models.judgement import ToleranceTable
 from vitship.models.metrics import abs_errors, min_cosine
 
@@ -45,7 +46,7 @@ def locate(model_dir: Path, artifact: str | Artifact, images: np.ndarray | Seque
     subject = open_capture(candidate, model_dir, threads, loaded)
     exposed = set(subject.tensor_names)
     common = [name for name in reference.tensor_names if name in exposed]
-    labels = _labels(loaded, pixels[0], reference, common)
+    labels = _labels(loaded, pixels[0], reference, common, ExportForm.from_dict((sibling.details or {}).get("export_form")))
     if not labels:
         raise DiagnoseError(f"{candidate.id}: no tensor of {sibling.id} could be matched to a PyTorch module; "
                             "re-export both from the same weights (vitship export --force)")
@@ -94,12 +95,15 @@ def _pixels(images, spec: ModelSpec) -> np.ndarray:
     return preprocess(list(images), spec)
 
 
-def _labels(loaded: LoadedModel, image: np.ndarray, reference, common: list[str]) -> list[Label]:
-    """The common tensors a PyTorch module computes, named by module path (matched by value on one image)."""
+def _labels(loaded: LoadedModel, image: np.ndarray, reference, common: list[str], form: ExportForm) -> list[Label]:
+    """The common tensors a PyTorch module computes, named by module path (matched by value on one image).
+
+    The modules run in the fp32 sibling's export form: a class-token tail computes its last block for one token.
+    """
     values = reference.run(image, common)
     tensors = {name: values[name] for name in common if name in values}
     outputs = {name: reference.output_tensor(name) for name in loaded.spec.output_names}
-    return label_tensors(module_sites(loaded.model, image), tensors, outputs)
+    return label_tensors(module_sites(loaded.model.with_form(form), image), tensors, outputs)
 
 
 def _compare(reference, subject, pixels: np.ndarray, names: list[str]) -> tuple[dict, dict]:

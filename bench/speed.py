@@ -1,0 +1,202 @@
+"""docs/MEASUREMENTS.md's "Speed" tables, remade on any machine: each export-form choice against its alternative.
+
+    python -m vitship.bench.speed --weights seeded --format executorch --out /tmp/vitship-speed
+    python -m vitship.bench.speed --weights seeded-outliers --format onnx,openvino,litert,executorch
+
+For each format, every variant of ``VARIANTS`` is exported (fp32 and int8, through the shipped pipeline with the
+export's int8 gate, into ``OUT/<weights>/<format>/<variant>``; an up-to-date export is reused), then all of them
+are opened in this one process on the format's CPU target and timed round-robin at batch 1, so a busy machine
+slows every variant alike. Each row gives the p50, its ratio to the format's first variant of the same precision,
+the GFLOP the artifact computes (its export form: ``bench.latency.roofline.artifact_gflop``) and its share of the
+matrix-multiply peak measured here before the rounds, the max abs logit error and min feature cosine against
+PyTorch fp32 on the bundled photos, and the int8 gate's verdict recorded at export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROUNDS, CALLS = 5, 3
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to build or run a format's artifacts: export options and session options, both by field name."""
+
+    label: str
+    options: dict = field(default_factory=dict)
+    session: dict = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return "".join(c if c.isalnum() else "-" for c in self.label.lower()).strip("-")
+
+
+TIMM_FORM = {"attention": "fused", "layer_norm": "native", "class_token_tail": False}
+VARIANTS: dict[str, tuple[Variant, ...]] = {
+    "executorch": (
+        Variant("timm form, batch 1..8 (before)", {**TIMM_FORM, "max_batch": 8}),
+        Variant("delegated form, batch 1..8", {"max_batch": 8}),
+        Variant("delegated form, batch 1, whole last block", {"class_token_tail": False}),
+        Variant("delegated form, batch 1 (default)"),
+    ),
+    "litert": (
+        Variant("timm form (before)", {"class_token_tail": False}),
+        Variant("class-token tail (default)"),
+    ),
+    "onnx": (
+        Variant("timm form (before)", {"class_token_tail": False}),
+        Variant("class-token tail (default)"),
+    ),
+    "openvino": (
+        Variant("timm form (before)", {"class_token_tail": False}),
+        Variant("class-token tail (default)"),
+    ),
+}
+TARGETS = {"executorch": "executorch:cpu", "litert": "litert:cpu", "onnx": "onnxruntime:cpu", "openvino": "openvino:CPU"}
+
+
+def export_variants(loaded, fmt: str, precisions: tuple[str, ...], out: Path, only: tuple[str, ...] = ()) -> dict:
+    """{(variant label, precision): (artifact, model folder)}, each exported once (reused while up to date).
+
+    Args:
+        only: keep the variants whose label contains one of these words (all when empty).
+    """
+    from vitship.bench.int8_gate import int8_gate
+    from vitship.exporters import options_class
+    from vitship.exporters.manifest import Manifest
+    from vitship.exporters.pipeline import export_all, model_dir_for
+    from vitship.models.quiet import quiet_output
+
+    gate = int8_gate(loaded)
+    built = {}
+    for variant in [v for v in VARIANTS[fmt] if not only or any(word in v.label for word in only)]:
+        root = out / loaded.info.kind / fmt / variant.slug
+        say(f"export {fmt} {variant.label} ({', '.join(precisions)}) -> {root}")
+        options = options_class(fmt)(**variant.options)
+        with quiet_output():  # the backends' own progress lines
+            results = export_all(loaded, root, [(fmt, p) for p in precisions], options={fmt: options}, gate=gate)
+        model_dir = model_dir_for(root, loaded)
+        artifacts = Manifest.read(model_dir).artifacts
+        for result, precision in zip(results, precisions):
+            if result.status in ("ok", "skipped"):
+                built[(variant.label, precision)] = (artifacts[result.id], model_dir)
+            else:
+                say(f"  {result.id}: {result.status} {result.reason}")
+    return built
+
+
+def measure(loaded, built: dict, rounds: int = ROUNDS, calls: int = CALLS) -> list[dict]:
+    """Open every built artifact on its format's target, check it on the photos, and time all round-robin.
+
+    Args:
+        built: {(format, variant label, precision): (artifact, model folder)}, timed together in one loop, so ratios
+            between formats (executorch against litert) come from the same run.
+    """
+    from vitship.bench.latency.roofline import artifact_gflop, measure_peaks
+    from vitship.models import FEATURES_NAME, LOGITS_NAME, preprocess, sample_images
+    from vitship.models.metrics import output_errors
+    from vitship.runtimes import SessionOptions, open_session, physical_cores
+
+    threads = physical_cores()
+    photos = preprocess(sample_images(), loaded.spec)
+    import torch
+
+    with torch.inference_mode():
+        logits, features = loaded.model(torch.from_numpy(photos))
+    reference = {LOGITS_NAME: logits.numpy(), FEATURES_NAME: features.numpy()}
+    peaks = measure_peaks(loaded.spec, threads)
+    rows = []
+    for (fmt, label, precision), (artifact, model_dir) in built.items():
+        variant = next(v for v in VARIANTS[fmt] if v.label == label)
+        session = open_session(artifact, model_dir, TARGETS[fmt], SessionOptions(threads=threads, **variant.session))
+        outputs = [session.run_outputs(photos[i:i + 1]) for i in range(len(photos))]
+        stacked = {name: np.concatenate([o[name] for o in outputs]) for name in (LOGITS_NAME, FEATURES_NAME)}
+        errors = output_errors(stacked, reference, loaded.spec)
+        gate = ((artifact.details or {}).get("int8") or {}).get("gate", "not checked")
+        rows.append({"format": fmt, "variant": label, "precision": precision, "artifact": artifact, "session": session,
+                     "max_abs_logit": errors.max_abs_logit, "min_cosine": errors.min_cosine,
+                     "gate": "-" if precision != "int8" else str(gate),
+                     "ran_at": session.info.precision, "samples": []})
+    say(f"timing {len(rows)} sessions round-robin: {rounds} rounds x {calls} calls at batch 1, {threads} threads")
+    for _ in range(rounds):
+        for row in rows:
+            for _ in range(calls):
+                start = time.perf_counter_ns()
+                row["session"].run_outputs(photos[:1])
+                row["samples"].append((time.perf_counter_ns() - start) / 1e6)
+    for row in rows:
+        row["p50_ms"] = statistics.median(row.pop("samples"))
+        row["gflop"] = artifact_gflop(row["artifact"], loaded.spec)
+        peak = peaks.get("int8" if row["precision"] == "int8" else _float_peak(row["ran_at"]))
+        row["percent_of_peak"] = 100 * row["gflop"] / (row["p50_ms"] / 1e3) / peak["gflops"] if peak else None
+        row["peak"] = peak["gflops"] if peak else None
+        row.pop("session").close()
+    return rows
+
+
+def _float_peak(ran_at: str) -> str:
+    return "bf16" if ran_at == "bf16" else "fp32"
+
+
+def table(fmt: str, rows: list[dict]) -> str:
+    """The markdown table of one format: ratios against the format's first variant of the same precision."""
+    rows = [row for row in rows if row["format"] == fmt]
+    lines = [(f"| {fmt} variant | precision | p50 ms | vs first | GFLOP | % of peak | max abs logit error | min feature cosine "
+             "| int8 gate |"), "|---|---|---|---|---|---|---|---|---|"]
+    first = {}
+    for row in rows:
+        base = first.setdefault(row["precision"], row["p50_ms"])
+        percent = f"{row['percent_of_peak']:.0f}% of {row['peak']:.0f}" if row["percent_of_peak"] else "-"
+        lines.append(f"| {row['variant']} | {row['precision']}{' (ran ' + row['ran_at'] + ')' if row['ran_at'] not in ('', row['precision']) else ''} "
+                     f"| {row['p50_ms']:.1f} | {row['p50_ms'] / base:.2f}x | {row['gflop']:.2f} | {percent} "
+                     f"| {row['max_abs_logit']:.2e} | {row['min_cosine']:.6f} | {row['gate']} |")
+    return "\n".join(lines)
+
+
+def say(text: str) -> None:
+    """Progress goes to stderr; the tables to stdout."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from vitship.models import DEFAULT_SPEC, load_weights
+    parser = argparse.ArgumentParser(prog="python -m vitship.bench.speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="seeded")
+    parser.add_argument("--format", default="executorch,litert,onnx,openvino", help="comma list of " + ", ".join(VARIANTS))
+    parser.add_argument("--precision", default="fp32,int8")
+    parser.add_argument("--out", type=Path, default=Path("artifacts-speed"))
+    parser.add_argument("--only", default="", help="comma list: keep the variants whose label contains one (e.g. default)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--calls", type=int, default=CALLS)
+    args = parser.parse_args(argv)
+    formats = [f for f in args.format.split(",") if f]
+    unknown = [f for f in formats if f not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown format {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    loaded = load_weights(args.weights, DEFAULT_SPEC)
+    built = {}
+    for fmt in formats:
+        for (label, precision), found in export_variants(loaded, fmt, tuple(args.precision.split(",")), args.out,
+                                                          tuple(w for w in args.only.split(",") if w)).items():
+            built[(fmt, label, precision)] = found
+    start = tuple(round(v, 2) for v in os.getloadavg())
+    rows = measure(loaded, built, args.rounds, args.calls)
+    print(f"weights {args.weights}; {', '.join(formats)} timed together; load average {start} before, "
+          f"{tuple(round(v, 2) for v in os.getloadavg())} after")
+    for fmt in formats:
+        print(f"\n{table(fmt, rows)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
