@@ -8,6 +8,7 @@ older runtimes too (IR version 9: onnxruntime 1.16+, OpenVINO 2024.0+; ``exporte
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_qua
 from vitship.exporters.onnx_compat import RuntimeTarget
 from vitship.exporters.onnx_int8 import INT8_MODES
 from vitship.models import LoadedModel, MissingDependencyError
+from vitship.models.export_form import ExportForm
 
 FORMAT = "onnx"
 MODEL_FILE = "model.onnx"
@@ -55,8 +57,15 @@ class OnnxOptions(Int8Options):
     # compatible: IR version 9 (onnxruntime 1.16+, OpenVINO 2024.0+); latest: the exporter's IR version as is
     runtimes: RuntimeTarget = "compatible"
     class_token_tail: bool = True  # the last block for the class token only (models.export_form)
-    # onnxruntime: fp32 and int8 graphs get onnxruntime's attention, Gelu and SkipLayerNorm ops (exporters.onnx_graph)
-    fusions: Literal["onnxruntime", "none"] = "onnxruntime"
+    # onnxruntime: fp32 and dynamic int8 run attention as com.microsoft.Attention (int8: QAttention) and the GELU as
+    # com.microsoft.Gelu (exporters.onnx_graph); none: standard ONNX ops only, as fp16 and static int8 (for other
+    # execution providers) always are.
+    contrib_ops: Literal["onnxruntime", "none"] = "onnxruntime"
+
+    def export_form(self) -> ExportForm:
+        # static QDQ int8 is for other execution providers, fp16 for GPU ones: standard ops for both
+        contrib = self.contrib_ops == "onnxruntime" and (self.precision, self.int8_mode) in (("fp32", "dynamic"), ("int8", "dynamic"))
+        return ExportForm(attention="qkv-op" if contrib else "fused", class_token_tail=self.class_token_tail)
 
 
 Options = OnnxOptions
@@ -82,8 +91,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: Trac
     photos = calibration_images(loaded.spec, options) if static_int8 else None
     example = _example_batch(loaded, options)
     source, graph_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
-    model, details = _fp32_graph(source, example, options, graph_cache, fused=options.precision != "fp16")
-    details["export_form"] = options.export_form().to_dict()
+    model, details = _fp32_graph(source, example, options, graph_cache)
     calibration = None
     if options.precision == "fp16":
         model = _to_fp16(model, details)
@@ -126,33 +134,29 @@ def _example_batch(loaded: LoadedModel, options: ExportOptions) -> np.ndarray:
     return rng.standard_normal((max(options.example_batch, 2), *loaded.spec.input_shape), dtype=np.float32)
 
 
-def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, cache: TraceCache, fused: bool):
-    """The exported (and slimmed, and with ``fused`` fused for onnxruntime) fp32 graph and its details.
+def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, cache: TraceCache):
+    """The exported (and slimmed, and with contrib ops fused) fp32 graph of the options' export form, and its details.
 
-    fp16 and int8 start from the same graph, so it is kept (serialized) in ``cache`` for the next precision
-    of the same weights and options in this run: an export --all exports once, not thrice. fp16 (for GPUs, whose
-    execution providers fuse on their own) starts from the unfused graph.
+    int8 starts from the same graph, so it is kept (serialized) in ``cache`` for the next precision of the same
+    weights and options in this run: an export --all exports it once, not twice (fp16 has its own form).
     """
     import copy
 
     import onnx
+
+    form = options.export_form()
 
     def make() -> tuple[bytes, dict]:
         details: dict = {}
         model = _export_fp32(loaded, example, options, details)
         if options.slim:
             model = onnx_graph.slim(model, example, details)
+        if form.attention == "qkv-op":
+            model = onnx_graph.fuse_gelu(model, example, details)
         return model.SerializeToString(), details
 
-    key = (FORMAT, loaded.info.sha256, loaded.spec, options.opset, options.example_batch, options.slim, options.export_form())
+    key = (f"{FORMAT}-{form.attention}", loaded.info.sha256, loaded.spec, options.opset, options.example_batch, options.slim, form)
     (data, details), reused = cache.get(key, make)
-    if fused and options.fusions == "onnxruntime":
-        def fuse() -> tuple[bytes, dict]:
-            fused_details = copy.deepcopy(details)
-            model = onnx_graph.fuse_for_onnxruntime(onnx.load_from_string(data), example, fused_details)
-            return model.SerializeToString(), fused_details
-
-        (data, details), _ = cache.get((f"{FORMAT}-fused", *key[1:]), fuse)
     details = copy.deepcopy(details) | ({"fp32_graph": "reused from this run's fp32 export"} if reused else {})
     return onnx.load_from_string(data), details
 
@@ -166,11 +170,14 @@ def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions,
         raise ExportError(f"onnx: opset {options.opset} is too old; the dynamo exporter needs opset 18 or newer")
     inputs = (torch.from_numpy(example),)
     names = {"input_names": [spec.input_name], "output_names": list(spec.output_names), "opset_version": options.opset}
-    model = loaded.model.with_form(options.export_form())
+    form = options.export_form()
+    model = loaded.model.with_form(form)
+    translations = onnx_graph.contrib_translations() if form.attention == "qkv-op" else None
+    details["export_form"] = form.to_dict()
     try:
         batch = torch.export.Dim(spec.batch_axis, min=1, max=MAX_BATCH)
         program = torch.onnx.export(model, inputs, dynamo=True, external_data=False, verbose=False,
-                                    dynamic_shapes={spec.input_name: {0: batch}}, **names)
+                                    dynamic_shapes={spec.input_name: {0: batch}}, custom_translation_table=translations, **names)
         details["exporter"] = f"torch.onnx.export(dynamo=True), opset {options.opset}"
         return program.model_proto
     except Exception as err:  # the dynamo exporter raises many types; all mean "use the fallback"
@@ -178,7 +185,9 @@ def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions,
         log.warning("onnx: the dynamo exporter failed (%s); falling back to the TorchScript exporter", reason)
         details["exporter"] = f"torch.onnx.export(dynamo=False) (TorchScript fallback), opset {options.opset}"
         details["dynamo_fallback_reason"] = reason
-    return _export_torchscript(loaded, model, inputs, names)
+    form = dataclasses.replace(form, attention="fused")  # the TorchScript exporter has no translation of the qkv op
+    details["export_form"] = form.to_dict()
+    return _export_torchscript(loaded, loaded.model.with_form(form), inputs, names)
 
 
 def _export_torchscript(loaded: LoadedModel, model, inputs: tuple, names: dict):

@@ -10,6 +10,9 @@ What a form changes:
   ``logical_not``, ``where``, ``full_like``, ``expand``) that ExecuTorch's XNNPACK delegate does not take.
   q, k and v are cut from the qkv projection by a split (slices), the class token is prepended by a pad, and the
   class token is read by a slice: no select, expand or squeeze, which XNNPACK has no operator for.
+- ``attention="qkv-op"``: each block's attention from timm's fused qkv projection up to the output projection as
+  one op, ``vitship::qkv_attention`` (``models.vit_form``), which the ONNX exporter writes as onnxruntime's
+  ``com.microsoft.Attention`` (its weights input is exactly timm's qkv weight, transposed).
 - ``layer_norm="decomposed"``: mean, subtract, square, mean, rsqrt, scale, shift, over a trailing unit dim so that
   each mean is the 4-D mean over the innermost two dims XNNPACK lowers (its delegate has no layer-norm operator).
 - ``class_token_tail=True``: only the class token reaches the head, so the last block's attention output,
@@ -27,12 +30,13 @@ class ExportForm:
     """How the graph is written for one exporter; every form computes the fp32 function (to rounding).
 
     Attributes:
-        attention: fused (``F.scaled_dot_product_attention``, timm's default) or explicit (matmul, softmax, matmul).
+        attention: fused (``F.scaled_dot_product_attention``, timm's default), explicit (matmul, softmax, matmul) or
+            qkv-op (qkv projection and attention as one op, for runtimes with a fused attention operator).
         layer_norm: native (one layer-norm op) or decomposed (mean, sub, mul, rsqrt, ...: for delegates without one).
         class_token_tail: the last block's attention output, projection and MLP computed for the class token only.
     """
 
-    attention: Literal["fused", "explicit"] = "fused"
+    attention: Literal["fused", "explicit", "qkv-op"] = "fused"
     layer_norm: Literal["native", "decomposed"] = "native"
     class_token_tail: bool = False
 

@@ -9,6 +9,22 @@ from torch.nn import functional as F
 from vitship.models.export_form import ExportForm
 
 
+@torch.library.custom_op("vitship::qkv_attention", mutates_args=())
+def qkv_attention(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """timm's attention from its fused qkv projection (scale head_dim ** -0.5) up to the output projection, as one op.
+
+    Computed as timm computes it; an exporter writes it as one runtime op (ONNX: ``com.microsoft.Attention``).
+    """
+    batch, tokens, width = x.shape[0], x.shape[1], weight.shape[0] // 3
+    qkv = F.linear(x, weight, bias).reshape(batch, tokens, 3, num_heads, width // num_heads).permute(2, 0, 3, 1, 4)
+    return F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2]).transpose(1, 2).reshape(batch, tokens, width)
+
+
+@qkv_attention.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, num_heads: int) -> torch.Tensor:
+    return x.new_empty(x.shape[0], x.shape[1], weight.shape[0] // 3)
+
+
 class FormViT(nn.Module):
     """timm's VisionTransformer (class token, absolute position embedding, token pool) over its own submodules."""
 
@@ -44,8 +60,10 @@ class FormBlock(nn.Module):
         super().__init__()
         self.class_token_only = class_token_only
         self.norm1, self.norm2 = _norm(block.norm1, form), _norm(block.norm2, form)
-        rewritten = form.attention == "explicit" or class_token_only
-        self.attn = FormAttention(block.attn, form.attention == "explicit", class_token_only) if rewritten else block.attn
+        rewritten = form.attention != "fused" or class_token_only
+        # the class token's tail has one query: scaled_dot_product_attention, or explicit, never the all-token qkv op
+        mode = "fused" if class_token_only and form.attention == "qkv-op" else form.attention
+        self.attn = FormAttention(block.attn, mode, class_token_only) if rewritten else block.attn
         self.ls1, self.drop_path1, self.ls2, self.drop_path2 = block.ls1, block.drop_path1, block.ls2, block.drop_path2
         self.mlp = block.mlp
 
@@ -59,21 +77,28 @@ class FormAttention(nn.Module):
     """timm's Attention over its own submodules.
 
     Args:
-        explicit: matmul, softmax, matmul (batched over batch x heads) instead of scaled_dot_product_attention.
+        mode: fused (scaled_dot_product_attention), explicit (matmul, softmax, matmul, batched over batch x heads) or
+            qkv-op (``qkv_attention``: projection and attention as one op).
         class_token_only: one query, the class token's (keys and values from every token).
     """
 
-    def __init__(self, attn: nn.Module, explicit: bool, class_token_only: bool):
+    def __init__(self, attn: nn.Module, mode: str, class_token_only: bool):
         super().__init__()
         if getattr(attn, "gate", None) is not None:
             raise ValueError("the export form covers timm Attention without a gate")
-        self.explicit, self.class_token_only = explicit, class_token_only
+        plain = isinstance(attn.q_norm, nn.Identity) and isinstance(attn.k_norm, nn.Identity) and attn.scale == attn.head_dim ** -0.5
+        if mode == "qkv-op" and not plain:
+            raise ValueError("the qkv-op attention form covers timm Attention without q/k norms and with the default scale")
+        self.mode, self.class_token_only = mode, class_token_only
         self.num_heads, self.head_dim, self.scale = attn.num_heads, attn.head_dim, attn.scale
         self.qkv, self.q_norm, self.k_norm, self.norm, self.proj = attn.qkv, attn.q_norm, attn.k_norm, attn.norm, attn.proj
         self.attn_drop, self.proj_drop = attn.attn_drop, attn.proj_drop
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens, heads, dim = x.shape[1], self.num_heads, self.head_dim
+        if self.mode == "qkv-op":
+            bias = self.qkv.bias if self.qkv.bias is not None else self.qkv.weight.new_zeros(self.qkv.weight.shape[0])
+            return self.proj_drop(self.proj(self.norm(torch.ops.vitship.qkv_attention(x, self.qkv.weight, bias, heads))))
         # (batch, 3 * heads, tokens, dim), sliced into q, k, v along heads; -1: the batch stays one inferred dim
         qkv = self.qkv(x).reshape(-1, tokens, 3 * heads, dim).permute(0, 2, 1, 3)
         q, k, v = qkv[:, :heads], qkv[:, heads:2 * heads], qkv[:, 2 * heads:]
@@ -81,7 +106,7 @@ class FormAttention(nn.Module):
         if self.class_token_only:
             q = q[:, :, :1]
         queries = q.shape[2]
-        if self.explicit:
+        if self.mode == "explicit":
             q, k, v = (t.reshape(-1, t.shape[2], dim) for t in (q, k, v))  # (batch * heads, tokens, dim) for bmm
             attn = torch.bmm(q * self.scale, k.transpose(1, 2)).softmax(dim=-1)
             x = torch.bmm(self.attn_drop(attn), v).reshape(-1, heads, queries, dim)

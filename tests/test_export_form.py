@@ -13,7 +13,7 @@ from vitship.bench.diagnose.labels import module_sites
 from vitship.models.export_form import TIMM_FORM, ExportForm
 
 FORMS = [ExportForm(attention, norm, tail)
-         for attention, norm, tail in itertools.product(("fused", "explicit"), ("native", "decomposed"), (False, True))]
+         for attention, norm, tail in itertools.product(("fused", "explicit", "qkv-op"), ("native", "decomposed"), (False, True))]
 
 
 @pytest.mark.parametrize("form", FORMS, ids=lambda f: f"{f.attention}-{f.layer_norm}-{'tail' if f.class_token_tail else 'all'}")

@@ -152,6 +152,12 @@ def export(
                                    help="check each int8 on held-back photos and escalate a failing one along the ladder; "
                                         "--no-int8-gate ships the requested recipe unchecked (for vitship diagnose)"),
     int8_mode: str = typer.Option("dynamic", "--int8-mode", help="ONNX int8: dynamic (MatMulInteger, fastest on onnxruntime CPU) or static (QDQ, for OpenVINO EP/TensorRT/NPUs)"),
+    onnx_contrib_ops: str = typer.Option("onnxruntime", "--onnx-contrib-ops",
+                                         help="onnx-fp32 and dynamic onnx-int8: onnxruntime (attention as com.microsoft."
+                                              "Attention, GELU as Gelu: faster on onnxruntime) or none (standard ONNX ops)"),
+    class_token_tail: bool | None = typer.Option(None, "--class-token-tail/--no-class-token-tail",
+                                                 help="compute the last block for the class token only (exact; default: "
+                                                      "each format's measured choice)"),
     onnx_runtimes: str = typer.Option("compatible", "--onnx-runtimes", help="ONNX files for: compatible (IR 9: onnxruntime 1.16+, OpenVINO 2024.0+) or latest (the exporter's IR)"),
     coreml_input: str = typer.Option("auto", "--coreml-input", help="coreml-* input: auto (RGB image at batch 1 for fp16/int8, "
                                                                    "float tensor for the fp32 reference), image or tensor"),
@@ -173,6 +179,7 @@ def export(
     force: bool = typer.Option(False, "--force", help="rebuild artifacts that are up to date"),
 ) -> None:
     """Export the model to every requested format and precision; skips what is up to date. Exits 1 if any failed."""
+    from vitship.exporters import EXPORTERS, options_class
     from vitship.exporters.onnx import OnnxOptions
     from vitship.exporters.openvino import OpenvinoOptions
     from vitship.exporters.pipeline import model_dir_for, resolve_requests
@@ -187,11 +194,16 @@ def export(
     requests = resolve_requests(formats or None, precisions or None)
     if not requests:
         raise typer.BadParameter(f"no registered exporter produces {formats or 'any format'} in {precisions or 'any precision'}")
-    options = {"onnx": OnnxOptions(calibration_dir=calibration, int8_mode=int8_mode, runtimes=onnx_runtimes),
+    if onnx_contrib_ops not in ("onnxruntime", "none"):
+        raise typer.BadParameter(f"--onnx-contrib-ops {onnx_contrib_ops!r}: use onnxruntime or none")
+    options = {"onnx": OnnxOptions(calibration_dir=calibration, int8_mode=int8_mode, runtimes=onnx_runtimes,
+                                   contrib_ops=onnx_contrib_ops),
                "openvino": OpenvinoOptions(calibration_dir=calibration),
                **_apple_options(calibration, coreml_input, coreml_batch, coreml_batch_shapes, coreml_max_batch, coreml_min_target,
                                 executorch_max_batch, executorch_int8_mode)}
     options = _with_smoothing(options, int8_smooth)
+    if class_token_tail is not None:  # each format's own default otherwise (models.export_form)
+        options = {name: (options.get(name) or options_class(name)()).replace(class_token_tail=class_token_tail) for name in EXPORTERS}
     loaded = load_weights(weights, spec_for(arch))
     results = _run_exports(loaded, out, requests, options, force, int8_gate)
     _print_results(results, loaded, out, model_dir_for)
