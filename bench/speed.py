@@ -49,11 +49,14 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
     ),
     "litert": (
         Variant("timm form (before)", {"class_token_tail": False}),
+        Variant("class-token tail, explicit attention", {"attention": "explicit"}),
         Variant("class-token tail (default)"),
     ),
     "onnx": (
-        Variant("timm form (before)", {"class_token_tail": False}),
-        Variant("class-token tail (default)"),
+        Variant("timm form, standard ops (before)", {"class_token_tail": False, "contrib_ops": "none"}),
+        Variant("class-token tail, standard ops", {"contrib_ops": "none"}),
+        Variant("contrib ops, whole last block", {"class_token_tail": False}),
+        Variant("contrib ops, class-token tail (default)"),
     ),
     "openvino": (
         Variant("timm form (before)", {"class_token_tail": False}),

@@ -38,6 +38,7 @@ from vitship.exporters.base import (
 )
 from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
+from vitship.models.export_form import ExportForm
 from vitship.models.quiet import quiet_output
 
 if TYPE_CHECKING:
@@ -84,6 +85,10 @@ class LitertOptions(Int8Options):
     int8_mode: Literal["dynamic", "weight-only"] = field(default="dynamic", metadata=INT8_ONLY)
     smooth_alpha: float | None = field(default=None, metadata=INT8_ONLY)
     class_token_tail: bool = True  # the last block for the class token only (models.export_form)
+    attention: Literal["fused", "explicit"] = "fused"  # the export form's attention (models.export_form)
+
+    def export_form(self) -> ExportForm:
+        return ExportForm(attention=self.attention, class_token_tail=self.class_token_tail)
 
 
 Options = LitertOptions
