@@ -23,20 +23,26 @@ from pathlib import Path
 
 import numpy as np
 
+from vitship.models import spec_for
+
 ROUNDS, CALLS = 5, 3
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One way to build or run a format's artifacts: export options and session options, both by field name."""
+    """One way to build or run a format's artifacts: export options and session options, both by field name.
+
+    ``reuses``: the label of the variant whose artifacts this one opens with other session options (no export).
+    """
 
     label: str
     options: dict = field(default_factory=dict)
     session: dict = field(default_factory=dict)
+    reuses: str | None = None
 
     @property
     def slug(self) -> str:
-        return "".join(c if c.isalnum() else "-" for c in self.label.lower()).strip("-")
+        return "".join(c if c.isalnum() else "-" for c in (self.reuses or self.label).lower()).strip("-")
 
 
 TIMM_FORM = {"attention": "fused", "layer_norm": "native", "class_token_tail": False}
@@ -61,6 +67,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
     "openvino": (
         Variant("timm form (before)", {"class_token_tail": False}),
         Variant("class-token tail (default)"),
+        Variant("class-token tail, f32 inference", session={"openvino_precision": "f32"}, reuses="class-token tail (default)"),
     ),
 }
 TARGETS = {"executorch": "executorch:cpu", "litert": "litert:cpu", "onnx": "onnxruntime:cpu", "openvino": "openvino:CPU"}
@@ -83,7 +90,8 @@ def export_variants(loaded, fmt: str, precisions: tuple[str, ...], out: Path, on
     for variant in [v for v in VARIANTS[fmt] if not only or any(word in v.label for word in only)]:
         root = out / loaded.info.kind / fmt / variant.slug
         say(f"export {fmt} {variant.label} ({', '.join(precisions)}) -> {root}")
-        options = options_class(fmt)(**variant.options)
+        options = options_class(fmt)(**(next(v for v in VARIANTS[fmt] if v.label == variant.reuses).options
+                                         if variant.reuses else variant.options))
         with quiet_output():  # the backends' own progress lines
             results = export_all(loaded, root, [(fmt, p) for p in precisions], options={fmt: options}, gate=gate)
         model_dir = model_dir_for(root, loaded)
@@ -172,9 +180,10 @@ def say(text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    from vitship.models import DEFAULT_SPEC, load_weights
+    from vitship.models import load_weights
     parser = argparse.ArgumentParser(prog="python -m vitship.bench.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", default="seeded")
+    parser.add_argument("--arch", default="vit_small_patch16_384", help="tiny: the test ViT, for the mechanics")
     parser.add_argument("--format", default="executorch,litert,onnx,openvino", help="comma list of " + ", ".join(VARIANTS))
     parser.add_argument("--precision", default="fp32,int8")
     parser.add_argument("--out", type=Path, default=Path("artifacts-speed"))
@@ -186,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [f for f in formats if f not in VARIANTS]
     if unknown:
         parser.error(f"unknown format {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
-    loaded = load_weights(args.weights, DEFAULT_SPEC)
+    loaded = load_weights(args.weights, spec_for(args.arch))
     built = {}
     for fmt in formats:
         for (label, precision), found in export_variants(loaded, fmt, tuple(args.precision.split(",")), args.out,
