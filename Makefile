@@ -13,6 +13,7 @@ venv: $(STAMP)
 
 # The venv is (re)built when pyproject.toml changes. pip's own cache makes a rebuild quick.
 $(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "vitship needs Python 3.11 or newer; $(PYTHON) is " + sys.version.split()[0] + ": name another with make $(MAKECMDGOALS) PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	$(BIN)/python -c "import torch, timm, torchvision, onnx, onnxruntime, openvino, nncf, coremltools, typer, executorch, litert_torch, ai_edge_litert, ai_edge_quantizer"

@@ -14,21 +14,22 @@ from typer.core import TyperCommand, TyperGroup
 _TQDM_DISABLED_HERE = "TQDM_DISABLE" not in os.environ
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from vitship.bench.commands import (  # noqa: E402
+from vitship.bench.commands import (
     bench,
     bench_check,
     compare,
-    compat_check,  # noqa: E402
-    diagnose,  # noqa: E402
+    compat_check,
+    diagnose,
     doctor,
     export,
     parity,
     predict,
+    profile,
     report,
 )
 from vitship.bench.commands import eval as eval_
-from vitship.bench.commands.common import err_console, state  # noqa: E402
-from vitship.models import VitshipError  # noqa: E402
+from vitship.bench.commands.common import err_console, state
+from vitship.models import VitshipError
 
 
 class _FlagsWithoutMetavar:
@@ -46,11 +47,25 @@ class _FlagsWithoutMetavar:
 
 
 class VitshipCommand(_FlagsWithoutMetavar, TyperCommand):
-    """Every vitship command (see _FlagsWithoutMetavar)."""
+    """Every vitship command (see _FlagsWithoutMetavar); it also takes the group's --debug (see VitshipGroup)."""
+
+    def invoke(self, ctx):
+        # the command's own --debug is not a parameter of its function: take it out before typer calls it
+        if ctx.params.pop("debug", False):
+            state["debug"] = True
+        _apply_debug(state["debug"])
+        return super().invoke(ctx)
 
 
 class VitshipGroup(_FlagsWithoutMetavar, TyperGroup):
-    """The vitship command group (its --debug and --help)."""
+    """The vitship command group. Its --debug is declared once (_main) and also given to every command, so it works
+    before and after the command name (``vitship --debug export`` and ``vitship export --debug``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        debug = next(param for param in self.params if param.name == "debug")
+        for command in self.commands.values():
+            command.params.append(debug)
 
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=VitshipGroup,
@@ -58,7 +73,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 COMMANDS = {"doctor": doctor.doctor, "export": export.export, "parity": parity.parity, "bench": bench.bench,
             "bench-check": bench_check.bench_check_command, "eval": eval_.eval_command, "report": report.report,
             "predict": predict.predict, "compare": compare.compare, "compat-check": compat_check.compat_check_command,
-            "diagnose": diagnose.diagnose}
+            "diagnose": diagnose.diagnose, "profile": profile.profile}
 for _name, _function in COMMANDS.items():
     app.command(_name, cls=VitshipCommand, help=compare.HELP if _name == "compare" else None)(_function)
 
@@ -92,8 +107,13 @@ def _quiet_backends() -> None:
 
 
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and backend logs.")) -> None:
-    state["debug"] = debug
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and backend logs (before or after the "
+                                     "command name).")) -> None:
+    state["debug"] = debug  # applied when the command runs (VitshipCommand.invoke): its own --debug may still turn it on
+
+
+def _apply_debug(debug: bool) -> None:
+    """Backend logs, progress bars and tracebacks on (--debug) or kept quiet."""
     if debug:
         # the runtimes layer (and every worker subprocess, which inherits it) keeps the backends' C++ logs visible
         os.environ["VITSHIP_DEBUG"] = "1"
@@ -142,9 +162,18 @@ def main() -> None:
     except Exception as err:  # an unexpected bug: still one line unless --debug
         if state["debug"]:
             traceback.print_exc()
-        err_console.print(f"[bold red]internal error:[/bold red] {type(err).__name__}: {err} (rerun with --debug for the traceback)",
+        err_console.print(f"[bold red]internal error:[/bold red] {type(err).__name__}: {err} ({_debug_hint()})",
                           highlight=False, soft_wrap=True)
         sys.exit(3)
+
+
+def _debug_hint() -> str:
+    """Where --debug goes: the same command line with --debug after the program name."""
+    import shlex
+
+    if state["debug"]:
+        return "a bug in vitship: please report it with the traceback above"
+    return f"a bug in vitship; for the traceback rerun: {shlex.join(['vitship', '--debug', *sys.argv[1:]])}"
 
 
 if __name__ == "__main__":

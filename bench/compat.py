@@ -39,7 +39,7 @@ import json, sys, numpy as np
 job = json.load(open(sys.argv[1]))
 pixels = np.load(job["inputs"])
 versions = {"python": sys.version.split()[0], "numpy": np.__version__}
-results = {}
+failures = {}  # key -> why the item could not run; an item that ran is not listed
 for item in job["items"]:
     key = item["key"]
     try:
@@ -58,10 +58,9 @@ for item in job["items"]:
         outs = [run(pixels[i:i + 1]) for i in range(len(pixels))]
         for name in ("logits", "features"):
             np.save(f"{job['out']}/{key}.{name}.npy", np.concatenate([np.asarray(o[name], np.float32) for o in outs]))
-        results[key] = {"ok": True}
     except Exception as err:
-        results[key] = {"ok": False, "error": f"{type(err).__name__}: {str(err).strip()[:400]}"}
-json.dump({"versions": versions, "results": results}, open(f"{job['out']}/results.json", "w"))
+        failures[key] = f"{type(err).__name__}: {str(err).strip()[:400]}"
+json.dump({"versions": versions, "failures": failures}, open(f"{job['out']}/results.json", "w"))
 '''
 
 
@@ -128,8 +127,16 @@ def make_venv(folder: Path, versions: dict[str, str]) -> Path:
     return python
 
 
-def run_items(python: Path, items: list[dict], pixels: np.ndarray, work: Path) -> dict:
-    """Run the runner script with ``python`` (another venv's, or this one's); returns its results.json."""
+@dataclass
+class RunnerResults:
+    """What the runner script wrote (results.json): the runtime versions it used, and why each failed item failed."""
+
+    versions: dict[str, str]
+    failures: dict[str, str]  # item key -> the exception that stopped it; an item that ran is not listed
+
+
+def run_items(python: Path, items: list[dict], pixels: np.ndarray, work: Path) -> RunnerResults:
+    """Run the runner script with ``python`` (another venv's, or this one's); returns what it wrote."""
     work.mkdir(parents=True, exist_ok=True)
     np.save(work / "inputs.npy", pixels)
     (work / "runner.py").write_text(RUNNER)
@@ -140,18 +147,18 @@ def run_items(python: Path, items: list[dict], pixels: np.ndarray, work: Path) -
                           capture_output=True, text=True)
     if done.returncode != 0 or not (work / "results.json").exists():
         raise CompatError(f"the runner failed under {python}: {(done.stderr or '').strip()[-400:]}")
-    return json.loads((work / "results.json").read_text())
+    return RunnerResults(**json.loads((work / "results.json").read_text()))
 
 
-def compare(item: dict, old_dir: Path, new_dir: Path, old: dict, new: dict, spec: ModelSpec) -> CompatRow:
+def compare(item: dict, old_dir: Path, new_dir: Path, old: RunnerResults, new: RunnerResults, spec: ModelSpec) -> CompatRow:
     """One CompatRow: the old runtime's outputs against the current one's for the same artifact and inputs.
 
     The metrics are models.metrics' (probabilities from ``spec``'s head kind), as in parity.
     """
     row = CompatRow(item["artifact"], item["runtime"], item["precision"])
-    for side, result in (("oldest", old), ("current", new)):
-        if not result.get("ok"):
-            row.status, row.reason = Status.FAIL, f"{side} {item['runtime']} cannot run it: {result.get('error')}"
+    for side, results in (("oldest", old), ("current", new)):
+        if item["key"] in results.failures:
+            row.status, row.reason = Status.FAIL, f"{side} {item['runtime']} cannot run it: {results.failures[item['key']]}"
             return row
     outputs = [{name: np.load(folder / f"{item['key']}.{name}.npy") for name in (LOGITS_NAME, FEATURES_NAME)}
                for folder in (old_dir, new_dir)]
@@ -186,6 +193,5 @@ def compat_check(model_dir: Path, pixels: np.ndarray, versions: dict[str, str] |
         old = run_items(python, items, pixels, work / "oldest")
         say(f"running {len(items)} artifact/runtime pairs in the current runtimes")
         new = run_items(Path(sys.executable), items, pixels, work / "current")
-        rows = [compare(item, work / "oldest", work / "current", old["results"][item["key"]],
-                        new["results"][item["key"]], spec) for item in items]
-    return CompatReport(rows, old["versions"], new["versions"])
+        rows = [compare(item, work / "oldest", work / "current", old, new, spec) for item in items]
+    return CompatReport(rows, old.versions, new.versions)

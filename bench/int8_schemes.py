@@ -1,4 +1,4 @@
-"""The README's int8 tables, remade on any machine: ONNX int8 schemes side by side, OpenVINO int8 per-layer time.
+"""The int8 tables of docs/MEASUREMENTS.md, remade on any machine: ONNX int8 schemes side by side, OpenVINO int8 per-layer time.
 
     python -m vitship.bench.int8_schemes onnx ARTIFACTS/MODEL      # needs onnx-fp32 in the manifest
     python -m vitship.bench.int8_schemes openvino ARTIFACTS/MODEL  # needs openvino-int8

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 LOG_TAIL_CHARS = 2000
+RAISED = "raised"  # the result key of a worker whose work raised: "Type: message"
 
 
 @dataclass
@@ -36,7 +37,9 @@ class WorkerRun:
     log: str
 
     def failure(self, timeout_s: float) -> str:
-        """Why there is no result, in one line: a timeout, a signal, or an exit without a result."""
+        """Why there is no result, in one line: what the work raised, a timeout, a signal, or an exit without a result."""
+        if self.result and self.result.get(RAISED):
+            return self.result[RAISED]
         if self.timed_out:
             return f"timed out after {timeout_s:.0f} s"
         last = _last_line(self.log)
@@ -97,14 +100,14 @@ def run_worker(module: str, job: dict, timeout_s: float) -> WorkerRun:
 def worker_main(work: Callable[[dict], dict], argv: list[str] | None = None) -> int:
     """A worker's ``main``: read the job, run ``work(job)``, write its result (or the error that stopped it).
 
-    An exception becomes ``{"error": "Type: message", "traceback": ...}`` so that the parent can tell
-    a row that raised from a worker that died; exit code 0 means the work returned.
+    An exception becomes ``{RAISED: "Type: message", "traceback": ...}`` so that the parent can tell
+    a row that raised from a worker that died (``WorkerRun.failure`` says which); exit code 0 means the work returned.
     """
     job_path, result_path = (argv if argv is not None else sys.argv[1:])[:2]
     job = json.loads(Path(job_path).read_text())
     try:
         result, code = work(job), 0
     except Exception as err:  # the row fails, the run goes on: report why
-        result, code = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}, 1
+        result, code = {RAISED: f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}, 1
     Path(result_path).write_text(json.dumps(result))
     return code

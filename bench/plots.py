@@ -12,6 +12,7 @@ from pathlib import Path
 from vitship.models.atomic import atomic_write_bytes
 
 DPI = 110
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 
 
 def new_figure(width: float, height: float):
@@ -58,11 +59,23 @@ def bar_chart(labels: list[str], values: list[float], *, title: str, xlabel: str
 
 def line_chart(series: dict[str, tuple[list[float], list[float]]], *, title: str, xlabel: str, ylabel: str,
                log_x: bool = False, log_y: bool = False) -> bytes:
-    """One line with markers per named series of (xs, ys)."""
-    figure = new_figure(8, 4.5)
+    """line_figure as PNG bytes."""
+    return png_bytes(line_figure(series, title=title, xlabel=xlabel, ylabel=ylabel, log_x=log_x, log_y=log_y))
+
+
+def line_figure(series: dict[str, tuple[list[float], list[float]]], *, title: str, xlabel: str, ylabel: str,
+                log_x: bool = False, log_y: bool = False):
+    """One line with markers per named series of (xs, ys); the legend sits beside the axes, never on the lines.
+
+    More than ten series take tab20's colours and a marker each, so no two series look the same.
+    """
+    from matplotlib import colormaps
+
+    figure = new_figure(10, 4.5)
     axes = figure.add_subplot()
-    for label, (xs, ys) in series.items():
-        axes.plot(xs, ys, marker="o", label=label)
+    colours = colormaps["tab10" if len(series) <= 10 else "tab20"].colors
+    for index, (label, (xs, ys)) in enumerate(series.items()):
+        axes.plot(xs, ys, marker=_MARKERS[index % len(_MARKERS)], color=colours[index % len(colours)], label=label)
     if log_x:
         axes.set_xscale("log", base=2)
         ticks = sorted({x for xs, _ in series.values() for x in xs})
@@ -74,8 +87,8 @@ def line_chart(series: dict[str, tuple[list[float], list[float]]], *, title: str
     axes.set_title(title, fontsize=10)
     axes.grid(alpha=0.3)
     if series:
-        axes.legend(fontsize=7, loc="best")
-    return png_bytes(figure)
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return figure
 
 
 def row_label(row) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from vitship.models import spec_for
+from vitship.models.status import Status
 
 ROUNDS, CALLS = 5, 3
 
@@ -55,8 +56,9 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
     ),
     "litert": (
         Variant("timm form (before)", {"class_token_tail": False}),
-        Variant("class-token tail, explicit attention", {"attention": "explicit"}),
-        Variant("class-token tail (default)"),
+        Variant("class-token tail, explicit attention", {"attention": "explicit", "class_token_tail": True}),
+        Variant("class-token tail, int8 too", {"class_token_tail": True}),
+        Variant("class-token tail on fp32, not int8 (default)"),
     ),
     "onnx": (
         Variant("timm form, standard ops (before)", {"class_token_tail": False, "contrib_ops": "none"}),
@@ -97,20 +99,51 @@ def export_variants(loaded, fmt: str, precisions: tuple[str, ...], out: Path, on
         model_dir = model_dir_for(root, loaded)
         artifacts = Manifest.read(model_dir).artifacts
         for result, precision in zip(results, precisions):
-            if result.status in ("ok", "skipped"):
+            if result.status in (Status.OK, Status.SKIPPED):
                 built[(variant.label, precision)] = (artifacts[result.id], model_dir)
             else:
                 say(f"  {result.id}: {result.status} {result.reason}")
     return built
 
 
-def measure(loaded, built: dict, rounds: int = ROUNDS, calls: int = CALLS) -> list[dict]:
+@dataclass
+class SpeedRow:
+    """One artifact of one variant: its check against PyTorch fp32 on the photos and its timings in the shared loop."""
+
+    format: str
+    variant: str
+    precision: str
+    artifact: object  # exporters.schema.Artifact
+    errors: object  # models.metrics.OutputErrors against PyTorch fp32
+    gate: str  # the export's int8 gate verdict; "-" for a float artifact
+    ran_at: str  # the precision the runtime ran (OpenVINO's CPU runs fp32 IR in bf16 by default)
+    samples: list[float] = field(default_factory=list)
+    gflop: float = 0.0  # what the artifact computes (its export form)
+    peak: float | None = None  # GFLOP/s of the matching precision, measured before the rounds
+    session: object = None
+
+    @property
+    def p50_ms(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def min_ms(self) -> float:
+        return min(self.samples)
+
+    @property
+    def percent_of_peak(self) -> float | None:
+        return 100 * self.gflop / (self.p50_ms / 1e3) / self.peak if self.peak else None
+
+
+def measure(loaded, built: dict, rounds: int = ROUNDS, calls: int = CALLS) -> list[SpeedRow]:
     """Open every built artifact on its format's target, check it on the photos, and time all round-robin.
 
     Args:
         built: {(format, variant label, precision): (artifact, model folder)}, timed together in one loop, so ratios
             between formats (executorch against litert) come from the same run.
     """
+    import torch
+
     from vitship.bench.latency.roofline import artifact_gflop, measure_peaks
     from vitship.models import FEATURES_NAME, LOGITS_NAME, preprocess, sample_images
     from vitship.models.metrics import output_errors
@@ -118,8 +151,6 @@ def measure(loaded, built: dict, rounds: int = ROUNDS, calls: int = CALLS) -> li
 
     threads = physical_cores()
     photos = preprocess(sample_images(), loaded.spec)
-    import torch
-
     with torch.inference_mode():
         logits, features = loaded.model(torch.from_numpy(photos))
     reference = {LOGITS_NAME: logits.numpy(), FEATURES_NAME: features.numpy()}
@@ -130,51 +161,51 @@ def measure(loaded, built: dict, rounds: int = ROUNDS, calls: int = CALLS) -> li
         session = open_session(artifact, model_dir, TARGETS[fmt], SessionOptions(threads=threads, **variant.session))
         outputs = [session.run_outputs(photos[i:i + 1]) for i in range(len(photos))]
         stacked = {name: np.concatenate([o[name] for o in outputs]) for name in (LOGITS_NAME, FEATURES_NAME)}
-        errors = output_errors(stacked, reference, loaded.spec)
-        gate = ((artifact.details or {}).get("int8") or {}).get("gate", "not checked")
-        rows.append({"format": fmt, "variant": label, "precision": precision, "artifact": artifact, "session": session,
-                     "max_abs_logit": errors.max_abs_logit, "min_cosine": errors.min_cosine,
-                     "gate": "-" if precision != "int8" else str(gate),
-                     "ran_at": session.info.precision, "samples": []})
+        ran_at = session.info.precision
+        peak = peaks.get("int8" if precision == "int8" else _float_peak(ran_at))
+        rows.append(SpeedRow(fmt, label, precision, artifact, output_errors(stacked, reference, loaded.spec),
+                             gate="-" if precision != "int8" else _gate_verdict(artifact), ran_at=ran_at,
+                             gflop=artifact_gflop(artifact, loaded.spec), peak=peak["gflops"] if peak else None, session=session))
     say(f"timing {len(rows)} sessions round-robin: {rounds} rounds x {calls} calls at batch 1, {threads} threads")
     for _ in range(rounds):
         for row in rows:
             for _ in range(calls):
                 start = time.perf_counter_ns()
-                row["session"].run_outputs(photos[:1])
-                row["samples"].append((time.perf_counter_ns() - start) / 1e6)
+                row.session.run_outputs(photos[:1])
+                row.samples.append((time.perf_counter_ns() - start) / 1e6)
     for row in rows:
-        samples = row.pop("samples")
-        row["p50_ms"], row["min_ms"] = statistics.median(samples), min(samples)
-        row["gflop"] = artifact_gflop(row["artifact"], loaded.spec)
-        peak = peaks.get("int8" if row["precision"] == "int8" else _float_peak(row["ran_at"]))
-        row["percent_of_peak"] = 100 * row["gflop"] / (row["p50_ms"] / 1e3) / peak["gflops"] if peak else None
-        row["peak"] = peak["gflops"] if peak else None
-        row.pop("session").close()
+        row.session.close()
+        row.session = None
     return rows
+
+
+def _gate_verdict(artifact) -> str:
+    """The export's int8 gate verdict (the int8 ladder's record; the int8 package's typed Int8Record replaces the dict)."""
+    record = artifact.details.int8 or {}
+    return str(record.get("gate", Status.NOT_CHECKED))
 
 
 def _float_peak(ran_at: str) -> str:
     return "bf16" if ran_at == "bf16" else "fp32"
 
 
-def table(fmt: str, rows: list[dict]) -> str:
+def table(fmt: str, rows: list[SpeedRow]) -> str:
     """The markdown table of one format: ratios against the format's first variant of the same precision.
 
     On a busy machine the p50 carries the other processes' load and the min is closer to the uncontended time;
     on a quiet one they agree. % of peak is the p50's against the peak measured before the rounds.
     """
-    rows = [row for row in rows if row["format"] == fmt]
+    rows = [row for row in rows if row.format == fmt]
     lines = [(f"| {fmt} variant | precision | p50 ms | min ms | p50 vs first | min vs first | GFLOP | % of peak "
               "| max abs logit error | min feature cosine | int8 gate |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
-    first: dict[str, dict] = {}
+    first: dict[str, SpeedRow] = {}
     for row in rows:
-        base = first.setdefault(row["precision"], row)
-        percent = f"{row['percent_of_peak']:.0f}% of {row['peak']:.0f}" if row["percent_of_peak"] else "-"
-        ran = f" (ran {row['ran_at']})" if row["ran_at"] not in ("", row["precision"]) else ""
-        lines.append(f"| {row['variant']} | {row['precision']}{ran} | {row['p50_ms']:.1f} | {row['min_ms']:.1f} "
-                     f"| {row['p50_ms'] / base['p50_ms']:.2f}x | {row['min_ms'] / base['min_ms']:.2f}x | {row['gflop']:.2f} "
-                     f"| {percent} | {row['max_abs_logit']:.2e} | {row['min_cosine']:.6f} | {row['gate']} |")
+        base = first.setdefault(row.precision, row)
+        percent = f"{row.percent_of_peak:.0f}% of {row.peak:.0f}" if row.percent_of_peak else "-"
+        ran = f" (ran {row.ran_at})" if row.ran_at not in ("", row.precision) else ""
+        lines.append(f"| {row.variant} | {row.precision}{ran} | {row.p50_ms:.1f} | {row.min_ms:.1f} "
+                     f"| {row.p50_ms / base.p50_ms:.2f}x | {row.min_ms / base.min_ms:.2f}x | {row.gflop:.2f} "
+                     f"| {percent} | {row.errors.max_abs_logit:.2e} | {row.errors.min_cosine:.6f} | {row.gate} |")
     return "\n".join(lines)
 
 

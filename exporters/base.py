@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
 
+from vitship.exporters.details import Calibration
+from vitship.exporters.schema import MANIFEST_SCHEMA_VERSION, Artifact  # noqa: F401  (re-exported: every layer imports them here)
 from vitship.models import IMAGE_SUFFIXES, ModelSpec, VitshipError, file_sha256, image_files, preprocess, sample_images
 from vitship.models.export_form import ExportForm
 from vitship.models.versions import package_versions, vitship_version  # noqa: F401  (the exporters record them)
@@ -20,7 +22,6 @@ if TYPE_CHECKING:  # torch: not imported by runtimes and workers that only read 
     from vitship.models import LoadedModel
 
 MANIFEST_NAME = "manifest.json"
-MANIFEST_SCHEMA_VERSION = 1
 FORMATS = ("onnx", "openvino", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -56,7 +57,7 @@ class ExportOptions:
     class_token_tail: bool = False
 
     def export_form(self) -> ExportForm:
-        """The form the exporter traces (``DetectorModel.with_form``); recorded as ``details["export_form"]``."""
+        """The form the exporter traces (``DetectorModel.with_form``); recorded as ``ArtifactDetails.export_form``."""
         return ExportForm(class_token_tail=self.class_token_tail)
 
     def cache_key(self) -> dict:
@@ -86,35 +87,6 @@ class TraceCache:
             return self._entries[key], True
         self._entries = {key: make()} | {k: v for k, v in self._entries.items() if k[0] != key[0]}
         return self._entries[key], False
-
-
-@dataclass
-class Artifact:
-    """One exported file or package and everything needed to trust it later."""
-
-    id: str  # <format>-<precision>
-    format: str
-    precision: str
-    path: str  # relative to the model's artifact folder, e.g. "onnx-fp32/model.onnx"
-    sha256: str = ""
-    size_bytes: int = 0
-    export_seconds: float = 0.0
-    versions: dict[str, str] = field(default_factory=dict)
-    input_spec: dict = field(default_factory=dict)
-    weights: dict = field(default_factory=dict)
-    calibration: dict | None = None
-    options: dict = field(default_factory=dict)
-    details: dict = field(default_factory=dict)  # exporter notes: slimming, fallbacks, precision used, ...
-    # oldest runtime release that loads it, per runtime ({"onnxruntime": "1.16", "openvino": "2024.0"}); {}: not recorded
-    min_runtime_versions: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Artifact":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 # export(loaded, out_dir, options, cache) -> Artifact. out_dir is the artifact's own (temporary) folder; options
@@ -193,7 +165,8 @@ HOLD_BACK_EVERY = 3  # every 3rd calibration photo is held back: the export's in
 CalibrationPart = Literal["calibration", "held_back", "all"]
 
 
-def calibration_images(spec: ModelSpec, options: ExportOptions, part: CalibrationPart = "calibration") -> tuple[np.ndarray, dict]:
+def calibration_images(spec: ModelSpec, options: ExportOptions,
+                       part: CalibrationPart = "calibration") -> tuple[np.ndarray, Calibration]:
     """The preprocessed calibration photos (``options.calibration_dir`` or the bundled samples) and their source.
 
     A folder with ``real/`` and ``fake/`` subfolders gives both classes, interleaved (real, fake, real, ...) so
@@ -203,7 +176,7 @@ def calibration_images(spec: ModelSpec, options: ExportOptions, part: Calibratio
     Args:
         part: "calibration" (what quantizers and smoothing see), "held_back" (the gate's photos) or "all".
     Returns:
-        (float32 NCHW batch, {"source", "count", "files", ...}) -- the dict goes into Artifact.calibration.
+        (float32 NCHW batch, the Calibration record of those photos) -- the record goes into Artifact.calibration.
     """
     paths, source, classes = _calibration_paths(options)
     held = [i for i in range(len(paths)) if len(paths) >= HOLD_BACK_EVERY and i % HOLD_BACK_EVERY == HOLD_BACK_EVERY - 1]
@@ -211,9 +184,8 @@ def calibration_images(spec: ModelSpec, options: ExportOptions, part: Calibratio
               "calibration": [i for i in range(len(paths)) if i not in set(held)]}[part]
     picked = [paths[i] for i in chosen]
     names = [_relative_name(p, options) for p in picked]
-    info = {"source": source, "count": len(picked), "files": names, "part": part, "held_back": len(held)}
-    if classes:
-        info["classes"] = {name: sum(1 for n in names if n.split("/")[0] == name) for name in classes}
+    per_class = {name: sum(1 for n in names if n.split("/")[0] == name) for name in classes} if classes else None
+    info = Calibration(source=source, count=len(picked), files=names, part=part, held_back=len(held), classes=per_class)
     return preprocess(picked, spec), info
 
 

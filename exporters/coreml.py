@@ -3,7 +3,9 @@
 Two registered names share this module: ``coreml`` (fp16/int8 take an RGB image at batch 1, what the
 Neural Engine and Vision run; fp32 is the exact reference, not for the Neural Engine) and ``coreml-tensor``
 (the float tensor with enumerated batches 1, 2, 4, 8). A RangeDim batch stays behind ``batch="range"``:
-the Neural Engine runs it only at its default shape. Every artifact records ``details["apple"]``.
+the Neural Engine runs it only at its default shape. Every artifact records ``details.apple``.
+The input side (Core ML input types, the input spec, the descriptions and metadata in the package) lives in
+``exporters/coreml_io.py``, what it promises an iPhone in ``exporters/coreml_apple.py``.
 
 torch.export, not torch.jit.trace: coremltools' TorchScript frontend fails on this two-output ViT.
 
@@ -15,8 +17,6 @@ JSON) and in the ``logits`` output description.
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,19 +30,18 @@ from vitship.exporters.base import (
     ExportError,
     TraceCache,
     artifact_id,
-    model_metadata,
     package_versions,
     path_sha256,
     path_size,
-    vitship_version,
 )
 from vitship.exporters.coreml_apple import NOT_FOR_NEURAL_ENGINE, apple_details, batch_shapes_label, mil_op_counts
+from vitship.exporters.coreml_io import PixelNormalize, describe, image_scale_bias, input_spec, input_type
+from vitship.exporters.details import CoremlDetails, CoremlQuantization
 from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
-from vitship.models import LoadedModel, MissingDependencyError, ModelSpec, UnknownNameError
+from vitship.models import LoadedModel, MissingDependencyError, UnknownNameError
 
 FORMAT = "coreml"
 PACKAGE_NAME = "model.mlpackage"
-LICENSE = "MIT"  # the CommunityForensics detector's licence (arXiv:2411.04125)
 # int8 weights only where the model multiplies by them (linear, conv): the position embedding and class
 # token feed an `add`, and quantizing them saves ~1% of the size for a systematic error on every token.
 INT8_OP_TYPES = ("linear", "conv")
@@ -111,48 +110,45 @@ def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: Tr
     source, trace_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
     program, normalisation, reused = _export_program(source, options, trace_cache)
     mlmodel = ct.convert(
-        program, inputs=[_input_type(ct, loaded.spec, options)],
+        program, inputs=[input_type(ct, loaded.spec, options)],
         outputs=[ct.TensorType(name=name, dtype=np.float32) for name in loaded.spec.output_names],  # fp32 out at any precision
         convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, options.min_target),
         compute_precision=ct.precision.FLOAT32 if options.precision == "fp32" else ct.precision.FLOAT16,
     )
     if options.precision == "int8":
         mlmodel = _quantize_weights(mlmodel, tuple(linear_modules(source, options.keep_float)))
-    _describe(mlmodel, loaded, options)
+    describe(mlmodel, loaded, options)
     package = Path(out_dir) / PACKAGE_NAME
     mlmodel.save(str(package))
     aid = artifact_id(options.name, options.precision)
-    details = _details(mlmodel, options, normalisation) | ({"torch_export": "reused from this run"} if reused else {})
-    details["export_form"] = options.export_form().to_dict()
+    details = _details(mlmodel, options, normalisation, reused)
+    details.export_form = options.export_form()
     if options.precision == "int8":
-        details["int8"] = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
+        details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
     return Artifact(
         id=aid, format=FORMAT, precision=options.precision, path=f"{aid}/{PACKAGE_NAME}", sha256=path_sha256(package),
         size_bytes=path_size(package), export_seconds=round(time.perf_counter() - start, 3),
-        versions=package_versions("coremltools", "torch"), input_spec=_input_spec(loaded.spec, options),
+        versions=package_versions("coremltools", "torch"), input_spec=input_spec(loaded.spec, options),
         weights=loaded.info.to_dict(), calibration=None, options=options.cache_key(), details=details,
     )
 
 
-def _details(mlmodel, options: CoremlOptions, normalisation: str | None) -> dict:
+def _details(mlmodel, options: CoremlOptions, normalisation: str | None, reused: bool) -> CoremlDetails:
     ops = mil_op_counts(mlmodel.get_spec())
     compute = "fp32" if options.precision == "fp32" else "fp16"
     kind = options.batch_kind()
     apple = apple_details(compute_precision=compute, input_kind=options.input_kind(), batch_kind=kind,
                           batch_shapes=batch_shapes_label(kind, options.batch_shapes, options.max_batch),
                           min_target=options.min_target, op_counts=ops)
-    details = {"source": "torch.export ExportedProgram (ATEN dialect)", "minimum_deployment_target": options.min_target,
-               "compute_precision": compute, "mil_ops": ops, "apple": apple,
-               "labels_in": "user_defined_metadata['labels'] and the logits output description (no ClassifierConfig)"}
-    if compute == "fp32":
-        details["label"] = f"exact reference, {NOT_FOR_NEURAL_ENGINE}"
-    if normalisation:
-        details["image_normalisation"] = normalisation
-    if options.precision == "int8":
-        details["weight_quantization"] = {"mode": "linear_symmetric", "dtype": "int8", "granularity": "per_channel",
-                                          "op_types": list(INT8_OP_TYPES), "min_elements": INT8_MIN_ELEMENTS,
-                                          "base_program": "fp16"}
-    return details
+    quantization = CoremlQuantization(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                      op_types=list(INT8_OP_TYPES), min_elements=INT8_MIN_ELEMENTS, base_program="fp16")
+    return CoremlDetails(
+        source="torch.export ExportedProgram (ATEN dialect)", minimum_deployment_target=options.min_target,
+        compute_precision=compute, mil_ops=ops, apple=apple,
+        labels_in="user_defined_metadata['labels'] and the logits output description (no ClassifierConfig)",
+        label=f"exact reference, {NOT_FOR_NEURAL_ENGINE}" if compute == "fp32" else None,
+        image_normalisation=normalisation, quantization=quantization if options.precision == "int8" else None,
+        torch_export="reused from this run" if reused else None)
 
 
 def _import_coremltools():
@@ -189,31 +185,6 @@ def check_options(ct, options: CoremlOptions) -> None:
         raise ExportError(f"coreml: enumerated batch shapes {list(shapes)} must include 1, the shape an app predicts with")
 
 
-def image_scale_bias(spec: ModelSpec) -> tuple[float, list[float], bool]:
-    """ImageType scale and per-channel bias for ``(pixel * rescale - mean) / std``, and whether that is all of it.
-
-    ImageType has one scale for all channels. With equal stds the whole normalisation folds into
-    scale/bias (returns True); otherwise scale/bias only rescale to [0, 1] and the per-channel
-    (x - mean) / std stays in the program (returns False).
-    """
-    if all(math.isclose(s, spec.std[0], rel_tol=1e-6) for s in spec.std):
-        return spec.rescale_factor / spec.std[0], [-m / s for m, s in zip(spec.mean, spec.std)], True
-    return spec.rescale_factor, [0.0] * spec.channels, False
-
-
-class PixelNormalize(torch.nn.Module):
-    """Wraps the model so that it takes [0, 1] pixels and normalises them per channel inside the graph."""
-
-    def __init__(self, model: torch.nn.Module, spec: ModelSpec):
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("inv_std", 1 / torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model((pixel_values - self.mean) * self.inv_std)
-
-
 def _export_program(loaded: LoadedModel, options: CoremlOptions, cache: TraceCache):
     """The torch.export program (dynamic batch), shared through ``cache`` by every coreml artifact of a run.
 
@@ -247,21 +218,6 @@ def _export_program(loaded: LoadedModel, options: CoremlOptions, cache: TraceCac
     return program, normalisation, reused
 
 
-def _input_type(ct, spec: ModelSpec, options: CoremlOptions):
-    channels, height, width = spec.input_shape
-    if options.input_kind() == "image":
-        # One CVPixelBuffer per prediction; apps batch images with MLArrayBatchProvider.
-        scale, bias, _ = image_scale_bias(spec)
-        return ct.ImageType(name=spec.input_name, shape=(1, channels, height, width), scale=scale, bias=bias,
-                            color_layout=ct.colorlayout.RGB)
-    if options.batch == "enumerated":
-        shapes = [(n, channels, height, width) for n in sorted(options.batch_shapes)]
-        return ct.TensorType(name=spec.input_name, shape=ct.EnumeratedShapes(shapes=shapes, default=shapes[0]),
-                             dtype=np.float32)
-    batch = ct.RangeDim(lower_bound=1, upper_bound=options.max_batch, default=1, symbol=spec.batch_axis)
-    return ct.TensorType(name=spec.input_name, shape=(batch, channels, height, width), dtype=np.float32)
-
-
 def _quantize_weights(mlmodel, keep_float: tuple[str, ...] = ()):
     """int8 per-channel symmetric weights for the consts that only feed linear/conv ops (``keep_float`` stay fp16).
 
@@ -285,49 +241,3 @@ def _quantize_weights(mlmodel, keep_float: tuple[str, ...] = ()):
     if not names:
         raise ExportError("coreml: no linear/conv weights large enough to quantize to int8")
     return linear_quantize_weights(mlmodel, OptimizationConfig(op_name_configs={name: config for name in names}))
-
-
-def _describe(mlmodel, loaded: LoadedModel, options: CoremlOptions) -> None:
-    """Author, licence, description, version, per-feature descriptions and the user-defined metadata."""
-    spec, info = loaded.spec, loaded.info
-    mlmodel.author = f"vitship {vitship_version()} export of {spec.name} (CommunityForensics, arXiv:2411.04125)"
-    mlmodel.license = LICENSE
-    mlmodel.version = f"{vitship_version()}+weights.{info.sha256[:12]}"
-    trained = "" if info.trained else " UNTRAINED (seeded) weights: not for decisions."
-    mlmodel.short_description = (f"{spec.architecture} real/fake image detector ({spec.head_kind} head over "
-                                 f"{list(spec.labels)}); outputs logits and {spec.embed_dim}-d features.{trained}")
-    channels, height, width = spec.input_shape
-    mlmodel.input_description[spec.input_name] = (
-        f"{width}x{height} RGB image" if options.input_kind() == "image"
-        else f"float32 NCHW ({_batch_words(options)}; {channels}, {height}, {width}): RGB "
-             f"{spec.interpolation}-resized, center-cropped, (pixel/255 - {list(spec.mean)}) / {list(spec.std)}")
-    mlmodel.output_description[spec.output_names[0]] = (
-        f"logits over labels {list(spec.labels)}; " + ("sigmoid gives P(fake)" if spec.head_kind == "sigmoid" else "softmax"))
-    mlmodel.output_description[spec.output_names[1]] = f"pre-logits class-token embedding ({spec.embed_dim})"
-    preprocessing = {"mean": list(spec.mean), "std": list(spec.std), "size": list(spec.input_shape[1:]),
-                     "interpolation": spec.interpolation, "resize": {"mode": spec.resize_mode, "size": list(spec.resize_size)},
-                     "crop": list(spec.crop_size) if spec.do_center_crop else None, "rescale_factor": spec.rescale_factor}
-    extra = {"precision": options.precision, "compute_precision": "fp32" if options.precision == "fp32" else "fp16",
-             "input_type": options.input_kind(), "preprocessing": json.dumps(preprocessing)}
-    for key, value in {**model_metadata(loaded), **extra}.items():
-        mlmodel.user_defined_metadata[key] = value
-
-
-def _batch_words(options: CoremlOptions) -> str:
-    if options.batch_kind() == "enumerated":
-        return f"batch one of {sorted(options.batch_shapes)}"
-    return f"batch 1..{options.max_batch}, Neural Engine at batch 1 only"
-
-
-def _input_spec(spec: ModelSpec, options: CoremlOptions) -> dict:
-    channels, height, width = spec.input_shape
-    kind = options.input_kind()
-    if kind == "image":
-        scale, bias, _ = image_scale_bias(spec)
-        shape, extra = [1, channels, height, width], {"color_layout": "RGB", "image_scale": scale, "image_bias": bias,
-                                                      "batch_shapes": [1]}
-    elif options.batch == "enumerated":
-        shape, extra = [spec.batch_axis, channels, height, width], {"batch_shapes": sorted(options.batch_shapes)}
-    else:
-        shape, extra = [spec.batch_axis, channels, height, width], {"batch_range": [1, options.max_batch]}
-    return {**spec.to_dict(), "input_type": kind, "input_shape": shape, "dtype": "float32", "layout": "NCHW", **extra}

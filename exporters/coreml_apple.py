@@ -1,4 +1,4 @@
-"""What an Apple-facing artifact promises an iPhone: ``Artifact.details["apple"]``, read by the report's iOS section.
+"""What an Apple-facing artifact promises an iPhone: ``AppleDetails`` (``Artifact.details.apple``), read by the report's iOS section.
 
 Nothing here runs on a Neural Engine: the verdicts follow from the program's precision, its input shapes
 and its op types, by the rules Apple documents. Per-op placement is only known on a Mac
@@ -8,6 +8,8 @@ and its op types, by the rules Apple documents. Per-op placement is only known o
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 # The Neural Engine runs enumerated and fixed shapes; a RangeDim model runs there only at its default shape,
 # other shapes fall back to the GPU or CPU (coremltools flexible-inputs guide; coremltools issue 2370).
@@ -22,16 +24,37 @@ KNOWN_FALLBACK_OPS = frozenset({"reduce_prod", "scatter", "scatter_nd", "scatter
 NOT_FOR_NEURAL_ENGINE = "not for the Neural Engine"
 
 
+class NeuralEngine(StrEnum):
+    """Whether the Neural Engine can run the program, as the exporter judged it from precision, shapes and op types."""
+
+    ELIGIBLE = "eligible"
+    NOT_ELIGIBLE = "not eligible"
+    NOT_RECORDED = "not recorded"  # an older manifest
+
+
+@dataclass
+class AppleDetails:
+    """What an Apple-facing artifact promises an iPhone: Neural Engine eligibility and why, input, shapes, target."""
+
+    neural_engine: NeuralEngine = NeuralEngine.NOT_RECORDED
+    neural_engine_reason: str = ""
+    input: str = "?"  # image | tensor
+    batch_shapes: list[int] | str = field(default_factory=list)  # [1], [1, 2, 4, 8], or "1..64" (a RangeDim)
+    minimum_deployment_target: str = ""
+    compute_precision: str = ""  # fp16 | fp32
+    fallback_ops: list[str] = field(default_factory=list)  # op types known to fall back to the CPU
+
+
 def batch_shapes_label(kind: str, shapes: tuple[int, ...] = (), max_batch: int = 0) -> list[int] | str:
-    """``[1]`` (fixed), ``[1, 2, 4, 8]`` (enumerated) or ``"1..64"`` (RangeDim), as details["apple"] records it."""
+    """``[1]`` (fixed), ``[1, 2, 4, 8]`` (enumerated) or ``"1..64"`` (RangeDim), as AppleDetails records it."""
     if kind == "range":
         return f"1..{max_batch}"
     return sorted(shapes) if kind == "enumerated" else [1]
 
 
 def apple_details(*, compute_precision: str, input_kind: str, batch_kind: str, batch_shapes: list[int] | str,
-                  min_target: str, op_counts: dict[str, int]) -> dict:
-    """The ``details["apple"]`` dict: Neural Engine eligibility and why, input, shapes, target, precision, fallbacks.
+                  min_target: str, op_counts: dict[str, int]) -> AppleDetails:
+    """Neural Engine eligibility and why, input, shapes, target, precision and fallbacks of one program.
 
     Args:
         compute_precision: "fp16" or "fp32" (the ML Program's compute precision).
@@ -51,9 +74,8 @@ def apple_details(*, compute_precision: str, input_kind: str, batch_kind: str, b
         reason = f"fp16 program at {shapes}"
         reason += f"; {', '.join(fallback)} fall back to the CPU" if fallback else "; no op type known to fall back"
         eligible = True
-    return {"neural_engine": "eligible" if eligible else "not eligible", "neural_engine_reason": reason,
-            "input": input_kind, "batch_shapes": batch_shapes, "minimum_deployment_target": min_target,
-            "compute_precision": compute_precision, "fallback_ops": fallback}
+    return AppleDetails(NeuralEngine.ELIGIBLE if eligible else NeuralEngine.NOT_ELIGIBLE, reason, input_kind, batch_shapes,
+                        min_target, compute_precision, fallback)
 
 
 def mil_op_counts(spec) -> dict[str, int]:

@@ -9,7 +9,7 @@ Every op outside the delegate runs on ExecuTorch's portable kernels between dele
 programs are traced in an export form (``models.export_form``) whose ops the delegate all takes: explicit
 attention (no scaled_dot_product_attention mask logic), LayerNorm as means and elementwise ops (the delegate has
 no layer-norm operator), and the last block for the class token only. The manifest lists what stays outside
-(``details["ops_outside_delegate"]``).
+(``ExecutorchDetails.ops_outside_delegate``).
 
 Batch: XNNPACK programs take a fixed batch of 1 by default (``max_batch=1``): every shape is static, so every
 reshape and slice is delegated; a phone classifies one photo at a time. ``max_batch`` 2 or more gives a dynamic
@@ -38,6 +38,7 @@ from vitship.exporters.base import (
     path_sha256,
     path_size,
 )
+from vitship.exporters.details import Calibration, ExecutorchDetails, ExecutorchQuantization
 from vitship.exporters.executorch_coreml import embedded_apple_details, embedded_coreml_package  # noqa: F401 (runtimes import it here)
 from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
@@ -117,7 +118,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExecutorchOptions, cache
     path.write_bytes(pte)
     aid = artifact_id(options.name, options.precision)
     if options.backend == ExecutorchCoremlOptions.backend:
-        details["apple"] = embedded_apple_details(path, options.min_target, details)
+        details.apple = embedded_apple_details(path, options.min_target, details)
     return Artifact(
         id=aid, format=options.format, precision=options.precision, path=f"{aid}/{PROGRAM_NAME}", sha256=path_sha256(path),
         size_bytes=path_size(path), export_seconds=round(time.perf_counter() - start, 3),
@@ -171,19 +172,20 @@ def _torch_export(model, example, max_batch: int | None, batch_axis: str):
         raise ExportError(f"executorch: torch.export failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
 
 
-def _lower_xnnpack(loaded: LoadedModel, options: ExecutorchOptions, cache: TraceCache) -> tuple[bytes, dict, dict | None]:
+def _lower_xnnpack(loaded: LoadedModel, options: ExecutorchOptions,
+                   cache: TraceCache) -> tuple[bytes, ExecutorchDetails, Calibration | None]:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
     source, cache, smoothing = model_to_quantize(loaded, options, cache)
     program, reused = _fp32_program(source, options, cache)
-    details: dict = {"delegate": options.backend, "batch_range": [1, options.max_batch],
-                     "export_form": options.export_form().to_dict(),
-                     "source": "torch.export ExportedProgram" + (" (reused from this run)" if reused else "")}
+    details = ExecutorchDetails(delegate=options.backend, batch_range=[1, options.max_batch], export_form=options.export_form(),
+                                source="torch.export ExportedProgram" + (" (reused from this run)" if reused else ""))
     calibration = None
     if options.precision == "int8":
         program, calibration = _quantize(source, program, options)
-        details["int8"] = {"mode": options.int8_mode, "scheme": "XNNPACKQuantizer symmetric, per-channel weights",
-                           "why_default": INT8_CHOICE, "smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
+        details.quantization = ExecutorchQuantization(mode=options.int8_mode, why_default=INT8_CHOICE,
+                                                      scheme="XNNPACKQuantizer symmetric, per-channel weights")
+        details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
     return _to_pte(program, [XnnpackPartitioner()], details), details, calibration
 
 
@@ -214,7 +216,7 @@ def _quantize(loaded: LoadedModel, program, options: ExecutorchOptions):
     return _torch_export(quantized, example, options.max_batch, loaded.spec.batch_axis), calibration
 
 
-def _lower_coreml(loaded: LoadedModel, options: ExecutorchOptions) -> tuple[bytes, dict, None]:
+def _lower_coreml(loaded: LoadedModel, options: ExecutorchOptions) -> tuple[bytes, ExecutorchDetails, None]:
     import coremltools as ct
     import torch
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
@@ -229,12 +231,13 @@ def _lower_coreml(loaded: LoadedModel, options: ExecutorchOptions) -> tuple[byte
     program = _torch_export(loaded.model.with_form(form), example, None, loaded.spec.batch_axis)  # fixed batch 1
     specs = CoreMLBackend.generate_compile_specs(compute_unit=ct.ComputeUnit.ALL, compute_precision=ct.precision.FLOAT16,
                                                  minimum_deployment_target=getattr(ct.target, options.min_target))
-    details: dict = {"delegate": options.backend, "batch_range": [1, 1], "compute_units": "ALL", "export_form": form.to_dict(),
-                     "runs_on": "Apple's Core ML runtime only (iOS / macOS); its embedded ML Program is checked on coreml:reference"}
+    details = ExecutorchDetails(delegate=options.backend, batch_range=[1, 1], compute_units="ALL", export_form=form,
+                                runs_on="Apple's Core ML runtime only (iOS / macOS); its embedded ML Program is checked "
+                                        "on coreml:reference")
     return _to_pte(program, [CoreMLPartitioner(compile_specs=specs)], details), details, None
 
 
-def _to_pte(program, partitioners: list, details: dict) -> bytes:
+def _to_pte(program, partitioners: list, details: ExecutorchDetails) -> bytes:
     """Lower to the delegate and serialise; records the ops left outside it (run by ExecuTorch's portable kernels)."""
     from executorch.exir import to_edge_transform_and_lower
 
@@ -242,9 +245,9 @@ def _to_pte(program, partitioners: list, details: dict) -> bytes:
     graph = edge.exported_program().graph_module.graph
     calls = [n for n in graph.nodes if n.op == "call_function"]
     kept = {_op_name(n.target) for n in calls if "executorch_call_delegate" not in str(n.target)} - {"getitem"}
-    details["delegated_calls"] = sum("executorch_call_delegate" in str(n.target) for n in calls)
-    details["ops_outside_delegate"] = sorted(kept)
-    details["delegate_output_index"] = _delegate_output_index(graph)
+    details.delegated_calls = sum("executorch_call_delegate" in str(n.target) for n in calls)
+    details.ops_outside_delegate = sorted(kept)
+    details.delegate_output_index = _delegate_output_index(graph)
     return edge.to_executorch().buffer
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from vitship.exporters.base import ExportError
-from vitship.exporters.coreml_apple import apple_details, mil_op_counts
+from vitship.exporters.coreml_apple import AppleDetails, apple_details, mil_op_counts
+from vitship.exporters.details import EmbeddedOutputs, ExecutorchDetails
 
 BACKEND = "CoreMLBackend"
 
 
-def embedded_apple_details(path: Path, min_target: str, details: dict) -> dict:
-    """details["apple"] of the embedded ML Program, and which of its outputs are logits and features."""
+def embedded_apple_details(path: Path, min_target: str, details: ExecutorchDetails) -> AppleDetails:
+    """The embedded ML Program's AppleDetails; records which of its outputs are logits and features in ``details``."""
     import tempfile
 
     import coremltools as ct
@@ -24,10 +25,10 @@ def embedded_apple_details(path: Path, min_target: str, details: dict) -> dict:
         package = embedded_coreml_package(path, Path(tmp))
         spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
     names = [output.name for output in spec.description.output]
-    order = details.get("delegate_output_index") or list(range(len(names)))
+    order = details.delegate_output_index or list(range(len(names)))
     if sorted(order) != list(range(len(names))) or len(order) != 2:
         raise ExportError(f"{path}: the Core ML delegate returns {names}; cannot tell logits from features")
-    details["embedded_outputs"] = {"logits": names[order[0]], "features": names[order[1]]}
+    details.embedded_outputs = EmbeddedOutputs(logits=names[order[0]], features=names[order[1]])
     return apple_details(compute_precision="fp16", input_kind="tensor", batch_kind="fixed", batch_shapes=[1],
                          min_target=min_target, op_counts=mil_op_counts(spec))
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from vitship.exporters.base import Artifact, ExportError, ExportFn, TraceCache, calibration_images
+from vitship.exporters.details import Calibration
 
 if TYPE_CHECKING:
     from vitship.exporters.int8 import Int8Options
@@ -136,18 +137,18 @@ class _Ladder:
         return max(self._scored, key=lambda scored: scored[0])[1]
 
 
-def _record(artifact: Artifact, steps: list[dict], verdict: str, held: dict, requested: Int8Options,
+def _record(artifact: Artifact, steps: list[dict], verdict: str, held: Calibration, requested: Int8Options,
             located_by: str | None = None) -> Artifact:
-    """Artifact.details["int8"]: the recipe shipped, the ladder's steps with figures, the layers kept in float.
+    """Artifact.details.int8: the recipe shipped, the ladder's steps with figures, the layers kept in float.
 
     ``Artifact.options`` stays the *requested* options: it is the rebuild key, and the next export with the same
     options must find the artifact up to date, whatever recipe the ladder settled on.
     """
-    shipped = {"smooth_alpha": artifact.options.get("smooth_alpha"), "keep_float": artifact.options.get("keep_float", [])}
+    shipped = {"smooth_alpha": artifact.option("smooth_alpha"), "keep_float": artifact.option("keep_float", [])}
     artifact.options = requested.cache_key()
-    artifact.details.setdefault("int8", {}).update(
-        gate=verdict, held_back_photos=held["files"], recipe=shipped, steps=steps, kept_in_float=shipped["keep_float"],
-        **({"layers_ranked_by": located_by} if located_by else {}))
+    record = {"gate": verdict, "held_back_photos": held.files, "recipe": shipped, "steps": steps,
+              "kept_in_float": shipped["keep_float"], **({"layers_ranked_by": located_by} if located_by else {})}
+    artifact.details.int8 = {**(artifact.details.int8 or {}), **record}
     return artifact
 
 

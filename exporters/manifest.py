@@ -2,7 +2,9 @@
 
 Every reader (export, parity, bench, eval, predict, compat-check, the report, the Python API) goes through
 ``Manifest.read``: a malformed file is a one-line ``ManifestError`` that names the file and says what to do,
-never a ``TypeError`` from deep inside a reader. A dict is for JSON at the file boundary only.
+never a ``TypeError`` from deep inside a reader. A dict is for JSON at the file boundary only. Each artifact
+entry is read and written by the schema (``exporters/schema.py``: typed details, versions, migrations); an
+older manifest is migrated on read and written at the current version.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import NoneType
 
-from vitship.exporters.base import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, Artifact, ExportError
+from vitship.exporters.base import MANIFEST_NAME, ExportError
+from vitship.exporters.schema import MANIFEST_SCHEMA_VERSION, Artifact, read_entry, readable
 from vitship.models.atomic import atomic_write_json
 
 FIX = "re-export to rebuild it (vitship export --force), or delete it"
@@ -72,9 +75,10 @@ class Manifest:
         """Validate the structure of a decoded manifest.json (``source`` names it in errors)."""
         if not isinstance(data, dict):
             raise ManifestError(f"{source}: a JSON {_json_type(data)}, not a manifest object; {FIX}")
-        if data.get("schema_version") != MANIFEST_SCHEMA_VERSION:
-            raise ManifestError(f"{source}: manifest schema {data.get('schema_version')!r}, this vitship reads "
-                                f"{MANIFEST_SCHEMA_VERSION}; {FIX}")
+        version = data.get("schema_version")
+        if not readable(version):
+            raise ManifestError(f"{source}: manifest schema {version!r}, this vitship reads {MANIFEST_SCHEMA_VERSION} "
+                                f"(and migrates older ones); {FIX}, or upgrade vitship if a newer one wrote it")
         for name, kind in TOP_LEVEL_TYPES.items():
             if name in data and not isinstance(data[name], kind):
                 raise ManifestError(f"{source}: '{name}' is a JSON {_json_type(data[name])}, not a {_json_name(kind)}; {FIX}")
@@ -85,7 +89,7 @@ class Manifest:
         if not isinstance(entries, dict):
             what = "no 'artifacts'" if entries is None else f"'artifacts' as a JSON {_json_type(entries)}, not an object"
             raise ManifestError(f"{source}: {what}; {FIX}")
-        artifacts = {aid: _artifact(aid, entry, source) for aid, entry in entries.items()}
+        artifacts = {aid: _artifact(aid, entry, source, version) for aid, entry in entries.items()}
         return cls(MANIFEST_SCHEMA_VERSION, data.get("model", ""), data.get("spec", {}), data.get("weights", {}),
                    data.get("vitship_version", ""), artifacts)
 
@@ -108,7 +112,7 @@ class Manifest:
         return self.spec or next((a.input_spec for a in self.artifacts.values() if a.input_spec), {})
 
 
-def _artifact(aid: object, entry: object, source: Path | str) -> Artifact:
+def _artifact(aid: object, entry: object, source: Path | str, version: int) -> Artifact:
     if not isinstance(entry, dict):
         raise ManifestError(f"{source}: artifact {aid!r} is a JSON {_json_type(entry)}, not an object; {FIX}")
     for name in REQUIRED_ARTIFACT_FIELDS:
@@ -120,7 +124,10 @@ def _artifact(aid: object, entry: object, source: Path | str) -> Artifact:
                                 f"not a {_json_name(kind)}; {FIX}")
     if entry["id"] != aid:
         raise ManifestError(f"{source}: artifact {aid!r} records id {entry['id']!r}; {FIX}")
-    return Artifact.from_dict(entry)
+    try:
+        return read_entry(entry, version)
+    except (TypeError, ValueError) as err:
+        raise ManifestError(f"{source}: artifact {aid!r}: {str(err)[:200]}; {FIX}") from err
 
 
 def _json_type(value: object) -> str:

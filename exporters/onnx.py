@@ -32,6 +32,7 @@ from vitship.exporters.base import (
     path_size,
     vitship_version,
 )
+from vitship.exporters.details import OnnxDetails
 from vitship.exporters.int8 import Int8Options, check_int8_options, model_to_quantize
 from vitship.exporters.onnx_compat import RuntimeTarget
 from vitship.exporters.onnx_int8 import INT8_MODES
@@ -98,15 +99,15 @@ def export(loaded: LoadedModel, out_dir: Path, options: OnnxOptions, cache: Trac
     elif options.precision == "int8":
         from vitship.exporters import onnx_int8
 
-        model, calibration, int8_details = onnx_int8.quantize(model, source, options, photos)
-        details["int8"] = int8_details | {"smoothing": smoothing or "off"}
+        model, calibration, details.quantization = onnx_int8.quantize(model, source, options, photos)
+        details.int8 = {"smoothing": smoothing or "off"}
     _set_metadata(model, loaded, options.precision)
-    details["compatibility"] = onnx_compat.make_compatible(model, options.runtimes)
+    details.compatibility = onnx_compat.make_compatible(model, options.runtimes)
     path = Path(out_dir) / MODEL_FILE
     _save_self_contained(onnx, model, path)
     onnx.checker.check_model(str(path), full_check=True)
-    details["nodes"] = len(model.graph.node)
-    details["ort_smoke_run"] = _smoke_run(path, example[:1], loaded)
+    details.nodes = len(model.graph.node)
+    details.ort_smoke_run = _smoke_run(path, example[:1], loaded)
     aid = artifact_id(FORMAT, options.precision)
     return Artifact(
         id=aid, format=FORMAT, precision=options.precision, path=f"{aid}/{MODEL_FILE}", sha256=path_sha256(path),
@@ -146,8 +147,8 @@ def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, 
 
     form = options.export_form()
 
-    def make() -> tuple[bytes, dict]:
-        details: dict = {}
+    def make() -> tuple[bytes, OnnxDetails]:
+        details = OnnxDetails()
         model = _export_fp32(loaded, example, options, details)
         if options.slim:
             model = onnx_graph.slim(model, example, details)
@@ -157,11 +158,12 @@ def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, 
 
     key = (f"{FORMAT}-{form.attention}", loaded.info.sha256, loaded.spec, options.opset, options.example_batch, options.slim, form)
     (data, details), reused = cache.get(key, make)
-    details = copy.deepcopy(details) | ({"fp32_graph": "reused from this run's fp32 export"} if reused else {})
+    details = copy.deepcopy(details)
+    details.fp32_graph = "reused from this run's fp32 export" if reused else None
     return onnx.load_from_string(data), details
 
 
-def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, details: dict):
+def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, details: OnnxDetails):
     """The fp32 ModelProto from the dynamo exporter, or from the TorchScript exporter if dynamo fails."""
     import torch
 
@@ -173,21 +175,20 @@ def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions,
     form = options.export_form()
     model = loaded.model.with_form(form)
     translations = onnx_graph.contrib_translations() if form.attention == "qkv-op" else None
-    details["export_form"] = form.to_dict()
+    details.export_form = form
     try:
         batch = torch.export.Dim(spec.batch_axis, min=1, max=MAX_BATCH)
         program = torch.onnx.export(model, inputs, dynamo=True, external_data=False, verbose=False,
                                     dynamic_shapes={spec.input_name: {0: batch}}, custom_translation_table=translations, **names)
-        details["exporter"] = f"torch.onnx.export(dynamo=True), opset {options.opset}"
+        details.exporter = f"torch.onnx.export(dynamo=True), opset {options.opset}"
         return program.model_proto
     except Exception as err:  # the dynamo exporter raises many types; all mean "use the fallback"
         reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err).strip() else ''}"
         log.warning("onnx: the dynamo exporter failed (%s); falling back to the TorchScript exporter", reason)
-        details["exporter"] = f"torch.onnx.export(dynamo=False) (TorchScript fallback), opset {options.opset}"
-        details["dynamo_fallback_reason"] = reason
-    form = dataclasses.replace(form, attention="fused")  # the TorchScript exporter has no translation of the qkv op
-    details["export_form"] = form.to_dict()
-    return _export_torchscript(loaded, loaded.model.with_form(form), inputs, names)
+        details.exporter = f"torch.onnx.export(dynamo=False) (TorchScript fallback), opset {options.opset}"
+        details.dynamo_fallback_reason = reason
+    details.export_form = dataclasses.replace(form, attention="fused")  # the TorchScript exporter has no translation of the qkv op
+    return _export_torchscript(loaded, loaded.model.with_form(details.export_form), inputs, names)
 
 
 def _export_torchscript(loaded: LoadedModel, model, inputs: tuple, names: dict):
@@ -206,7 +207,7 @@ def _export_torchscript(loaded: LoadedModel, model, inputs: tuple, names: dict):
     return onnx.load_from_string(buffer.getvalue())
 
 
-def _to_fp16(model, details: dict):
+def _to_fp16(model, details: OnnxDetails):
     """fp16 weights and compute, fp32 inputs and outputs (for GPUs; still loads in onnxruntime CPU)."""
     try:
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
@@ -218,7 +219,7 @@ def _to_fp16(model, details: dict):
     blocked = [*DEFAULT_OP_BLOCK_LIST, *FP32_OPS_IN_FP16]
     converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked)
     _topological_sort(converted.graph)
-    details["fp16"] = ("onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True), "
+    details.fp16 = ("onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True), "
                        f"{' and '.join(FP32_OPS_IN_FP16)} kept in fp32")
     return converted
 
@@ -268,7 +269,7 @@ def _smoke_run(path: Path, batch: np.ndarray, loaded: LoadedModel) -> str:
     if [tuple(o.shape) for o in outputs] != expected or not all(np.isfinite(o).all() for o in outputs):
         raise ExportError(f"onnx: {path.name} runs in onnxruntime but gives shapes {[o.shape for o in outputs]} "
                           f"(expected {expected}) or non-finite values")
-    return "ok (onnxruntime CPU, batch 1)"
+    return "onnxruntime CPU, batch 1: the expected output shapes, finite values"
 
 
 def _input_spec(loaded: LoadedModel) -> dict:

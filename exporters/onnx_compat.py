@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from vitship.exporters.base import ExportError
+from vitship.exporters.details import OnnxCompatibility
 
 RuntimeTarget = Literal["compatible", "latest"]
 RUNTIME_TARGETS = ("compatible", "latest")
@@ -40,17 +41,17 @@ def check_opset(opset: int, target: str) -> None:
                           "with; lower --opset, or pass --onnx-runtimes latest for newer runtimes only")
 
 
-def make_compatible(model, target: str) -> dict:
+def make_compatible(model, target: str) -> OnnxCompatibility:
     """For the ``compatible`` target (in place): IR version 9, no sliced Shape nodes; returns what was done."""
     exported = int(model.ir_version)
     if target == "latest":
-        return {"ir_version": exported, "exported_ir_version": exported, "target": target}
+        return OnnxCompatibility(ir_version=exported, exported_ir_version=exported, target=target)
     if exported > COMPATIBLE_IR_VERSION and _uses_ir10_features(model):
         raise ExportError("onnx: the graph uses IR 10 features (4-bit tensors or function overloads) that older "
                           "runtimes cannot read; export with --onnx-runtimes latest")
     model.ir_version = min(exported, COMPATIBLE_IR_VERSION)
-    return {"ir_version": int(model.ir_version), "exported_ir_version": exported, "target": target,
-            "shape_slices_rewritten": _split_shape_slices(model.graph)}
+    return OnnxCompatibility(ir_version=int(model.ir_version), exported_ir_version=exported, target=target,
+                             shape_slices_rewritten=_split_shape_slices(model.graph))
 
 
 def _split_shape_slices(graph) -> int:

@@ -19,37 +19,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from vitship.exporters.details import OnnxDetails, OnnxGeluFusion, OnnxSlim
+
 SAME_OUTPUTS = 1e-4  # max abs output difference allowed between a graph and its rewrite
 
 
-def slim(model, example: np.ndarray, details: dict):
+def slim(model, example: np.ndarray, details: OnnxDetails):
     """onnxslim's graph if it has fewer nodes, still checks and computes the same outputs; else ``model``."""
     import onnx
 
     before = len(model.graph.node)
-    decision = {"nodes_before": before}
-    details["onnxslim"] = decision
+    decision = details.onnxslim = OnnxSlim(nodes_before=before)
     try:
         import onnxslim
 
         slimmed = onnxslim.slim(model)
         onnx.checker.check_model(slimmed, full_check=True)
     except ImportError:
-        decision.update(kept=False, reason="onnxslim is not installed")
+        decision.reason = "onnxslim is not installed"
         return model
     except Exception as err:  # noqa: BLE001 - onnxslim or the checker failed: keep the exporter's graph
-        decision.update(kept=False, reason=f"onnxslim failed: {type(err).__name__}: {str(err)[:200]}")
+        decision.reason = f"onnxslim failed: {type(err).__name__}: {str(err)[:200]}"
         return model
-    decision["nodes_after"] = len(slimmed.graph.node)
-    if decision["nodes_after"] >= before:
-        decision.update(kept=False, reason="no fewer nodes")
+    after = decision.nodes_after = len(slimmed.graph.node)
+    if after >= before:
+        decision.reason = "no fewer nodes"
         return model
-    difference = max_output_difference(model, slimmed, example)
-    decision["max_output_difference"] = difference
+    difference = decision.max_output_difference = max_output_difference(model, slimmed, example)
     if difference > SAME_OUTPUTS:
-        decision.update(kept=False, reason=f"outputs changed by {difference:.3g} > {SAME_OUTPUTS}")
+        decision.reason = f"outputs changed by {difference:.3g} > {SAME_OUTPUTS}"
         return model
-    decision.update(kept=True, reason=f"{before - decision['nodes_after']} fewer nodes, same outputs")
+    decision.kept, decision.reason = True, f"{before - after} fewer nodes, same outputs"
     return slimmed
 
 
@@ -91,35 +91,33 @@ def contrib_translations() -> dict:
     return {torch.ops.vitship.qkv_attention.default: qkv_attention}
 
 
-def fuse_gelu(model, example: np.ndarray, details: dict):
+def fuse_gelu(model, example: np.ndarray, details: OnnxDetails):
     """onnxscript's erf-GELU fusion (``com.microsoft.Gelu``; onnxruntime fuses none of the dynamo exporter's GELUs)."""
     import onnx
 
-    decision: dict = {}
-    details["gelu_fusion"] = decision
+    decision = details.gelu_fusion = OnnxGeluFusion()
     try:
         import onnx_ir as ir
         from onnxscript.optimizer import optimize
         from onnxscript.rewriter.ort_fusions.erfgelu import fuse_erfgelu
 
         graph = ir.from_proto(model)
-        decision["fused"] = fuse_erfgelu(graph)
+        decision.fused = fuse_erfgelu(graph)
         optimize(graph)
         fused = ir.to_proto(graph)
         onnx.checker.check_model(fused, full_check=True)
     except ImportError:
-        decision.update(kept=False, reason="onnxscript is not installed")
+        decision.reason = "onnxscript is not installed"
         return model
     except Exception as err:  # noqa: BLE001 - the fusion or the checker failed: keep the graph as it was
-        decision.update(kept=False, reason=f"onnxscript's Gelu fusion failed: {type(err).__name__}: {str(err)[:200]}")
+        decision.reason = f"onnxscript's Gelu fusion failed: {type(err).__name__}: {str(err)[:200]}"
         return model
-    if not decision["fused"]:
-        decision.update(kept=False, reason="no GELU found")
+    if not decision.fused:
+        decision.reason = "no GELU found"
         return model
-    difference = max_output_difference(model, fused, example)
-    decision["max_output_difference"] = difference
+    difference = decision.max_output_difference = max_output_difference(model, fused, example)
     if difference > SAME_OUTPUTS:
-        decision.update(kept=False, reason=f"outputs changed by {difference:.3g} > {SAME_OUTPUTS}")
+        decision.reason = f"outputs changed by {difference:.3g} > {SAME_OUTPUTS}"
         return model
-    decision.update(kept=True, reason="same outputs")
+    decision.kept, decision.reason = True, "same outputs"
     return fused

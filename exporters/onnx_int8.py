@@ -29,6 +29,7 @@ cosine 0.997, probability error 0.015; alpha 0.8: 0.9986, 0.007) and leaves the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from vitship.exporters.base import ExportError, ExportOptions, calibration_images
+from vitship.exporters.details import Calibration, OnnxQuantization
 from vitship.models import LoadedModel, MissingDependencyError
 
 STATIC_OP_TYPES = ["MatMul", "Gemm", "Conv"]
@@ -54,7 +56,7 @@ def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[n
             (read here when not given).
 
     Returns:
-        (int8 ModelProto, calibration info for Artifact.calibration, details for Artifact.details)
+        (int8 ModelProto, Artifact.calibration, Artifact.details.quantization)
     """
     try:
         import onnx
@@ -77,9 +79,9 @@ def quantize(model, loaded: LoadedModel, options: ExportOptions, photos: tuple[n
             else:
                 calibration = _quantize_dynamic(quantization, source, target, head)
         quantized = onnx.load(str(target))
-    details = {"mode": options.int8_mode, "fp32_nodes_excluded": head, "keep_float_nodes": kept,
-               "quantized_weights": count_int8_initializers(quantized)}
-    if details["quantized_weights"] == 0:
+    details = OnnxQuantization(mode=options.int8_mode, fp32_nodes_excluded=head, keep_float_nodes=kept,
+                               quantized_weights=count_int8_initializers(quantized))
+    if details.quantized_weights == 0:
         raise ExportError("onnx: int8 quantization produced no int8 weights; the graph has no quantizable ops")
     return quantized, calibration, details
 
@@ -125,8 +127,8 @@ def _head_nodes(model, logits_name: str) -> list[str]:
 
 
 def _quantize_static(quantization, source: Path, target: Path, loaded: LoadedModel,
-                     photos: tuple[np.ndarray, dict], head: list[str]) -> dict:
-    images, calibration = photos[0], dict(photos[1])
+                     photos: tuple[np.ndarray, Calibration], head: list[str]) -> Calibration:
+    images = photos[0]
     reader = _photo_reader(quantization.CalibrationDataReader, loaded.spec.input_name, images)
     quantization.quantize_static(
         str(source), str(target), reader, quant_format=quantization.QuantFormat.QDQ, per_channel=True,
@@ -135,22 +137,21 @@ def _quantize_static(quantization, source: Path, target: Path, loaded: LoadedMod
         calibrate_method=quantization.CalibrationMethod.MinMax,
         extra_options={"MatMulConstBOnly": True, "WeightSymmetric": True, "ActivationSymmetric": False},
     )
-    calibration.update(
-        scheme="static QDQ: int8 symmetric per-channel weights, int8 asymmetric per-tensor activations "
-               "(MinMax calibration); MatMul with constant weights, Gemm and Conv only; head in fp32",
+    return dataclasses.replace(
+        photos[1], scheme="static QDQ: int8 symmetric per-channel weights, int8 asymmetric per-tensor activations "
+                          "(MinMax calibration); MatMul with constant weights, Gemm and Conv only; head in fp32",
         method="MinMax", op_types=STATIC_OP_TYPES,
     )
-    return calibration
 
 
-def _quantize_dynamic(quantization, source: Path, target: Path, head: list[str]) -> dict:
+def _quantize_dynamic(quantization, source: Path, target: Path, head: list[str]) -> Calibration:
     quantization.quantize_dynamic(
         str(source), str(target), op_types_to_quantize=DYNAMIC_OP_TYPES, per_channel=True,
         weight_type=quantization.QuantType.QInt8, nodes_to_exclude=head, extra_options={"MatMulConstBOnly": True},
     )
-    return {"scheme": "dynamic: int8 symmetric per-channel weights of the MatMuls with constant weights, uint8 "
-                      "activations quantized per call (DynamicQuantizeLinear + MatMulInteger); head in fp32",
-            "source": None, "count": 0, "op_types": DYNAMIC_OP_TYPES}
+    return Calibration(scheme="dynamic: int8 symmetric per-channel weights of the MatMuls with constant weights, uint8 "
+                              "activations quantized per call (DynamicQuantizeLinear + MatMulInteger); head in fp32",
+                       op_types=DYNAMIC_OP_TYPES)
 
 
 @contextmanager

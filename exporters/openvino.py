@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -25,6 +26,7 @@ from vitship.exporters.base import (
     path_sha256,
     path_size,
 )
+from vitship.exporters.details import OpenvinoDetails, OpenvinoQuantization
 from vitship.exporters.int8 import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import FEATURES_NAME, LOGITS_NAME, LoadedModel, MissingDependencyError, UnknownNameError
 
@@ -71,15 +73,15 @@ def export(loaded: LoadedModel, out_dir: Path, options: OpenvinoOptions, cache: 
     source, trace_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
     model, reused = _converted(ov, source, options, trace_cache)
     calibration = None
-    details: dict = {"frontend": "openvino.convert_model(torch.nn.Module, TorchScript trace)", "reused_trace": reused,
-                     "export_form": options.export_form().to_dict()}
+    details = OpenvinoDetails(frontend="openvino.convert_model(torch.nn.Module, TorchScript trace)", reused_trace=reused,
+                              export_form=options.export_form())
     if options.precision == "int8":
-        model, calibration, quant_details = _quantize(model, source, options)
-        details.update(quant_details, int8={"smoothing": smoothing or "off", "keep_float": list(options.keep_float)})
+        model, calibration, details.quantization = _quantize(model, source, options)
+        details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
     _set_rt_info(model, loaded, options.precision)
     xml = Path(out_dir) / MODEL_FILE
     ov.save_model(model, str(xml), compress_to_fp16=options.precision == "fp16")
-    details.update(_describe(xml, options.precision))
+    _describe(xml, options.precision, details)
     return Artifact(
         id=artifact_id(FORMAT, options.precision), format=FORMAT, precision=options.precision,
         path=f"{artifact_id(FORMAT, options.precision)}/{MODEL_FILE}", sha256=path_sha256(xml),
@@ -146,12 +148,12 @@ def _quantize(model, loaded: LoadedModel, options: ExportOptions):
                               preset=presets[options.int8_preset], subset_size=len(batch),
                               fast_bias_correction=True, ignored_scope=ignored, advanced_parameters=advanced)
     smooth = "SmoothQuant off" if alpha is None else f"SmoothQuant alpha {alpha}"
-    calibration.update(
-        scheme=f"NNCF PTQ, model_type=TRANSFORMER, preset={options.int8_preset}: int8 symmetric "
-               f"per-channel weights, int8 activations (FakeQuantize), {smooth}, fast bias correction",
+    calibration = dataclasses.replace(
+        calibration, scheme=f"NNCF PTQ, model_type=TRANSFORMER, preset={options.int8_preset}: int8 symmetric "
+                            f"per-channel weights, int8 activations (FakeQuantize), {smooth}, fast bias correction",
         subset_size=len(batch), smooth_quant_alpha=alpha,
     )
-    return quantized, calibration, {"ignored_scope": [*HEAD_PATTERNS, *kept]}
+    return quantized, calibration, OpenvinoQuantization(ignored_scope=[*HEAD_PATTERNS, *kept])
 
 
 def min_runtime_versions(model) -> dict[str, str]:
@@ -170,13 +172,12 @@ def _set_rt_info(model, loaded: LoadedModel, precision: str) -> None:
         model.set_rt_info(value, [RT_INFO_SECTION, key])
 
 
-def _describe(xml: Path, precision: str) -> dict:
-    files = {path.name: path.stat().st_size for path in (xml, xml.with_suffix(".bin"))}
-    storage = {"fp32": "fp32 weights", "fp16": "fp16-compressed weights (decompressed to the inference precision)",
-               "int8": "int8 weights with FakeQuantize on activations"}[precision]
-    return {"files": files, "weights_storage": storage,
-            "inference_precision": "chosen by the device at compile time (CPU: bf16 on AVX512-BF16/AMX, "
-                                   "else f32; set INFERENCE_PRECISION_HINT=f32 for exact fp32)"}
+def _describe(xml: Path, precision: str, details: OpenvinoDetails) -> None:
+    details.files = {path.name: path.stat().st_size for path in (xml, xml.with_suffix(".bin"))}
+    details.weights_storage = {"fp32": "fp32 weights", "int8": "int8 weights with FakeQuantize on activations",
+                               "fp16": "fp16-compressed weights (decompressed to the inference precision)"}[precision]
+    details.inference_precision = ("chosen by the device at compile time (CPU: bf16 on AVX512-BF16/AMX, "
+                                   "else f32; set INFERENCE_PRECISION_HINT=f32 for exact fp32)")
 
 
 def _input_spec(loaded: LoadedModel) -> dict:

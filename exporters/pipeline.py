@@ -184,8 +184,8 @@ def _export_one(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: s
 
 
 def _escalation(artifact: Artifact) -> str:
-    """'; int8 gate: ...' when the export's int8 gate had to escalate (the steps are in details['int8'])."""
-    steps = (artifact.details.get("int8") or {}).get("steps") or []  # details: the exporters' free-form notes
+    """'; int8 gate: ...' when the export's int8 gate had to escalate (the steps are in details.int8)."""
+    steps = (artifact.details.int8 or {}).get("steps") or []
     if len(steps) < 2:
         return ""
     return f"; int8 gate: requested recipe failed, shipped step {steps[-1]['step']} ({steps[-1]['why']})"

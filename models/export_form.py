@@ -21,7 +21,7 @@ What a form changes:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Literal
 
 
@@ -39,15 +39,6 @@ class ExportForm:
     attention: Literal["fused", "explicit", "qkv-op"] = "fused"
     layer_norm: Literal["native", "decomposed"] = "native"
     class_token_tail: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> ExportForm:
-        """The form a manifest records (``details["export_form"]``); none recorded: timm's own form."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in (data or {}).items() if k in names})
 
 
 TIMM_FORM = ExportForm()

@@ -142,7 +142,8 @@ def _open_apple(ct, artifact: Artifact, path: Path, device: str) -> CoreMLSessio
 
         unpacked = tempfile.TemporaryDirectory(prefix="vitship-pte-")
         path = embedded_coreml_package(path, Path(unpacked.name))
-        names = {v: k for k, v in ((artifact.details or {}).get("embedded_outputs") or {}).items()}
+        outputs = artifact.details.embedded_outputs  # an executorch-coreml artifact's: ExecutorchDetails
+        names = outputs.by_program_name() if outputs else {}
     units = getattr(ct.ComputeUnit, COMPUTE_UNITS[device])
     model = ct.models.MLModel(str(path), compute_units=units)
     session = CoreMLSession(model, device, artifact, names)

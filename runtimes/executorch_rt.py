@@ -90,7 +90,7 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> Executorc
         runtime = _runtime()
     except ImportError as err:
         raise RuntimeUnavailable(INSTALL_HINT) from err
-    backend = (artifact.details or {}).get("delegate", "XnnpackBackend")
+    backend = artifact.details.delegate  # ExecutorchDetails: the backend the graph was lowered to
     if not runtime.backend_registry.is_available(backend):
         needs = APPLE_BACKENDS.get(backend, f"an ExecuTorch build with {backend}")
         raise RuntimeUnavailable(f"{artifact.id} is lowered to ExecuTorch's {backend}, which runs only in {needs}; "

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vitship.models import LoadedModel, load_weights, preprocess, sample_images, tiny_spec
+from vitship.models.judgement import Metrics
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +37,14 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of each row of ``a`` with the same row of ``b``."""
     a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def parity_metrics(min_cosine: float | None = 0.999999, max_abs_logit: float = 1e-6, max_prob_err: float = 1e-6,
+                   **fields) -> Metrics:
+    """A parity row's Metrics with the figures a test cares about (the others: 18 photos that all agree)."""
+    base = {"n_inputs": 23, "n_photos": 18, "mean_abs_logit": max_abs_logit / 2, "p99_abs_logit": max_abs_logit,
+            "agreement": 1.0, "decisive_agreement": 1.0, "n_ambiguous": 0, "ambiguous_flips": 0}
+    return Metrics(min_cosine=min_cosine, max_abs_logit=max_abs_logit, max_prob_err=max_prob_err, **{**base, **fields})
 
 
 def assert_manifest_matches_files(model_dir: Path) -> dict:
@@ -80,6 +89,20 @@ def tiny_exports(tiny_loaded, tmp_path_factory):
         return dest
 
     return exported
+
+
+@pytest.fixture(scope="session")
+def tiny_dynamic_executorch(tiny_loaded, tmp_path_factory):
+    """(model folder, artifact): an executorch-fp32 of the tiny ViT with a dynamic batch 1..8, whose reshapes of the
+    symbolic batch run outside XNNPACK (the shipped default is a fully delegated batch-1 program)."""
+    from vitship.exporters import executorch
+    from vitship.exporters.executorch import ExecutorchOptions
+
+    root = tmp_path_factory.mktemp("executorch-dynamic")
+    (root / "executorch-fp32").mkdir()
+    artifact = executorch.export(tiny_loaded, root / "executorch-fp32", ExecutorchOptions(max_batch=8))
+    artifact.path = "executorch-fp32/model.pte"
+    return root, artifact
 
 
 @pytest.fixture

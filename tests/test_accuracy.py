@@ -12,7 +12,7 @@ import torch
 from vitship.bench.accuracy import EvalOptions, EvalReport, evaluate, read_eval, write_eval
 from vitship.bench.dataset import DatasetError, read_dataset
 from vitship.bench.rows import ResultsFileError, RowKey
-from vitship.exporters.base import Artifact, write_manifest
+from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, Artifact, write_manifest
 from vitship.models import load_weights, preprocess, sample_images, tiny_spec
 from vitship.runtimes import torch_artifact
 
@@ -83,7 +83,7 @@ def evaluation(tmp_path_factory, labelled, loaded, torch_scores):
     coreml = Artifact(id="coreml-fp16", format="coreml", precision="fp16", path="coreml-fp16/model.mlpackage",
                       weights=loaded.info.to_dict(), input_spec=SPEC.to_dict())
     artifacts = [torch_artifact(loaded, "fp32"), torch_artifact(loaded, "bf16"), coreml]
-    write_manifest(model_dir, {"schema_version": 1, "artifacts": {a.id: a.to_dict() for a in artifacts}})
+    write_manifest(model_dir, {"schema_version": MANIFEST_SCHEMA_VERSION, "artifacts": {a.id: a.to_dict() for a in artifacts}})
     threshold = float(np.median(list(torch_scores.values())))  # both classes get predicted
     report = evaluate(model_dir, labelled, loaded, EvalOptions(threshold=threshold, batch_size=5))
     return model_dir, report.to_dict()

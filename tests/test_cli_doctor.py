@@ -44,13 +44,39 @@ def test_doctor_loads_a_transformers_directory_and_prints_its_sha256(vitship_mai
     assert "softmax" in out
 
 
-def test_errors_are_one_line_and_debug_shows_the_traceback(vitship_main, tmp_path):
-    code, out, err = vitship_main("doctor", "--weights", str(tmp_path / "missing.pt"))
+@pytest.mark.parametrize("where", ["before the command", "after the command"])
+def test_errors_are_one_line_and_debug_shows_the_traceback(vitship_main, tmp_path, where):
+    missing = ["--weights", str(tmp_path / "missing.pt")]
+    code, _out, err = vitship_main("doctor", *missing)
     assert code == 2
     assert "error:" in err and "Traceback" not in err
-    code, out, err = vitship_main("--debug", "doctor", "--weights", str(tmp_path / "missing.pt"))
+    assert os.environ.get("VITSHIP_DEBUG") != "1"
+    argv = ["--debug", "doctor", *missing] if where == "before the command" else ["doctor", *missing, "--debug"]
+    code, _out, err = vitship_main(*argv)
     assert code == 2 and "Traceback" in err
     assert os.environ.get("VITSHIP_DEBUG") == "1"  # the runtimes layer and worker subprocesses keep backend logs
+
+
+@pytest.mark.parametrize("argv", [["export", "--debug", "--help"], ["--debug", "export", "--help"]])
+def test_debug_goes_before_or_after_the_command_name(vitship_main, argv):
+    code, out, err = vitship_main(*argv)
+    assert code == 0, err
+    assert "vitship export [OPTIONS]" in out and "--debug" in out and "--precision" in out
+
+
+def test_an_internal_error_says_how_to_rerun_it_with_debug(vitship_main, monkeypatch):
+    from vitship.bench.commands import doctor
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(doctor, "load_weights", broken)
+    code, _out, err = vitship_main("doctor", "--arch", "tiny")
+    assert code == 3 and "Traceback" not in err, err
+    assert "RuntimeError: simulated bug" in err
+    assert "rerun: vitship --debug doctor --arch tiny" in " ".join(err.split()), err
+    code, _out, err = vitship_main("doctor", "--arch", "tiny", "--debug")
+    assert code == 3 and "Traceback" in err and "simulated bug" in err
 
 
 def test_bad_option_values_are_usage_errors_from_the_installed_command(vitship_main, tmp_path):

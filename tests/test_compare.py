@@ -12,7 +12,7 @@ import pytest
 
 from tests.test_report import write_sources
 from vitship.bench.report.cells import ReportRow
-from vitship.bench.report.compare import Change, CompareThresholds, compare_reports
+from vitship.bench.report.compare import MISSING, NEW, NOT_COMPARED, CompareThresholds, compare_reports
 from vitship.bench.report.document import Report, build_report, report_json, write_report
 from vitship.models.status import Status
 
@@ -54,7 +54,8 @@ def test_p50_up_20_percent_is_a_regression_with_exit_1(baseline, tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "+20.0%" in result.stdout and "regression" in result.stdout
     comparison = compare_reports(baseline, slower)
-    assert [(r.artifact, r.status) for r in comparison.regressions] == [("openvino-int8", Change.REGRESSION)]
+    assert [(r.artifact, r.status) for r in comparison.regressions] == [("openvino-int8", Status.FAIL)]
+    assert {r.status for r in comparison.rows if r.artifact != "openvino-int8"} == {Status.PASS}
     assert not compare_reports(baseline, slower, CompareThresholds(max_latency_increase=0.25)).regressions
 
 
@@ -63,8 +64,10 @@ def test_parity_turning_to_fail_and_a_missing_artifact_are_regressions(baseline)
     _row(changed, "openvino-fp16").parity.status = Status.FAIL
     changed.rows = [r for r in changed.rows if r.artifact != "onnx-fp32"]
     statuses = {r.artifact: (r.status, r.reasons) for r in compare_reports(baseline, changed).regressions}
-    assert statuses["openvino-fp16"][0] is Change.REGRESSION and "parity pass -> fail" in statuses["openvino-fp16"][1][0]
-    assert statuses["onnx-fp32"][0] is Change.MISSING
+    assert statuses["openvino-fp16"][0] is Status.FAIL and "parity pass -> fail" in statuses["openvino-fp16"][1][0]
+    assert statuses["onnx-fp32"] == (Status.FAIL, [MISSING])
+    (new,) = [r for r in compare_reports(changed, baseline).rows if r.artifact == "onnx-fp32"]
+    assert (new.status, new.reason) == (Status.OK, NEW) and not new.regressed  # a row only the new report has
     faster = copy.deepcopy(baseline)
     _row(faster, "onnx-fp32").latency_at(1).p50_ms *= 0.5  # getting faster is never a regression
     assert not compare_reports(baseline, faster).regressions
@@ -89,5 +92,7 @@ def test_different_environments_are_not_compared_without_force(baseline, tmp_pat
     old, new = _save(baseline, tmp_path / "a"), _save(other, tmp_path / "b")
     refused = run_compare(old, new)
     assert refused.returncode == 4 and "not compared" in refused.stdout and "--force" in refused.stdout
+    assert "not run" in refused.stdout  # each row's status, with the reason beside it
+    assert {(r.status, r.reason) for r in compare_reports(baseline, other).rows} == {(Status.NOT_RUN, NOT_COMPARED)}
     forced = run_compare(old, new, "--force")
     assert forced.returncode == 1 and "different environments" in forced.stdout

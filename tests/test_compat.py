@@ -37,6 +37,11 @@ def test_items_pair_each_format_with_the_runtimes_its_manifest_names(tiny_dir):
                      ("openvino-fp32", "openvino")}
 
 
+def ran(failures: dict[str, str] | None = None) -> compat.RunnerResults:
+    """A runner's results: every item ran, except the ``failures`` (key -> why)."""
+    return compat.RunnerResults(versions={}, failures=failures or {})
+
+
 def test_no_artifacts_is_a_clear_error(tmp_path):
     with pytest.raises(compat.CompatError, match="export them first"):
         compat.compat_items(tmp_path)
@@ -46,10 +51,9 @@ def test_runner_runs_every_pair_and_the_same_runtime_agrees_with_itself(tiny_dir
     items = compat.compat_items(tiny_dir)
     first = compat.run_items(Path(sys.executable), items, tiny_photos[:3], tmp_path / "a")
     second = compat.run_items(Path(sys.executable), items, tiny_photos[:3], tmp_path / "b")
-    assert {"onnxruntime", "openvino", "numpy", "python"} <= set(first["versions"])
+    assert {"onnxruntime", "openvino", "numpy", "python"} <= set(first.versions) and first.failures == {}
     for item in items:
-        row = compat.compare(item, tmp_path / "a", tmp_path / "b", first["results"][item["key"]],
-                             second["results"][item["key"]], tiny_dir_spec(tiny_dir))
+        row = compat.compare(item, tmp_path / "a", tmp_path / "b", first, second, tiny_dir_spec(tiny_dir))
         assert row.status is Status.PASS and row.min_cosine > 0.99999, (item["key"], row.reason)
         assert np.load(tmp_path / "a" / f"{item['key']}.features.npy").shape == (3, 32)
 
@@ -57,15 +61,15 @@ def test_runner_runs_every_pair_and_the_same_runtime_agrees_with_itself(tiny_dir
 def test_a_runtime_that_cannot_load_or_differs_fails_with_the_reason(tiny_dir, tiny_photos, tmp_path):
     (item,) = [i for i in compat.compat_items(tiny_dir) if i["key"] == "onnx-fp32@onnxruntime"]
     results = compat.run_items(Path(sys.executable), [item], tiny_photos[:2], tmp_path / "new")
-    refused = compat.compare(item, tmp_path / "old", tmp_path / "new", {"ok": False, "error": "InvalidGraph: IR 10"},
-                             results["results"][item["key"]], tiny_dir_spec(tiny_dir))
+    refused = compat.compare(item, tmp_path / "old", tmp_path / "new", ran({item["key"]: "InvalidGraph: IR 10"}),
+                             results, tiny_dir_spec(tiny_dir))
     assert refused.status is Status.FAIL and "oldest onnxruntime cannot run it: InvalidGraph" in refused.reason
     old = tmp_path / "old"
     old.mkdir()
     for name in ("logits", "features"):
         values = np.load(tmp_path / "new" / f"{item['key']}.{name}.npy")
         np.save(old / f"{item['key']}.{name}.npy", values + (0.5 if name == "features" else 0.0) * np.sign(values))
-    differs = compat.compare(item, old, tmp_path / "new", {"ok": True}, {"ok": True}, tiny_dir_spec(tiny_dir))
+    differs = compat.compare(item, old, tmp_path / "new", ran(), ran(), tiny_dir_spec(tiny_dir))
     assert differs.status is Status.FAIL and "feature cosine" in differs.reason
 
 
@@ -74,7 +78,7 @@ def test_a_broken_artifact_is_reported_not_raised(tiny_dir, tiny_photos, tmp_pat
     broken.write_bytes(b"not onnx")
     item = {"key": "x@onnxruntime", "artifact": "x", "runtime": "onnxruntime", "precision": "fp32", "path": str(broken)}
     results = compat.run_items(Path(sys.executable), [item], tiny_photos[:1], tmp_path / "run")
-    assert results["results"]["x@onnxruntime"]["ok"] is False and results["results"]["x@onnxruntime"]["error"]
+    assert list(results.failures) == ["x@onnxruntime"] and results.failures["x@onnxruntime"]
 
 
 def test_a_two_class_softmax_head_is_compared_by_its_softmax(tmp_path):
@@ -90,6 +94,6 @@ def test_a_two_class_softmax_head_is_compared_by_its_softmax(tmp_path):
         (tmp_path / folder).mkdir()
         np.save(tmp_path / folder / f"{item['key']}.logits.npy", logits + shift)
         np.save(tmp_path / folder / f"{item['key']}.features.npy", features)
-    row = compat.compare(item, tmp_path / "old", tmp_path / "new", {"ok": True}, {"ok": True}, spec)
+    row = compat.compare(item, tmp_path / "old", tmp_path / "new", ran(), ran(), spec)
     assert row.max_prob_err == pytest.approx(0.0, abs=1e-6) and row.max_abs_logit == pytest.approx(0.5)
     assert row.status is Status.PASS and row.min_cosine == pytest.approx(1.0)

@@ -141,9 +141,9 @@ def test_the_session_splits_a_batch_into_enumerated_sizes(tiny_packages, tiny, t
 
 def test_a_range_batch_stays_available_and_is_checked_against_its_range(tiny, tmp_path):
     artifact, package = export(tiny, tmp_path / "coreml-fp16", precision="fp16", input="tensor", batch="range", max_batch=16)
-    assert artifact.details["apple"]["neural_engine"] == "not eligible"
-    assert "default shape" in artifact.details["apple"]["neural_engine_reason"]
-    assert artifact.details["apple"]["batch_shapes"] == "1..16"
+    assert artifact.details.apple.neural_engine == "not eligible"
+    assert "default shape" in artifact.details.apple.neural_engine_reason
+    assert artifact.details.apple.batch_shapes == "1..16"
     session = open_reference_session(package)
     assert session.run(np.zeros((3, 3, 64, 64), np.float32)).shape == (3, 1)
     with pytest.raises(ReferenceExecutorError, match="outside the declared shape range"):
@@ -230,7 +230,7 @@ def test_image_input_export_runs_from_normalised_batches(tiny, tiny_inputs, tmp_
     inputs, reference = tiny_inputs
     artifact, package = export(tiny, tmp_path / "coreml-fp32", precision="fp32", input="image")
     session = open_session(artifact, tmp_path, "coreml:reference")
-    assert artifact.input_spec["batch_shapes"] == [1] and artifact.details["apple"]["input"] == "image"
+    assert artifact.input_spec["batch_shapes"] == [1] and artifact.details.apple.input == "image"
     assert session.info.extra["image_input"] == "RGB"
     photos = inputs.pixels[inputs.is_photo]
     out = run_batched(session, photos, 4)

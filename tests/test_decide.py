@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from tests.conftest import parity_metrics
 from vitship.bench.accuracy import AccuracyResult, EvalReport
 from vitship.bench.latency.results import BenchReport
 from vitship.bench.latency.timing import BenchRow, LatencyStats
@@ -15,24 +18,25 @@ from vitship.bench.report.families import FAMILIES
 from vitship.bench.report.host import Host
 from vitship.bench.report.sources import ManifestData, Source, Sources, build_rows
 from vitship.exporters.base import Artifact
+from vitship.exporters.coreml_apple import AppleDetails, NeuralEngine
+from vitship.exporters.details import ArtifactDetails
 from vitship.models.status import Status
 
 WEIGHTS = {"source": "seeded:0", "kind": "seeded", "sha256": "ab" * 32, "trained": False}
 X86 = {"hostname": "linux-box", "os": "Linux 6.8", "cpu": {"arch": "x86_64", "model": "Intel(R) Xeon(R) Gold 6430"}, "key": "x"}
 MAC = {"hostname": "mac", "os": "Darwin 24.1", "cpu": {"arch": "arm64", "model": "Apple M3"}, "key": "m"}
-ANE = {"neural_engine": "eligible", "neural_engine_reason": "", "input": "image", "batch_shapes": [1],
-       "minimum_deployment_target": "iOS17", "compute_precision": "fp16", "fallback_ops": []}
+ANE = AppleDetails(NeuralEngine.ELIGIBLE, "", "image", [1], "iOS17", "fp16", [])
 
 
-def artifact(aid: str, size_mb: float, apple: dict | None = None) -> Artifact:
+def artifact(aid: str, size_mb: float, apple: AppleDetails | None = None) -> Artifact:
     fmt, precision = aid.split("-")[0], aid.rsplit("-", 1)[-1]
     return Artifact(aid, fmt, precision, f"{aid}/model", size_bytes=int(size_mb * 1e6), weights=WEIGHTS,
-                    details={"apple": apple} if apple else {})
+                    details=ArtifactDetails(apple=apple))
 
 
 def parity_row(aid: str, target: str, status: str = "pass", reason: str = "", cosine: float = 0.9999) -> ParityResult:
     fmt, precision = aid.split("-")[0], aid.rsplit("-", 1)[-1]
-    metrics = {"min_cosine": cosine, "max_abs_logit": 1e-6, "max_prob_err": 1e-4} if status in ("pass", "fail") else None
+    metrics = parity_metrics(cosine, 1e-6, 1e-4) if status in ("pass", "fail") else None
     return ParityResult(aid, target, fmt, precision, status=Status(status), reason=reason, metrics=metrics)
 
 
@@ -114,7 +118,7 @@ def test_the_pick_sentence_has_latency_speedup_size_and_parity():
 
 def test_a_reference_executor_timing_never_ranks():
     """coreml:reference says coreml-int8 is 8x faster: the iOS pick ignores it (and says latency was not measured)."""
-    artifacts = [artifact("coreml-fp16", 43.7, ANE), artifact("coreml-int8", 22.2, {**ANE, "compute_precision": "fp16"})]
+    artifacts = [artifact("coreml-fp16", 43.7, ANE), artifact("coreml-int8", 22.2, dataclasses.replace(ANE, compute_precision="fp16"))]
     parity = [parity_row("coreml-fp16", "coreml:reference"), parity_row("coreml-int8", "coreml:reference", cosine=0.9997)]
     bench = [bench_row("coreml-fp16", "coreml:reference", 480.0), bench_row("coreml-int8", "coreml:reference", 60.0)]
     ios = family(decide(rows_for(artifacts, parity, bench), {"": X86}), "ios")
@@ -146,7 +150,7 @@ def test_an_fp32_coreml_artifact_is_never_the_ios_pick_even_when_fastest_on_an_a
 
 def test_ios_ranks_neural_engine_eligibility_and_handles_older_manifests():
     artifacts = [artifact("coreml-fp16", 43.7),  # an older manifest: no details.apple
-                 artifact("coreml-int8", 22.2, {**ANE, "input": "tensor", "batch_shapes": [1, 2, 4, 8]})]
+                 artifact("coreml-int8", 22.2, dataclasses.replace(ANE, input="tensor", batch_shapes=[1, 2, 4, 8]))]
     parity = [parity_row("coreml-fp16", "coreml:reference"), parity_row("coreml-int8", "coreml:reference", cosine=0.9997)]
     ios = family(decide(rows_for(artifacts, parity, []), {"": X86}), "ios")
     assert ios.pick.artifact == "coreml-int8"  # eligible beats "not recorded"

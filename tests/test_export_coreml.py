@@ -1,5 +1,5 @@
 """vitship.exporters.coreml: iOS shapes (image at batch 1, enumerated tensor batches), labels and metadata,
-ImageType scale/bias, real int8 weights and details["apple"] (tiny ViT).
+ImageType scale/bias, real int8 weights and details.apple (tiny ViT).
 
 Core ML cannot run predictions off macOS, so these tests read the saved spec and ML Program back;
 the one prediction test runs on macOS only.
@@ -19,7 +19,9 @@ from tests.conftest import torch_outputs
 from vitship.exporters import coreml as coreml_exporter
 from vitship.exporters.base import ExportError, TraceCache, path_sha256
 from vitship.exporters.coreml import CoremlOptions, CoremlTensorOptions
+from vitship.exporters.coreml_apple import AppleDetails, NeuralEngine
 from vitship.models import MissingDependencyError, UnknownNameError, load_weights, preprocess, sample_images, tiny_spec
+from vitship.models.status import Status
 
 VARIANTS = {  # name -> options
     "fp32": CoremlOptions(precision="fp32"),  # the exact reference: tensor input, enumerated batches
@@ -70,7 +72,7 @@ def test_tensor_input_has_the_enumerated_batches(exported, tiny_loaded, variant)
     shapes = [tuple(s.shape) for s in array.enumeratedShapes.shapes]
     assert shapes == [(n, *tiny_loaded.spec.input_shape) for n in (1, 2, 4, 8)]
     assert artifact.input_spec["batch_shapes"] == [1, 2, 4, 8] and artifact.input_spec["input_name"] == "pixel_values"
-    assert artifact.details["apple"]["batch_shapes"] == [1, 2, 4, 8] and artifact.details["apple"]["input"] == "tensor"
+    assert artifact.details.apple.batch_shapes == [1, 2, 4, 8] and artifact.details.apple.input == "tensor"
 
 
 def test_default_ios_artifacts_take_an_image_at_batch_one_and_are_neural_engine_eligible(exported, tiny_loaded):
@@ -78,27 +80,25 @@ def test_default_ios_artifacts_take_an_image_at_batch_one_and_are_neural_engine_
     (inp,) = load_spec(package).description.input
     assert inp.type.WhichOneof("Type") == "imageType"
     assert inp.type.imageType.colorSpace == ct.proto.FeatureTypes_pb2.ImageFeatureType.RGB
-    apple = artifact.details["apple"]
-    assert apple == {"neural_engine": "eligible", "neural_engine_reason": apple["neural_engine_reason"], "input": "image",
-                     "batch_shapes": [1], "minimum_deployment_target": "iOS17", "compute_precision": "fp16",
-                     "fallback_ops": []}
+    apple = artifact.details.apple
+    assert apple == AppleDetails(NeuralEngine.ELIGIBLE, apple.neural_engine_reason, "image", [1], "iOS17", "fp16", [])
     assert artifact.id == "coreml-int8" and artifact.input_spec["batch_shapes"] == [1]
 
 
 def test_fp32_is_the_exact_reference_not_for_the_neural_engine(exported):
     artifact, _ = exported["fp32"]
-    assert artifact.details["apple"]["neural_engine"] == "not eligible"
-    assert artifact.details["apple"]["compute_precision"] == "fp32" and "fp16" in artifact.details["apple"]["neural_engine_reason"]
-    assert "not for the Neural Engine" in artifact.details["label"]
+    assert artifact.details.apple.neural_engine == "not eligible"
+    assert artifact.details.apple.compute_precision == "fp32" and "fp16" in artifact.details.apple.neural_engine_reason
+    assert "not for the Neural Engine" in artifact.details.label
 
 
 def test_tensor_variant_has_its_own_id_and_shares_the_torch_export(exported):
     artifact, _package = exported["tensor-fp16"]
     assert (artifact.id, artifact.format) == ("coreml-tensor-fp16", "coreml")
     assert artifact.path == "coreml-tensor-fp16/model.mlpackage" and artifact.options["batch_shapes"] == [1, 2, 4, 8]
-    assert artifact.details["apple"]["neural_engine"] == "eligible"
-    assert artifact.details.get("torch_export") == "reused from this run"  # one torch.export for every coreml artifact
-    assert "torch_export" not in exported["fp32"][0].details
+    assert artifact.details.apple.neural_engine == "eligible"
+    assert artifact.details.torch_export == "reused from this run"  # one torch.export for every coreml artifact
+    assert exported["fp32"][0].details.torch_export is None
 
 
 def test_a_known_fallback_op_makes_it_into_the_apple_details():
@@ -106,7 +106,7 @@ def test_a_known_fallback_op_makes_it_into_the_apple_details():
 
     apple = apple_details(compute_precision="fp16", input_kind="tensor", batch_kind="fixed", batch_shapes=[1],
                           min_target="iOS17", op_counts={"linear": 4, "scatter_nd": 1})
-    assert apple["fallback_ops"] == ["scatter_nd"] and "scatter_nd fall back" in apple["neural_engine_reason"]
+    assert apple.fallback_ops == ["scatter_nd"] and "scatter_nd fall back" in apple.neural_engine_reason
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -145,7 +145,7 @@ def test_image_input_folds_mean_and_std_into_scale_and_bias(exported, tiny_loade
     assert (ops[0].op_type, ops[1].op_type) == ("mul", "add")
     np.testing.assert_allclose(scale, 1 / (255 * 0.5), rtol=1e-6)  # tiny_loaded spec: mean = std = 0.5
     np.testing.assert_allclose(bias, [-1.0, -1.0, -1.0], rtol=1e-6)
-    assert artifact.input_spec["image_scale"] == pytest.approx(scale) and artifact.details["image_normalisation"].startswith("folded")
+    assert artifact.input_spec["image_scale"] == pytest.approx(scale) and artifact.details.image_normalisation.startswith("folded")
 
 
 def test_image_input_with_per_channel_std_normalises_in_the_program(tiny_loaded, tmp_path):
@@ -154,7 +154,7 @@ def test_image_input_with_per_channel_std_normalises_in_the_program(tiny_loaded,
     scale, bias, folded = coreml_exporter.image_scale_bias(imagenet)
     assert not folded and scale == pytest.approx(1 / 255) and bias == [0.0, 0.0, 0.0]
     artifact = coreml_exporter.export(loaded, tmp_path, CoremlOptions(precision="fp32", input="image"))
-    assert "in the program" in artifact.details["image_normalisation"]
+    assert "in the program" in artifact.details.image_normalisation
     ops = [op for op in operations(tmp_path / "model.mlpackage") if op.op_type != "const"]
     assert float(ops[0].y.val) == pytest.approx(1 / 255)
     # the scale, then (x - mean) / std; coremltools emits no add for an all-zero ImageType bias
@@ -171,7 +171,7 @@ def test_int8_package_holds_int8_weights(exported):
     # every linear weight above coremltools' 2048-element threshold (qkv, fc1, fc2 of each block) is int8
     big_linear = [op for op in ops if op.op_type == "linear" and op.weight.shape[0] * op.weight.shape[1] > 2048]
     assert big_linear and all(op.weight.op.op_type.startswith("constexpr_") for op in big_linear)
-    assert artifact.details["mil_ops"].get("constexpr_affine_dequantize") == len(dequantize)
+    assert artifact.details.mil_ops.get("constexpr_affine_dequantize") == len(dequantize)
     assert artifact.size_bytes < exported["fp32"][0].size_bytes
 
 
@@ -179,7 +179,7 @@ def test_int8_survives_deduplicated_zero_biases(tmp_path):
     """Width 128: the converter merges the equal zero biases of layer_norm and linear (as in the real ViT-S)."""
     wide = load_weights("seeded", tiny_spec().replace(embed_dim=128, mlp_dim=256, depth=1))
     artifact = coreml_exporter.export(wide, tmp_path, CoremlOptions(precision="int8"))
-    assert artifact.details["mil_ops"]["constexpr_affine_dequantize"] == 5  # patch conv, qkv, proj, fc1, fc2
+    assert artifact.details.mil_ops["constexpr_affine_dequantize"] == 5  # patch conv, qkv, proj, fc1, fc2
 
 
 def test_directory_sha256_is_deterministic_and_location_free(exported, tmp_path):
@@ -240,15 +240,15 @@ def test_compute_plan_summary_counts_ops_per_preferred_device():
               get_compute_device_usage_for_mlprogram_operation=lambda op: NS(preferred_compute_device=devices[id(op)]),
               get_estimated_cost_for_mlprogram_operation=lambda op: NS(weight=0.4 if op.operator_name == "linear" else 0.2))
     summary = summarise(plan)
-    assert summary["ops_by_device"] == {"neural_engine": 2, "cpu": 1}
-    assert summary["cost_by_device"] == {"neural_engine": 0.8, "cpu": 0.2} and summary["off_neural_engine"] == {"gather": 1}
+    assert summary.status is Status.OK and summary.ops_by_device == {"neural_engine": 2, "cpu": 1}
+    assert summary.cost_by_device == {"neural_engine": 0.8, "cpu": 0.2} and summary.off_neural_engine == {"gather": 1}
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="off macOS only: the placement note says why it is missing")
 def test_compute_plan_off_macos_says_why():
-    from vitship.runtimes.coreml_plan import compute_plan
+    from vitship.runtimes.coreml_plan import ComputePlan, compute_plan
 
-    assert compute_plan(None, None) == {"unavailable": "MLComputePlan needs macOS 14.4+"}
+    assert compute_plan(None, None) == ComputePlan(Status.UNAVAILABLE, "MLComputePlan needs macOS 14.4+")
 
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="MLComputePlan and Core ML predictions need macOS 14.4+")
@@ -260,6 +260,6 @@ def test_neural_engine_session_records_where_each_op_runs(exported, tiny_loaded,
     shutil.copytree(package, tmp_path / artifact.path)  # the manifest layout: <model dir>/<id>/model.mlpackage
     session = open_session(artifact, tmp_path, "coreml:cpu_and_ne")
     plan = session.info.extra["compute_plan"]
-    assert "unavailable" in plan or sum(plan["ops_by_device"].values()) > 0
+    assert plan.status is Status.UNAVAILABLE or sum(plan.ops_by_device.values()) > 0
     batch = preprocess(sample_images(limit=2), tiny_loaded.spec)
     assert session.run_outputs(batch)["features"].shape == (2, tiny_loaded.spec.embed_dim)

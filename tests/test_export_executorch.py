@@ -17,10 +17,11 @@ from tests.conftest import assert_manifest_matches_files, cosine_rows, torch_out
 from vitship.bench.parity.run import run_batched
 from vitship.exporters import executorch as et_exporter
 from vitship.exporters import options_class
-from vitship.exporters.base import HOLD_BACK_EVERY, ExportError
+from vitship.exporters.base import HOLD_BACK_EVERY, Artifact, ExportError, manifest_artifacts
 from vitship.exporters.executorch import ExecutorchCoremlOptions, ExecutorchOptions
 from vitship.exporters.pipeline import model_dir_for
 from vitship.models import MissingDependencyError, UnknownNameError
+from vitship.models.export_form import ExportForm
 from vitship.runtimes import RuntimeUnavailable, SessionOptions, open_session
 
 REQUESTS = [("executorch", "fp32"), ("executorch", "int8"), ("executorch-coreml", "fp16")]
@@ -32,14 +33,15 @@ def model_dir(tiny_loaded, tiny_exports):
     return model_dir_for(tiny_exports(REQUESTS), tiny_loaded)  # exported once per session (tests/conftest.py)
 
 
-def artifacts(model_dir):
-    return {a["id"]: a for a in assert_manifest_matches_files(model_dir)["artifacts"].values()}
+def artifacts(model_dir) -> dict[str, Artifact]:
+    assert_manifest_matches_files(model_dir)
+    return {a.id: a for a in manifest_artifacts(model_dir)}
 
 
 def test_registry_names_map_to_their_options_and_formats(model_dir):
     assert options_class("executorch") is ExecutorchOptions and options_class("executorch-coreml") is ExecutorchCoremlOptions
     found = artifacts(model_dir)
-    assert {aid: (a["format"], a["path"]) for aid, a in found.items()} == {
+    assert {aid: (a.format, a.path) for aid, a in found.items()} == {
         "executorch-fp32": ("executorch", "executorch-fp32/model.pte"),
         "executorch-int8": ("executorch", "executorch-int8/model.pte"),
         "executorch-coreml-fp16": ("executorch-coreml", "executorch-coreml-fp16/model.pte")}
@@ -50,13 +52,11 @@ ATTENTION_AND_NORM_OPS = {"native_layer_norm", "any.dim", "eq.Scalar", "logical_
 
 
 def test_fp32_xnnpack_program_is_fully_delegated_at_batch_1_and_matches_torch(model_dir, tiny_loaded, tiny_photos):
-    from vitship.exporters.base import Artifact
-
-    artifact = Artifact.from_dict(artifacts(model_dir)["executorch-fp32"])
+    artifact = artifacts(model_dir)["executorch-fp32"]
     details = artifact.details
-    assert details["delegate"] == "XnnpackBackend" and artifact.input_spec["batch_shapes"] == [1]
-    assert details["ops_outside_delegate"] == [] and details["delegated_calls"] == 1  # nothing on the portable kernels
-    assert details["export_form"] == {"attention": "explicit", "layer_norm": "decomposed", "class_token_tail": True}
+    assert details.delegate == "XnnpackBackend" and artifact.input_spec["batch_shapes"] == [1]
+    assert details.ops_outside_delegate == [] and details.delegated_calls == 1  # nothing on the portable kernels
+    assert details.form() == ExportForm(attention="explicit", layer_norm="decomposed", class_token_tail=True)
     session = open_session(artifact, model_dir, "executorch:cpu", SessionOptions(threads=1))
     try:
         out = session.run_outputs(tiny_photos[:3])  # the session feeds a fixed batch-1 program one image at a time
@@ -73,13 +73,12 @@ def test_fp32_xnnpack_program_is_fully_delegated_at_batch_1_and_matches_torch(mo
         fixed.close()
 
 
-def test_a_dynamic_batch_program_keeps_attention_and_norms_in_the_delegate(tiny_loaded, tiny_photos, tmp_path):
+def test_a_dynamic_batch_program_keeps_attention_and_norms_in_the_delegate(tiny_dynamic_executorch, tiny_loaded, tiny_photos):
     """max_batch 8: reshapes of the symbolic batch stay outside XNNPACK, but no attention or layer-norm op does."""
-    (tmp_path / "executorch-fp32").mkdir()
-    artifact = et_exporter.export(tiny_loaded, tmp_path / "executorch-fp32", ExecutorchOptions(max_batch=8))
-    artifact.path = "executorch-fp32/model.pte"
-    assert artifact.input_spec["batch_range"] == [1, 8] and not ATTENTION_AND_NORM_OPS & set(artifact.details["ops_outside_delegate"])
-    session = open_session(artifact, tmp_path, "executorch:cpu", SessionOptions(threads=1))
+    model_dir, artifact = tiny_dynamic_executorch
+    outside = set(artifact.details.ops_outside_delegate)
+    assert artifact.input_spec["batch_range"] == [1, 8] and outside and not ATTENTION_AND_NORM_OPS & outside
+    session = open_session(artifact, model_dir, "executorch:cpu", SessionOptions(threads=1))
     try:
         for batch in (1, 3, 8):  # a dynamic batch: the example batch was 2, so batch 1 is not specialised away
             out = session.run_outputs(tiny_photos[:batch])
@@ -93,15 +92,13 @@ def test_a_dynamic_batch_program_keeps_attention_and_norms_in_the_delegate(tiny_
 
 
 def test_int8_is_dynamic_and_smoothed_by_default_and_meets_the_int8_gate(model_dir, tiny_loaded, tiny_photos):
-    from vitship.exporters.base import Artifact
-
     found = artifacts(model_dir)
-    artifact = Artifact.from_dict(found["executorch-int8"])
-    assert artifact.details["int8"]["mode"] == "dynamic" and "cosine" in artifact.details["int8"]["why_default"]
+    artifact = found["executorch-int8"]
+    assert artifact.details.quantization.mode == "dynamic" and "cosine" in artifact.details.quantization.why_default
     # smoothed by default (SmoothQuant fold): exported from the smoothed weights, not the run's cached fp32 program
-    assert "reused from this run" not in artifact.details["source"] and artifact.calibration is None
-    assert artifact.details["int8"]["smoothing"]["alpha"] == 0.5
-    assert artifact.size_bytes < found["executorch-fp32"]["size_bytes"]
+    assert "reused from this run" not in artifact.details.source and artifact.calibration is None
+    assert artifact.details.int8["smoothing"]["alpha"] == 0.5
+    assert artifact.size_bytes < found["executorch-fp32"].size_bytes
     session = open_session(artifact, model_dir, "executorch:cpu")
     features = run_batched(session, tiny_photos, 8)["features"]
     session.close()
@@ -110,20 +107,20 @@ def test_int8_is_dynamic_and_smoothed_by_default_and_meets_the_int8_gate(model_d
 
 def test_static_int8_is_calibrated_on_the_bundled_photos(tiny_loaded, tiny_photos, tmp_path):
     artifact = et_exporter.export(tiny_loaded, tmp_path, ExecutorchOptions(precision="int8", int8_mode="static"))
-    assert artifact.details["int8"]["mode"] == "static"
+    assert artifact.details.quantization.mode == "static"
     calibrated = len(tiny_photos) - len(tiny_photos) // HOLD_BACK_EVERY  # every 3rd photo is held back for the int8 gate
-    assert artifact.calibration["count"] == calibrated and artifact.options["int8_mode"] == "static"
+    assert artifact.calibration.count == calibrated and artifact.option("int8_mode") == "static"
 
 
 def test_coreml_delegate_takes_the_whole_graph_and_its_embedded_program_reads_back(model_dir, tmp_path):
     artifact = artifacts(model_dir)["executorch-coreml-fp16"]
-    details = artifact["details"]
-    assert details["delegate"] == "CoreMLBackend" and details["delegated_calls"] == 1 and details["ops_outside_delegate"] == []
-    assert details["apple"]["neural_engine"] == "eligible" and details["apple"]["batch_shapes"] == [1]
-    assert details["apple"]["compute_precision"] == "fp16" and artifact["input_spec"]["batch_shapes"] == [1]
-    package = et_exporter.embedded_coreml_package(model_dir / artifact["path"], tmp_path)
+    details = artifact.details
+    assert details.delegate == "CoreMLBackend" and details.delegated_calls == 1 and details.ops_outside_delegate == []
+    assert details.apple.neural_engine == "eligible" and details.apple.batch_shapes == [1]
+    assert details.apple.compute_precision == "fp16" and artifact.input_spec["batch_shapes"] == [1]
+    package = et_exporter.embedded_coreml_package(model_dir / artifact.path, tmp_path)
     spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
-    assert sorted(o.name for o in spec.description.output) == sorted(details["embedded_outputs"].values())
+    assert sorted(o.name for o in spec.description.output) == sorted(details.embedded_outputs.by_program_name())
     assert spec.specificationVersion == ct.target.iOS17.value
 
 

@@ -51,6 +51,13 @@ def test_the_class_token_tail_runs_the_last_blocks_tail_on_one_token(tiny_loaded
 
 
 def test_the_form_round_trips_through_the_manifest():
+    from vitship.exporters.details import ExecutorchDetails
+    from vitship.exporters.schema import Artifact
+
     form = ExportForm("explicit", "decomposed", True)
-    assert ExportForm.from_dict(form.to_dict()) == form
-    assert ExportForm.from_dict(None) == TIMM_FORM and ExportForm.from_dict({"future_field": 1}) == TIMM_FORM
+    artifact = Artifact("executorch-int8", "executorch", "int8", "executorch-int8/model.pte", details=ExecutorchDetails(export_form=form))
+    entry = artifact.to_dict()
+    assert entry["details"]["export_form"] == {"attention": "explicit", "layer_norm": "decomposed", "class_token_tail": True}
+    assert Artifact.from_dict(entry).details.form() == form
+    del entry["details"]["export_form"]  # a manifest written before the export form: timm's own
+    assert Artifact.from_dict(entry).details.form() == TIMM_FORM

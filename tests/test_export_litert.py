@@ -47,9 +47,12 @@ def test_three_precisions_share_one_conversion_and_shrink(model_dir):
     found = by_id(model_dir)
     assert options_class("litert") is LitertOptions
     assert {aid: a.path for aid, a in found.items()} == {f"litert-{p}": f"litert-{p}/model.tflite" for p in PRECISIONS}
-    assert "reused from this run" in found["litert-int8"].details["source"]
+    # fp16 reuses fp32's conversion; int8 is converted in its own form (no class-token tail: LitertOptions)
+    assert "reused from this run" in found["litert-fp16"].details.source
+    assert "reused" not in found["litert-int8"].details.source
+    assert found["litert-fp32"].details.form().class_token_tail and not found["litert-int8"].details.form().class_token_tail
     assert found["litert-int8"].size_bytes < found["litert-fp16"].size_bytes < found["litert-fp32"].size_bytes
-    assert found["litert-int8"].details["int8"]["mode"] == "dynamic"
+    assert found["litert-int8"].details.quantization.mode == "dynamic"
     assert all(a.input_spec["batch_shapes"] == [1] and a.input_spec["layout"] == "NCHW" for a in found.values())
 
 
@@ -140,7 +143,7 @@ def test_int8_meets_the_int8_gate_on_the_tiny_stress_model(tiny_loaded, tiny_pho
 
     stressed = load_weights("seeded-outliers", tiny_loaded.spec)
     artifact = litert_exporter.export(stressed, tmp_path, LitertOptions(precision="int8", smooth_alpha=smooth_alpha))
-    assert (artifact.details["int8"]["smoothing"] is None) == (smooth_alpha is None)
+    assert (artifact.details.int8["smoothing"] is None) == (smooth_alpha is None)
     artifact.path = "model.tflite"
     session = open_session(artifact, tmp_path, "litert:cpu", SessionOptions(threads=1))
     try:

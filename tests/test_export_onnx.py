@@ -14,6 +14,7 @@ from vitship.exporters import onnx as onnx_exporter  # noqa: E402  (after the im
 from vitship.exporters.base import HOLD_BACK_EVERY, ExportError, model_metadata, path_sha256
 from vitship.exporters.onnx import OnnxOptions  # noqa: E402
 from vitship.models import ImageError
+from vitship.models.export_form import ExportForm
 
 # Every artifact variant the module exports once: the default int8 is dynamic, "int8-static" the QDQ option.
 VARIANTS = {"fp32": OnnxOptions(precision="fp32"), "fp16": OnnxOptions(precision="fp16"),
@@ -80,8 +81,8 @@ def test_fp32_is_one_self_contained_file_exported_by_dynamo(exported):
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]
     model = onnx.load(str(path), load_external_data=False)
     assert not any(onnx.external_data_helper.uses_external_data(t) for t in model.graph.initializer)
-    assert artifact.details["exporter"].startswith("torch.onnx.export(dynamo=True)")
-    assert "dynamo_fallback_reason" not in artifact.details
+    assert artifact.details.exporter.startswith("torch.onnx.export(dynamo=True)")
+    assert artifact.details.dynamo_fallback_reason is None
     onnx.checker.check_model(str(path), full_check=True)
 
 
@@ -101,10 +102,10 @@ def test_metadata_and_artifact_record_the_model(exported, tiny_loaded):
 
 
 def test_onnxslim_decision_is_recorded(exported):
-    slim = exported["fp32"][0].details["onnxslim"]
-    assert slim["nodes_before"] > 0 and "kept" in slim and slim["reason"]
-    if slim["kept"]:
-        assert slim["nodes_after"] < slim["nodes_before"] and slim["max_output_difference"] <= 1e-4
+    slim = exported["fp32"][0].details.onnxslim
+    assert slim.nodes_before > 0 and slim.reason
+    if slim.kept:
+        assert slim.nodes_after < slim.nodes_before and slim.max_output_difference <= 1e-4
 
 
 def test_fp16_has_fp16_weights_and_fp32_inputs_outputs(exported):
@@ -127,17 +128,17 @@ def test_static_int8_holds_quantized_weights_in_qdq_form(exported):
     (head,) = [n for n in model.graph.node if "logits" in n.output]
     weights = {t.name: t for t in model.graph.initializer}
     assert weights[head.input[1]].data_type == onnx.TensorProto.FLOAT  # the head stays fp32 (not dequantized)
-    assert artifact.calibration["count"] == 18 - 18 // HOLD_BACK_EVERY and "sample_images" in artifact.calibration["source"]
-    assert "QDQ" in artifact.calibration["scheme"] and artifact.details["int8"]["quantized_weights"] == len(int8)
+    assert artifact.calibration.count == 18 - 18 // HOLD_BACK_EVERY and "sample_images" in artifact.calibration.source
+    assert "QDQ" in artifact.calibration.scheme and artifact.details.quantization.quantized_weights == len(int8)
 
 
 def test_default_int8_is_dynamic_matmulinteger(exported):
     artifact, path = exported["int8"]
-    assert artifact.options["int8_mode"] == "dynamic"
+    assert artifact.option("int8_mode") == "dynamic"
     model = onnx.load(str(path))
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {n.op_type for n in model.graph.node}
     assert "QuantizeLinear" not in {n.op_type for n in model.graph.node}
-    assert artifact.calibration["scheme"].startswith("dynamic") and artifact.calibration["count"] == 0
+    assert artifact.calibration.scheme.startswith("dynamic") and artifact.calibration.count == 0
 
 
 def test_bad_calibration_image_is_named(tiny_loaded, tmp_path):
@@ -170,8 +171,8 @@ def test_dynamo_failure_falls_back_to_torchscript_and_says_why(tiny_loaded, tmp_
 
     monkeypatch.setattr(torch.onnx, "export", dynamo_breaks)
     artifact = onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(slim=False))
-    assert "simulated dynamo failure" in artifact.details["dynamo_fallback_reason"]
-    assert "TorchScript" in artifact.details["exporter"]
+    assert "simulated dynamo failure" in artifact.details.dynamo_fallback_reason
+    assert "TorchScript" in artifact.details.exporter
     logits, _ = session(tmp_path / "model.onnx").run(None, {"pixel_values": tiny_photos[:3]})
     np.testing.assert_allclose(logits, torch_outputs(tiny_loaded, tiny_photos[:3])[0], atol=1e-4)
 
@@ -193,15 +194,15 @@ def test_default_files_load_in_older_runtimes(exported, variant):
         assert norms and all(values.get(n.output[0], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT for n in norms)
     readers = {"onnxruntime": "1.16"} if variant == "int8" else {"onnxruntime": "1.16", "openvino": "2024.0"}  # QAttention
     assert artifact.min_runtime_versions == readers
-    assert artifact.details["compatibility"]["ir_version"] == model.ir_version
+    assert artifact.details.compatibility.ir_version == model.ir_version
     assert artifact.to_dict()["min_runtime_versions"] == artifact.min_runtime_versions  # goes into the manifest
 
 
 def test_latest_keeps_the_exporters_ir_version(exported, tiny_loaded, tmp_path):
     artifact = onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(runtimes="latest"))
     model = onnx.load(str(tmp_path / "model.onnx"))
-    exported_ir = exported["fp32"][0].details["compatibility"]["exported_ir_version"]
-    assert model.ir_version == exported_ir == artifact.details["compatibility"]["ir_version"]
+    exported_ir = exported["fp32"][0].details.compatibility.exported_ir_version
+    assert model.ir_version == exported_ir == artifact.details.compatibility.ir_version
     if exported_ir >= 10:  # the dynamo exporter writes IR 10 since torch 2.5
         assert artifact.min_runtime_versions["onnxruntime"] == "1.18"
 
@@ -226,13 +227,13 @@ def test_fp32_and_dynamic_int8_run_attention_and_gelu_as_onnxruntime_ops(exporte
     ops = contrib_ops(path)
     assert set(ops) == CONTRIB_OPS[precision] and ops["Gelu"] == tiny_loaded.spec.depth
     assert sum(ops.values()) - ops["Gelu"] == tiny_loaded.spec.depth - 1
-    assert artifact.details["export_form"] == {"attention": "qkv-op", "layer_norm": "native", "class_token_tail": True}
-    assert artifact.details["gelu_fusion"]["kept"] and artifact.details["gelu_fusion"]["max_output_difference"] <= 1e-4
+    assert artifact.details.form() == ExportForm(attention="qkv-op", layer_norm="native", class_token_tail=True)
+    assert artifact.details.gelu_fusion.kept and artifact.details.gelu_fusion.max_output_difference <= 1e-4
 
 
 def test_fp16_static_int8_and_the_timm_form_keep_standard_onnx_ops(exported):
     """fp16 and QDQ int8 are for other execution providers; contrib_ops="none" gives timm's graph as exported."""
     for variant in ("fp16", "int8-static", "fp32-timm-form"):
         assert contrib_ops(exported[variant][1]) == {}, variant
-    assert exported["fp16"][0].details["export_form"]["attention"] == "fused"
-    assert exported["fp32-timm-form"][0].details["export_form"]["class_token_tail"] is False
+    assert exported["fp16"][0].details.form().attention == "fused"
+    assert exported["fp32-timm-form"][0].details.form().class_token_tail is False

@@ -70,8 +70,8 @@ def test_rt_info_and_record_carry_the_metadata(exported, tiny_loaded, precision)
     assert artifact.id == f"openvino-{precision}" and artifact.path == f"openvino-{precision}/model.xml"
     xml = model_dir / artifact.path
     assert artifact.sha256 == path_sha256(xml)
-    assert artifact.details["files"] == {"model.xml": xml.stat().st_size, "model.bin": xml.with_suffix(".bin").stat().st_size}
-    assert artifact.size_bytes == sum(artifact.details["files"].values())
+    assert artifact.details.files == {"model.xml": xml.stat().st_size, "model.bin": xml.with_suffix(".bin").stat().st_size}
+    assert artifact.size_bytes == sum(artifact.details.files.values())
     assert artifact.weights["sha256"] == tiny_loaded.info.sha256 and "openvino" in artifact.versions
 
 
@@ -90,10 +90,10 @@ def test_fp16_ir_stores_weights_as_fp16(exported):
     assert big and all(op.get_element_type() == ov.Type.f16 for op in big)
     assert not any(op.get_element_type() == ov.Type.f16 for op in constants(read(exported, "fp32")))
     artifacts, _ = exported
-    assert artifacts["fp32"].details["reused_trace"]
+    assert artifacts["fp32"].details.reused_trace
     # int8 smooths by default: traced from the smoothed weights, never from the run's cached fp32 trace
-    assert not artifacts["int8"].details["reused_trace"] and artifacts["int8"].details["int8"]["smoothing"]["alpha"] == 0.5
-    assert not artifacts["fp16"].details["reused_trace"]  # a fresh cache: nothing carried over from earlier tests
+    assert not artifacts["int8"].details.reused_trace and artifacts["int8"].details.int8["smoothing"]["alpha"] == 0.5
+    assert not artifacts["fp16"].details.reused_trace  # a fresh cache: nothing carried over from earlier tests
 
 
 @pytest.mark.parametrize("count", [1, 3])
@@ -116,8 +116,8 @@ def test_int8_ir_holds_quantized_weights_calibrated_on_the_photos(exported):
     assert len(int8_weights) >= 8  # qkv, proj, fc1, fc2 of both blocks (the patch conv too)
     calibration = artifacts["int8"].calibration
     calibrated = len(sample_images()) - len(sample_images()) // HOLD_BACK_EVERY  # the rest is held back for the int8 gate
-    assert calibration["count"] == calibrated == calibration["subset_size"]
-    assert calibration["source"].startswith("sample_images") and "TRANSFORMER" in calibration["scheme"]
+    assert calibration.count == calibrated == calibration.subset_size
+    assert calibration.source.startswith("sample_images") and "TRANSFORMER" in calibration.scheme
     assert artifacts["int8"].size_bytes < artifacts["fp32"].size_bytes
 
 
@@ -132,12 +132,12 @@ def test_ir_records_the_oldest_openvino_that_reads_it(exported, precision):
 
 def test_smooth_quant_is_off_by_default_and_an_alpha_is_recorded(exported, tiny_loaded, tmp_path):
     artifacts, _ = exported
-    assert artifacts["int8"].calibration["smooth_quant_alpha"] is None
-    assert "SmoothQuant off" in artifacts["int8"].calibration["scheme"]
+    assert artifacts["int8"].calibration.smooth_quant_alpha is None
+    assert "SmoothQuant off" in artifacts["int8"].calibration.scheme
     with pytest.raises(ExportError, match="alpha"):
         openvino_exporter.export(tiny_loaded, tmp_path, OpenvinoOptions(precision="int8", smooth_quant_alpha=1.5))
     artifact = openvino_exporter.export(tiny_loaded, tmp_path, OpenvinoOptions(precision="int8", smooth_quant_alpha=0.15))
-    assert artifact.calibration["smooth_quant_alpha"] == 0.15 and "alpha 0.15" in artifact.calibration["scheme"]
+    assert artifact.calibration.smooth_quant_alpha == 0.15 and "alpha 0.15" in artifact.calibration.scheme
 
 
 def test_int8_ir_keeps_features_close_on_real_photos(exported, tiny_loaded, tiny_photos):
@@ -151,7 +151,7 @@ def test_calibration_images_from_a_folder(tiny_loaded, tmp_path):
         shutil.copy(path, tmp_path / path.name)
     (tmp_path / "notes.txt").write_text("not an image")
     batch, info = calibration_images(tiny_loaded.spec, ExportOptions(calibration_dir=tmp_path))
-    assert batch.shape == (2, *tiny_loaded.spec.input_shape) and info["count"] == 2 and info["source"] == str(tmp_path)
+    assert batch.shape == (2, *tiny_loaded.spec.input_shape) and info.count == 2 and info.source == str(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ExportError, match="no images"):
         calibration_images(tiny_loaded.spec, ExportOptions(calibration_dir=tmp_path / "empty"))

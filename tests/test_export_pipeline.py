@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from tests.conftest import assert_manifest_matches_files
 from vitship.exporters import EXPORTERS, pipeline
-from vitship.exporters.base import Artifact, ExportOptions, artifact_id, read_manifest
+from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, Artifact, ExportOptions, artifact_id, read_manifest
+from vitship.exporters.manifest import Manifest
 from vitship.exporters.onnx import OnnxOptions
 
 ONNX_FP32_INT8 = [("onnx", "fp32"), ("onnx", "int8")]
@@ -56,7 +57,7 @@ def test_manifest_lists_every_artifact_with_matching_sha256(onnx_root, tiny_load
     manifest = assert_manifest_matches_files(model_dir)
     assert list(manifest["artifacts"]) == ["onnx-fp32", "onnx-int8"]
     assert manifest["weights"]["sha256"] == tiny_loaded.info.sha256 and manifest["spec"]["name"] == tiny_loaded.spec.name
-    assert manifest["vitship_version"] and manifest["schema_version"] == 1
+    assert manifest["vitship_version"] and manifest["schema_version"] == MANIFEST_SCHEMA_VERSION == 2
     for entry in manifest["artifacts"].values():
         assert entry["export_seconds"] > 0 and entry["versions"]["onnxruntime"] and entry["input_spec"]
     assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")]  # no temporaries left
@@ -71,7 +72,7 @@ def test_rerun_skips_up_to_date_and_rebuilds_what_changed(onnx_root, tiny_loaded
     # an int8-only option rebuilds the int8 artifact alone
     results = pipeline.export_all(tiny_loaded, onnx_root, ONNX_FP32_INT8, {"onnx": OnnxOptions(int8_mode="static")})
     assert [r.status for r in results] == ["skipped", "ok"]
-    assert read_manifest(model_dir)["artifacts"]["onnx-int8"]["options"]["int8_mode"] == "static"
+    assert Manifest.read(model_dir).artifacts["onnx-int8"].option("int8_mode") == "static"
     assert_manifest_matches_files(model_dir)
 
 

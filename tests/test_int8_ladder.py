@@ -53,7 +53,7 @@ def test_ladder_keeps_the_most_sensitive_layers_in_float(stressed, tmp_path, mon
     assert "in float" in record["steps"][-1]["why"] and record["steps"][-1]["passed"]
     assert record["kept_in_float"] and set(record["kept_in_float"]) <= PLANTED
     assert record["recipe"]["keep_float"] == record["kept_in_float"] and entry["options"]["keep_float"] == []
-    assert set(record["keep_float_nodes"]) == set(record["kept_in_float"])
+    assert set(entry["details"]["quantization"]["keep_float_nodes"]) == set(record["kept_in_float"])
     assert record["layers_ranked_by"].startswith("per-layer locator" if with_fp32 else "input outlier ranking")
 
 

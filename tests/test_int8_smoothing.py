@@ -62,37 +62,37 @@ def test_calibration_folder_with_real_and_fake_uses_both_and_holds_photos_back(t
     used, info = calibration_images(tiny_spec(), options)
     held, held_info = calibration_images(tiny_spec(), options, "held_back")
     every, every_info = calibration_images(tiny_spec(), options, "all")
-    assert [f.split("/")[0] for f in every_info["files"]][:4] == ["real", "fake", "real", "fake"]  # interleaved
-    assert info["classes"] == {"real": 4, "fake": 3} and held_info["classes"] == {"real": 2, "fake": 1}
-    assert len(used) + len(held) == len(every) == 10 and not set(info["files"]) & set(held_info["files"])
-    assert info["held_back"] == held_info["count"] == 3
+    assert [f.split("/")[0] for f in every_info.files][:4] == ["real", "fake", "real", "fake"]  # interleaved
+    assert info.classes == {"real": 4, "fake": 3} and held_info.classes == {"real": 2, "fake": 1}
+    assert len(used) + len(held) == len(every) == 10 and not set(info.files) & set(held_info.files)
+    assert info.held_back == held_info.count == 3
     limited, limited_info = calibration_images(tiny_spec(), options.replace(calibration_limit=4), "all")
-    assert limited_info["classes"] == {"real": 2, "fake": 2}
+    assert limited_info.classes == {"real": 2, "fake": 2}
     (tmp_path / "fake").rename(tmp_path / "other")  # real/ alone: only real/ is read
     _, only_real = calibration_images(tiny_spec(), options, "all")
-    assert only_real["classes"] == {"real": 6} and only_real["count"] == 6
+    assert only_real.classes == {"real": 6} and only_real.count == 6
 
 
 def test_bundled_photos_are_a_stand_in_split_for_the_gate():
     _, info = calibration_images(tiny_spec(), ExportOptions(precision="int8"))
     _, held = calibration_images(tiny_spec(), ExportOptions(precision="int8"), "held_back")
-    assert "stand-in" in info["source"] and info["count"] + held["count"] == len(sample_images())
-    assert held["count"] == len(sample_images()) // 3
+    assert "stand-in" in info.source and info.count + held.count == len(sample_images())
+    assert held.count == len(sample_images()) // 3
 
 
 def test_keep_float_names_the_onnx_nodes_by_weight_and_refuses_unknown_names(stressed, tmp_path):
     options = onnx_exporter.OnnxOptions(precision="int8", smooth_alpha=None, keep_float=("blocks.0.attn.qkv", "blocks.1.mlp.fc1"))
     artifact = onnx_exporter.export(stressed, tmp_path, options)
-    kept = artifact.details["int8"]["keep_float_nodes"]
+    kept = artifact.details.quantization.keep_float_nodes
     assert set(kept) == set(options.keep_float) and all(len(nodes) == 1 for nodes in kept.values())
     graph = onnx.load(str(tmp_path / "model.onnx")).graph
     float_nodes = {n.name for n in graph.node if n.op_type == "MatMul"}
     assert {nodes[0] for nodes in kept.values()} <= float_nodes  # still plain float MatMuls
-    assert artifact.options["keep_float"] == list(options.keep_float)
+    assert artifact.option("keep_float") == list(options.keep_float)
     model = onnx.load(str(tmp_path / "model.onnx"))
     with pytest.raises(ExportError, match="blocks.0.attn.qkv"):
         nodes_for_modules(model, stressed, ("blocks.9.attn.qkv",))
-    assert np.isfinite(artifact.details["int8"]["quantized_weights"])
+    assert np.isfinite(artifact.details.quantization.quantized_weights)
 
 
 @pytest.mark.parametrize("fmt", ["openvino", "executorch", "coreml"])
@@ -101,8 +101,8 @@ def test_every_int8_format_smooths_and_keeps_named_layers_in_float(stressed, tmp
 
     options = options_class(fmt)(precision="int8", keep_float=("blocks.0.attn.qkv",))
     artifact = get_exporter(fmt)(stressed, tmp_path, options, None)
-    record = artifact.details["int8"]
+    record = artifact.details.int8
     assert record["smoothing"]["alpha"] == 0.5 and record["smoothing"]["pairs"] == 4
-    assert record["keep_float"] == ["blocks.0.attn.qkv"] and artifact.options["keep_float"] == ["blocks.0.attn.qkv"]
+    assert record["keep_float"] == ["blocks.0.attn.qkv"] and artifact.option("keep_float") == ["blocks.0.attn.qkv"]
     with pytest.raises(ExportError, match="keep_float"):
         get_exporter(fmt)(stressed, tmp_path / "bad", options.replace(keep_float=("blocks.7.attn.qkv",)), None)

@@ -13,9 +13,19 @@ import pytest
 import vitship
 from tests.conftest import assert_manifest_matches_files
 from vitship.bench import cli
-from vitship.exporters import base, pipeline
+from vitship.exporters import EXPORTERS, base, pipeline
 from vitship.exporters.base import Artifact, ArtifactIntegrityError, manifest_artifacts, verify_artifact
+from vitship.exporters.coreml_apple import NeuralEngine
+from vitship.exporters.details import (
+    DETAILS_CLASSES,
+    CoremlDetails,
+    ExecutorchDetails,
+    LitertDetails,
+    OnnxDetails,
+    OpenvinoDetails,
+)
 from vitship.exporters.manifest import ARTIFACT_FIELD_TYPES, Manifest, ManifestError
+from vitship.exporters.schema import MANIFEST_SCHEMA_VERSION
 from vitship.runtimes import open_session
 
 
@@ -55,6 +65,77 @@ def test_an_exported_manifest_reads_as_typed_artifacts_and_round_trips(exported,
     assert manifest.model == tiny_loaded.spec.name and manifest.spec_dict()["name"] == tiny_loaded.spec.name
     assert manifest.to_dict() == json.loads((exported / "manifest.json").read_text())
     assert Manifest.read(exported / "nothing-here") == Manifest()  # no manifest yet: an empty one
+
+
+# The manifest `make export-all` wrote before typed details (main at d6f9a91; spec and input specs emptied, the
+# MIL op counts cut to two): schema 1, each format's quantizer facts inside details["int8"].
+V1_MANIFEST = Path(__file__).parent / "data" / "manifest-v1.json"
+
+
+def test_every_format_has_its_details_class():
+    assert {name for name in EXPORTERS if not name.endswith("-tensor")} == set(DETAILS_CLASSES)  # coreml-tensor is coreml
+
+
+def test_a_version_1_manifest_loads_typed():
+    data = json.loads(V1_MANIFEST.read_text())
+    assert data["schema_version"] == 1 and MANIFEST_SCHEMA_VERSION == 2
+    manifest = Manifest.from_dict(data)
+    found = manifest.artifacts
+    onnx, openvino, coreml = found["onnx-int8"].details, found["openvino-int8"].details, found["coreml-int8"].details
+    assert isinstance(onnx, OnnxDetails) and onnx.quantization.quantized_weights == 97 and onnx.quantization.mode == "dynamic"
+    assert onnx.onnxslim.kept and onnx.compatibility.ir_version == 9 and found["onnx-int8"].calibration.count == 0
+    assert onnx.int8["gate"] == "passed" and "quantized_weights" not in onnx.int8  # the int8 slot keeps the gate's record
+    assert isinstance(openvino, OpenvinoDetails) and openvino.quantization.ignored_scope == [".*head.*"]
+    assert found["openvino-int8"].calibration.count == 12 and found["openvino-int8"].calibration.held_back == 6
+    assert isinstance(coreml, CoremlDetails) and coreml.quantization.granularity == "per_channel"
+    assert coreml.apple.neural_engine is NeuralEngine.ELIGIBLE and coreml.apple.batch_shapes == [1]
+    executorch, delegated = found["executorch-int8"].details, found["executorch-coreml-fp16"].details
+    assert isinstance(executorch, ExecutorchDetails) and executorch.quantization.scheme.startswith("XNNPACKQuantizer")
+    assert delegated.delegate == "CoreMLBackend" and delegated.embedded_outputs.logits and delegated.apple.input == "tensor"
+    litert = found["litert-int8"].details
+    assert isinstance(litert, LitertDetails) and litert.quantization.quantizer_recipe.endswith("dynamic_wi8_afp32")
+    assert found["onnx-int8"].option("smooth_alpha") == 0.5 and found["litert-int8"].option("smooth_alpha") is None
+    assert all(not a.details.extra for a in found.values())  # every v1 key has its typed home
+    written = manifest.to_dict()
+    assert written["schema_version"] == 2 and Manifest.from_dict(written) == manifest  # v2 reads back the same
+
+
+def test_the_next_export_writes_a_version_1_manifest_as_version_2(model_dir, tiny_loaded):
+    old = json.loads(V1_MANIFEST.read_text())
+    data = json.loads((model_dir / "manifest.json").read_text())
+    for entry in old["artifacts"].values():
+        entry["weights"] = tiny_loaded.info.to_dict()  # the same weights: the export keeps these entries
+    data = {**data, "schema_version": 1, "artifacts": {**data["artifacts"], **old["artifacts"]}}
+    (model_dir / "manifest.json").write_text(json.dumps(data))
+    (result,) = pipeline.export_all(tiny_loaded, model_dir.parent, [("onnx", "fp32")], force=True)
+    assert result.status == "ok", result.reason
+    written = json.loads((model_dir / "manifest.json").read_text())
+    assert written["schema_version"] == 2 and set(written["artifacts"]) == set(data["artifacts"])
+    details = written["artifacts"]["onnx-int8"]["details"]  # migrated: the quantizer's facts out of the int8 record
+    assert details["quantization"]["quantized_weights"] == 97 and "quantized_weights" not in details["int8"]
+
+
+def test_keys_from_a_newer_writer_are_kept_and_written_back(model_dir):
+    data = json.loads((model_dir / "manifest.json").read_text())
+    entry = data["artifacts"]["onnx-fp32"]
+    entry["details"]["attention_form"] = {"kind": "sdpa"}  # what a newer vitship (or another branch) may add
+    entry["calibration"] = {"source": None, "count": 0, "confirm_files": ["a.png"]}
+    manifest = Manifest.from_dict(data)
+    artifact = manifest.artifacts["onnx-fp32"]
+    assert artifact.details.extra == {"attention_form": {"kind": "sdpa"}} and artifact.details.exporter
+    assert artifact.calibration.extra == {"confirm_files": ["a.png"]}
+    written = manifest.to_dict()["artifacts"]["onnx-fp32"]
+    assert written["details"]["attention_form"] == {"kind": "sdpa"} and written["calibration"]["confirm_files"] == ["a.png"]
+
+
+def test_a_newer_schema_or_a_mistyped_detail_is_refused_in_one_line(model_dir):
+    data = json.loads((model_dir / "manifest.json").read_text())
+    with pytest.raises(ManifestError, match="manifest schema 3, this vitship reads 2 .*upgrade vitship"):
+        Manifest.from_dict({**data, "schema_version": 3})
+    data["artifacts"]["onnx-fp32"]["details"]["nodes"] = "many"
+    with pytest.raises(ManifestError, match="artifact 'onnx-fp32': expected int, got str") as caught:
+        Manifest.from_dict(data)
+    assert "\n" not in str(caught.value) and "vitship export --force" in str(caught.value)
 
 
 def _drop_path(data):

@@ -13,14 +13,15 @@ from typer.testing import CliRunner
 
 from vitship.bench.cli import app
 from vitship.bench.parity.plan import RowPlan, plan_rows
-from vitship.bench.parity.results import PARITY_NAME, ParityResult, read_parity
+from vitship.bench.parity.results import PARITY_NAME, SCHEMA_VERSION, ParityReport, ParityResult, read_parity
 from vitship.bench.parity.run import ArtifactRefused, check_row, prepare, verify_artifact
 from vitship.bench.rows import ResultsFileError
 from vitship.exporters import get_exporter, options_class
-from vitship.exporters.base import manifest_artifacts, path_sha256, read_manifest, write_manifest
+from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, manifest_artifacts, path_sha256, read_manifest, write_manifest
 from vitship.models import LoadedModel, load_weights, tiny_spec
 from vitship.models.judgement import (
     DEFAULT_TOLERANCES,
+    Metrics,
     Tolerance,
     ToleranceError,
     ToleranceTable,
@@ -40,7 +41,7 @@ def _build(model_dir: Path, loaded: LoadedModel, ids) -> Path:
         out = model_dir / aid
         out.mkdir(parents=True)
         artifacts[aid] = get_exporter(fmt)(loaded, out, options_class(fmt)(precision=precision)).to_dict()
-    write_manifest(model_dir, {"schema_version": 1, "weights": loaded.info.to_dict(), "artifacts": artifacts})
+    write_manifest(model_dir, {"schema_version": MANIFEST_SCHEMA_VERSION, "weights": loaded.info.to_dict(), "artifacts": artifacts})
     return model_dir
 
 
@@ -78,11 +79,11 @@ def model_dir(tmp_path_factory, loaded):
 @pytest.fixture(scope="module")
 def clean_run(model_dir):
     result = _parity(model_dir)
-    return result, json.loads((model_dir / PARITY_NAME).read_text())
+    return result, read_parity(model_dir / PARITY_NAME)
 
 
-def _rows(report: dict, artifact: str, target: str) -> list[dict]:
-    return [r for r in report["rows"] if r["artifact"] == artifact and r["target"] == target]
+def _rows(report: ParityReport, artifact: str, target: str) -> list[ParityResult]:
+    return [r for r in report.rows if r.artifact == artifact and r.target == target]
 
 
 # --- metrics and gates ----------------------------------------------------------------------------------------
@@ -142,23 +143,25 @@ def test_tolerance_lookup_and_overrides(tmp_path):
 def test_clean_run_passes_and_writes_parity_json(clean_run, model_dir):
     result, report = clean_run
     assert result.exit_code == 0, result.output
-    assert report["schema_version"] == 2 and report["weights"]["source"] == "seeded:0" and report["environment"]["cpu"]
+    data = json.loads((model_dir / PARITY_NAME).read_text())
+    assert data["schema_version"] == SCHEMA_VERSION == 3 and report.weights["source"] == "seeded:0" and report.environment["cpu"]
     onnx = _rows(report, "onnx-fp32", "onnxruntime:cpu")[0]
-    assert onnx["status"] == "pass" and onnx["metrics"]["max_abs_logit"] <= 1e-4
-    assert onnx["session"]["provider"] == "CPUExecutionProvider" and onnx["batch_consistency"]["batch_sizes"] == [1, 8]
+    assert onnx.status is Status.PASS and isinstance(onnx.metrics, Metrics) and onnx.metrics.max_abs_logit <= 1e-4
+    assert onnx.session["provider"] == "CPUExecutionProvider" and onnx.batch_consistency.batch_sizes == [1, 8]
+    assert onnx.batch_consistency.status is Status.PASS and onnx.batch_consistency.metrics.max_abs_logit <= 1e-4
     for aid, target in (("onnx-int8", "onnxruntime:cpu"), ("openvino-int8", "openvino:CPU")):
         row = _rows(report, aid, target)[0]  # a faithful quantization passes the int8 gate
-        assert row["status"] == "pass" and row["tolerance_keys"] == ["default:int8"], row
-    assert {row["status"] for row in report["rows"]} <= {"pass", "unavailable"}, report["rows"]
-    unavailable = [row for row in report["rows"] if row["status"] == "unavailable"]
-    assert all(row["reason"] and row["metrics"] is None for row in unavailable), unavailable
-    assert report["summary"]["pass"] == len(report["rows"]) - len(unavailable) > 0
-    ran = [row for row in report["rows"] if row["status"] == "pass"]
-    assert all(row["worker"]["exit_code"] == 0 and row["worker"]["pid"] for row in ran)  # each row in its own worker
-    assert len({row["worker"]["pid"] for row in ran}) == len(ran)
-    loaded = read_parity(model_dir / PARITY_NAME)  # round trip
-    assert loaded.to_dict() == report and loaded.rows == [ParityResult.from_dict(r) for r in report["rows"]]
-    assert loaded.rows[0].key.artifact == loaded.rows[0].artifact and loaded.rows[0].key.batch is None
+        assert row.status is Status.PASS and row.tolerance_keys == ["default:int8"], row
+        assert row.tolerance == DEFAULT_TOLERANCES["int8"] and row.metrics.min_cosine >= row.tolerance.min_cosine
+    assert {row.status for row in report.rows} <= {Status.PASS, Status.UNAVAILABLE}, report.rows
+    unavailable = [row for row in report.rows if row.status is Status.UNAVAILABLE]
+    assert all(row.reason and row.metrics is None for row in unavailable), unavailable
+    assert report.summary()["pass"] == len(report.rows) - len(unavailable) > 0
+    ran = [row for row in report.rows if row.status is Status.PASS]
+    assert all(row.worker["exit_code"] == 0 and row.worker["pid"] for row in ran)  # each row in its own worker
+    assert len({row.worker["pid"] for row in ran}) == len(ran)
+    assert report.to_dict() == data and report.rows == [ParityResult.from_dict(r) for r in data["rows"]]  # round trip
+    assert report.rows[0].key.artifact == report.rows[0].artifact and report.rows[0].key.batch is None
 
 
 def test_openvino_fp32_ir_gets_a_bf16_default_row_and_an_f32_row(clean_run):
@@ -166,13 +169,13 @@ def test_openvino_fp32_ir_gets_a_bf16_default_row_and_an_f32_row(clean_run):
 
     if default_precision("CPU") == "fp32":
         pytest.skip("this CPU runs OpenVINO in f32 by default: there is no lower-precision default row")
-    rows = {r["variant"]: r for r in _rows(clean_run[1], "openvino-fp32", "openvino:CPU")}
+    rows = {r.variant: r for r in _rows(clean_run[1], "openvino-fp32", "openvino:CPU")}
     default, f32 = rows[""], rows["f32 inference"]
-    assert default["runtime_precision"] == default["effective_precision"] == default_precision("CPU")
-    assert default["precision_label"].endswith("(runtime default)")
-    assert default["tolerance"] == DEFAULT_TOLERANCES[default["effective_precision"]].to_dict()
-    assert f32["precision_label"] == "fp32" and f32["tolerance"] == DEFAULT_TOLERANCES["fp32"].to_dict()
-    assert f32["metrics"]["max_abs_logit"] <= 1e-4
+    assert default.runtime_precision == default.effective_precision == default_precision("CPU")
+    assert default.precision_label.endswith("(runtime default)")
+    assert default.tolerance == DEFAULT_TOLERANCES[default.effective_precision]
+    assert f32.precision_label == "fp32" and f32.tolerance == DEFAULT_TOLERANCES["fp32"]
+    assert f32.metrics.max_abs_logit <= 1e-4
 
 
 def test_perturbed_onnx_weight_fails_with_exit_code_1(model_dir, tmp_path):
@@ -260,7 +263,7 @@ def test_batch_dependent_model_is_caught_by_batch_consistency(loaded, tmp_path):
     row = check_row(plan, ctx)
     assert row.status is Status.FAIL
     assert any(f.startswith("batch 8 vs batch 1:") for f in row.failures), row.failures
-    assert row.batch_consistency["max_abs_logit"] > 1e-3
+    assert row.batch_consistency.status is Status.FAIL and row.batch_consistency.metrics.max_abs_logit > 1e-3
 
 
 def test_unknown_artifact_or_target_lists_valid_names(model_dir):
@@ -293,7 +296,7 @@ def test_coreml_rows_are_unavailable_off_macos_and_the_reference_executor_is_lab
     reference = rows["coreml:reference"]
     assert reference.note == REFERENCE_LABEL
     assert reference.status is Status.PASS, reference.reason  # the numpy executor runs everywhere coremltools does
-    assert reference.metrics["max_abs_logit"] <= 1e-4
+    assert reference.metrics.max_abs_logit <= 1e-4
 
 
 def test_a_crashing_runtime_is_an_error_row_and_parity_json_is_still_written(model_dir, tmp_path, monkeypatch):
@@ -312,9 +315,15 @@ def test_a_crashing_runtime_is_an_error_row_and_parity_json_is_still_written(mod
     assert "worker killed by SIGSEGV" in " ".join(result.output.split())
 
 
-def test_parity_json_of_another_schema_is_refused_with_the_command_to_rerun(clean_run, tmp_path):
-    (tmp_path / PARITY_NAME).write_text(json.dumps({**clean_run[1], "schema_version": 1}))
-    with pytest.raises(ResultsFileError, match="schema_version 1, this vitship reads 2; rerun vitship parity"):
+def test_parity_json_of_another_schema_is_refused_with_the_command_to_rerun(model_dir, tmp_path):
+    data = json.loads((model_dir / PARITY_NAME).read_text())
+    older = {**data, "schema_version": 2, "rows": [{**row, "metrics": {"min_cosine": 1.0}} for row in data["rows"]]}
+    (tmp_path / PARITY_NAME).write_text(json.dumps(older))  # schema 2: metrics and tolerance were free-form dicts
+    with pytest.raises(ResultsFileError, match="schema_version 2, this vitship reads 3; rerun vitship parity"):
+        read_parity(tmp_path / PARITY_NAME)
+    malformed = {**data, "rows": [{**row, "metrics": {"min_cosine": 1.0}} for row in data["rows"]]}
+    (tmp_path / PARITY_NAME).write_text(json.dumps(malformed))
+    with pytest.raises(ResultsFileError, match="malformed parity results .*; rerun vitship parity"):
         read_parity(tmp_path / PARITY_NAME)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import parity_metrics
 from vitship.bench.accuracy import AccuracyResult, EvalReport, write_eval
 from vitship.bench.environment import environment
 from vitship.bench.latency.results import BenchReport
@@ -31,6 +32,8 @@ from vitship.bench.report.document import (
 from vitship.bench.report.merge import merge_reports
 from vitship.bench.rows import ResultsFileError
 from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, Artifact
+from vitship.exporters.coreml_apple import AppleDetails, NeuralEngine
+from vitship.exporters.details import ArtifactDetails, CoremlDetails
 from vitship.models.atomic import atomic_write_json
 from vitship.models.status import Status
 
@@ -44,8 +47,7 @@ TABLE = {
     "openvino-int8": ("openvino:CPU", "hint=latency", 33.0, 22, "pass", 0.892),
     "coreml-fp16": ("coreml:reference", "", 480.0, 43, "pass", 0.900),
 }
-APPLE = {"neural_engine": "eligible", "neural_engine_reason": "", "input": "image", "batch_shapes": [1],
-         "minimum_deployment_target": "iOS17", "compute_precision": "fp16", "fallback_ops": []}
+APPLE = AppleDetails(NeuralEngine.ELIGIBLE, "", "image", [1], "iOS17", "fp16", [])
 
 
 def _stats(p50_ms: float, batch: int, size_mib) -> LatencyStats:
@@ -58,7 +60,7 @@ def _artifacts(weights: dict) -> dict:
     for aid, (_, _, _, size, _, _) in TABLE.items():
         if size:
             fmt, precision = aid.split("-")
-            details = {"apple": APPLE} if fmt == "coreml" else {}
+            details = CoremlDetails(apple=APPLE) if fmt == "coreml" else ArtifactDetails()
             entry = Artifact(aid, fmt, precision, f"{aid}/x", size_bytes=size * MIB, weights=weights, details=details)
             out[aid] = entry.to_dict()
     return out
@@ -67,7 +69,7 @@ def _artifacts(weights: dict) -> dict:
 def _parity(env: dict, weights: dict) -> ParityReport:
     rows = [ParityResult(a, t, a.split("-")[0], a.split("-")[1], status=Status(v),
                          reason="" if v == "pass" else "feature cosine 0.9 < 0.98",
-                         metrics={"min_cosine": 0.999999 if v == "pass" else 0.9, "max_abs_logit": 2e-5, "max_prob_err": 1e-5})
+                         metrics=parity_metrics(0.999999 if v == "pass" else 0.9, 2e-5, 1e-5))
             for a, (t, _, _, _, v, _) in TABLE.items() if v]
     rows.append(ParityResult("coreml-fp16", "coreml:cpu_only", "coreml", "fp16", status=Status.UNAVAILABLE,
                              reason="CoreML runtime needs macOS"))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import parity_metrics
 from vitship.bench.cli import main
 from vitship.bench.environment import environment
 from vitship.bench.latency.results import BenchReport
@@ -25,13 +26,14 @@ from vitship.bench.report.document import REPORT_SCHEMA_VERSION, Report, read_re
 from vitship.bench.report.schema import MergedReport
 from vitship.bench.rows import RowKey
 from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, Artifact, write_manifest
+from vitship.exporters.coreml_apple import AppleDetails, NeuralEngine
+from vitship.exporters.details import ArtifactDetails
 from vitship.models.spec import tiny_spec
 from vitship.models.status import Status
 
 SPEC = tiny_spec()
 WEIGHTS = {"source": "seeded:0", "kind": "seeded", "sha256": "cd" * 32, "trained": False}
-APPLE = {"neural_engine": "eligible", "neural_engine_reason": "", "input": "image", "batch_shapes": [1],
-         "minimum_deployment_target": "iOS17", "compute_precision": "fp16", "fallback_ops": []}
+APPLE = AppleDetails(NeuralEngine.ELIGIBLE, "", "image", [1], "iOS17", "fp16", [])
 MACOS = "the CoreML runtime needs macOS"
 CRASH = "worker exited with code -11"
 ROOFLINE = {"gflop_per_image": 0.05, "gflops": 50.0, "peak_gflops": 200.0, "peak_precision": "fp32",
@@ -43,7 +45,7 @@ REFERENCE_ROOFLINE = {"gflop_per_image": 0.05, "gflops": 2.5, "peak_gflops": Non
 def _artifact(aid: str, mib: int) -> Artifact:
     fmt, precision = aid.rsplit("-", 1)
     return Artifact(aid, fmt, precision, f"{aid}/model", size_bytes=mib * 2**20, weights=WEIGHTS,
-                    input_spec=SPEC.to_dict(), details={"apple": APPLE} if fmt == "coreml" else {})
+                    input_spec=SPEC.to_dict(), details=ArtifactDetails(apple=APPLE if fmt == "coreml" else None))
 
 
 ARTIFACTS = [_artifact(a, mib) for a, mib in (("onnx-fp32", 22), ("onnx-int8", 6), ("onnx-fp16", 11), ("openvino-fp32", 22),
@@ -53,7 +55,7 @@ ARTIFACTS = [_artifact(a, mib) for a, mib in (("onnx-fp32", 22), ("onnx-int8", 6
 def _parity_rows() -> list[ParityResult]:
     def row(aid, target, status, reason="", cosine=None):
         fmt, precision = aid.rsplit("-", 1)
-        metrics = {"min_cosine": cosine, "max_abs_logit": 3e-6, "max_prob_err": 1e-6} if cosine is not None else None
+        metrics = parity_metrics(cosine, 3e-6, 1e-6) if cosine is not None else None
         return ParityResult(aid, target, fmt, precision, status=status, reason=reason, metrics=metrics,
                             effective_precision=precision)
 

@@ -114,8 +114,10 @@ def test_a_class_token_tail_counts_the_flops_the_artifact_computes(which, tiny_l
 
 def test_rows_are_judged_by_the_flops_of_their_artifacts_form():
     from vitship.exporters.base import Artifact
+    from vitship.exporters.details import OnnxDetails
+    from vitship.models.export_form import ExportForm
 
-    tail = Artifact("onnx-fp32", "onnx", "fp32", "onnx-fp32/model.onnx", details={"export_form": {"class_token_tail": True}})
+    tail = Artifact("onnx-fp32", "onnx", "fp32", "onnx-fp32/model.onnx", details=OnnxDetails(export_form=ExportForm(class_token_tail=True)))
     rows = [row("onnx-fp32", "onnxruntime:cpu", "fp32", 100.0), row("onnx-int8", "onnxruntime:cpu", "int8", 100.0)]
     roofline.apply_roofline(rows, DEFAULT_SPEC, PEAKS, [tail, Artifact("onnx-int8", "onnx", "int8", "onnx-int8/model.onnx")])
     assert rows[0].roofline["gflop_per_image"] == pytest.approx(28.94, abs=0.01)  # ViT-S/16-384: 6.6% fewer

@@ -19,6 +19,7 @@ from vitship.bench.commands.common import (
     number_option,
     wide_console,
 )
+from vitship.bench.latency.sweep import QUICK_ARTIFACTS, QUICK_TARGETS, SKIPPED_BY_DEFAULT, BenchConfig, TimingOptions
 from vitship.bench.report.sources import target_display
 from vitship.bench.rows import unavailable_by_target
 from vitship.models import spec_for
@@ -38,7 +39,7 @@ def _bench_table(rows: list) -> Table:
         s = row.stats
         cells = [f"{s.p50_ms:.2f}", f"{s.p90_ms:.2f}", f"{s.cv:.1%}", f"{s.throughput_ips:.1f}",
                  f"{row.speedup:.2f}x" if row.speedup else "-", f"{s.load_s:.2f}", f"{s.peak_rss_mb:.0f}"] if s else ["-"] * 7
-        status = "[green]ok[/green]" if row.ok else f"[red]{row.status}: {row.reason}[/red]"
+        status = f"[green]{row.status}[/green]" if row.ok else f"[red]{row.status}: {row.reason}[/red]"
         table.add_row(row.artifact, target_display(row.target), row.variant or "-", str(row.batch), *cells,
                       row.session.get("precision") or "-", roofline_cell(row.roofline), status)
     return table
@@ -57,7 +58,7 @@ def _bench_progress():
                     TimeElapsedColumn(), console=console, transient=False)
 
 
-def _warn_if_busy() -> None:
+def _warn_if_busy(recorded_in: str = "bench.json") -> None:
     import os
 
     from vitship.bench.latency.sweep import load_average
@@ -65,7 +66,7 @@ def _warn_if_busy() -> None:
     load, cores = load_average(), os.cpu_count() or 1
     if load and load[0] > 0.5 * cores:
         console.print(f"[yellow]busy machine: load average {load[0]:.2f} on {cores} cores; latencies will be inflated "
-                      "(recorded in bench.json)[/yellow]", highlight=False)
+                      f"(recorded in {recorded_in})[/yellow]", highlight=False)
 
 
 def _run_with_progress(model_dir: Path, arch: str, weights: str, config):
@@ -83,6 +84,15 @@ def _run_with_progress(model_dir: Path, arch: str, weights: str, config):
                 progress.console.print(f"[red]{label}: {row.status}: {row.reason}[/red]", highlight=False)
 
         return run_bench(model_dir, spec_for(arch), weights, config, on_row)
+
+
+_FULL, _QUICK = TimingOptions(), BenchConfig.quick().timing
+QUICK_HELP = (f"batch 1, torch eager, short timing ({_QUICK.warmup_s:g} s warm-up, {_QUICK.min_time_s:g} s measured), and fixed "
+              f"lists (QUICK_ARTIFACTS, QUICK_TARGETS in bench/latency/sweep.py), not every target: the artifacts "
+              f"{', '.join(QUICK_ARTIFACTS)}, each on those of {', '.join(QUICK_TARGETS)} that run it and are available "
+              "(what make export-all runs; --artifact/--target replace the lists)")
+TARGET_HELP = (f"targets (default: every available one except {' and '.join(SKIPPED_BY_DEFAULT)}, measured only when named; "
+               "--quick: its list)")
 
 
 def _valid(name: str):
@@ -107,19 +117,25 @@ def bench(
     ort_opt: list[str] = list_option("--ort-opt", item="LEVEL", valid=_valid("ort_optimizations"),
                                      help="onnxruntime graph optimization levels: disable, basic, extended, all (default: all)"),
     torch_variants: list[str] = list_option("--torch-variants", item="VARIANT", valid=_valid("torch_variants"),
-                                            help="eager, compile, cudagraphs (--quick: eager)"),
-    artifact: list[str] = list_option("--artifact", item="ID", help="artifact ids to measure (default: all)"),
-    target: list[str] = list_option("--target", item="TARGET", help="targets (default: every available one)"),
+                                            help="PyTorch rows: eager, compile, cudagraphs (default: eager and compile on CPU, "
+                                                 "all three on CUDA; --quick: eager)"),
+    artifact: list[str] = list_option("--artifact", item="ID", help="artifact ids to measure (default: every artifact in the manifest and "
+                                                                     "torch-fp32; --quick: its list)"),
+    target: list[str] = list_option("--target", item="TARGET", help=TARGET_HELP),
     min_time: float | None = number_option(None, "--min-time", above=0,
-                                           help="seconds of measured iterations per row (3; --quick 1)"),
-    warmup: float | None = number_option(None, "--warmup", at_least=0, help="seconds of warm-up per row (1; --quick 0.5)"),
+                                           help=f"seconds of measured iterations per row ({_FULL.min_time_s:g}; --quick "
+                                                f"{_QUICK.min_time_s:g})"),
+    warmup: float | None = number_option(None, "--warmup", at_least=0, help=f"seconds of warm-up per row ({_FULL.warmup_s:g}; --quick {_QUICK.warmup_s:g})"),
     min_iterations: int | None = number_option(None, "--min-iterations", at_least=1,
-                                               help="minimum measured iterations per row (5)"),
+                                               help=f"minimum measured iterations per row ({_FULL.min_iterations})"),
     row_timeout: float = number_option(900.0, "--row-timeout", above=0, help="seconds before a row's worker is killed"),
-    quick: bool = typer.Option(False, "--quick", help="batch 1, short timing, every available target (what make export-all runs)"),
+    quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="write the PNG plots"),
 ) -> None:
-    """Measure latency, throughput and memory of every artifact on every available target (one process per row)."""
+    """Measure latency, throughput and memory of every artifact on every available target (one process per row).
+
+    Writes bench.json, bench.csv, bench.md and PNG plots to artifacts/<model>/bench/ (or --out); exits 1 if a row failed.
+    """
     import dataclasses
 
     from vitship.bench.latency.results import write_report

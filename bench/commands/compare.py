@@ -20,15 +20,13 @@ HELP = (f"Per-row deltas between two reports. Exit codes: 0 no regression; {EXIT
 
 def _compare_table(comparison) -> Table:
     table = Table(title="Report comparison (batch-1 p50; accuracy in points)")
-    for column in ("artifact", "target", "p50 old ms", "p50 new ms", "Δ p50", "parity", "Δ accuracy", "status"):
+    for column in ("artifact", "target", "p50 old ms", "p50 new ms", "Δ p50", "parity", "Δ accuracy", "regression check"):
         table.add_column(column, overflow="fold")
-    from vitship.bench.report.compare import Change
     from vitship.models.status import Status
 
-    colours = {Change.OK: "green", Change.NEW: "cyan", Change.REGRESSION: "bold red", Change.MISSING: "bold red",
-               Change.NOT_COMPARED: "yellow"}
+    colours = {Status.PASS: "green", Status.OK: "cyan", Status.FAIL: "bold red", Status.NOT_RUN: "yellow"}
     for row in comparison.rows:
-        if row.status is Change.OK and row.parity_old == row.parity_new == Status.UNAVAILABLE and row.p50_old_ms is None:
+        if row.status is Status.PASS and row.parity_old == row.parity_new == Status.UNAVAILABLE and row.p50_old_ms is None:
             continue  # a target neither machine could run: nothing to compare
         number = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
         status = f"[{colours[row.status]}]{row.status}[/]" + ("".join(f"\n{escape(r)}" for r in row.reasons))

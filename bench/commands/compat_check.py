@@ -9,6 +9,7 @@ from rich.table import Table
 
 from vitship.bench.commands.common import ArchOpt, ArtifactsOpt, ModelOpt, console, model_dir_option, number_option, wide_console
 from vitship.models import spec_for
+from vitship.models.status import Status
 
 
 def _table(report) -> Table:
@@ -17,7 +18,7 @@ def _table(report) -> Table:
     for column in ("artifact", "runtime", "oldest", "current", "min feature cosine", "max prob error", "status"):
         table.add_column(column, overflow="fold")
     for row in report.rows:
-        status = "[green]pass[/green]" if row.status == "pass" else f"[red]{row.status}: {row.reason}[/red]"
+        status = f"[green]{row.status}[/green]" if row.status is Status.PASS else f"[red]{row.status}: {row.reason}[/red]"
         table.add_row(row.artifact, row.runtime, old.get(row.runtime, "-"), new.get(row.runtime, "-"),
                       "-" if row.min_cosine is None else f"{row.min_cosine:.6f}",
                       "-" if row.max_prob_err is None else f"{row.max_prob_err:.2g}", status)

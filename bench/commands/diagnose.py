@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from vitship.bench.commands.common import ArchOpt, ModelOpt, console, model_dir_option, wide_console
+from vitship.bench.commands.common import ArchOpt, ModelOpt, console, model_dir_option, number_option, wide_console
 
 
 def _table(result, n_worst: int) -> Table:
@@ -47,10 +47,14 @@ def diagnose(
                                        "(default: the source the manifest records; sha256 must match)"),
     images: Path | None = typer.Option(None, "--images", help="a folder of photos (default: the bundled sample photos)"),
     out: Path | None = typer.Option(None, "--out", help="folder for diagnose-<artifact>.json/.png (default: the model folder)"),
-    worst: int = typer.Option(5, "--worst", min=1, help="how many of the worst layers to name"),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="runtime threads"),
+    worst: int = number_option(5, "--worst", at_least=1, help="how many of the worst layers to name"),
+    threads: int | None = number_option(None, "--threads", at_least=1, help="runtime threads (default: the runtime's own)"),
 ) -> None:
-    """Compare every layer of ARTIFACT with its fp32 sibling in the same format on the calibration photos."""
+    """Compare every layer of ARTIFACT with its fp32 sibling in the same format, on the bundled photos or --images.
+
+    Prints the per-layer table, names the first layer below the gate and the worst ones; writes
+    diagnose-<artifact>.json and .png next to the manifest (or to --out).
+    """
     from vitship.bench.diagnose import locate
     from vitship.bench.diagnose.plot import write_plot
     from vitship.bench.parity.run import load_reference

@@ -32,7 +32,7 @@ def _eval_table(report) -> Table:
     for row in report.rows:
         m, d = row.metrics, row.deltas
         cells = [_pts(m.get(k), d.get(k)) for k in ("accuracy", "balanced_accuracy", "auroc", "average_precision", "f1")]
-        status = "[green]ok[/green]" if row.status is Status.OK else f"[red]{row.status}[/red]: {row.reason}"
+        status = f"[green]{row.status}[/green]" if row.status is Status.OK else f"[red]{row.status}[/red]: {row.reason}"
         table.add_row(row.artifact, row.target, status, *cells, "-" if row.agreement is None else f"{row.agreement:.1%}")
     return table
 
@@ -43,12 +43,15 @@ def eval_command(
     weights: str | None = typer.Option(None, "--weights", "-w", help="reference weights (default: the source the manifest records)"),
     threshold: float = number_option(0.5, "--threshold", at_least=0, at_most=1,
                                      help="decision threshold on the 'fake' probability"),
-    target: list[str] = list_option("--target", item="ARTIFACT_OR_FORMAT=TARGET", help="e.g. openvino=openvino:CPU"),
+    target: list[str] = list_option("--target", item="ARTIFACT_OR_FORMAT=TARGET", help="the target for an artifact id or a whole format, "
+                                    "e.g. openvino=openvino:CPU (default: the first available CPU target that runs it)"),
     batch_size: int = number_option(8, "--batch-size", at_least=1, help="images per call"),
 ) -> None:
     """Score a labelled folder with every artifact and the PyTorch reference; write eval.json."""
     from vitship.bench.accuracy import EvalOptions, evaluate, write_eval
     from vitship.bench.parity.run import load_reference
+    from vitship.bench.report.schema import EvalData
+    from vitship.models.typed import from_json
 
     model_dir = model_dir_option(artifacts, model, arch)
     targets = {}
@@ -64,9 +67,9 @@ def eval_command(
     if report.note:
         console.print(f"[bold yellow]{report.note}[/bold yellow]")
     console.print(_eval_table(report))
-    info = report.data
-    console.print(f"{info['n_images']} images ({info['n_real']} real, {info['n_fake']} fake); "
-                  f"{info['n_skipped']} unreadable images skipped")
-    for item in info["skipped"]:
-        console.print(f"  [yellow]skipped[/yellow] {item['reason']}", highlight=False)
+    data = from_json(EvalData, report.data)
+    console.print(f"{data.n_images} images ({data.n_real} real, {data.n_fake} fake); "
+                  f"{data.n_skipped} unreadable images skipped")
+    for item in data.skipped:
+        console.print(f"  [yellow]unreadable:[/yellow] {item.reason}", highlight=False)
     console.print(f"wrote {write_eval(model_dir, report)}")

@@ -16,23 +16,35 @@ from vitship.bench.commands.common import (
     number_option,
     row_progress,
 )
-from vitship.bench.parity.results import write_parity_report
+from vitship.bench.parity.results import BatchConsistency, ParityResult, write_parity_report
 from vitship.bench.parity.sweep import ParityRequest, run_parity
 from vitship.bench.rows import unavailable_by_target
+from vitship.models.judgement import Metrics
 from vitship.models.status import Status
 
 
-def _parity_agreement(metrics: dict) -> str:
-    if metrics.get("agreement") is None:
+def _parity_agreement(metrics: Metrics | None) -> str:
+    if metrics is None or metrics.agreement is None:
         return "-"
-    text = "-" if metrics["decisive_agreement"] is None else f"{metrics['decisive_agreement']:.1%}"
-    text += f" of {metrics['n_photos'] - metrics['n_ambiguous']} decisive"
-    if metrics["n_ambiguous"]:
-        text += f"\n{metrics['n_ambiguous']} ambiguous, {metrics['ambiguous_flips']} flipped"
+    text = "-" if metrics.decisive_agreement is None else f"{metrics.decisive_agreement:.1%}"
+    text += f" of {metrics.n_photos - metrics.n_ambiguous} decisive"
+    if metrics.n_ambiguous:
+        text += f"\n{metrics.n_ambiguous} ambiguous, {metrics.ambiguous_flips} flipped"
     return text
 
 
-def _parity_table(results: list) -> Table:
+def _number(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _consistency(consistency: BatchConsistency | None) -> str:
+    if consistency is None:
+        return "-"
+    verdict = "[red]inconsistent[/red]" if consistency.status.failed else str(consistency.status)
+    return f"{verdict}\nΔlogit {consistency.metrics.max_abs_logit:.1e}"
+
+
+def _parity_table(results: list[ParityResult]) -> Table:
     """The rows that ran (pass, fail, error), one per line; unavailable ones go to _unavailable_table."""
     table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors)")
     for column in ("artifact", "target", "runtime precision", "min cosine", "max abs logit err", "p99 abs logit err",
@@ -40,14 +52,12 @@ def _parity_table(results: list) -> Table:
         table.add_column(column, overflow="fold")
     colours = {Status.PASS: "green", Status.FAIL: "bold red", Status.ERROR: "bold red"}
     for r in (r for r in results if r.status is not Status.UNAVAILABLE):
-        m, b = r.metrics or {}, r.batch_consistency
-        number = lambda key, fmt: "-" if m.get(key) is None else format(m[key], fmt)  # noqa: E731
-        consistent = "-" if not b else ("[red]inconsistent[/red]" if any(f.startswith("batch") for f in r.failures)
-                                        else "ok") + f"\nΔlogit {b['max_abs_logit']:.1e}"
+        m = r.metrics
+        numbers = [_number(m.min_cosine, ".6f"), _number(m.max_abs_logit, ".2e"), _number(m.p99_abs_logit, ".2e"),
+                   _number(m.max_prob_err, ".2e")] if m else ["-"] * 4
         target = r.target + (f"\n({r.note})" if r.note else "")
-        table.add_row(r.artifact, target, r.precision_label or "-", number("min_cosine", ".6f"), number("max_abs_logit", ".2e"),
-                      number("p99_abs_logit", ".2e"), number("max_prob_err", ".2e"), _parity_agreement(m), consistent,
-                      f"[{colours[r.status]}]{r.status}[/]")
+        table.add_row(r.artifact, target, r.precision_label or "-", *numbers, _parity_agreement(m),
+                      _consistency(r.batch_consistency), f"[{colours[r.status]}]{r.status}[/]")
     return table
 
 
@@ -60,7 +70,7 @@ def _unavailable_table(results: list) -> Table | None:
     for column in ("target", "artifacts", "status"):
         table.add_column(column, overflow="fold")
     for (target, reason), artifacts in grouped.items():
-        table.add_row(target, ", ".join(artifacts), f"[yellow]unavailable[/yellow]: {reason}")
+        table.add_row(target, ", ".join(artifacts), f"[yellow]{Status.UNAVAILABLE}[/yellow]: {reason}")
     return table
 
 

@@ -18,6 +18,7 @@ from vitship.bench.commands.common import (
     number_option,
     wide_console,
 )
+from vitship.models.status import Status
 
 
 def _table(result) -> Table:
@@ -27,12 +28,12 @@ def _table(result) -> Table:
     for column in ("image", "artifact", "target", "label", "fake probability", "agrees with PyTorch"):
         table.add_column(column, overflow="fold", justify="right" if column == "fake probability" else "left")
     for row in result.rows:
-        if row.status != "ok":
+        if row.status is not Status.OK:
             table.add_row(escape(Path(row.image).name), row.artifact, target_display(row.target),
                           f"[yellow]{row.status}[/yellow]", "-", escape(row.reason))
             continue
         delta = row.probability_delta
-        agrees = "reference" if row.agrees is None else (
+        agrees = str(Status.REFERENCE) if row.agrees is None else (
             f"[green]yes[/green] (Δp {delta:+.1e})" if row.agrees else f"[bold red]no[/bold red] (Δp {delta:+.3f})")
         table.add_row(escape(Path(row.image).name), row.artifact, target_display(row.target), row.label,
                       f"{row.fake_probability:.4f}", agrees)
@@ -41,15 +42,20 @@ def _table(result) -> Table:
 
 def predict(
     images: list[Path] = typer.Argument(..., metavar="IMAGE", help="image files to classify"),
-    artifact: list[str] = list_option("--artifact", item="ID", help="artifact ids (default: the recommended artifact per "
-                                                                    "available target)"),
-    target: str | None = typer.Option(None, "--target", help="run on this target (default: each artifact's own)"),
+    artifact: list[str] = list_option("--artifact", item="ID", help="artifact ids (default: the artifact the report "
+                                                                    "recommends per available target; before parity and bench "
+                                                                    "have run, every artifact in the manifest)"),
+    target: str | None = typer.Option(None, "--target", help="run every chosen artifact on this target (default: "
+                                           "the target it was recommended for, else the first available CPU target that runs it)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the table as JSON to this file"),
     threshold: float = number_option(0.5, "--threshold", at_least=0, at_most=1,
                                      help="fake probability from which the label is fake"),
     artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt, arch: str = ArchOpt,
 ) -> None:
-    """Classify IMAGE... with each artifact and the PyTorch reference; unreadable images are listed, not fatal."""
+    """Classify IMAGE... with each artifact and the PyTorch reference; unreadable images are listed, not fatal.
+
+    Reads the manifest (run vitship export first); prints one line per image and artifact, exits 1 if an artifact failed.
+    """
     from vitship.bench.predict import PredictOptions
     from vitship.bench.predict import predict as run_predict
     from vitship.models.atomic import atomic_write_json

@@ -46,7 +46,7 @@ def locate(model_dir: Path, artifact: str | Artifact, images: np.ndarray | Seque
     subject = open_capture(candidate, model_dir, threads, loaded)
     exposed = set(subject.tensor_names)
     common = [name for name in reference.tensor_names if name in exposed]
-    labels = _labels(loaded, pixels[0], reference, common, ExportForm.from_dict((sibling.details or {}).get("export_form")))
+    labels = _labels(loaded, pixels[0], reference, common, sibling.details.form())
     if not labels:
         raise DiagnoseError(f"{candidate.id}: no tensor of {sibling.id} could be matched to a PyTorch module; "
                             "re-export both from the same weights (vitship export --force)")
@@ -129,7 +129,7 @@ def _compare(reference, subject, pixels: np.ndarray, names: list[str]) -> tuple[
 
 def _smoothed_norms(artifact: Artifact, loaded: LoadedModel) -> set[str]:
     """The LayerNorms whose output the artifact's SmoothQuant fold rescales (none when smoothing was off)."""
-    if (artifact.options or {}).get("smooth_alpha") is None:
+    if artifact.option("smooth_alpha") is None:
         return set()
     from vitship.exporters.smoothing import smoothing_pairs
 

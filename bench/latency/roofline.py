@@ -75,9 +75,8 @@ def model_gflop(spec, class_token_tail: bool = False) -> dict[str, float]:
 
 
 def artifact_gflop(artifact, spec) -> float:
-    """GFLOP per image that ``artifact`` computes: its recorded export form (``details["export_form"]``) decides."""
-    form = (getattr(artifact, "details", None) or {}).get("export_form") or {}
-    return model_gflop(spec, class_token_tail=bool(form.get("class_token_tail")))["total"]
+    """GFLOP per image that ``artifact`` computes: its recorded export form (``ArtifactDetails.form``) decides."""
+    return model_gflop(spec, class_token_tail=artifact.details.form().class_token_tail)["total"]
 
 
 def gemm_shapes(spec) -> list[tuple[int, int, int]]:

@@ -189,7 +189,7 @@ def run_in_subprocess(job: RowJob, timeout_s: float = 900.0) -> BenchRow:
     if result.get("stats"):
         row.stats, row.session = LatencyStats.from_dict(result["stats"]), result.get("session", {})
     else:
-        error = result.get("error") or run.failure(timeout_s)
+        error = run.failure(timeout_s)
         unavailable = error.startswith("RuntimeUnavailable: ")  # the target cannot run this row here: not a failure
         row.status = Status.UNAVAILABLE if unavailable else Status.ERROR
         row.reason = error.removeprefix("RuntimeUnavailable: ")

@@ -7,12 +7,26 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vitship.bench.rows import RowKey, RowsDocument, StatusRow, read_results
+from vitship.bench.rows import ResultsFileError, RowKey, RowsDocument, StatusRow, read_results
 from vitship.models.atomic import atomic_write_json
+from vitship.models.judgement import Metrics, Tolerance
 from vitship.models.status import Status
+from vitship.models.typed import from_json, to_json
 
 PARITY_NAME = "parity.json"
-SCHEMA_VERSION = 2  # 2: "status" (pass/fail/error/unavailable) and "reason" replace "verdict"
+# 2: "status" (pass/fail/error/unavailable) and "reason" replace "verdict".
+# 3: metrics, batch_consistency and tolerance are typed records; batch_consistency nests its metrics beside the
+#    batch sizes and its own status.
+SCHEMA_VERSION = 3
+
+
+@dataclass
+class BatchConsistency:
+    """The same images at the smallest and the largest batch size, compared with each other by the row's own gate."""
+
+    batch_sizes: list[int]  # [smallest, largest]
+    metrics: Metrics  # the largest batch's outputs against the smallest's
+    status: Status = Status.PASS  # fail: the batches disagree (the row's failures say how)
 
 
 @dataclass
@@ -29,9 +43,9 @@ class ParityResult(StatusRow):
     runtime_precision: str = ""
     effective_precision: str = ""
     precision_label: str = ""
-    metrics: dict | None = None
-    batch_consistency: dict | None = None
-    tolerance: dict | None = None
+    metrics: Metrics | None = None  # against the reference, every batch size together
+    batch_consistency: BatchConsistency | None = None  # None with a single batch size
+    tolerance: Tolerance | None = None  # the gate applied (looked up by format, precision and effective precision)
     tolerance_keys: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what was measured but could not be gated, and why
@@ -49,6 +63,13 @@ class ParityResult(StatusRow):
     def passed(self) -> bool:
         return self.status is Status.PASS
 
+    def to_dict(self) -> dict:
+        return to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ParityResult:
+        """The row from its JSON (parity.json, a worker's result); a wrong shape is a TypeError or ValueError."""
+        return from_json(cls, data)
 
 
 @dataclass
@@ -87,8 +108,12 @@ class ParityReport(RowsDocument):
 
 
 def read_parity(path: Path) -> ParityReport:
-    """Read parity.json; another schema_version (or an unreadable file) is a ResultsFileError."""
-    return ParityReport.from_dict(read_results(path, "parity results", SCHEMA_VERSION, "vitship parity"))
+    """Read parity.json; another schema_version, an unreadable file or a malformed row is a ResultsFileError."""
+    data = read_results(path, "parity results", SCHEMA_VERSION, "vitship parity")
+    try:
+        return ParityReport.from_dict(data)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ResultsFileError(f"{path}: malformed parity results ({err}); rerun vitship parity to write a current one") from err
 
 
 def write_parity_report(model_dir: Path, report: ParityReport) -> Path:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from vitship.bench.parity.plan import RowPlan
-from vitship.bench.parity.results import ParityResult
+from vitship.bench.parity.results import BatchConsistency, ParityResult
 from vitship.exporters import base as exporter_base
 from vitship.exporters.base import Artifact, ArtifactIntegrityError, resolve_artifact_path
 from vitship.models import ModelSpec, VitshipError, preprocess, sample_images
@@ -203,7 +203,7 @@ def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
     result.precision_label = _label(plan.artifact.precision, runtime, result.effective_precision, source)
     result.note = info.get("extra", {}).get("note", "") or result.note
     tolerance, keys = ctx.tolerances.lookup(plan.artifact.format, plan.artifact.precision, result.effective_precision)
-    result.tolerance, result.tolerance_keys = tolerance.to_dict(), keys
+    result.tolerance, result.tolerance_keys = tolerance, keys
     _judge(runs, ctx, tolerance, result)
 
 
@@ -215,7 +215,7 @@ def _judge(runs: dict[int, dict], ctx: ParityContext, tolerance: Tolerance, resu
     reference = {k: np.concatenate([v] * len(sizes)) for k, v in ctx.reference.items()}
     metrics = compare(stacked, reference, spec, names, np.tile(inputs.is_photo, len(sizes)), band, ctx.config.threshold,
                       repeats=len(sizes))
-    result.metrics = metrics.to_dict()
+    result.metrics = metrics
     failures = tolerance.judge(metrics)
     if tolerance.min_agreement is not None and metrics.decisive_agreement is None and metrics.n_photos:
         result.notes.append(f"agreement not gated: all {metrics.n_photos} photo decisions are ambiguous "
@@ -224,8 +224,10 @@ def _judge(runs: dict[int, dict], ctx: ParityContext, tolerance: Tolerance, resu
     if len(sizes) > 1:  # the same image at batch 1 and at the largest batch, judged by the same gate
         consistency: Metrics = compare(runs[sizes[-1]], runs[sizes[0]], spec, inputs.names, inputs.is_photo, band,
                                        ctx.config.threshold)
-        result.batch_consistency = {"batch_sizes": [sizes[0], sizes[-1]], **consistency.to_dict()}
-        failures += tolerance.judge(consistency, f"batch {sizes[-1]} vs batch {sizes[0]}")
+        inconsistent = tolerance.judge(consistency, f"batch {sizes[-1]} vs batch {sizes[0]}")
+        result.batch_consistency = BatchConsistency([sizes[0], sizes[-1]], consistency,
+                                                    Status.FAIL if inconsistent else Status.PASS)
+        failures += inconsistent
     result.failures = failures
     result.status = Status.FAIL if failures else Status.PASS
     result.reason = "; ".join(failures)
@@ -272,7 +274,7 @@ def check_row_isolated(plan: RowPlan, saved_context: dict, timeout_s: float) -> 
     if run.result and "artifact" in run.result:
         result = ParityResult.from_dict(run.result)
     else:
-        result.reason = (run.result or {}).get("error") or run.failure(timeout_s)
+        result.reason = run.failure(timeout_s)
         result.seconds = round(run.seconds, 3)
     result.worker = run.record()
     return result

@@ -7,9 +7,9 @@ decide.py, tables.py, plots.py, merge.py and compare.py read them. report.json h
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from vitship.bench.rows import KeyedRow, RowKey
+from vitship.exporters.coreml_apple import AppleDetails, NeuralEngine  # noqa: F401  (the iOS decision reads them)
 from vitship.models.errors import VitshipError
 from vitship.models.status import Status
 
@@ -19,27 +19,6 @@ FAILING = (Status.FAIL, Status.ERROR)
 
 class ReportError(VitshipError):
     """A report cannot be read, written or merged."""
-
-
-class NeuralEngine(StrEnum):
-    """What the CoreML exporter records about the Neural Engine (manifest details["apple"]["neural_engine"])."""
-
-    ELIGIBLE = "eligible"
-    NOT_ELIGIBLE = "not eligible"
-    NOT_RECORDED = "not recorded"  # an older manifest
-
-
-@dataclass
-class AppleDetails:
-    """The CoreML exporter's notes on an artifact, as the iOS decision reads them."""
-
-    neural_engine: NeuralEngine = NeuralEngine.NOT_RECORDED
-    neural_engine_reason: str = ""
-    input: str = "?"  # image | tensor
-    batch_shapes: list[int] = field(default_factory=list)
-    minimum_deployment_target: str = ""
-    compute_precision: str = ""
-    fallback_ops: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -4,31 +4,30 @@ A regression is: a p50 latency up by more than ``max_latency_increase`` at any b
 timed, an artifact's accuracy down by more than ``max_accuracy_drop_points`` (trained weights
 only), a parity status that turns to fail or error, or a row (or a timed batch) that disappeared.
 Reports from different environments are not compared unless forced.
+
+Each row delta speaks the one status vocabulary (models/status.py), with the reason beside it:
+
+| status | reason | what happened to the row |
+|---|---|---|
+| pass | | in both reports, nothing regressed |
+| fail | the regressions, one per line | a regression |
+| fail | ``MISSING`` | it ran in the old report and is gone from the new one |
+| ok | ``NEW`` | only the new report has it |
+| not run | ``NOT_COMPARED`` | the environments differ and ``--force`` was not given |
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from vitship.bench.report.cells import FAILING, ReportError, ReportRow
 from vitship.bench.report.schema import Report, WeightsInfo
 from vitship.bench.rows import KeyedRow, RowKey
 from vitship.models.status import Status
 
-
-class Change(StrEnum):
-    """What happened to a row between the two reports."""
-
-    OK = "ok"
-    REGRESSION = "regression"
-    NEW = "new"
-    MISSING = "missing"
-    NOT_COMPARED = "not compared"
-
-    @property
-    def regressed(self) -> bool:
-        return self in (Change.REGRESSION, Change.MISSING)
+MISSING = "missing from the new report"
+NEW = "new: not in the old report"
+NOT_COMPARED = "the environments differ: rows not compared"
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,10 @@ class CompareThresholds:
 
 @dataclass
 class RowDelta(KeyedRow):
-    """One (artifact, target, variant) in both reports and what changed."""
+    """One (artifact, target, variant) in either report, what changed, and why (``reasons``, one per regression)."""
 
     key: RowKey
-    status: Change = Change.OK
+    status: Status = Status.PASS
     p50_old_ms: float | None = None  # batch 1
     p50_new_ms: float | None = None
     p50_change: float | None = None  # relative, batch 1
@@ -53,6 +52,13 @@ class RowDelta(KeyedRow):
     accuracy_change_points: float | None = None
     reasons: list[str] = field(default_factory=list)
 
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+    @property
+    def regressed(self) -> bool:
+        return self.status.failed
 
 
 @dataclass
@@ -63,7 +69,7 @@ class Comparison:
 
     @property
     def regressions(self) -> list[RowDelta]:
-        return [r for r in self.rows if r.status.regressed]
+        return [r for r in self.rows if r.regressed]
 
 
 def _timed_batches(row: ReportRow) -> list[int]:
@@ -95,7 +101,7 @@ def compare_rows(old: ReportRow, new: ReportRow, thresholds: CompareThresholds, 
         if judge_accuracy and delta.accuracy_change_points < -thresholds.max_accuracy_drop_points:
             limit = thresholds.max_accuracy_drop_points
             delta.reasons.append(f"accuracy {delta.accuracy_change_points:+.2f} points, over -{limit:g}")
-    delta.status = Change.REGRESSION if delta.reasons else Change.OK
+    delta.status = Status.FAIL if delta.reasons else Status.PASS
     return delta
 
 
@@ -111,7 +117,7 @@ def compare_reports(old: Report, new: Report, thresholds: CompareThresholds = Co
         notes.append(f"different environments: {old.host.key!r} vs {new.host.key!r}")
         if not force:
             notes.append("rows from different environments are not compared; pass --force to compare them anyway")
-            rows = [RowDelta(key, status=Change.NOT_COMPARED) for key in dict.fromkeys([*old_rows, *new_rows])]
+            rows = [RowDelta(key, status=Status.NOT_RUN, reasons=[NOT_COMPARED]) for key in dict.fromkeys([*old_rows, *new_rows])]
             return Comparison(rows, compared=False, notes=notes)
     if WeightsInfo.of(old.weights).sha256 != WeightsInfo.of(new.weights).sha256:
         notes.append("the two reports use different weights (sha256 differs)")
@@ -123,8 +129,8 @@ def compare_reports(old: Report, new: Report, thresholds: CompareThresholds = Co
         if key in new_rows:
             rows.append(compare_rows(before, new_rows[key], thresholds, judge_accuracy))
         elif before.ran:
-            rows.append(RowDelta(key, status=Change.MISSING, parity_old=before.parity.status, p50_old_ms=before.p50(1),
-                                 reasons=["missing from the new report"]))
-    rows += [RowDelta(key, status=Change.NEW, parity_new=r.parity.status, p50_new_ms=r.p50(1))
+            rows.append(RowDelta(key, status=Status.FAIL, parity_old=before.parity.status, p50_old_ms=before.p50(1),
+                                 reasons=[MISSING]))
+    rows += [RowDelta(key, status=Status.OK, parity_new=r.parity.status, p50_new_ms=r.p50(1), reasons=[NEW])
              for key, r in new_rows.items() if key not in old_rows]
     return Comparison(rows, compared=True, notes=notes)

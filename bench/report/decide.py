@@ -1,4 +1,4 @@
-"""The shipping decision per device family: every rule that chooses lives here (README "How the report decides").
+"""The shipping decision per device family: every rule that chooses lives here (docs/DESIGN.md "Device families").
 
 Rules, in order:
 1. A candidate is an artifact of one of the family's formats on a target of that family (families.py).

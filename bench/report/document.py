@@ -15,6 +15,7 @@ from pathlib import Path
 from vitship.bench.report.cells import ReportError, ReportRow
 from vitship.bench.report.decide import DecisionOptions, decide
 from vitship.bench.report.host import Host
+from vitship.bench.report.profile_section import section_of, write_section_plots
 from vitship.bench.report.schema import (  # noqa: F401  (re-exported: the report's public names)
     MERGED_KIND,
     REPORT_KIND,
@@ -31,9 +32,9 @@ from vitship.bench.report.schema import (  # noqa: F401  (re-exported: the repor
     report_json,
 )
 from vitship.bench.report.sources import accuracy_cells, build_rows, load_sources, weights_and_environment
-from vitship.bench.report.typed import from_json
 from vitship.models.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from vitship.models.status import Status
+from vitship.models.typed import from_json
 
 
 def unavailable_reason(rows: list[ReportRow]) -> str | None:
@@ -76,7 +77,7 @@ def build_report(model_dir: Path | None, options: ReportOptions = ReportOptions(
         run_id=run_id(Host.of(env).key, WeightsInfo.of(weights).sha256), environment=env, weights=weights,
         options=options, sources={name: SourceInfo(s.path, s.status) for name, s in sources.items()},
         decisions=decide(rows, {"": Host.of(env)}, decision_options), unavailable_targets=unavailable_targets(rows),
-        rows=rows, accuracy=_accuracy_section(evaluation))
+        rows=rows, accuracy=_accuracy_section(evaluation), profile=section_of(sources.profile.loaded()))
 
 
 def _accuracy_section(evaluation) -> AccuracySection | None:
@@ -102,6 +103,7 @@ def write_report(document: Report | MergedReport, reports_dir: Path) -> Path:
     document.run_id = final.name
     with atomic_directory(final) as tmp:
         document.plots = report_plots.write_plots(document, tmp)
+        write_section_plots(document, tmp)
         atomic_write_json(tmp / "report.json", report_json(document))
         atomic_write_text(tmp / "report.md", report_markdown.to_markdown(document))
         atomic_write_text(tmp / "report.csv", report_markdown.to_csv(document))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from vitship.bench.report.typed import from_json
+from vitship.models.typed import from_json
 
 
 class HostKind(StrEnum):

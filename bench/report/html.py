@@ -56,4 +56,6 @@ def _plot_uris(folder: Path, names: list[str]) -> list[dict]:
 def to_html(document, folder: Path) -> str:
     """A self-contained page (a Report or a MergedReport); the plots written in ``folder`` are embedded as data URIs."""
     view = build_view(document)
-    return _environment().get_template(TEMPLATE).render(view=view, plots=_plot_uris(folder, view.plots))
+    profile_plots = {p["name"]: p["uri"] for p in _plot_uris(folder, [v.plot for v in view.profile if v.plot])}
+    return _environment().get_template(TEMPLATE).render(view=view, plots=_plot_uris(folder, view.plots),
+                                                        profile_plots=profile_plots)

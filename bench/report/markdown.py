@@ -6,6 +6,7 @@ import csv
 import io
 
 from vitship.bench.report.cells import FamilyDecision, LatencyCell, ReportRow, Roofline
+from vitship.bench.report.profile_section import SECTION_TITLE
 from vitship.bench.report.schema import MergedReport, Report
 from vitship.bench.report.tables import Table
 from vitship.bench.report.view import build_view, is_merged
@@ -37,6 +38,17 @@ def decision_lines(decision: FamilyDecision) -> list[str]:
     return out + [""]
 
 
+def profile_lines(view) -> list[str]:
+    """The "Where the time goes" section: each profiled artifact's part table, notes and stacked bar."""
+    out = [f"## {SECTION_TITLE}", ""] + [f"- {line}" for line in view.profile_meta] + [""]
+    for profiled in view.profile:
+        out += [f"**{profiled.title}**", ""] + (table_lines(profiled.table) if profiled.table else [])
+        out += [f"![{profiled.plot}]({profiled.plot})", ""] if profiled.plot else []
+    if view.not_profiled:
+        out += ["Not profiled:", ""] + [f"- {line}" for line in view.not_profiled] + [""]
+    return out
+
+
 def to_markdown(document: Report | MergedReport) -> str:
     view = build_view(document)
     out = [f"# {view.title}", ""]
@@ -53,6 +65,7 @@ def to_markdown(document: Report | MergedReport) -> str:
         out += [f"**{table.title}**", ""] + table_lines(table)
     if view.accuracy_table:
         out += [f"## {view.accuracy_table.title}", ""] + table_lines(view.accuracy_table)
+    out += profile_lines(view)
     out += ["## Notes and sources", ""] + [f"- {line}" for line in view.notes + view.missing_plots] + [""]
     out += [f"![{name}]({name})" for name in view.plots]
     return "\n".join(out) + "\n"

@@ -61,4 +61,5 @@ def merge_reports(documents: list[Report]) -> MergedReport:
         run_id=run_id("|".join(m.key or "" for m in machines), WeightsInfo.of(first.weights).sha256) + "-merged",
         weights=first.weights, trained=trained, machines=machines, decisions=decisions,
         rows=sorted(merged.values(), key=lambda r: (r.key.target, r.key.artifact, r.key.variant)),
-        machine_rows=machine_rows, notes=notes)
+        machine_rows=machine_rows, notes=notes,
+        profiles={m.label: d.profile for m, d in zip(machines, documents) if d.profile is not None})

@@ -89,11 +89,12 @@ def _left_out_note(left_out: list[ReportRow]) -> str:
     return f"\nleft out: {', '.join(sorted({r.target for r in left_out}))} ({REFERENCE_TIME_NOTE})"
 
 
-def latency_vs_size(rows: list[ReportRow], path: Path) -> bool:
+def latency_vs_size(rows: list[ReportRow]):
+    """The Figure of p50 latency at batch 1 against artifact size; None without a timed artifact."""
     shown, reference = _plottable(rows)
     points = [(r.size_bytes / 1e6, _batch1(r), r) for r in shown if r.size_bytes and _batch1(r) is not None]
     if not points:
-        return False
+        return None
     figure, ax = _figure("p50 latency at batch 1 against artifact size")
     _scatter(ax, points)
     left_out = _left_out_note([r for r in reference if _batch1(r) is not None])
@@ -101,8 +102,7 @@ def latency_vs_size(rows: list[ReportRow], path: Path) -> bool:
     ax.set_ylabel("p50 latency, ms" + _log_if_wide(ax, "y", [y for _, y, _ in points]))
     ax.margins(0.12)
     place_labels(ax, [(x, y, _label(r, [p[2] for p in points])) for x, y, r in points])
-    save_png(png_bytes(figure), path)
-    return True
+    return figure
 
 
 def _frontier(points: list[tuple[float, float, ReportRow]]) -> list[tuple[float, float]]:
@@ -115,12 +115,13 @@ def _frontier(points: list[tuple[float, float, ReportRow]]) -> list[tuple[float,
     return frontier
 
 
-def pareto(rows: list[ReportRow], path: Path, trained: bool) -> bool:
+def pareto(rows: list[ReportRow], trained: bool):
+    """The Figure of accuracy delta against p50 latency with its Pareto frontier; None without an eval."""
     shown, reference = _plottable(rows)
     points = [(_batch1(r), r.accuracy.delta_points, r) for r in shown
               if _batch1(r) is not None and r.accuracy.delta_points is not None]
     if not points:
-        return False
+        return None
     note = "" if trained else "\n(untrained weights: accuracy not judged)"
     figure, ax = _figure("accuracy delta against p50 latency, batch 1" + note)
     frontier = _frontier(points)
@@ -132,11 +133,11 @@ def pareto(rows: list[ReportRow], path: Path, trained: bool) -> bool:
     ax.set_ylabel("accuracy delta against PyTorch (points)")
     ax.margins(0.12)
     place_labels(ax, [(x, y, r.artifact) for x, y, r in points])
-    save_png(png_bytes(figure), path)
-    return True
+    return figure
 
 
-def throughput_vs_batch(rows: list[ReportRow], path: Path) -> bool:
+def throughput_vs_batch(rows: list[ReportRow]):
+    """The Figure of throughput against batch size, a line per row; None with fewer than two batch sizes."""
     shown, reference = _plottable(rows)
     series = []
     for r in shown:
@@ -145,7 +146,7 @@ def throughput_vs_batch(rows: list[ReportRow], path: Path) -> bool:
         if len(cells) > 1:
             series.append((r, cells))
     if not series:  # one batch size: nothing to draw a curve through
-        return False
+        return None
     figure, ax = _figure("throughput against batch size", width=9.0)
     for r, cells in series:
         ax.plot([b for b, _ in cells], [t for _, t in cells], marker=PRECISION_MARKERS.get(r.precision, "o"),
@@ -156,8 +157,7 @@ def throughput_vs_batch(rows: list[ReportRow], path: Path) -> bool:
     ax.set_xlabel("batch size" + _left_out_note([r for r in reference if _batch1(r) is not None]))
     ax.set_ylabel("images per second" + _log_if_wide(ax, "y", [t for _, cells in series for _, t in cells]))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    save_png(png_bytes(figure), path)
-    return True
+    return figure
 
 
 def write_plots(document, folder: Path) -> list[str]:
@@ -165,7 +165,11 @@ def write_plots(document, folder: Path) -> list[str]:
     if not isinstance(document, Report):
         return []
     rows = document.rows
-    makers = {"latency_vs_size": lambda path: latency_vs_size(rows, path),
-              "pareto": lambda path: pareto(rows, path, document.trained),
-              "throughput_vs_batch": lambda path: throughput_vs_batch(rows, path)}
-    return [PLOT_FILES[name] for name, make in makers.items() if make(folder / PLOT_FILES[name])]
+    figures = {"latency_vs_size": latency_vs_size(rows), "pareto": pareto(rows, document.trained),
+               "throughput_vs_batch": throughput_vs_batch(rows)}
+    written = []
+    for name, figure in figures.items():
+        if figure is not None:
+            save_png(png_bytes(figure), folder / PLOT_FILES[name])
+            written.append(PLOT_FILES[name])
+    return written

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from vitship.bench.report.cells import AccuracyCell, FamilyDecision, ReportError, ReportRow
 from vitship.bench.report.host import Host
-from vitship.bench.report.typed import from_json, to_json
+from vitship.bench.report.profile_section import ProfileSection
 from vitship.bench.rows import KeyedRow, RowKey
 from vitship.models.status import Status
+from vitship.models.typed import from_json, to_json
 
 REPORT_SCHEMA_VERSION = 3  # 3: typed rows keyed by RowKey, latency cells a list by batch, no "sections" level
 REPORT_KIND = "vitship-report"
@@ -95,6 +96,7 @@ class Report:
     unavailable_targets: dict[str, str] = field(default_factory=dict)  # target -> why nothing ran on it here
     rows: list[ReportRow] = field(default_factory=list)
     accuracy: AccuracySection | None = None
+    profile: ProfileSection | None = None  # where the time goes (vitship profile), when it ran
     plots: list[str] = field(default_factory=list)
     created: str = field(default_factory=_now)
     schema_version: int = REPORT_SCHEMA_VERSION
@@ -161,6 +163,7 @@ class MergedReport:
     rows: list[MergedRow]
     machine_rows: list[ReportRow]  # every machine's own rows, each with its machine's label
     notes: list[str] = field(default_factory=list)
+    profiles: dict[str, ProfileSection] = field(default_factory=dict)  # machine label -> its profile, where it ran
     plots: list[str] = field(default_factory=list)
     created: str = field(default_factory=_now)
     schema_version: int = REPORT_SCHEMA_VERSION

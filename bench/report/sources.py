@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from vitship.bench.report.cells import (
     AccuracyCell,
-    AppleDetails,
     LatencyCell,
     ParityCell,
     ReportError,
@@ -24,10 +23,10 @@ from vitship.bench.report.cells import (
 )
 from vitship.bench.report.families import is_reference, table_group
 from vitship.bench.report.host import Host
-from vitship.bench.report.typed import from_json
 from vitship.bench.rows import RowKey
 from vitship.models.errors import VitshipError
 from vitship.models.status import Status
+from vitship.models.typed import from_json
 from vitship.runtimes.base import target_display  # noqa: F401  (re-exported: bench's table shows the same label)
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 
 # Where each producer writes, relative to the model folder (first existing wins).
 SOURCE_FILES = {"manifest": ("manifest.json",), "parity": ("parity.json",), "bench": ("bench/bench.json", "bench.json"),
-                "eval": ("eval.json",)}
+                "eval": ("eval.json",), "profile": ("bench/profile.json", "profile.json")}
 REFERENCE_ARTIFACTS = ("torch-fp32", "torch")  # the PyTorch reference: parity is 'reference' by definition
 PARITY_KEY_METRICS = ("min_cosine", "max_abs_logit", "max_prob_err", "agreement")
 
@@ -64,6 +63,7 @@ class Sources:
     parity: Source = field(default_factory=Source)
     bench: Source = field(default_factory=Source)
     eval: Source = field(default_factory=Source)
+    profile: Source = field(default_factory=Source)
 
     def items(self) -> list[tuple[str, Source]]:
         return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
@@ -105,7 +105,14 @@ def _load_eval(path: Path):
     return read_eval(path)
 
 
-LOADERS = {"manifest": _load_manifest, "parity": _load_parity, "bench": _load_bench, "eval": _load_eval}
+def _load_profile(path: Path):
+    from vitship.bench.profile.results import ProfileReport
+
+    return ProfileReport.load(path)
+
+
+LOADERS = {"manifest": _load_manifest, "parity": _load_parity, "bench": _load_bench, "eval": _load_eval,
+           "profile": _load_profile}
 
 
 def load_sources(model_dir: Path | None, overrides: dict[str, Path | None] | None = None) -> Sources:
@@ -145,7 +152,8 @@ def _key_metrics(effective: str) -> tuple[str, ...]:
 
 def parity_cell(row) -> ParityCell:
     """A ParityResult as the report's cell: status, reason and the key metric of its precision."""
-    metrics = {name: _number(v) for name, v in (row.metrics or {}).items() if _number(v) is not None}
+    recorded = dataclasses.asdict(row.metrics) if row.metrics else {}
+    metrics = {name: _number(v) for name, v in recorded.items() if _number(v) is not None}
     effective = row.effective_precision or row.artifact.rsplit("-", 1)[-1]
     metric = next((name for name in _key_metrics(effective) if name in metrics), None)
     return ParityCell(row.status, row.reason, metric, metrics.get(metric), row.variant or "",
@@ -199,15 +207,6 @@ def accuracy_cells(evaluation) -> dict[str, AccuracyCell]:
     return cells
 
 
-def apple_details(artifact) -> AppleDetails | None:
-    """What the CoreML exporter recorded for the Neural Engine; None when nothing (or something unreadable) was."""
-    recorded = (artifact.details or {}).get("apple")  # Artifact.details: the exporters' free-form notes, by name
-    try:
-        return from_json(AppleDetails, recorded)
-    except (TypeError, ValueError):
-        return None
-
-
 def _row_keys(parity, latency, artifacts) -> list[RowKey]:
     keys = list(latency)
     timed = {RowKey(k.artifact, k.target) for k in latency}
@@ -229,7 +228,7 @@ def build_rows(sources: Sources, environment: dict | None = None) -> list[Report
                         reference_executor=is_reference(key.target), latency=latency.get(key, []))
         if key.artifact in artifacts:
             entry = artifacts[key.artifact]
-            row.format, row.precision, row.apple = entry.format, entry.precision, apple_details(entry)
+            row.format, row.precision, row.apple = entry.format, entry.precision, entry.details.apple
             row.size_bytes = entry.size_bytes or None
         row.size_bytes = row.size_bytes or next((c.size_bytes for c in row.latency if c.size_bytes), None)
         parity_key = RowKey(key.artifact, key.target)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from vitship.bench.report.cells import FamilyDecision
 from vitship.bench.report.plots import PLOT_FILES
+from vitship.bench.report.profile_section import ProfileView, not_profiled, profile_views, section_meta
 from vitship.bench.report.schema import MergedReport, Report, WeightsInfo
 from vitship.bench.report.tables import Table, accuracy_table, merged_tables, results_tables
 
@@ -33,6 +34,13 @@ class View:
     notes: list[str] = field(default_factory=list)
     missing_plots: list[str] = field(default_factory=list)
     plots: list[str] = field(default_factory=list)
+    profile: list[ProfileView] = field(default_factory=list)  # where the time goes, per profiled artifact
+    profile_meta: list[str] = field(default_factory=list)  # how it was measured; or how to measure it
+    not_profiled: list[str] = field(default_factory=list)
+
+
+PROFILE_HINT = ("not profiled: vitship profile times each part (patch embedding, qkv, proj, fc1, fc2, attention, LayerNorm) "
+                "with each runtime's own profiler")
 
 
 def is_merged(document: Report | MergedReport) -> bool:
@@ -76,7 +84,7 @@ def accuracy_lines(document: Report | MergedReport) -> list[str]:
     data = section.data
     lines = [f"accuracy on {data.source}: {data.n_images} images ({data.n_real} real, "
              f"{data.n_fake} fake), threshold {section.threshold}; {data.n_skipped} unreadable images skipped"]
-    lines += [f"skipped: {item.reason if item.reason.startswith(item.path) else item.path + ': ' + item.reason}"
+    lines += [f"unreadable: {item.reason if item.reason.startswith(item.path) else item.path + ': ' + item.reason}"
               for item in data.skipped[:20]]
     return lines + ([section.note] if section.note else [])
 
@@ -94,5 +102,7 @@ def build_view(document: Report | MergedReport) -> View:
         meta=meta_lines(document), decisions=document.decisions, unavailable=unavailable_lines(document),
         tables=merged_tables(document) if merged else results_tables(document),
         accuracy_table=accuracy_table(document), notes=accuracy_lines(document) + source_lines(document),
-        missing_plots=missing_plots(document), plots=document.plots,
+        missing_plots=missing_plots(document), plots=document.plots, profile=profile_views(document),
+        profile_meta=section_meta(document) if profile_views(document) else [PROFILE_HINT],
+        not_profiled=not_profiled(document),
     )

@@ -45,9 +45,9 @@ def open_session(artifact, model_dir: Path, options=None) -> ReferenceSession:
     unpacked = tempfile.TemporaryDirectory(prefix="vitship-pte-")
     try:
         package = embedded_coreml_package(Path(model_dir) / artifact.path, Path(unpacked.name))
-        names = (artifact.details or {}).get("embedded_outputs") or {}
+        outputs = artifact.details.embedded_outputs  # an executorch-coreml artifact's: ExecutorchDetails
         session = open_reference_session(package, options, normalization=normalization,
-                                         output_names={v: k for k, v in names.items()})
+                                         output_names=outputs.by_program_name() if outputs else {})
     except BaseException:
         unpacked.cleanup()
         raise

@@ -1,10 +1,10 @@
-"""Dataclasses to JSON and back, by their type hints: the report's one file boundary.
+"""Dataclasses to JSON and back, by their type hints: the one file boundary of parity.json, report.json and the manifest.
 
-The report's rows, cells, decisions and documents are dataclasses; report.json is what ``to_json`` makes of
-them, and ``from_json`` rebuilds them field by field from their annotations (nested dataclasses, enums,
-``list[X]``, ``dict[K, V]``, ``X | None``). A key the class does not know is dropped (a newer file may carry
-more); a value of the wrong shape is a ``TypeError`` or ``ValueError`` that the caller turns into a one-line
-error naming the file.
+Results, report rows, cells, decisions and manifest records are dataclasses; their JSON is what ``to_json`` makes
+of them, and ``from_json`` rebuilds them field by field from their annotations (nested dataclasses, enums,
+``list[X]``, ``tuple[X, ...]``, ``dict[K, V]``, ``X | None``). A key the class does not know is dropped (a newer file may carry
+more), except by an ``OpenRecord``, which keeps such keys and writes them back; a value of the wrong shape is a
+``TypeError`` or ``ValueError`` that the caller turns into a one-line error naming the file.
 """
 
 from __future__ import annotations
@@ -13,13 +13,27 @@ import dataclasses
 import types
 import typing
 from enum import Enum
-from functools import lru_cache
+from functools import cache
 
 _SCALARS = (str, int, float, bool)
 
 
+@dataclasses.dataclass(kw_only=True)
+class OpenRecord:
+    """A record that a newer vitship may extend: the keys this one does not know wait in ``extra`` and are written back.
+
+    So reading and rewriting a file (the manifest, on the next export) never drops what a newer writer added.
+    A field left at None is not written (absent and None read the same).
+    """
+
+    extra: dict[str, object] = dataclasses.field(default_factory=dict, repr=False)
+
+
 def to_json(value):
     """Plain JSON values (dict, list, str, numbers, None) from dataclasses, enums and containers of them."""
+    if isinstance(value, OpenRecord):
+        fields = {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "extra"}
+        return {**{k: v for k, v in fields.items() if v is not None}, **to_json(value.extra)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
@@ -31,7 +45,7 @@ def to_json(value):
     return value
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hints(kind: type) -> dict:
     return typing.get_type_hints(kind)
 
@@ -51,7 +65,11 @@ def _dataclass(kind: type, data):
     if not isinstance(data, dict):
         raise TypeError(f"{kind.__name__}: expected an object, got {type(data).__name__}")
     hints = _hints(kind)
-    values = {f.name: from_json(hints[f.name], data[f.name]) for f in dataclasses.fields(kind) if f.init and f.name in data}
+    fields = [f for f in dataclasses.fields(kind) if f.init]
+    values = {f.name: from_json(hints[f.name], data[f.name]) for f in fields if f.name in data}
+    if issubclass(kind, OpenRecord):  # a key named "extra" in the file is an unknown key like any other
+        known = {f.name for f in fields} - {"extra"}
+        values["extra"] = {k: v for k, v in data.items() if k not in known}
     return kind(**values)
 
 
@@ -75,8 +93,13 @@ def from_json(kind, data):
     if origin in (list, tuple):
         if not isinstance(data, list):
             raise TypeError(f"expected a list, got {type(data).__name__}")
-        (item,) = typing.get_args(kind)[:1]
-        return [from_json(item, v) for v in data]
+        args = typing.get_args(kind)
+        if origin is list or args[1:] == (Ellipsis,):
+            items = [from_json(args[0], v) for v in data]
+            return items if origin is list else tuple(items)
+        if len(args) != len(data):
+            raise TypeError(f"expected {len(args)} items, got {len(data)}")
+        return tuple(from_json(a, v) for a, v in zip(args, data))
     if origin is dict:
         if not isinstance(data, dict):
             raise TypeError(f"expected an object, got {type(data).__name__}")
