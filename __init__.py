@@ -128,8 +128,10 @@ def open_session(artifact: "str | Artifact", target: str, *, artifacts: str | Pa
                  arch: str = DEFAULT_ARCH, model: str | None = None, options: Any = None) -> "Session":
     """Open an artifact (an id from the manifest, or an Artifact) on a target such as ``onnxruntime:cpu``.
 
-    The session's ``run(batch)`` returns the logits and ``run_outputs(batch)`` every output by name; close it
-    when done. ``options`` is a ``vitship.runtimes.SessionOptions``.
+    The session's ``run(batch)`` returns the logits and ``run_outputs(batch)`` every output by name; an image-input
+    artifact's session (``onnx-image-*``, ``openvino-image-*``, ...) also takes decoded frames,
+    ``run_frames([uint8 RGB (height, width, 3) arrays])``. Close it when done. ``options`` is a
+    ``vitship.runtimes.SessionOptions``.
     """
     from vitship.exporters.base import manifest_artifacts
     from vitship.models import UnknownNameError

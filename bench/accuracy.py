@@ -16,7 +16,7 @@ import numpy as np
 
 from vitship.bench.dataset import DatasetError, load_batches, read_dataset
 from vitship.bench.rows import RowKey, RowsDocument, StatusRow, read_results
-from vitship.models import LoadedModel, VitshipError, fake_probability
+from vitship.models import LOGITS_NAME, LoadedModel, VitshipError, fake_probability, load_image
 from vitship.models.atomic import atomic_write_json
 from vitship.models.status import Status
 
@@ -25,6 +25,7 @@ EVAL_SCHEMA_VERSION = 2  # 2: "status" (ok/error/unavailable) and "reason" are s
 REFERENCE = "torch-fp32"
 REFERENCE_TARGET = "torch:cpu"
 METRICS = ("accuracy", "balanced_accuracy", "auroc", "average_precision", "f1")
+IN_ARTIFACT = "in the artifact"  # session["preprocessing"] of an image-input artifact's row
 UNTRAINED_NOTE = ("untrained weights: accuracy is meaningless here; only the agreement with the reference "
                   "says anything about the artifacts")
 
@@ -145,9 +146,9 @@ class _Sessions:
 
     def __init__(self, model_dir: Path, loaded: LoadedModel, targets: dict[str, str]):
         from vitship.exporters.base import manifest_artifacts
-        from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session
+        from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targets, open_session, takes_frames
 
-        self.open, self.results = {}, []
+        self.open, self.results, self.frames = {}, [], set()  # frames: ids of image-input artifacts (decoded frames in)
         statuses = available_targets()
         for artifact in manifest_artifacts(model_dir):
             target = targets.get(artifact.id) or targets.get(artifact.format) or default_target(artifact.format, statuses)
@@ -161,6 +162,9 @@ class _Sessions:
                 try:
                     self.open[artifact.id] = open_session(artifact, model_dir, target, SessionOptions(loaded=loaded))
                     result.session = self.open[artifact.id].info.to_dict()
+                    if takes_frames(artifact.input_spec):
+                        self.frames.add(artifact.id)
+                        result.session["preprocessing"] = IN_ARTIFACT
                 except RuntimeUnavailable as err:
                     result.fail(Status.UNAVAILABLE, str(err))
                 except VitshipError as err:
@@ -198,9 +202,12 @@ def evaluate(model_dir: Path, data: Path, loaded: LoadedModel, options: EvalOpti
             labels += batch_labels
             paths += batch_paths
             reference_logits.append(_torch_logits(loaded, batch))
+            frames = [np.asarray(load_image(path)) for path in batch_paths] if sessions.frames else []
             for name in list(sessions.open):
-                try:
-                    logits[name].append(np.asarray(sessions.open[name].run(batch)))
+                try:  # an image-input artifact takes the decoded photos and preprocesses them itself
+                    outputs = sessions.open[name].run_frames(frames)[LOGITS_NAME] if name in sessions.frames else \
+                        sessions.open[name].run(batch)
+                    logits[name].append(np.asarray(outputs))
                 except Exception as err:  # a runtime failing mid-run marks its row, the others go on
                     sessions.fail(name, err)
     finally:

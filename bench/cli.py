@@ -22,6 +22,7 @@ from vitship.bench.commands import (
     diagnose,
     doctor,
     export,
+    inspect,
     parity,
     predict,
     profile,
@@ -73,7 +74,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 COMMANDS = {"doctor": doctor.doctor, "export": export.export, "parity": parity.parity, "bench": bench.bench,
             "bench-check": bench_check.bench_check_command, "eval": eval_.eval_command, "report": report.report,
             "predict": predict.predict, "compare": compare.compare, "compat-check": compat_check.compat_check_command,
-            "diagnose": diagnose.diagnose, "profile": profile.profile}
+            "diagnose": diagnose.diagnose, "inspect": inspect.inspect_command, "profile": profile.profile}
 for _name, _function in COMMANDS.items():
     app.command(_name, cls=VitshipCommand, help=compare.HELP if _name == "compare" else None)(_function)
 

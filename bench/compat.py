@@ -38,6 +38,7 @@ RUNNER = r'''
 import json, sys, numpy as np
 job = json.load(open(sys.argv[1]))
 pixels = np.load(job["inputs"])
+frames = np.load(job["frames"])  # the 8-bit NHWC frames the pixels came from, for image-input artifacts
 versions = {"python": sys.version.split()[0], "numpy": np.__version__}
 failures = {}  # key -> why the item could not run; an item that ran is not listed
 for item in job["items"]:
@@ -55,7 +56,8 @@ for item in job["items"]:
             compiled = ov.Core().compile_model(item["path"], "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
             # by position: the outputs are (logits, features) by contract; a Cast may rename the tensor
             run = lambda x: dict(zip(("logits", "features"), compiled(x).to_tuple()))
-        outs = [run(pixels[i:i + 1]) for i in range(len(pixels))]
+        inputs = frames if item.get("frames") else pixels
+        outs = [run(inputs[i:i + 1]) for i in range(len(inputs))]
         for name in ("logits", "features"):
             np.save(f"{job['out']}/{key}.{name}.npy", np.concatenate([np.asarray(o[name], np.float32) for o in outs]))
     except Exception as err:
@@ -96,13 +98,15 @@ class CompatReport:
 def compat_items(model_dir: Path) -> list[dict]:
     """Every (artifact, runtime) pair to check, from the manifest."""
     from vitship.exporters.base import manifest_artifacts, verify_artifact
+    from vitship.runtimes.frames import takes_frames
 
     items = []
     for artifact in manifest_artifacts(model_dir):
         for fmt, runtime in PAIRS:
             if artifact.format == fmt and _loads_in(artifact, runtime):
                 items.append({"key": f"{artifact.id}@{runtime}", "artifact": artifact.id, "runtime": runtime,
-                              "precision": artifact.precision, "path": str(verify_artifact(model_dir, artifact))})
+                              "precision": artifact.precision, "path": str(verify_artifact(model_dir, artifact)),
+                              "frames": takes_frames(artifact.input_spec)})
     if not items:
         raise CompatError(f"{model_dir}: no ONNX or OpenVINO artifacts in the manifest; export them first "
                           "(vitship export -f onnx,openvino)")
@@ -135,12 +139,16 @@ class RunnerResults:
     failures: dict[str, str]  # item key -> the exception that stopped it; an item that ran is not listed
 
 
-def run_items(python: Path, items: list[dict], pixels: np.ndarray, work: Path) -> RunnerResults:
-    """Run the runner script with ``python`` (another venv's, or this one's); returns what it wrote."""
+def run_items(python: Path, items: list[dict], pixels: np.ndarray, work: Path, frames: np.ndarray | None = None) -> RunnerResults:
+    """Run the runner script with ``python`` (another venv's, or this one's); returns what it wrote.
+
+    ``frames``: the uint8 NHWC frames image-input artifacts (items with "frames") take instead of ``pixels``.
+    """
     work.mkdir(parents=True, exist_ok=True)
     np.save(work / "inputs.npy", pixels)
+    np.save(work / "frames.npy", frames if frames is not None else np.zeros((0, 1, 1, 3), np.uint8))
     (work / "runner.py").write_text(RUNNER)
-    job = {"inputs": str(work / "inputs.npy"), "out": str(work), "items": items}
+    job = {"inputs": str(work / "inputs.npy"), "frames": str(work / "frames.npy"), "out": str(work), "items": items}
     (work / "job.json").write_text(json.dumps(job))
     # -I: isolated, so the runner imports the venv's runtimes, never a vitship checkout in the current folder
     done = subprocess.run([str(python), "-I", str(work / "runner.py"), str(work / "job.json")],
@@ -176,6 +184,7 @@ def compat_check(model_dir: Path, pixels: np.ndarray, versions: dict[str, str] |
                  venv: Path | None = None, progress: Callable[[str], None] | None = None) -> CompatReport:
     """Install the oldest runtimes into a throwaway venv (or reuse ``venv``), run every artifact on both sides."""
     from vitship.bench.parity.run import manifest_spec
+    from vitship.runtimes.frames import tensor_frames
 
     spec = manifest_spec(model_dir)  # the head kind decides how logits become probabilities
     versions = versions or dict(OLDEST)
@@ -190,8 +199,9 @@ def compat_check(model_dir: Path, pixels: np.ndarray, versions: dict[str, str] |
                 "into a throwaway venv")
             python = make_venv(Path(venv) if venv else work / "venv", versions)
         say(f"running {len(items)} artifact/runtime pairs in the oldest runtimes")
-        old = run_items(python, items, pixels, work / "oldest")
+        frames = tensor_frames(pixels, spec.to_dict())  # image-input artifacts take the frames the pixels came from
+        old = run_items(python, items, pixels, work / "oldest", frames)
         say(f"running {len(items)} artifact/runtime pairs in the current runtimes")
-        new = run_items(Path(sys.executable), items, pixels, work / "current")
+        new = run_items(Path(sys.executable), items, pixels, work / "current", frames)
         rows = [compare(item, work / "oldest", work / "current", old, new, spec) for item in items]
     return CompatReport(rows, old.versions, new.versions)

@@ -86,10 +86,11 @@ def diagnose_ranking(loaded: LoadedModel, artifact: Artifact, model_dir: Path, i
     from vitship.bench.diagnose import DiagnoseError, locate
     from vitship.bench.diagnose.capture import CAPTURES
     from vitship.exporters.base import MANIFEST_SCHEMA_VERSION, artifact_id, read_manifest, write_manifest
+    from vitship.runtimes.frames import takes_frames
 
     sibling = read_manifest(model_dir)["artifacts"].get(artifact_id(artifact.format, "fp32"))
-    if artifact.format not in CAPTURES or sibling is None:
-        return []
+    if artifact.format not in CAPTURES or sibling is None or takes_frames(artifact.input_spec):
+        return []  # an image-input artifact's captures take frames, not the tensors diagnose feeds
     candidate = dataclasses.replace(artifact, path=f"{artifact.id}/{Path(artifact.path).relative_to(Path(artifact.path).parts[0])}")
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".int8-locate-") as scratch:
         _link(model_dir / Path(artifact.path).parts[0], Path(scratch) / artifact.id)

@@ -1,10 +1,12 @@
 """vitship predict: images through artifacts and the PyTorch reference, one row per (image, artifact, target).
 
-Each image is preprocessed exactly as the spec says (vitship.models.preprocess); the images run up to
-PREDICT_BATCH at a time, and the session splits each batch into the sizes its artifact accepts (an iOS
-CoreML artifact has a fixed batch of 1: runtimes.batching). Unreadable images are listed, never fatal;
-an artifact that cannot open or run marks its own rows. The default runs are the artifact each available target would
-ship (decide.target_picks) plus the PyTorch reference; CoreML runs on coreml:reference on Linux.
+Each image runs with the preprocessing the artifact will have on the device: a tensor-input artifact gets
+vitship's Pillow preprocessing (vitship.models.preprocess), up to PREDICT_BATCH images per call (the session
+splits each batch into the sizes its artifact accepts: runtimes.batching); an image-input artifact gets the
+decoded 8-bit RGB photo at its own size and preprocesses it itself (runtimes.frames), one per call, so
+``vitship predict photo.jpg --artifact openvino-image-int8`` is what the device computes. Unreadable images are
+listed, never fatal; an artifact that cannot open or run marks its own rows. The default runs are the artifact each
+available target would ship (decide.target_picks) plus the PyTorch reference; CoreML runs on coreml:reference on Linux.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vitship.models import LOGITS_NAME, ImageError, VitshipError, fake_probability, preprocess
+from vitship.models import LOGITS_NAME, ImageError, VitshipError, fake_probability, load_image, preprocess
 from vitship.models.status import Status
 from vitship.runtimes.base import TARGET_LABELS
 
 PREDICT_SCHEMA_VERSION = 1
 PREDICT_BATCH = 8  # images per call; the session splits it into its artifact's accepted sizes
 REFERENCE_ID, REFERENCE_TARGET = "torch-fp32", "torch:cpu"
+PILLOW, IN_ARTIFACT = "vitship (Pillow)", "in the artifact"
 
 
 class PredictError(VitshipError):
@@ -49,6 +52,7 @@ class Prediction:
     agrees: bool | None = None  # same label as the reference
     probability_delta: float | None = None  # this probability - the reference's
     note: str = ""  # what the target is, where it needs saying (the reference executor)
+    preprocessing: str = PILLOW  # PILLOW (vitship's, before a tensor input) or IN_ARTIFACT (an image-input artifact's own)
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "status": str(self.status)}
@@ -70,12 +74,22 @@ class PredictResult:
                 "unreadable": self.unreadable, "rows": [r.to_dict() for r in self.rows]}
 
 
-def read_images(paths: list[Path], spec) -> tuple[list[tuple[str, np.ndarray]], list[dict]]:
-    """(name, (1, C, H, W) pixels) for each readable image, and {"path", "reason"} for the others."""
+@dataclass
+class PredictImage:
+    """One readable image: its name, vitship's preprocessing of it and the decoded frame (for image-input artifacts)."""
+
+    name: str
+    pixels: np.ndarray  # (1, C, H, W) float32
+    frame: np.ndarray  # (height, width, 3) uint8 RGB, as decoded
+
+
+def read_images(paths: list[Path], spec) -> tuple[list[PredictImage], list[dict]]:
+    """Each readable image, and {"path", "reason"} for the others (a refused size, a corrupt file, ...)."""
     readable, unreadable = [], []
     for path in paths:
         try:
-            readable.append((str(path), preprocess(path, spec)))
+            frame = load_image(path)
+            readable.append(PredictImage(str(path), preprocess(frame, spec), np.asarray(frame)))
         except (ImageError, OSError, ValueError) as err:
             unreadable.append({"path": str(path), "reason": str(err)})
     return readable, unreadable
@@ -122,16 +136,20 @@ def plan_runs(model_dir: Path, options: PredictOptions, statuses, picks: dict[st
     return runs, notes
 
 
-def _run(session, pixels: np.ndarray, spec) -> np.ndarray:
-    """The fake probability of each image in ``pixels``, (N,)."""
-    return fake_probability(np.asarray(session.run_outputs(pixels)[LOGITS_NAME]), spec)
+def _run(session, images: list[PredictImage], spec, frames: bool) -> np.ndarray:
+    """The fake probability of each image, (N,): frames one per call, tensors as one batch."""
+    outputs = session.run_frames([i.frame for i in images]) if frames else session.run_outputs(
+        np.concatenate([i.pixels for i in images]))
+    return fake_probability(np.asarray(outputs[LOGITS_NAME]), spec)
 
 
-def _predict_on(artifact, target: str, model_dir: Path, images, loaded, reference: dict[str, float], threshold: float):
-    from vitship.runtimes import SessionOptions, open_session
+def _predict_on(artifact, target: str, model_dir: Path, images: list[PredictImage], loaded, reference: dict[str, float],
+                threshold: float):
+    from vitship.runtimes import SessionOptions, open_session, takes_frames
 
-    note = TARGET_LABELS.get(target, "")
-    rows = [Prediction(name, artifact.id, target or "-", note=note) for name, _ in images]
+    note, frames = TARGET_LABELS.get(target, ""), takes_frames(artifact.input_spec)
+    rows = [Prediction(i.name, artifact.id, target or "-", note=note, preprocessing=IN_ARTIFACT if frames else PILLOW)
+            for i in images]
     try:
         if target is None:
             raise PredictError(f"no available target runs {artifact.format} here")
@@ -141,17 +159,19 @@ def _predict_on(artifact, target: str, model_dir: Path, images, loaded, referenc
         for row in rows:
             row.status, row.reason = (Status.UNAVAILABLE if unavailable else Status.ERROR), str(err)
         return rows
+    step = 1 if frames else PREDICT_BATCH  # a frame the artifact refuses marks its own row only
     try:
-        for start in range(0, len(images), PREDICT_BATCH):
-            part = slice(start, start + PREDICT_BATCH)
+        for start in range(0, len(images), step):
+            part = slice(start, start + step)
             try:
-                probabilities = _run(session, np.concatenate([pixels for _, pixels in images[part]]), loaded.spec)
+                probabilities = _run(session, images[part], loaded.spec, frames)
             except Exception as err:  # a runtime failing on this batch marks its rows; the next batch still runs
                 for row in rows[part]:
-                    row.status, row.reason = Status.ERROR, f"{type(err).__name__}: {err}"
+                    reason = str(err) if isinstance(err, VitshipError) else f"{type(err).__name__}: {err}"
+                    row.status, row.reason = Status.ERROR, reason
                 continue
-            for row, (name, _), probability in zip(rows[part], images[part], probabilities):
-                _fill(row, float(probability), reference.get(name), threshold)
+            for row, image, probability in zip(rows[part], images[part], probabilities):
+                _fill(row, float(probability), reference.get(image.name), threshold)
     finally:
         session.close()
     return rows

@@ -15,13 +15,18 @@ from vitship.models import UnknownNameError
 # may serve several names (coreml, coreml-tensor), each with its own options class (OPTIONS_CLASSES).
 EXPORTERS: dict[str, tuple[str, tuple[str, ...]]] = {}
 OPTIONS_CLASSES: dict[str, str] = {}  # name -> the module's options class for it ("Options" by default)
+IN_ALL: dict[str, tuple[str, ...]] = {}  # name -> the precisions `export --all` builds (default: all it produces)
 
 
-def register(fmt: str, module: str, precisions: tuple[str, ...] = PRECISIONS, options: str = "Options") -> None:
+def register(fmt: str, module: str, precisions: tuple[str, ...] = PRECISIONS, options: str = "Options",
+             in_all: tuple[str, ...] | None = None) -> None:
     if fmt in EXPORTERS:
         raise ValueError(f"exporter {fmt!r} is already registered")
+    if in_all is not None and not set(in_all) <= set(precisions):
+        raise ValueError(f"exporter {fmt!r}: in_all {in_all} is not among its precisions {precisions}")
     EXPORTERS[fmt] = (module, precisions)
     OPTIONS_CLASSES[fmt] = options
+    IN_ALL[fmt] = precisions if in_all is None else in_all
 
 
 register("onnx", "vitship.exporters.onnx")
@@ -31,6 +36,15 @@ register("coreml-tensor", "vitship.exporters.coreml", ("fp16", "int8"), options=
 register("executorch", "vitship.exporters.executorch", ("fp32", "int8"))
 register("executorch-coreml", "vitship.exporters.executorch", ("fp16",), options="ExecutorchCoremlOptions")
 register("litert", "vitship.exporters.litert")
+# Image-input variants (a uint8 RGB frame of any size in, the preprocessing inside: exporters/image_input.py).
+# `export --all` builds two, within make export-all's time budget (docs/DESIGN.md "Image-input artifacts"):
+# onnx-image-fp32 measures the in-graph resize alone, openvino-image-int8 is the Intel CPU pick's image form;
+# --format builds every precision.
+register("onnx-image", "vitship.exporters.onnx_image", in_all=("fp32",), options="OnnxImageOptions")
+register("openvino-image", "vitship.exporters.openvino_image", in_all=("int8",), options="OpenvinoImageOptions")
+# LiteRT and ExecuTorch fix their shapes at export: one frame size each (exporters/torch_image.py), not in --all.
+register("litert-image", "vitship.exporters.torch_image", ("fp32", "fp16"), options="LitertImageOptions", in_all=())
+register("executorch-image", "vitship.exporters.torch_image", ("fp32",), options="ExecutorchImageOptions", in_all=())
 
 
 def _module(fmt: str):
@@ -53,5 +67,6 @@ def all_artifact_ids() -> list[str]:
     return [artifact_id(fmt, p) for fmt, (_, precisions) in EXPORTERS.items() for p in precisions]
 
 
-__all__ = ["EXPORTERS", "OPTIONS_CLASSES", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids", "artifact_id", "get_exporter",
+__all__ = ["EXPORTERS", "IN_ALL", "OPTIONS_CLASSES", "Artifact", "ExportError", "ExportOptions", "TraceCache", "all_artifact_ids",
+           "artifact_id", "get_exporter",
            "options_class", "register"]

@@ -135,10 +135,14 @@ def path_size(path: Path) -> int:
 
 
 def model_metadata(loaded: LoadedModel) -> dict[str, str]:
-    """What every artifact carries inside itself (ONNX metadata_props, OpenVINO rt_info, CoreML user metadata).
+    """What every artifact carries inside itself (ONNX metadata_props, OpenVINO rt_info, CoreML user metadata,
+    LiteRT metadata, an ExecuTorch constant method), read back by ``exporters.embedded`` (``vitship inspect``).
 
-    All values are strings; lists are JSON.
+    All values are strings; lists are JSON. The input facts are the tensor input's; an image-input artifact
+    overrides them (``exporters.image_input.frame_metadata``).
     """
+    from vitship.models.head import DEFAULT_THRESHOLD
+
     spec, info = loaded.spec, loaded.info
     return {
         "model_name": spec.name,
@@ -148,6 +152,11 @@ def model_metadata(loaded: LoadedModel) -> dict[str, str]:
         "weights_trained": str(info.trained).lower(),
         "labels": json.dumps(list(spec.labels)),
         "head_kind": spec.head_kind,
+        "fake_index": str(spec.fake_index),
+        "decision_threshold": repr(DEFAULT_THRESHOLD),
+        "input_type": "tensor",
+        "input_layout": "NCHW",
+        "input_dtype": "float32",
         "input_name": spec.input_name,
         "output_names": json.dumps(list(spec.output_names)),
         "input_size": json.dumps(list(spec.input_shape)),  # C, H, W

@@ -22,6 +22,10 @@ FP32_LIMIT = "an fp32 ML Program never runs on the Neural Engine (it computes in
 KNOWN_FALLBACK_OPS = frozenset({"reduce_prod", "scatter", "scatter_nd", "scatter_along_axis", "lstm", "gru", "rnn",
                                 "non_maximum_suppression", "conv3d"})
 NOT_FOR_NEURAL_ENGINE = "not for the Neural Engine"
+# What an app sets so that Vision resizes and crops a camera frame the way the spec does (shortest side to the input
+# size, aspect kept, center crop): VNCoreMLRequest.imageCropAndScaleOption, or CoreMLRequest.cropAndScaleAction on
+# iOS 18+, whose default is scaleToFill (a stretch). Vision scales with its own filter, not Pillow's bicubic.
+VISION_CROP_AND_SCALE = "centerCrop (VNImageCropAndScaleOption.centerCrop; iOS 18+: ImageCropAndScaleAction.centerCrop)"
 
 
 class NeuralEngine(StrEnum):

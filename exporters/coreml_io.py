@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from vitship.exporters.base import model_metadata, vitship_version
+from vitship.exporters.coreml_apple import VISION_CROP_AND_SCALE
 from vitship.models import LoadedModel, ModelSpec
 
 if TYPE_CHECKING:
@@ -86,6 +87,8 @@ def describe(mlmodel, loaded: LoadedModel, options: CoremlOptions) -> None:
                      "crop": list(spec.crop_size) if spec.do_center_crop else None, "rescale_factor": spec.rescale_factor}
     extra = {"precision": options.precision, "compute_precision": "fp32" if options.precision == "fp32" else "fp16",
              "input_type": options.input_kind(), "preprocessing": json.dumps(preprocessing)}
+    if options.input_kind() == "image":  # the resize and crop are the app's: Vision's centerCrop is the spec's rule
+        extra.update(input_layout="image (CVPixelBuffer, RGB)", input_dtype="uint8", vision_crop_and_scale=VISION_CROP_AND_SCALE)
     for key, value in {**model_metadata(loaded), **extra}.items():
         mlmodel.user_defined_metadata[key] = value
 

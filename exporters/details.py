@@ -42,6 +42,8 @@ class ArtifactDetails(OpenRecord):
     # package's typed record replaces this dict.
     int8: dict | None = None
     apple: AppleDetails | None = None  # a Core ML program (coreml-*, executorch-coreml-*): read by the report's iOS block
+    # An image-input artifact (onnx-image-*, ...: exporters/image_input.py): its frame input and the preprocessing inside
+    input: str | None = None
     # the form the exporter traced (models/export_form.py); None: not recorded (vitship before the export form), timm's
     export_form: ExportForm | None = None
 
@@ -122,6 +124,8 @@ class OpenvinoDetails(ArtifactDetails):
     files: dict[str, int] = field(default_factory=dict)  # model.xml, model.bin -> bytes
     weights_storage: str = ""
     inference_precision: str = ""  # chosen by the device at compile time: what parity records as runtime precision
+    reused_build: str | None = None  # openvino-image-*: the IR (and its NNCF int8) came from this run's openvino-* export
+    preprocessing: str | None = None  # openvino-image-*: what the PrePostProcessor puts in front of the model
 
 
 # --- CoreML -------------------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from vitship.models import LoadedModel
 
 PROGRAM_NAME = "model.pte"
+METADATA_METHOD = "vitship_metadata"  # a constant method returning the model's facts as JSON (labels, preprocessing, ...)
 INT8_MODES = ("dynamic", "static")
 # Measured on the real ViT-S/16-384 (seeded weights, the 18 bundled photos, 2-core x86, one run, timings noisy
 # under load, so only their ratio counts): dynamic int8 feature cosine 0.9996, max probability error 0.006,
@@ -186,7 +187,7 @@ def _lower_xnnpack(loaded: LoadedModel, options: ExecutorchOptions,
         details.quantization = ExecutorchQuantization(mode=options.int8_mode, why_default=INT8_CHOICE,
                                                       scheme="XNNPACKQuantizer symmetric, per-channel weights")
         details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
-    return _to_pte(program, [XnnpackPartitioner()], details), details, calibration
+    return _to_pte(program, [XnnpackPartitioner()], details, metadata_methods(loaded, options)), details, calibration
 
 
 def _quantize(loaded: LoadedModel, program, options: ExecutorchOptions):
@@ -234,14 +235,24 @@ def _lower_coreml(loaded: LoadedModel, options: ExecutorchOptions) -> tuple[byte
     details = ExecutorchDetails(delegate=options.backend, batch_range=[1, 1], compute_units="ALL", export_form=form,
                                 runs_on="Apple's Core ML runtime only (iOS / macOS); its embedded ML Program is checked "
                                         "on coreml:reference")
-    return _to_pte(program, [CoreMLPartitioner(compile_specs=specs)], details), details, None
+    pte = _to_pte(program, [CoreMLPartitioner(compile_specs=specs)], details, metadata_methods(loaded, options))
+    return pte, details, None
 
 
-def _to_pte(program, partitioners: list, details: ExecutorchDetails) -> bytes:
+def metadata_methods(loaded: LoadedModel, options: ExecutorchOptions, **facts: str) -> dict[str, str]:
+    """The constant method ``METADATA_METHOD``: the model's facts as JSON, read back by ``exporters.embedded``."""
+    import json
+
+    from vitship.exporters.base import model_metadata
+
+    return {METADATA_METHOD: json.dumps({**model_metadata(loaded), "precision": options.precision, **facts}, sort_keys=True)}
+
+
+def _to_pte(program, partitioners: list, details: ExecutorchDetails, constant_methods: dict | None = None) -> bytes:
     """Lower to the delegate and serialise; records the ops left outside it (run by ExecuTorch's portable kernels)."""
     from executorch.exir import to_edge_transform_and_lower
 
-    edge = to_edge_transform_and_lower(program, partitioner=partitioners)
+    edge = to_edge_transform_and_lower(program, partitioner=partitioners, constant_methods=constant_methods)
     graph = edge.exported_program().graph_module.graph
     calls = [n for n in graph.nodes if n.op == "call_function"]
     kept = {_op_name(n.target) for n in calls if "executorch_call_delegate" not in str(n.target)} - {"getitem"}

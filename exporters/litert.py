@@ -247,8 +247,10 @@ def _int8(fp32: bytes, options: LitertOptions) -> tuple[bytes, LitertQuantizatio
 
 
 def _metadata(loaded: LoadedModel, options: LitertOptions) -> dict:
+    image = options.input == "image"
     return {**model_metadata(loaded), "precision": options.precision, "input_type": options.input,
-            "layout": "NHWC" if options.input == "image" else "NCHW", "signature": SIGNATURE}
+            "layout": "NHWC" if image else "NCHW", "input_layout": "NHWC" if image else "NCHW",
+            "input_dtype": "uint8" if image else "float32", "signature": SIGNATURE}
 
 
 def _with_metadata(model: bytes, metadata: dict) -> bytes:

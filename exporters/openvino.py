@@ -70,14 +70,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: OpenvinoOptions, cache: 
         raise ExportError(f"openvino: SmoothQuant alpha {alpha} is outside [0, 1]; use None to turn it off")
     check_int8_options(FORMAT, options)
     start = time.perf_counter()
-    source, trace_cache, smoothing = model_to_quantize(loaded, options, cache or TraceCache())
-    model, reused = _converted(ov, source, options, trace_cache)
-    calibration = None
-    details = OpenvinoDetails(frontend="openvino.convert_model(torch.nn.Module, TorchScript trace)", reused_trace=reused,
-                              export_form=options.export_form())
-    if options.precision == "int8":
-        model, calibration, details.quantization = _quantize(model, source, options)
-        details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
+    model, calibration, details = _built(ov, loaded, options, cache or TraceCache())
     _set_rt_info(model, loaded, options.precision)
     xml = Path(out_dir) / MODEL_FILE
     ov.save_model(model, str(xml), compress_to_fp16=options.precision == "fp16")
@@ -90,6 +83,30 @@ def export(loaded: LoadedModel, out_dir: Path, options: OpenvinoOptions, cache: 
         input_spec=_input_spec(loaded), weights=loaded.info.to_dict(), calibration=calibration,
         options=options.cache_key(), details=details, min_runtime_versions=min_runtime_versions(model),
     )
+
+
+def _built(ov, loaded: LoadedModel, options: OpenvinoOptions, cache: TraceCache):
+    """(ov.Model, calibration, details) of ``options``: kept in ``cache`` for the run, so that openvino-image-* (the
+    same IR behind a PrePostProcessor) reuses the fold and the NNCF quantization of openvino-* instead of redoing them."""
+    import copy
+
+    def build():
+        source, trace_cache, smoothing = model_to_quantize(loaded, options, cache)
+        model, reused = _converted(ov, source, options, trace_cache)
+        calibration = None
+        details = OpenvinoDetails(frontend="openvino.convert_model(torch.nn.Module, TorchScript trace)", reused_trace=reused,
+                                  export_form=options.export_form())
+        if options.precision == "int8":
+            model, calibration, details.quantization = _quantize(model, source, options)
+            details.int8 = {"smoothing": smoothing or "off", "keep_float": list(options.keep_float)}
+        return model, calibration, details
+
+    key = ("openvino-built", loaded.info.sha256, json.dumps(loaded.spec.to_dict(), sort_keys=True),
+           json.dumps(options.cache_key(), sort_keys=True, default=str))
+    (model, calibration, details), reused = cache.get(key, build)
+    details = copy.deepcopy(details)
+    details.reused_build = "this run's openvino IR of the same options" if reused else None
+    return model.clone(), copy.deepcopy(calibration), details
 
 
 def _import(package: str, purpose: str):

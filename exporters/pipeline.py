@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from vitship.exporters import EXPORTERS, get_exporter, options_class
+from vitship.exporters import EXPORTERS, IN_ALL, all_artifact_ids, get_exporter, options_class
 from vitship.exporters.base import (
     MANIFEST_NAME,
     PRECISIONS,
@@ -62,7 +62,11 @@ class ExportResult:
 
 
 def resolve_requests(formats: list[str] | None = None, precisions: list[str] | None = None) -> list[tuple[str, str]]:
-    """The (format, precision) pairs to export: every registered one, narrowed by ``formats``/``precisions``."""
+    """The (format, precision) pairs to export, narrowed by ``formats``/``precisions``.
+
+    Without ``formats``: what ``export --all`` builds (each format's ``IN_ALL`` precisions); a named format
+    gives every precision it produces.
+    """
     for fmt in formats or []:
         if fmt not in EXPORTERS:
             raise UnknownNameError("format", fmt, list(EXPORTERS))
@@ -70,7 +74,7 @@ def resolve_requests(formats: list[str] | None = None, precisions: list[str] | N
         if precision not in PRECISIONS:
             raise UnknownNameError("precision", precision, list(PRECISIONS))
     return [(fmt, precision) for fmt, (_, supported) in EXPORTERS.items() if not formats or fmt in formats
-            for precision in supported if not precisions or precision in precisions]
+            for precision in (supported if formats else IN_ALL.get(fmt, supported)) if not precisions or precision in precisions]
 
 
 def model_dir_for(root: Path, loaded: LoadedModel) -> Path:
@@ -216,7 +220,7 @@ def _build(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: str, o
 
 def _write_manifest(model_dir: Path, manifest: Manifest) -> None:
     """Write atomically, artifacts in registry order (onnx-fp32, onnx-fp16, ...) however they were built."""
-    order = {artifact_id(fmt, p): i for i, (fmt, p) in enumerate(resolve_requests())}
+    order = {aid: i for i, aid in enumerate(all_artifact_ids())}
     entries = manifest.artifacts
     manifest.artifacts = {aid: entries[aid] for aid in sorted(entries, key=lambda a: (order.get(a, len(order)), a))}
     manifest.write(model_dir)

@@ -6,6 +6,10 @@ import numpy as np
 
 from vitship.models.spec import ModelSpec
 
+# The 'fake' probability from which the label is "fake": the default of parity, predict and eval, and what every
+# artifact records (exporters/base.py model_metadata) for an app to start from.
+DEFAULT_THRESHOLD = 0.5
+
 
 def probabilities(logits: np.ndarray, spec: ModelSpec) -> np.ndarray:
     """Class probabilities, (N, C) in float64: sigmoid for a one-logit head, softmax otherwise."""

@@ -89,25 +89,37 @@ def load_image(source: ImageLike, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.I
         raise ImageError(f"{path}: corrupt or truncated image ({err})") from err
 
 
+def resized_size(height: int, width: int, spec: ModelSpec) -> tuple[int, int]:
+    """(height, width) after the spec's resize, before the crop.
+
+    "shortest_edge" uses torchvision's Resize(int) arithmetic, which timm's eval transform uses: the short
+    side becomes ``resize_size[0]`` and the long side is truncated, not rounded. The in-graph resize of the
+    image-input artifacts computes the same sizes (``exporters/image_input.py``).
+    """
+    if spec.resize_mode == "exact":
+        return spec.resize_size
+    short = spec.resize_size[0]
+    if width <= height:
+        return int(short * height / width), short
+    return short, int(short * width / height)
+
+
+def crop_origin(height: int, width: int, spec: ModelSpec) -> tuple[int, int]:
+    """(top, left) of the center crop in a ``height`` x ``width`` image (Python's round: half to even)."""
+    crop_h, crop_w = spec.crop_size
+    return int(round((height - crop_h) / 2.0)), int(round((width - crop_w) / 2.0))
+
+
 def resize_and_crop(img: Image.Image, spec: ModelSpec) -> Image.Image:
     """Resize by the spec's rule with its interpolation, then center-crop if the spec says so."""
-    resample = _RESAMPLE[spec.interpolation]
-    if spec.resize_mode == "exact":
-        height, width = spec.resize_size
-        img = img.resize((width, height), resample=resample)
-    else:
-        # Same arithmetic as torchvision's Resize(int), which timm's eval transform uses: the long
-        # side is truncated, not rounded.
-        short = spec.resize_size[0]
-        if img.width <= img.height:
-            new_size = (short, int(short * img.height / img.width))
-        else:
-            new_size = (int(short * img.width / img.height), short)
-        img = img.resize(new_size, resample=resample)
+    height, width = resized_size(img.height, img.width, spec)
+    if height * width > MAX_IMAGE_PIXELS:  # a 1 x 20000 strip would resize to 384 x 7.68 M pixels
+        raise ImageError(f"a {img.width}x{img.height} image resizes to {width}x{height} ({height * width / 1e6:.0f} MP), "
+                         f"over the {MAX_IMAGE_PIXELS / 1e6:.0f} MP limit: its aspect ratio is too extreme; crop it first")
+    img = img.resize((width, height), resample=_RESAMPLE[spec.interpolation])
     if spec.do_center_crop:
+        top, left = crop_origin(img.height, img.width, spec)
         crop_h, crop_w = spec.crop_size
-        left = int(round((img.width - crop_w) / 2.0))
-        top = int(round((img.height - crop_h) / 2.0))
         img = img.crop((left, top, left + crop_w, top + crop_h))
     return img
 

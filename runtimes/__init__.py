@@ -26,6 +26,7 @@ from vitship.runtimes.base import (
     target_display,
 )
 from vitship.runtimes.batching import BatchShapes, honour_batch_shapes
+from vitship.runtimes.frames import FrameError, FrameSession, takes_frames
 
 if TYPE_CHECKING:  # torch: an onnxruntime or OpenVINO session never needs it
     from vitship.models import LoadedModel
@@ -112,6 +113,8 @@ class RuntimeAdapter:
 
     def open(self, artifact: Artifact, model_dir: Path, device: str, options: SessionOptions) -> Session:
         session = self._impl().open(artifact, Path(model_dir), device, options)
+        if takes_frames(artifact.input_spec):  # one decoded frame per call: run_frames (runtimes/frames.py)
+            return FrameSession(session, artifact.input_spec, artifact.id, options.split_batches)
         return honour_batch_shapes(session, artifact, options.split_batches)
 
 
@@ -194,7 +197,8 @@ def torch_artifact(loaded: LoadedModel, precision: str = "fp32") -> Artifact:
 
 
 __all__ = [
-    "REFERENCE_LABEL", "RUNTIMES", "BatchShapes", "TARGET_LABELS", "RuntimeAdapter", "RuntimeFailure", "RuntimeUnavailable", "Session", "SessionInfo", "SessionOptions",
+    "REFERENCE_LABEL", "RUNTIMES", "BatchShapes", "FrameError", "FrameSession", "TARGET_LABELS", "RuntimeAdapter",
+    "RuntimeFailure", "RuntimeUnavailable", "Session", "SessionInfo", "SessionOptions",
     "TargetStatus", "available_targets", "can_run", "get_runtime", "open_session", "physical_cores", "register",
-    "target_display", "target_status", "torch_artifact",
+    "takes_frames", "target_display", "target_status", "torch_artifact",
 ]

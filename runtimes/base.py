@@ -63,6 +63,22 @@ class SessionInfo:
         return dataclasses.asdict(self)
 
 
+class SessionWrapper:
+    """A session handed out around a runtime's own one (batch splitting, frames): anything it does not define,
+    ``info`` included, is the wrapped session's."""
+
+    def __init__(self, session):
+        self.session = session
+
+    def __getattr__(self, name: str):
+        if name == "session":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.session, name)
+
+    def close(self) -> None:
+        self.session.close()
+
+
 class Session(Protocol):
     info: SessionInfo
 

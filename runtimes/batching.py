@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vitship.models import LOGITS_NAME
-from vitship.runtimes.base import RuntimeUnavailable
+from vitship.runtimes.base import RuntimeUnavailable, SessionWrapper
 
 
 @dataclass(frozen=True)
@@ -79,22 +79,17 @@ class BatchShapes:
         return parts
 
 
-class SplitBatchSession:
+class SplitBatchSession(SessionWrapper):
     """A Session that feeds the runtime only batches the artifact accepts, splitting others, and joins the outputs.
 
     Anything else (``info``, a torch session's ``prepare``/``device``) is the wrapped session's.
     """
 
     def __init__(self, session, shapes: BatchShapes, artifact_id: str, split: bool = True):
-        self.session = session
+        super().__init__(session)
         self.batch_shapes = shapes
         self._artifact_id = artifact_id
         self._split = split
-
-    def __getattr__(self, name: str):
-        if name == "session":  # not set yet (copy, unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.session, name)
 
     def _sizes(self, batch: int) -> list[int]:
         if self.batch_shapes.accepts(batch):
@@ -116,9 +111,6 @@ class SplitBatchSession:
         if len(self._sizes(len(batch))) == 1:
             return self.session.run(batch)
         return self.run_outputs(batch)[LOGITS_NAME]
-
-    def close(self) -> None:
-        self.session.close()
 
 
 def honour_batch_shapes(session, artifact, split: bool = True):

@@ -8,6 +8,7 @@ runtime executes) opens as `unavailable`, naming the runtime it needs.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,19 @@ def _runtime():
 
 
 def targets() -> list[TargetStatus]:
-    try:
-        _runtime()
-    except ImportError:
+    # Finding the runtime's compiled module is enough to list the target: importing it costs seconds (it loads
+    # torch and the kernels) in every command and worker that only asks what this machine has. A broken install
+    # still fails loudly, when a session opens.
+    if _find("executorch.runtime") is None or _find("executorch.extension.pybindings._C") is None:
         return [TargetStatus(TARGET, False, INSTALL_HINT)]
     return [TargetStatus(TARGET, True)]
+
+
+def _find(module: str):
+    try:
+        return importlib.util.find_spec(module)
+    except ImportError:  # a parent package is missing
+        return None
 
 
 def _threadpool(threads: int | None) -> int | None:
@@ -57,9 +66,10 @@ def _threadpool(threads: int | None) -> int | None:
 class ExecutorchSession:
     """One loaded ``forward`` method; numpy NCHW batch in, logits and features out."""
 
-    def __init__(self, method, backend: str, max_batch: int, threads: int | None, path: Path):
+    def __init__(self, method, backend: str, max_batch: int, threads: int | None, path: Path, dtype=np.float32):
         self._method = method
         self._max_batch = max_batch
+        self._dtype = dtype  # uint8 for an image-input program (a decoded frame, runtimes/frames.py)
         self.info = SessionInfo(target=TARGET, provider="executorch.runtime (ExecuTorch's own runtime)", device="cpu",
                                 precision="", threads=threads,
                                 extra={"delegate": backend, "batch_range": [1, max_batch], "program": str(path)})
@@ -70,7 +80,7 @@ class ExecutorchSession:
         if not 1 <= len(batch) <= self._max_batch:
             raise RuntimeUnavailable(f"batch {len(batch)}: this program was exported for batches 1..{self._max_batch} "
                                      "(ExecuTorch plans memory for the upper bound); re-export with --executorch-max-batch")
-        outputs = self._method.execute((torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)),))
+        outputs = self._method.execute((torch.from_numpy(np.ascontiguousarray(batch, dtype=self._dtype)),))
         if len(outputs) != 2:
             raise RuntimeFailure(f"the program returned {len(outputs)} outputs; expected logits and features")
         return {LOGITS_NAME: outputs[0].numpy().astype(np.float32), FEATURES_NAME: outputs[1].numpy().astype(np.float32)}
@@ -82,7 +92,7 @@ class ExecutorchSession:
         self._method = None
 
 
-def open(artifact: Artifact, model_dir: Path, device: str, options) -> ExecutorchSession:  # noqa: A001 - adapter API
+def open(artifact: Artifact, model_dir: Path, device: str, options) -> ExecutorchSession:
     path = Path(model_dir) / artifact.path
     if not path.is_file():
         raise RuntimeUnavailable(f"{artifact.id}: {path} does not exist; re-export it (vitship export)")
@@ -103,6 +113,7 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> Executorc
     if method is None:
         raise RuntimeFailure(f"{path}: the program has no forward method (methods: {sorted(program.method_names)})")
     sizes = program.metadata("forward").input_tensor_meta(0).sizes()
-    session = ExecutorchSession(method, backend, int(sizes[0]), threads, path)
+    frames = (artifact.input_spec or {}).get("input_type") == "frame"
+    session = ExecutorchSession(method, backend, int(sizes[0]), threads, path, np.uint8 if frames else np.float32)
     session.info.precision = artifact.precision
     return session

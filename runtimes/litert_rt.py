@@ -97,7 +97,9 @@ class LitertSession:
         return self._run_one(batch)
 
     def _run_one(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        pixels = image_pixels(batch, self._spec) if self._image else np.ascontiguousarray(batch, dtype=np.float32)
+        frame = self._spec.get("input_type") == "frame"  # a decoded frame (runtimes/frames.py): uint8 as it is
+        dtype = np.uint8 if frame else np.float32
+        pixels = image_pixels(batch, self._spec) if self._image else np.ascontiguousarray(batch, dtype=dtype)
         self._in.write(pixels)
         self._model.run_by_name(SIGNATURE, {self._input: self._in}, self._out)
         return {name: self._out[name].read(size, np.float32).reshape(1, -1) for name, size in self._sizes.items()}

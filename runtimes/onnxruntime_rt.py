@@ -54,13 +54,14 @@ class OrtSession:
     def __init__(self, session, provider: str, device: str, precision: str, threads: int, level: str):
         self._session = session
         self._input = session.get_inputs()[0].name
+        self._dtype = np.uint8 if session.get_inputs()[0].type == "tensor(uint8)" else np.float32  # frames: uint8
         self._outputs = [o.name for o in session.get_outputs()]
         used = session.get_providers()
         self.info = SessionInfo(target=f"onnxruntime:{device}", provider=used[0], device=device, precision=precision,
                                 threads=threads, extra={"providers": used, "optimization_level": level})
 
     def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        values = self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})
+        values = self._session.run(None, {self._input: np.ascontiguousarray(batch, dtype=self._dtype)})
         return {name: np.asarray(value, dtype=np.float32) for name, value in zip(self._outputs, values)}
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -84,6 +84,7 @@ class OpenVinoSession:
         self._compiled = compiled
         self._request = compiled.create_infer_request()
         self._outputs = [o.get_any_name() for o in compiled.outputs]
+        self._dtype = np.uint8 if compiled.inputs[0].get_element_type().get_type_name() == "u8" else np.float32  # frames
         precision, executed_on = _compiled_precision(compiled, device)
         self.info = SessionInfo(
             target=f"openvino:{device}", provider=f"openvino {_ov().__version__}", device=",".join(executed_on) or device,
@@ -94,7 +95,7 @@ class OpenVinoSession:
         )
 
     def run_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        results = self._request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        results = self._request.infer({0: np.ascontiguousarray(batch, dtype=self._dtype)})
         by_name = {}
         for port, value in results.items():
             by_name[port.get_any_name()] = np.array(value, dtype=np.float32, copy=True)
@@ -139,6 +140,6 @@ def open(artifact: Artifact, model_dir: Path, device: str, options) -> OpenVinoS
     if options.static_batch:
         static = [options.static_batch, *list(model.inputs[0].get_partial_shape())[1:]]
         model.reshape({model.inputs[0].get_any_name(): static})
-        shape = "static " + str([int(str(d)) for d in static])
+        shape = f"static [{', '.join(str(d) for d in static)}]"  # an image IR keeps its dynamic height and width (?)
     compiled = ov_core.compile_model(model, device, config)
     return OpenVinoSession(compiled, device, requested, config["PERFORMANCE_HINT"], threads, shape)

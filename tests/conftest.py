@@ -60,6 +60,10 @@ def assert_manifest_matches_files(model_dir: Path) -> dict:
     return manifest
 
 
+# The image-input artifacts every frame test shares (one export per test worker: tests/test_frames.py and friends)
+FRAME_EXPORTS = [("onnx-image", "fp32"), ("openvino-image", "fp32"), ("onnx", "fp32")]
+
+
 @pytest.fixture(scope="session")
 def tiny_exports(tiny_loaded, tmp_path_factory):
     """``tiny_exports(requests)``: an artifacts root holding just those (format, precision) artifacts of the tiny ViT.

@@ -169,3 +169,13 @@ def test_bad_options_are_refused_before_any_work(tiny_loaded, tmp_path, monkeypa
     with pytest.raises(MissingDependencyError, match="pip install"):
         litert_exporter.export(tiny_loaded, tmp_path, LitertOptions())
     assert not list(tmp_path.iterdir())
+
+
+def test_the_file_alone_says_its_labels_threshold_and_preprocessing(model_dir, tiny_loaded):
+    from vitship.exporters.embedded import read_embedded, summary
+
+    facts = read_embedded(model_dir / "litert-int8" / "model.tflite")
+    assert facts.value("labels") == list(tiny_loaded.spec.labels) and facts.value("decision_threshold") == 0.5
+    assert facts.value("precision") == "int8" and facts.value("input_type") == "tensor"
+    assert facts.inputs[0]["dtype"] == "float32" and facts.inputs[0]["shape"] == [1, *tiny_loaded.spec.input_shape]
+    assert "the app's: resize shortest_edge [64, 64] bicubic" in summary(facts)["preprocessing"]

@@ -155,7 +155,7 @@ EXPORTED_ENV = "VITSHIP_EXPORTED_ARTIFACTS"
 @pytest.mark.slow
 def test_real_vit_s_export_all_end_to_end(tmp_path):
     """`vitship export --all` on the real ViT-S/16-384 (seeded): every registered artifact, sizes in budget."""
-    from vitship.exporters import all_artifact_ids
+    from vitship.exporters import artifact_id
     from vitship.models import DEFAULT_SPEC
 
     out = tmp_path
@@ -168,7 +168,7 @@ def test_real_vit_s_export_all_end_to_end(tmp_path):
     manifest = assert_manifest_matches_files(out / DEFAULT_SPEC.name)
     assert manifest["weights"]["kind"] == "seeded", manifest["weights"]
     artifacts = manifest["artifacts"]
-    assert sorted(artifacts) == sorted(all_artifact_ids())
+    assert sorted(artifacts) == sorted(artifact_id(fmt, p) for fmt, p in pipeline.resolve_requests())
     assert 80e6 <= artifacts["onnx-fp32"]["size_bytes"] <= 95e6
     int8_mb = {aid: entry["size_bytes"] / 1e6 for aid, entry in artifacts.items() if entry["precision"] == "int8"}
     assert int8_mb and max(int8_mb.values()) < 30, int8_mb

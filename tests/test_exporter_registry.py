@@ -35,7 +35,22 @@ def test_the_artifact_ids():
     assert sorted(all_artifact_ids()) == sorted(
         [f"{fmt}-{p}" for fmt in ("onnx", "openvino", "coreml") for p in ("fp32", "fp16", "int8")]
         + ["coreml-tensor-fp16", "coreml-tensor-int8", "executorch-fp32", "executorch-int8", "executorch-coreml-fp16"]
-        + ["litert-fp32", "litert-fp16", "litert-int8"])
+        + ["litert-fp32", "litert-fp16", "litert-int8"]
+        + [f"{fmt}-image-{p}" for fmt in ("onnx", "openvino") for p in ("fp32", "fp16", "int8")]
+        + ["litert-image-fp32", "litert-image-fp16", "executorch-image-fp32"])
+
+
+def test_export_all_builds_the_image_precisions_a_family_picks_and_a_named_format_every_precision():
+    from vitship.exporters.pipeline import resolve_requests
+
+    everything = resolve_requests()
+    assert ("onnx-image", "fp32") in everything and ("openvino-image", "int8") in everything
+    assert ("onnx-image", "int8") not in everything and ("openvino-image", "fp32") not in everything
+    assert not [fmt for fmt, _ in everything if fmt in ("litert-image", "executorch-image")]
+    assert ("onnx", "fp16") in everything  # the tensor formats still build every precision
+    assert resolve_requests(["openvino-image"]) == [("openvino-image", p) for p in ("fp32", "fp16", "int8")]
+    with pytest.raises(ValueError, match="not among its precisions"):
+        register("never", "vitship.exporters.onnx", ("fp32",), in_all=("int8",))
 
 
 def test_registering_twice_raises_and_unknown_names_suggest_one():

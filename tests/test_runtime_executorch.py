@@ -52,6 +52,16 @@ def test_the_target_is_listed_and_available():
     assert status.available, status.reason
 
 
+def test_without_the_runtime_module_the_target_says_how_to_install_it(monkeypatch):
+    from vitship.runtimes import executorch_rt
+
+    found = executorch_rt.importlib.util.find_spec
+    monkeypatch.setattr(executorch_rt.importlib.util, "find_spec",
+                        lambda name: None if name == "executorch.extension.pybindings._C" else found(name))
+    (status,) = executorch_rt.targets()
+    assert not status.available and status.reason == executorch_rt.INSTALL_HINT
+
+
 def test_session_info_records_threads_and_the_delegate(model_dir, tiny_photos):
     session = open_session(by_id(model_dir)["executorch-fp32"], model_dir, "executorch:cpu", SessionOptions(threads=1))
     try:
@@ -154,3 +164,21 @@ def test_executorch_runtime_logs_stay_hidden(model_dir, monkeypatch):
                           timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "(1, 1)", done.stderr
     assert "cpuinfo_utils" not in done.stderr and "_pytree" not in done.stderr, done.stderr
+
+
+def test_every_artifact_carries_its_labels_threshold_and_preprocessing_in_its_own_file(model_dir, tiny_loaded):
+    """exporters.embedded reads them back from the file alone (vitship inspect): no manifest involved."""
+    from vitship.exporters.embedded import read_embedded, summary
+
+    spec = tiny_loaded.spec
+    for artifact in manifest_artifacts(model_dir):
+        facts = read_embedded(model_dir / artifact.path)
+        assert facts.format == artifact.format.split("-")[0], artifact.id
+        assert facts.value("labels") == list(spec.labels) and facts.value("decision_threshold") == 0.5, artifact.id
+        assert facts.value("resize") == {"mode": spec.resize_mode, "size": list(spec.resize_size)}, artifact.id
+        assert facts.value("mean") == list(spec.mean) and facts.value("weights_sha256") == tiny_loaded.info.sha256, artifact.id
+        assert facts.value("precision") == artifact.precision, artifact.id
+        assert facts.value("input_type") == artifact.input_spec["input_type"], artifact.id
+        assert summary(facts)["labels"].startswith("['fake'] (sigmoid head"), artifact.id
+    coreml_image = read_embedded(model_dir / by_id(model_dir)["coreml-fp16"].path)
+    assert "centerCrop" in coreml_image.value("vision_crop_and_scale")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from rich.markup import escape
 from rich.table import Table
 
-from vitship.bench.commands.common import ArchOpt, WeightsOpt, console
-from vitship.models import load_weights, spec_for
+from vitship.bench.commands.common import ArchOpt, ArtifactsOpt, ModelOpt, WeightsOpt, console, model_dir_option, wide_console
+from vitship.models import VitshipError, load_weights, spec_for
 
 
 def _versions_table() -> Table:
@@ -49,8 +52,33 @@ def _targets_table() -> Table | None:
     return table
 
 
-def doctor(weights: str = WeightsOpt, arch: str = ArchOpt) -> None:
-    """Print package versions, CPU and GPU facts, targets, and the weights in use with their sha256."""
+def _artifacts_table(model_dir: Path) -> Table | None:
+    """Each exported artifact's labels, threshold, input and preprocessing, read from its own file (vitship inspect)."""
+    from vitship.exporters.base import manifest_artifacts
+    from vitship.exporters.embedded import read_embedded, summary
+    from vitship.exporters.manifest import Manifest
+
+    if not Manifest.exists(model_dir):
+        return None
+    table = Table(title=f"Artifacts in {model_dir} (as each file describes itself: vitship inspect FILE)")
+    for column in ("artifact", "input", "labels", "decision threshold", "preprocessing"):
+        table.add_column(column, overflow="fold")
+    for artifact in manifest_artifacts(model_dir):
+        try:
+            facts = summary(read_embedded(model_dir / artifact.path))
+        except VitshipError as err:
+            table.add_row(artifact.id, f"[yellow]{escape(str(err))}[/yellow]", "", "", "")
+            continue
+        if not facts:
+            table.add_row(artifact.id, "[yellow]no vitship metadata in the file: re-export it (--force)[/yellow]", "", "", "")
+            continue
+        table.add_row(artifact.id, escape(facts["input"]), escape(facts["labels"]), escape(facts["decision threshold"]),
+                      escape(facts["preprocessing"]))
+    return table
+
+
+def doctor(weights: str = WeightsOpt, arch: str = ArchOpt, artifacts: Path = ArtifactsOpt, model: str | None = ModelOpt) -> None:
+    """Print package versions, CPU and GPU facts, targets, the weights in use, and what each exported artifact carries."""
     from vitship.bench.environment import environment
 
     env = environment()
@@ -73,3 +101,6 @@ def doctor(weights: str = WeightsOpt, arch: str = ArchOpt) -> None:
     table.add_row("preprocess", f"{spec.resize_mode} {spec.resize_size} {spec.interpolation}, crop {spec.crop_size if spec.do_center_crop else 'no'}, "
                                 f"mean {spec.mean} std {spec.std}")
     console.print(table)
+    exported = _artifacts_table(model_dir_option(artifacts, model, arch))
+    if exported is not None:
+        wide_console().print(exported)

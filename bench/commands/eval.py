@@ -33,7 +33,8 @@ def _eval_table(report) -> Table:
         m, d = row.metrics, row.deltas
         cells = [_pts(m.get(k), d.get(k)) for k in ("accuracy", "balanced_accuracy", "auroc", "average_precision", "f1")]
         status = f"[green]{row.status}[/green]" if row.status is Status.OK else f"[red]{row.status}[/red]: {row.reason}"
-        table.add_row(row.artifact, row.target, status, *cells, "-" if row.agreement is None else f"{row.agreement:.1%}")
+        own = "\n(decoded photos, its own preprocessing)" if row.session.get("preprocessing") == "in the artifact" else ""
+        table.add_row(row.artifact + own, row.target, status, *cells, "-" if row.agreement is None else f"{row.agreement:.1%}")
     return table
 
 

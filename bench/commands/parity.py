@@ -46,7 +46,8 @@ def _consistency(consistency: BatchConsistency | None) -> str:
 
 def _parity_table(results: list[ParityResult]) -> Table:
     """The rows that ran (pass, fail, error), one per line; unavailable ones go to _unavailable_table."""
-    table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors)")
+    table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors; image-input "
+                        "artifacts: decoded photos + random frames against PyTorch on Pillow's preprocessing)")
     for column in ("artifact", "target", "runtime precision", "min cosine", "max abs logit err", "p99 abs logit err",
                    "max prob err", "agreement", "batch consistency", "status"):
         table.add_column(column, overflow="fold")
@@ -55,9 +56,12 @@ def _parity_table(results: list[ParityResult]) -> Table:
         m = r.metrics
         numbers = [_number(m.min_cosine, ".6f"), _number(m.max_abs_logit, ".2e"), _number(m.p99_abs_logit, ".2e"),
                    _number(m.max_prob_err, ".2e")] if m else ["-"] * 4
+        consistent = _consistency(r.batch_consistency)
+        if r.inputs == "frames":  # end to end: decoded photos, the artifact's own resize and crop, one per call
+            consistent = "frames, end to end\n(own sizes, batch 1)"
         target = r.target + (f"\n({r.note})" if r.note else "")
         table.add_row(r.artifact, target, r.precision_label or "-", *numbers, _parity_agreement(m),
-                      _consistency(r.batch_consistency), f"[{colours[r.status]}]{r.status}[/]")
+                      consistent, f"[{colours[r.status]}]{r.status}[/]")
     return table
 
 
@@ -102,6 +106,9 @@ def parity(
     batch: list[str] = list_option("--batch", item="N", numbers=True, help="batch sizes (default: 1,8); the first and last "
                                    "are compared for batch consistency"),
     random_inputs: int = number_option(5, "--random-inputs", at_least=0, help="seeded random tensors added to the photos"),
+    random_frames: int = number_option(6, "--random-frames", at_least=0, help="seeded random frames of odd sizes added to the "
+                                       "decoded photos (image-input artifacts)"),
+    data: Path | None = typer.Option(None, "--data", help="a folder of more photos to check beside the bundled ones"),
     torch_rows: bool = typer.Option(True, "--torch/--no-torch", help="also check the PyTorch model itself on every torch target"),
     row_timeout: float = number_option(1800.0, "--row-timeout", above=0, help="seconds before a row's worker is killed"),
 ) -> None:
@@ -113,7 +120,8 @@ def parity(
     model_dir = artifacts if (artifacts / "manifest.json").is_file() else model_dir_option(artifacts, model, arch)
     table = ToleranceTable.from_file(tolerances) if tolerances else ToleranceTable()
     table.apply_cli(tolerance)
-    config = ParityConfig(batch_sizes=tuple(sorted(set(sizes))), random_inputs=random_inputs, row_timeout_s=row_timeout)
+    config = ParityConfig(batch_sizes=tuple(sorted(set(sizes))), random_inputs=random_inputs, random_frames=random_frames,
+                          data_dir=str(data) if data else None, row_timeout_s=row_timeout)
     with row_progress("parity") as progress:
         report = run_parity(model_dir, ParityRequest(weights, tuple(artifact), tuple(target), torch_rows, threads),
                             config, table, progress)

@@ -25,17 +25,17 @@ def _table(result) -> Table:
     from vitship.runtimes.base import target_display
 
     table = Table(title=f"vitship predict (label: fake probability >= {result.threshold:g})")
-    for column in ("image", "artifact", "target", "label", "fake probability", "agrees with PyTorch"):
+    for column in ("image", "artifact", "target", "preprocessing", "label", "fake probability", "agrees with PyTorch"):
         table.add_column(column, overflow="fold", justify="right" if column == "fake probability" else "left")
     for row in result.rows:
         if row.status is not Status.OK:
-            table.add_row(escape(Path(row.image).name), row.artifact, target_display(row.target),
+            table.add_row(escape(Path(row.image).name), row.artifact, target_display(row.target), row.preprocessing,
                           f"[yellow]{row.status}[/yellow]", "-", escape(row.reason))
             continue
         delta = row.probability_delta
         agrees = str(Status.REFERENCE) if row.agrees is None else (
             f"[green]yes[/green] (Δp {delta:+.1e})" if row.agrees else f"[bold red]no[/bold red] (Δp {delta:+.3f})")
-        table.add_row(escape(Path(row.image).name), row.artifact, target_display(row.target), row.label,
+        table.add_row(escape(Path(row.image).name), row.artifact, target_display(row.target), row.preprocessing, row.label,
                       f"{row.fake_probability:.4f}", agrees)
     return table
 

@@ -34,7 +34,8 @@ SKIPPED_BY_DEFAULT = {"openvino:AUTO": "duplicates openvino:CPU (name it with --
 # target. coreml:reference rows are timed too but labelled: numpy's latency, not an Apple device's.
 QUICK_ARTIFACTS = ("torch-fp32", "onnx-fp32", "onnx-int8", "openvino-fp16", "openvino-int8",
                    "coreml-fp32", "coreml-fp16", "coreml-int8", "executorch-fp32", "executorch-int8",
-                   "litert-fp32", "litert-fp16", "litert-int8")
+                   "litert-fp32", "litert-fp16", "litert-int8",
+                   "openvino-image-int8")  # per 1920x1080 frame, beside its tensor sibling openvino-int8
 QUICK_TARGETS = ("torch:cpu", "onnxruntime:cpu", "openvino:CPU", "openvino:AUTO", "coreml:reference", "executorch:cpu",
                  "litert:cpu")
 
@@ -122,7 +123,7 @@ def _variants(artifact: Artifact, target: str, config: BenchConfig) -> list[tupl
 
 def plan_sweep(artifacts: list[Artifact], model_dir: Path, spec: dict, config: BenchConfig) -> SweepPlan:
     """Jobs for every artifact on every target its format runs on, and a row per unavailable target."""
-    from vitship.runtimes import available_targets, can_run, physical_cores
+    from vitship.runtimes import available_targets, can_run, physical_cores, takes_frames
 
     config = dataclasses.replace(config, threads=config.threads or physical_cores())
     plan = SweepPlan()
@@ -146,6 +147,10 @@ def plan_sweep(artifacts: list[Artifact], model_dir: Path, spec: dict, config: B
                 if wanted is not None and row_artifact.id not in wanted:
                     continue
                 for batch in config.batches:
+                    if batch != 1 and takes_frames(artifact.input_spec):  # no worker needed to say so
+                        plan.unavailable.append(BenchRow(artifact.id, status.target, batch, label, status=Status.UNAVAILABLE,
+                                                         reason="an image-input artifact takes one frame per call"))
+                        continue
                     plan.jobs.append(RowJob(artifact=row_artifact.to_dict(), model_dir=str(model_dir), target=status.target,
                                             batch=batch, variant=label, knobs=dict(knobs), spec=spec,
                                             timing=config.timing.to_dict(), opener=config.opener))

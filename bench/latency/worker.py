@@ -21,6 +21,7 @@ from vitship.bench.latency.timing import NS_PER_MS, BenchRow, LatencyStats, Timi
 from vitship.models.status import Status
 
 DEFAULT_OPENER = "vitship.runtimes:open_session"
+BENCH_FRAME = (1080, 1920)  # (height, width) of the frame image-input rows are timed on: a full-HD camera frame
 
 
 @dataclass
@@ -75,12 +76,24 @@ def _open(job: RowJob):
 
 
 def input_batch(job: RowJob):
-    """A real sample photo, preprocessed as the model expects, repeated to the row's batch size."""
+    """A real sample photo, preprocessed as the model expects, repeated to the row's batch size.
+
+    An image-input artifact's row gets what an app hands it instead: the photo as one camera frame, 8-bit RGB at
+    ``BENCH_FRAME`` (or the artifact's own fixed frame size), (1, height, width, 3).
+    """
     import numpy as np
 
     if job.input_path:
         return np.load(job.input_path)
-    from vitship.models import ModelSpec, preprocess, sample_images
+    from vitship.models import ModelSpec, load_image, preprocess, sample_images
+    from vitship.runtimes.frames import takes_frames
+
+    input_spec = job.artifact.get("input_spec") or {}
+    if takes_frames(input_spec):
+        fixed = input_spec.get("frame_size")
+        height, width = fixed if isinstance(fixed, list) else BENCH_FRAME
+        frame = load_image(sample_images(limit=1)[0]).resize((width, height))  # Pillow bicubic: a camera-sized frame
+        return np.ascontiguousarray(np.asarray(frame)[None])
 
     spec = ModelSpec.from_dict(job.spec) if job.spec else ModelSpec()
     image = preprocess(sample_images(limit=1)[0], spec)
@@ -103,6 +116,14 @@ def _timed_call(session, batch, job: RowJob):
     host<->device copies of a 64-image fp32 batch would otherwise dominate. Elsewhere the session's own
     run(batch) is timed, host copies included, since that is what an application calls.
     """
+    if hasattr(session, "run_frames"):  # an image-input artifact: one decoded frame in, its own preprocessing timed
+        if job.batch != 1:
+            from vitship.runtimes import RuntimeUnavailable
+
+            raise RuntimeUnavailable(f"batch {job.batch}: {job.artifact_id} takes one frame per call (an image-input "
+                                     "artifact); its rows are per frame, at batch 1")
+        frame = batch[0]
+        return (lambda: session.run_frames([frame])), f"frame {frame.shape[1]}x{frame.shape[0]} uint8"
     if not job.target.startswith("torch:cuda"):
         return (lambda: session.run(batch)), "host"
     import torch

@@ -40,6 +40,7 @@ class ParityResult(StatusRow):
     status: Status = Status.ERROR  # pass | fail | error | unavailable
     reason: str = ""
     variant: str = ""  # "" for the runtime's defaults; e.g. "f32 inference" for OpenVINO's explicit-f32 row
+    inputs: str = "tensors"  # tensors (vitship's preprocessing) | frames (decoded photos at their own sizes: parity/frames.py)
     runtime_precision: str = ""
     effective_precision: str = ""
     precision_label: str = ""

@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from vitship.bench.parity.frames import FrameInputs, parity_photos
 from vitship.bench.parity.plan import RowPlan
 from vitship.bench.parity.results import BatchConsistency, ParityResult
 from vitship.exporters import base as exporter_base
 from vitship.exporters.base import Artifact, ArtifactIntegrityError, resolve_artifact_path
-from vitship.models import ModelSpec, VitshipError, preprocess, sample_images
-from vitship.models.judgement import Metrics, Tolerance, ToleranceTable, compare, effective_precision
+from vitship.models import ModelSpec, VitshipError, preprocess
+from vitship.models.judgement import FRAMES, Metrics, Tolerance, ToleranceTable, compare, effective_precision
 from vitship.models.status import Status
-from vitship.runtimes import TARGET_LABELS, RuntimeUnavailable, SessionOptions, open_session, torch_artifact
+from vitship.runtimes import TARGET_LABELS, RuntimeUnavailable, SessionOptions, open_session, takes_frames, torch_artifact
 
 WORKER_MODULE = "vitship.bench.parity.worker"
 
@@ -42,6 +43,8 @@ class ArtifactRefused(VitshipError):
 class ParityConfig:
     batch_sizes: tuple[int, ...] = (1, 8)
     random_inputs: int = 5  # 18 photos + 5 = 23: batch 8 also exercises a remainder batch of 7
+    random_frames: int = 6  # seeded random frames of odd sizes for image-input artifacts (bench/parity/frames.py)
+    data_dir: str | None = None  # more photos (a folder of images), checked beside the bundled ones
     seed: int = 0
     threshold: float = 0.5
     photo_limit: int | None = None
@@ -63,7 +66,7 @@ class ParityInputs:
 
     @classmethod
     def build(cls, spec: ModelSpec, config: ParityConfig, photos: list[Path] | None = None) -> "ParityInputs":
-        photos = photos if photos is not None else sample_images(config.photo_limit)
+        photos = photos if photos is not None else parity_photos(config.photo_limit, config.data_dir)
         rng = np.random.default_rng(config.seed)
         noise = rng.uniform(-1.0, 1.0, size=(config.random_inputs, *spec.input_shape)).astype(np.float32)
         pixels = np.concatenate([preprocess(photos, spec), noise]) if photos else noise
@@ -89,12 +92,13 @@ class ParityContext:
     tolerances: ToleranceTable = field(default_factory=ToleranceTable)
     options: SessionOptions = field(default_factory=SessionOptions)
     loaded: LoadedModel | None = None
+    frames: FrameInputs | None = None  # decoded photos at their own sizes, for image-input artifacts
 
     def save(self, folder: Path) -> dict:
         """Write the inputs and reference outputs to ``folder``; returns the JSON a worker rebuilds this from."""
         data = Path(folder) / "parity-data.npz"
         np.savez(data, pixels=self.inputs.pixels, is_photo=self.inputs.is_photo, names=np.array(self.inputs.names),
-                 **{f"reference.{k}": v for k, v in self.reference.items()})
+                 **{f"reference.{k}": v for k, v in self.reference.items()}, **(self.frames.arrays() if self.frames else {}))
         return {"model_dir": str(self.model_dir), "spec": self.spec.to_dict(), "weights_sha256": self.weights_sha256,
                 "data": str(data), "config": self.config.to_dict(), "tolerances": self.tolerances.overrides}
 
@@ -103,8 +107,9 @@ class ParityContext:
         with np.load(saved["data"]) as data:
             inputs = ParityInputs(data["pixels"], [str(n) for n in data["names"]], data["is_photo"])
             reference = {k.split(".", 1)[1]: data[k] for k in data.files if k.startswith("reference.")}
+            frames = FrameInputs.from_arrays(data)
         return cls(Path(saved["model_dir"]), ModelSpec.from_dict(saved["spec"]), saved["weights_sha256"], inputs,
-                   reference, ParityConfig.from_dict(saved["config"]), ToleranceTable(saved["tolerances"]))
+                   reference, ParityConfig.from_dict(saved["config"]), ToleranceTable(saved["tolerances"]), frames=frames)
 
 
 def run_batched(session, pixels: np.ndarray, batch: int) -> dict[str, np.ndarray]:
@@ -151,16 +156,23 @@ def load_reference(model_dir: Path, weights_source: str | None = None) -> Loaded
 
 
 def prepare(model_dir: Path, loaded: LoadedModel | None = None, config: ParityConfig = ParityConfig(),
-            tolerances: ToleranceTable | None = None, options: SessionOptions | None = None) -> ParityContext:
-    """Load (or take) the reference and compute its fp32 outputs on every parity input once."""
+            tolerances: ToleranceTable | None = None, options: SessionOptions | None = None,
+            frames: bool = False) -> ParityContext:
+    """Load (or take) the reference and compute its fp32 outputs on every parity input once; ``frames``: also
+    decode the photos as frames for image-input artifacts, with the reference on each."""
     loaded = loaded or load_reference(Path(model_dir))
     options = options or SessionOptions()
     inputs = ParityInputs.build(loaded.spec, config)
     session = open_session(torch_artifact(loaded, "fp32"), Path(model_dir), "torch:cpu", options.replace(loaded=loaded))
-    reference = run_batched(session, inputs.pixels, max(config.batch_sizes))
-    session.close()
+    try:
+        reference = run_batched(session, inputs.pixels, max(config.batch_sizes))
+        photos = parity_photos(config.photo_limit, config.data_dir)  # the tensor inputs' photos first: their reference
+        frame_inputs = FrameInputs.build(photos, loaded.spec, config.random_frames, config.seed, lambda pixels: run_batched(
+            session, pixels, max(config.batch_sizes)), reference) if frames else None
+    finally:
+        session.close()
     return ParityContext(Path(model_dir), loaded.spec, loaded.info.sha256, inputs, reference, config,
-                         tolerances or ToleranceTable(), options, loaded)
+                         tolerances or ToleranceTable(), options, loaded, frame_inputs)
 
 
 def verify_artifact(artifact: Artifact, model_dir: Path, weights_sha256: str) -> None:
@@ -189,10 +201,13 @@ def _label(artifact_precision: str, runtime: str, effective: str, source: str) -
 
 def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
     options = plan.options.replace(loaded=ctx.loaded) if plan.artifact.format == "torch" else plan.options
+    frames = takes_frames(plan.artifact.input_spec)
+    assert not frames or ctx.frames is not None, "prepare(frames=True) decodes the frames image-input rows need"
     session = open_session(plan.artifact, ctx.model_dir, plan.status.target, options)
     try:
         result.session = session.info.to_dict()
-        runs = {b: run_batched(session, ctx.inputs.pixels, b) for b in ctx.config.batch_sizes}
+        runs = {1: session.run_frames(ctx.frames.frames)} if frames else {
+            b: run_batched(session, ctx.inputs.pixels, b) for b in ctx.config.batch_sizes}
     finally:
         session.close()
     info = result.session
@@ -202,17 +217,22 @@ def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
     source = info.get("extra", {}).get("precision_source", "runtime")
     result.precision_label = _label(plan.artifact.precision, runtime, result.effective_precision, source)
     result.note = info.get("extra", {}).get("note", "") or result.note
-    tolerance, keys = ctx.tolerances.lookup(plan.artifact.format, plan.artifact.precision, result.effective_precision)
+    # frames: judged end to end, by the frame gates and the artifact's own name (onnx-image-fp32)
+    name = plan.artifact.id.removesuffix(f"-{plan.artifact.precision}") if frames else plan.artifact.format
+    tolerance, keys = ctx.tolerances.lookup(name, plan.artifact.precision, result.effective_precision, FRAMES if frames else "")
+    result.inputs = FRAMES if frames else result.inputs
     result.tolerance, result.tolerance_keys = tolerance, keys
-    _judge(runs, ctx, tolerance, result)
+    _judge(runs, ctx.frames if frames else ctx.inputs, ctx.frames.reference if frames else ctx.reference, ctx, tolerance, result)
 
 
-def _judge(runs: dict[int, dict], ctx: ParityContext, tolerance: Tolerance, result: ParityResult) -> None:
+def _judge(runs: dict[int, dict], inputs: ParityInputs | FrameInputs, reference: dict[str, np.ndarray], ctx: ParityContext,
+           tolerance: Tolerance, result: ParityResult) -> None:
+    """Metrics and verdict of ``runs`` (outputs by batch size) against ``reference`` on ``inputs``."""
     sizes = sorted(runs)
-    spec, inputs, band = ctx.spec, ctx.inputs, tolerance.max_prob or 0.0
+    spec, band = ctx.spec, tolerance.max_prob or 0.0
     names = [f"{n}@b{b}" for b in sizes for n in inputs.names]
     stacked = {k: np.concatenate([runs[b][k] for b in sizes]) for k in runs[sizes[0]]}
-    reference = {k: np.concatenate([v] * len(sizes)) for k, v in ctx.reference.items()}
+    reference = {k: np.concatenate([v] * len(sizes)) for k, v in reference.items()}
     metrics = compare(stacked, reference, spec, names, np.tile(inputs.is_photo, len(sizes)), band, ctx.config.threshold,
                       repeats=len(sizes))
     result.metrics = metrics

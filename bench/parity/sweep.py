@@ -30,16 +30,19 @@ def run_parity(model_dir: Path, request: ParityRequest = ParityRequest(), config
                tolerances: ToleranceTable | None = None, progress: ProgressFn | None = None) -> ParityReport:
     """Check the rows ``request`` selects against the PyTorch fp32 reference; returns the report (not written)."""
     from vitship.bench.environment import environment
-    from vitship.runtimes import SessionOptions
+    from vitship.runtimes import SessionOptions, takes_frames
 
     progress = progress or (lambda done, total, what: None)
     loaded = load_reference(Path(model_dir), request.weights)
     options = SessionOptions(threads=request.threads)
     plans = select_rows(Path(model_dir), loaded, list(request.artifacts), list(request.targets), request.with_torch, options)
     progress(0, None, f"PyTorch fp32 reference on {len(config.batch_sizes)} batch sizes")
-    ctx = prepare(model_dir, loaded, config, tolerances, options)
+    frames = any(takes_frames(plan.artifact.input_spec) for plan in plans)
+    ctx = prepare(model_dir, loaded, config, tolerances, options, frames=frames)
     rows = run_rows(plans, ctx, lambda done, total, plan: progress(
         done, total, f"{plan.artifact.id} on {plan.status.target} {plan.variant}".strip()))
     return ParityReport(environment=environment(), weights=loaded.info.to_dict(), spec=loaded.spec.to_dict(),
-                        config=config.to_dict(), inputs={"names": ctx.inputs.names, "photos": int(ctx.inputs.is_photo.sum())},
+                        config=config.to_dict(), inputs={"names": ctx.inputs.names, "photos": int(ctx.inputs.is_photo.sum()),
+                                                         **({"frames": ctx.frames.names, "frame_sizes": ctx.frames.sizes()}
+                                                            if ctx.frames else {})},
                         tolerances=ctx.tolerances.to_dict(), rows=rows)

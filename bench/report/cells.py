@@ -51,6 +51,10 @@ class ParityCell:
     def ran(self) -> bool:
         return self.status in PASSING + FAILING
 
+    def measured(self, name: str) -> float | None:
+        """The recorded value of the parity metric ``name`` (a Metrics field name), None if it was not measured."""
+        return self.metrics.get(name)
+
 
 @dataclass
 class LatencyCell:
@@ -98,6 +102,7 @@ class ReportRow(KeyedRow):
     precision: str = ""
     size_bytes: int | None = None
     reference_executor: bool = False  # a reference implementation ran it: its time is no device time and never ranks
+    input_type: str = ""  # the manifest's input_spec input_type: tensor, image (CoreML), frame (preprocessing inside)
     apple: AppleDetails | None = None
     group: str = ""
     group_title: str = ""
@@ -161,6 +166,7 @@ class FamilyDecision:
     sentence: str = ""
     runner_up: Summary | None = None
     runner_up_sentence: str = ""
+    input_form: str = ""  # which input form to ship: the camera frame or the tensor (bench/report/input_form.py)
     not_verified: list[str] = field(default_factory=list)  # what this machine could not verify for the family
     verify_command: str = ""  # how to verify it on the device (empty when nothing is left to verify)
     merge_command: str = ""

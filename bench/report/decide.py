@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from vitship.bench.report import android, phrases
+from vitship.bench.report import android, input_form, phrases
 from vitship.bench.report.cells import (
     PASSING,
     AppleDetails,
@@ -105,8 +105,8 @@ class Candidate:
 
 def candidates(rows: list[ReportRow], family: Family, hosts: dict[str, Host], batch: int) -> list[Candidate]:
     found = []
-    for row in rows:
-        if row.format not in family.formats or not row.target:
+    for row in rows:  # image-input rows time the preprocessing too: input_form weighs them, they never rank here
+        if row.format not in family.formats or not row.target or input_form.is_frame(row):
             continue
         host = hosts.get(row.machine) or Host()
         role = roles(row.target, host.kind).get(family.slug)
@@ -199,6 +199,7 @@ def decide_family(family: Family, rows: list[ReportRow], hosts: dict[str, Host],
         decision.sentence = phrases.no_pick_sentence(family, family_rows)
     if family.slug == "android" and ordered:  # the two runtimes Android apps ship, weighed side by side
         decision.sentence += " " + android.weigh_runtimes(ordered, ordered[0].role is Role.DEVICE)
+    decision.input_form = input_form.sentence(family, rows, best[0] if best else None, options.batch)
     decision.avoid = _avoid(family_rows, reasons)
     decision.not_verified = not_verified(family, family_rows, bool(ordered and ordered[0].role is Role.DEVICE))
     if decision.not_verified:

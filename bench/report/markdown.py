@@ -30,6 +30,8 @@ def decision_lines(decision: FamilyDecision) -> list[str]:
     out = [f"### {decision.title}", "", f"**{decision.sentence}**", ""]
     if decision.runner_up_sentence:
         out.append(f"- Runner-up: {decision.runner_up_sentence}")
+    if decision.input_form:
+        out.append(f"- {decision.input_form}")
     out.append(f"- Chosen by: {decision.basis}")
     out += [f"- Not verified on this machine: {what}" for what in decision.not_verified]
     if decision.verify_command:

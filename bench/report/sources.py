@@ -229,6 +229,7 @@ def build_rows(sources: Sources, environment: dict | None = None) -> list[Report
         if key.artifact in artifacts:
             entry = artifacts[key.artifact]
             row.format, row.precision, row.apple = entry.format, entry.precision, entry.details.apple
+            row.input_type = (entry.input_spec or {}).get("input_type", "")
             row.size_bytes = entry.size_bytes or None
         row.size_bytes = row.size_bytes or next((c.size_bytes for c in row.latency if c.size_bytes), None)
         parity_key = RowKey(key.artifact, key.target)
