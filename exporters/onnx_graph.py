@@ -45,12 +45,17 @@ def slim(model, example: np.ndarray, details: OnnxDetails):
     if after >= before:
         decision.reason = "no fewer nodes"
         return model
-    difference = decision.max_output_difference = max_output_difference(model, slimmed, example)
+    return _same_or_original(model, slimmed, example, decision, f"{before - after} fewer nodes, same outputs")
+
+
+def _same_or_original(model, rewritten, example: np.ndarray, decision, why_kept: str):
+    """``rewritten`` if it computes ``model``'s outputs within SAME_OUTPUTS (recorded in ``decision``), else ``model``."""
+    difference = decision.max_output_difference = max_output_difference(model, rewritten, example)
     if difference > SAME_OUTPUTS:
         decision.reason = f"outputs changed by {difference:.3g} > {SAME_OUTPUTS}"
         return model
-    decision.kept, decision.reason = True, f"{before - after} fewer nodes, same outputs"
-    return slimmed
+    decision.kept, decision.reason = True, why_kept
+    return rewritten
 
 
 def max_output_difference(model_a, model_b, example: np.ndarray) -> float:
@@ -115,9 +120,4 @@ def fuse_gelu(model, example: np.ndarray, details: OnnxDetails):
     if not decision.fused:
         decision.reason = "no GELU found"
         return model
-    difference = decision.max_output_difference = max_output_difference(model, fused, example)
-    if difference > SAME_OUTPUTS:
-        decision.reason = f"outputs changed by {difference:.3g} > {SAME_OUTPUTS}"
-        return model
-    decision.kept, decision.reason = True, "same outputs"
-    return fused
+    return _same_or_original(model, fused, example, decision, "same outputs")
