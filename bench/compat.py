@@ -103,7 +103,7 @@ def compat_items(model_dir: Path) -> list[dict]:
     items = []
     for artifact in manifest_artifacts(model_dir):
         for fmt, runtime in PAIRS:
-            if artifact.format == fmt:
+            if artifact.format == fmt and _loads_in(artifact, runtime):
                 items.append({"key": f"{artifact.id}@{runtime}", "artifact": artifact.id, "runtime": runtime,
                               "precision": artifact.precision, "path": str(verify_artifact(model_dir, artifact)),
                               "frames": takes_frames(artifact.input_spec)})
@@ -111,6 +111,11 @@ def compat_items(model_dir: Path) -> list[dict]:
         raise CompatError(f"{model_dir}: no ONNX or OpenVINO artifacts in the manifest; export them first "
                           "(vitship export -f onnx,openvino)")
     return items
+
+
+def _loads_in(artifact, runtime: str) -> bool:
+    """Whether the manifest says ``runtime`` loads it (an onnx-int8 with onnxruntime's QAttention lists onnxruntime only)."""
+    return not artifact.min_runtime_versions or runtime in artifact.min_runtime_versions
 
 
 def make_venv(folder: Path, versions: dict[str, str]) -> Path:

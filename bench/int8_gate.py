@@ -92,7 +92,16 @@ def diagnose_ranking(loaded: LoadedModel, artifact: Artifact, model_dir: Path, i
         except DiagnoseError:
             return []
     linears = set(block_linears(loaded))
-    return [layer.module for layer in result.worst(len(result.layers)) if layer.module in linears]
+    ranked = [_kernel_linear(layer.module, artifact) for layer in result.worst(len(result.layers))]
+    return list(dict.fromkeys(module for module in ranked if module in linears))
+
+
+def _kernel_linear(module: str, artifact: Artifact) -> str:
+    """In the qkv-op export form (models.export_form) a block's qkv projection runs inside one attention kernel whose
+    output diagnose names after timm's identity ``attn.norm``: the kernel's only quantized Linear is its qkv."""
+    if artifact.details.form().attention == "qkv-op" and module.endswith(".attn.norm"):
+        return module.removesuffix(".norm") + ".qkv"
+    return module
 
 
 def _link(source: Path, target: Path) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, Literal
 
 from vitship.exporters.schema import MANIFEST_SCHEMA_VERSION, Artifact  # noqa: F401  (re-exported: every layer imports them here)
 from vitship.models import VitshipError, file_sha256
+from vitship.models.export_form import ExportForm
 from vitship.models.versions import package_versions, vitship_version  # noqa: F401  (the exporters record them)
 
 if TYPE_CHECKING:  # torch: not imported by runtimes and workers that only read manifests
@@ -48,6 +49,12 @@ class ExportOptions:
     example_batch: int = 2  # torch.export specialises a size-1 dim; 2+ keeps the batch dynamic
     calibration_dir: Path | None = field(default=None, metadata=INT8_ONLY)  # default: models.sample_images()
     calibration_limit: int | None = field(default=None, metadata=INT8_ONLY)
+    # the last block's tail for the class token only (models.export_form); a format turns it on where it measured faster
+    class_token_tail: bool = False
+
+    def export_form(self) -> ExportForm:
+        """The form the exporter traces (``DetectorModel.with_form``); recorded as ``ArtifactDetails.export_form``."""
+        return ExportForm(class_token_tail=self.class_token_tail)
 
     def cache_key(self) -> dict:
         """The options that change the bytes of this artifact (compared to skip up-to-date exports)."""

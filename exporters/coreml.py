@@ -122,6 +122,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: CoremlOptions, cache: Tr
     mlmodel.save(str(package))
     aid = artifact_id(options.name, options.precision)
     details = _details(mlmodel, options, normalisation, reused)
+    details.export_form = options.export_form()
     if options.precision == "int8":
         details.smoothing = smoothing
     return Artifact(
@@ -191,7 +192,7 @@ def _export_program(loaded: LoadedModel, options: CoremlOptions, cache: TraceCac
     input type given to ct.convert fixes the shapes, so one program serves them all. Example batch 2+: a
     size-1 dim would be specialised.
     """
-    spec, model, normalisation = loaded.spec, loaded.model, None
+    spec, model, normalisation = loaded.spec, loaded.model.with_form(options.export_form()), None
     if options.input_kind() == "image":
         if spec.channels != 3:
             raise ExportError(f"coreml: an image input needs 3 (RGB) channels, the model has {spec.channels}")
@@ -212,7 +213,7 @@ def _export_program(loaded: LoadedModel, options: CoremlOptions, cache: TraceCac
             raise ExportError(f"coreml: torch.export failed ({type(err).__name__}: {str(err).splitlines()[0][:300]})") from err
         return program.run_decompositions({})
 
-    key = (FORMAT, loaded.info.sha256, spec, isinstance(model, PixelNormalize), upper, options.example_batch)
+    key = (FORMAT, loaded.info.sha256, spec, isinstance(model, PixelNormalize), upper, options.example_batch, options.export_form())
     program, reused = cache.get(key, make)
     return program, normalisation, reused
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from vitship.exporters.coreml_apple import AppleDetails
 from vitship.exporters.int8.record import Int8Record
+from vitship.models.export_form import TIMM_FORM, ExportForm
 from vitship.models.spec import FEATURES_NAME, LOGITS_NAME
 from vitship.models.typed import OpenRecord
 
@@ -56,6 +57,12 @@ class ArtifactDetails(OpenRecord):
     apple: AppleDetails | None = None  # a Core ML program (coreml-*, executorch-coreml-*): read by the report's iOS block
     # An image-input artifact (onnx-image-*, ...: exporters/image_input.py): its frame input and the preprocessing inside
     input: str | None = None
+    # the form the exporter traced (models/export_form.py); None: not recorded (vitship before the export form), timm's
+    export_form: ExportForm | None = None
+
+    def form(self) -> ExportForm:
+        """The export form this artifact computes (timm's own where none is recorded)."""
+        return self.export_form or TIMM_FORM
 
 
 # --- ONNX ---------------------------------------------------------------------------------------------------
@@ -66,6 +73,16 @@ class OnnxSlim:
 
     nodes_before: int = 0
     nodes_after: int | None = None
+    max_output_difference: float | None = None
+    kept: bool = False
+    reason: str = ""
+
+
+@dataclass(kw_only=True)
+class OnnxGeluFusion:
+    """onnxscript's erf-GELU fusion to ``com.microsoft.Gelu`` kept or not, and why (exporters/onnx_graph.py)."""
+
+    fused: int = 0  # GELUs rewritten
     max_output_difference: float | None = None
     kept: bool = False
     reason: str = ""
@@ -96,6 +113,7 @@ class OnnxDetails(ArtifactDetails):
     exporter: str = ""  # torch.onnx.export(dynamo=True) or the TorchScript fallback, with the opset
     dynamo_fallback_reason: str | None = None  # why the dynamo exporter was not used
     onnxslim: OnnxSlim | None = None
+    gelu_fusion: OnnxGeluFusion | None = None  # the qkv-op form only (onnxruntime contrib ops)
     fp32_graph: str | None = None  # "reused from this run's fp32 export"
     fp16: str | None = None  # the fp16 conversion, in words
     quantization: OnnxQuantization | None = None

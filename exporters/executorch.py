@@ -3,12 +3,20 @@
 XNNPACK is what ExecuTorch runs on the CPU of iOS and Android phones, and ExecuTorch's own Python runtime
 runs the same kernels here (``runtimes.executorch_rt``), so parity and latency measure the real thing.
 The Core ML delegate embeds an ML Program in the ``.pte``; only Apple's Core ML runtime executes it, so
-here its embedded program is read back (``embedded_coreml_package``) and checked on coreml:reference.
+here its embedded program is read back (``executorch_coreml.embedded_coreml_package``) and checked on coreml:reference.
 
-Batch: XNNPACK programs take a dynamic batch 1..``max_batch`` (exported with an example batch of 2: torch.export
-specialises a size-1 dim). ExecuTorch plans its memory for the upper bound, so the default is 8, not 64:
-a phone classifies one photo or a small burst. The Core ML delegate is exported at a fixed batch of 1,
-the shape the Neural Engine runs and the shape an app predicts with.
+Every op outside the delegate runs on ExecuTorch's portable kernels between delegate calls, so the XNNPACK
+programs are traced in an export form (``models.export_form``) whose ops the delegate all takes: explicit
+attention (no scaled_dot_product_attention mask logic), LayerNorm as means and elementwise ops (the delegate has
+no layer-norm operator), and the last block for the class token only. The manifest lists what stays outside
+(``ExecutorchDetails.ops_outside_delegate``).
+
+Batch: XNNPACK programs take a fixed batch of 1 by default (``max_batch=1``): every shape is static, so every
+reshape and slice is delegated; a phone classifies one photo at a time. ``max_batch`` 2 or more gives a dynamic
+batch 1..max_batch (exported with an example batch of 2: torch.export specialises a size-1 dim); XNNPACK's
+partitioner takes no reshape or slice of a symbolic size, so those run outside the delegate, and ExecuTorch plans
+its memory for the upper bound. The Core ML delegate is exported at a fixed batch of 1, the shape the Neural
+Engine runs and the shape an app predicts with.
 """
 
 from __future__ import annotations
@@ -29,11 +37,12 @@ from vitship.exporters.base import (
     path_sha256,
     path_size,
 )
-from vitship.exporters.coreml_apple import AppleDetails, apple_details, mil_op_counts
-from vitship.exporters.details import Calibration, EmbeddedOutputs, ExecutorchDetails, ExecutorchQuantization
+from vitship.exporters.details import Calibration, ExecutorchDetails, ExecutorchQuantization
+from vitship.exporters.executorch_coreml import embedded_apple_details, embedded_coreml_package  # noqa: F401 (runtimes import it here)
 from vitship.exporters.int8.calibration import calibration_images
 from vitship.exporters.int8.options import Int8Options, check_int8_options, linear_modules, model_to_quantize
 from vitship.models import MissingDependencyError, UnknownNameError
+from vitship.models.export_form import ExportForm
 
 if TYPE_CHECKING:
     from vitship.models import LoadedModel
@@ -55,27 +64,42 @@ class ExecutorchOptions(Int8Options):
     """executorch-* options (each artifact's rebuild key): XNNPACK fp32 and int8.
 
     Attributes:
-        max_batch: the dynamic batch's upper bound (XNNPACK); ExecuTorch plans memory for it.
+        max_batch: 1 (XNNPACK): a fixed batch-1 program, every op in the delegate; 2 or more: a dynamic batch
+            1..max_batch, reshapes and slices of the batch outside the delegate, memory planned for the bound.
         int8_mode: dynamic (int8 weights, activations quantized per batch at run time) or static (PT2E,
             XNNPACKQuantizer calibrated on ``calibration_images``).
         min_target: the Core ML delegate's minimum deployment target.
+        attention, layer_norm, class_token_tail: the export form (``models.export_form.ExportForm``).
     """
 
     name: ClassVar[str] = "executorch"
     format: ClassVar[str] = "executorch"
     backend: ClassVar[str] = "XnnpackBackend"
-    max_batch: int = 8
+    max_batch: int = 1
     int8_mode: Literal["dynamic", "static"] = field(default="dynamic", metadata=INT8_ONLY)
     min_target: str = "iOS17"
+    attention: Literal["explicit", "fused"] = "explicit"
+    layer_norm: Literal["decomposed", "native"] = "decomposed"
+    class_token_tail: bool = True
+
+    def export_form(self) -> ExportForm:
+        return ExportForm(attention=self.attention, layer_norm=self.layer_norm, class_token_tail=self.class_token_tail)
 
 
 @dataclass(frozen=True)
 class ExecutorchCoremlOptions(ExecutorchOptions):
-    """executorch-coreml-fp16: the whole graph lowered to the Core ML delegate, fp16, at a fixed batch of 1."""
+    """executorch-coreml-fp16: the whole graph lowered to the Core ML delegate, fp16, at a fixed batch of 1.
+
+    Core ML has attention and layer-norm operators, so the form is timm's own; the class-token tail is not
+    measured on an Apple device yet, so it is off.
+    """
 
     name: ClassVar[str] = "executorch-coreml"
     format: ClassVar[str] = "executorch-coreml"
     backend: ClassVar[str] = "CoreMLBackend"
+    attention: Literal["explicit", "fused"] = "fused"
+    layer_norm: Literal["decomposed", "native"] = "native"
+    class_token_tail: bool = False
 
 
 Options = ExecutorchOptions
@@ -95,7 +119,7 @@ def export(loaded: LoadedModel, out_dir: Path, options: ExecutorchOptions, cache
     path.write_bytes(pte)
     aid = artifact_id(options.name, options.precision)
     if options.backend == ExecutorchCoremlOptions.backend:
-        details.apple = _embedded_apple_details(path, options, details)
+        details.apple = embedded_apple_details(path, options.min_target, details)
     return Artifact(
         id=aid, format=options.format, precision=options.precision, path=f"{aid}/{PROGRAM_NAME}", sha256=path_sha256(path),
         size_bytes=path_size(path), export_seconds=round(time.perf_counter() - start, 3),
@@ -113,36 +137,36 @@ def check_options(options: ExecutorchOptions) -> None:
     if options.int8_mode not in INT8_MODES:
         raise UnknownNameError("ExecuTorch int8 mode", options.int8_mode, list(INT8_MODES))
     check_int8_options(options.name, options)
-    if options.max_batch < 2:
-        raise ExportError(f"executorch: --executorch-max-batch must be 2 or more (got {options.max_batch}); "
-                          "a batch-1 program is the Core ML delegate's (executorch-coreml)")
+    if options.max_batch < 1:
+        raise ExportError(f"executorch: --executorch-max-batch must be 1 (a fixed batch-1 program) or more (got {options.max_batch})")
 
 
 def _import_executorch():
     try:
-        import executorch.exir
+        import executorch.exir  # noqa: F401 (imported to check that it is installed)
     except ImportError as err:
         raise MissingDependencyError("executorch", "ExecuTorch export") from err
 
 
 def _fp32_program(loaded: LoadedModel, options: ExecutorchOptions, cache: TraceCache):
-    """torch.export with a dynamic batch 1..max_batch, shared by executorch-fp32 and -int8 of one run."""
+    """torch.export of the export form at batch 1 or 1..max_batch, shared by executorch-fp32 and -int8 of one run."""
     import torch
 
-    spec = loaded.spec
+    spec, form = loaded.spec, options.export_form()
 
     def make():
-        example = torch.randn(max(options.example_batch, 2), *spec.input_shape, generator=torch.Generator().manual_seed(0))
-        return _torch_export(loaded.model, example, options.max_batch, spec.batch_axis)
+        batch = 1 if options.max_batch == 1 else max(options.example_batch, 2)
+        example = torch.randn(batch, *spec.input_shape, generator=torch.Generator().manual_seed(0))
+        return _torch_export(loaded.model.with_form(form), example, options.max_batch, spec.batch_axis)
 
-    key = ("executorch", loaded.info.sha256, spec, options.max_batch, options.example_batch)
+    key = ("executorch", loaded.info.sha256, spec, options.max_batch, options.example_batch, form)
     return cache.get(key, make)
 
 
 def _torch_export(model, example, max_batch: int | None, batch_axis: str):
     import torch
 
-    dynamic = ({0: torch.export.Dim(batch_axis, min=1, max=max_batch)},) if max_batch else None
+    dynamic = ({0: torch.export.Dim(batch_axis, min=1, max=max_batch)},) if max_batch and max_batch > 1 else None
     try:
         return torch.export.export(model, (example,), dynamic_shapes=dynamic)
     except Exception as err:  # torch.export raises many types for untraceable code; all mean "cannot export"
@@ -155,7 +179,7 @@ def _lower_xnnpack(loaded: LoadedModel, options: ExecutorchOptions,
 
     source, cache, smoothing = model_to_quantize(loaded, options, cache)
     program, reused = _fp32_program(source, options, cache)
-    details = ExecutorchDetails(delegate=options.backend, batch_range=[1, options.max_batch],
+    details = ExecutorchDetails(delegate=options.backend, batch_range=[1, options.max_batch], export_form=options.export_form(),
                                 source="torch.export ExportedProgram" + (" (reused from this run)" if reused else ""))
     calibration = None
     if options.precision == "int8":
@@ -204,10 +228,11 @@ def _lower_coreml(loaded: LoadedModel, options: ExecutorchOptions) -> tuple[byte
     if options.min_target not in deployment_targets(ct):
         raise UnknownNameError("CoreML deployment target", options.min_target, deployment_targets(ct))
     example = torch.randn(1, *loaded.spec.input_shape, generator=torch.Generator().manual_seed(0))
-    program = _torch_export(loaded.model, example, None, loaded.spec.batch_axis)  # fixed batch 1
+    form = options.export_form()
+    program = _torch_export(loaded.model.with_form(form), example, None, loaded.spec.batch_axis)  # fixed batch 1
     specs = CoreMLBackend.generate_compile_specs(compute_unit=ct.ComputeUnit.ALL, compute_precision=ct.precision.FLOAT16,
                                                  minimum_deployment_target=getattr(ct.target, options.min_target))
-    details = ExecutorchDetails(delegate=options.backend, batch_range=[1, 1], compute_units="ALL",
+    details = ExecutorchDetails(delegate=options.backend, batch_range=[1, 1], compute_units="ALL", export_form=form,
                                 runs_on="Apple's Core ML runtime only (iOS / macOS); its embedded ML Program is checked "
                                         "on coreml:reference")
     pte = _to_pte(program, [CoreMLPartitioner(compile_specs=specs)], details, metadata_methods(loaded, options))
@@ -253,49 +278,9 @@ def _delegate_output_index(graph) -> list[int] | None:
     return index
 
 
-def _embedded_apple_details(path: Path, options: ExecutorchOptions, details: ExecutorchDetails) -> AppleDetails:
-    """The embedded ML Program's AppleDetails; records which of its outputs are logits and features in ``details``."""
-    import tempfile
-
-    import coremltools as ct
-
-    with tempfile.TemporaryDirectory(prefix="vitship-pte-") as tmp:
-        package = embedded_coreml_package(path, Path(tmp))
-        spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
-    names = [output.name for output in spec.description.output]
-    order = details.delegate_output_index or list(range(len(names)))
-    if sorted(order) != list(range(len(names))) or len(order) != 2:
-        raise ExportError(f"{path}: the Core ML delegate returns {names}; cannot tell logits from features")
-    details.embedded_outputs = EmbeddedOutputs(logits=names[order[0]], features=names[order[1]])
-    return apple_details(compute_precision="fp16", input_kind="tensor", batch_kind="fixed", batch_shapes=[1],
-                         min_target=options.min_target, op_counts=mil_op_counts(spec))
-
-
-def embedded_coreml_package(pte_path: Path, dest: Path) -> Path:
-    """Unpack the ML Program a Core ML-delegated ``.pte`` embeds into ``dest``; returns its ``.mlpackage``.
-
-    Raises:
-        ExportError: the program holds no Core ML delegate, or more than one (a partly delegated graph).
-    """
-    from executorch.backends.apple.coreml import executorchcoreml
-    from executorch.exir._serialize._program import deserialize_pte_binary
-
-    program = deserialize_pte_binary(Path(pte_path).read_bytes()).program
-    delegates = [d for plan in program.execution_plan for d in plan.delegates if d.id == ExecutorchCoremlOptions.backend]
-    if len(delegates) != 1:
-        raise ExportError(f"{pte_path}: expected one Core ML delegate, found {len(delegates)}")
-    payload = bytes(program.backend_delegate_data[delegates[0].processed.index].data)
-    if not executorchcoreml.unflatten_directory_contents(payload, str(dest)):
-        raise ExportError(f"{pte_path}: the Core ML delegate's payload could not be unpacked")
-    packages = sorted(Path(dest).rglob("*.mlpackage"))
-    if len(packages) != 1:
-        raise ExportError(f"{pte_path}: the Core ML delegate holds {len(packages)} .mlpackage folders, expected one")
-    return packages[0]
-
-
 def _input_spec(loaded: LoadedModel, options: ExecutorchOptions) -> dict:
     spec = loaded.spec
-    fixed = options.backend == ExecutorchCoremlOptions.backend
+    fixed = options.backend == ExecutorchCoremlOptions.backend or options.max_batch == 1
     batch = {"batch_shapes": [1]} if fixed else {"batch_range": [1, options.max_batch]}
     return {**spec.to_dict(), "input_type": "tensor", "input_shape": [1 if fixed else spec.batch_axis, *spec.input_shape],
             "dtype": "float32", "layout": "NCHW", **batch}

@@ -8,6 +8,7 @@ older runtimes too (IR version 9: onnxruntime 1.16+, OpenVINO 2024.0+; ``exporte
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from vitship.exporters import onnx_compat
+from vitship.exporters import onnx_compat, onnx_graph
 from vitship.exporters.base import (
     INT8_ONLY,
     Artifact,
@@ -30,19 +31,19 @@ from vitship.exporters.base import (
     path_size,
     vitship_version,
 )
-from vitship.exporters.details import OnnxDetails, OnnxSlim
+from vitship.exporters.details import OnnxDetails
 from vitship.exporters.int8.calibration import calibration_images
 from vitship.exporters.int8.onnx_recipe import INT8_MODES
 from vitship.exporters.int8.options import Int8Options, check_int8_options, model_to_quantize
 from vitship.exporters.onnx_compat import RuntimeTarget
 from vitship.models import LoadedModel, MissingDependencyError
+from vitship.models.export_form import ExportForm
 
 FORMAT = "onnx"
 MODEL_FILE = "model.onnx"
 MAX_BATCH = 1024  # torch.export needs an upper bound; the ONNX axis itself stays symbolic ("batch")
 PROTOBUF_LIMIT = 2**31  # one self-contained .onnx file must fit in a 2 GB protobuf
 FP32_OPS_IN_FP16 = ("LayerNormalization", "Softmax")  # see _to_fp16
-SLIM_TOLERANCE = 1e-4  # max abs output difference allowed between the exported and the slimmed graph
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +57,16 @@ class OnnxOptions(Int8Options):
     int8_mode: Literal["dynamic", "static"] = field(default="dynamic", metadata=INT8_ONLY)
     # compatible: IR version 9 (onnxruntime 1.16+, OpenVINO 2024.0+); latest: the exporter's IR version as is
     runtimes: RuntimeTarget = "compatible"
+    class_token_tail: bool = True  # the last block for the class token only (models.export_form)
+    # onnxruntime: fp32 and dynamic int8 run attention as com.microsoft.Attention (int8: QAttention) and the GELU as
+    # com.microsoft.Gelu (exporters.onnx_graph); none: standard ONNX ops only, as fp16 and static int8 (for other
+    # execution providers) always are.
+    contrib_ops: Literal["onnxruntime", "none"] = "onnxruntime"
+
+    def export_form(self) -> ExportForm:
+        # static QDQ int8 is for other execution providers, fp16 for GPU ones: standard ops for both
+        contrib = self.contrib_ops == "onnxruntime" and (self.precision, self.int8_mode) in (("fp32", "dynamic"), ("int8", "dynamic"))
+        return ExportForm(attention="qkv-op" if contrib else "fused", class_token_tail=self.class_token_tail)
 
 
 Options = OnnxOptions
@@ -125,23 +136,27 @@ def _example_batch(loaded: LoadedModel, options: ExportOptions) -> np.ndarray:
 
 
 def _fp32_graph(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions, cache: TraceCache):
-    """The exported (and slimmed) fp32 graph and its details.
+    """The exported (and slimmed, and with contrib ops fused) fp32 graph of the options' export form, and its details.
 
-    fp16 and int8 start from the same graph, so it is kept (serialized) in ``cache`` for the next precision
-    of the same weights and options in this run: an export --all exports once, not thrice.
+    int8 starts from the same graph, so it is kept (serialized) in ``cache`` for the next precision of the same
+    weights and options in this run: an export --all exports it once, not twice (fp16 has its own form).
     """
     import copy
 
     import onnx
 
+    form = options.export_form()
+
     def make() -> tuple[bytes, OnnxDetails]:
         details = OnnxDetails()
         model = _export_fp32(loaded, example, options, details)
         if options.slim:
-            model = _slim(model, example, details)
+            model = onnx_graph.slim(model, example, details)
+        if form.attention == "qkv-op":
+            model = onnx_graph.fuse_gelu(model, example, details)
         return model.SerializeToString(), details
 
-    key = (FORMAT, loaded.info.sha256, loaded.spec, options.opset, options.example_batch, options.slim)
+    key = (f"{FORMAT}-{form.attention}", loaded.info.sha256, loaded.spec, options.opset, options.example_batch, options.slim, form)
     (data, details), reused = cache.get(key, make)
     details = copy.deepcopy(details)
     details.fp32_graph = "reused from this run's fp32 export" if reused else None
@@ -157,10 +172,14 @@ def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions,
         raise ExportError(f"onnx: opset {options.opset} is too old; the dynamo exporter needs opset 18 or newer")
     inputs = (torch.from_numpy(example),)
     names = {"input_names": [spec.input_name], "output_names": list(spec.output_names), "opset_version": options.opset}
+    form = options.export_form()
+    model = loaded.model.with_form(form)
+    translations = onnx_graph.contrib_translations() if form.attention == "qkv-op" else None
+    details.export_form = form
     try:
         batch = torch.export.Dim(spec.batch_axis, min=1, max=MAX_BATCH)
-        program = torch.onnx.export(loaded.model, inputs, dynamo=True, external_data=False, verbose=False,
-                                    dynamic_shapes={spec.input_name: {0: batch}}, **names)
+        program = torch.onnx.export(model, inputs, dynamo=True, external_data=False, verbose=False,
+                                    dynamic_shapes={spec.input_name: {0: batch}}, custom_translation_table=translations, **names)
         details.exporter = f"torch.onnx.export(dynamo=True), opset {options.opset}"
         return program.model_proto
     except Exception as err:  # the dynamo exporter raises many types; all mean "use the fallback"
@@ -168,10 +187,11 @@ def _export_fp32(loaded: LoadedModel, example: np.ndarray, options: OnnxOptions,
         log.warning("onnx: the dynamo exporter failed (%s); falling back to the TorchScript exporter", reason)
         details.exporter = f"torch.onnx.export(dynamo=False) (TorchScript fallback), opset {options.opset}"
         details.dynamo_fallback_reason = reason
-    return _export_torchscript(loaded, inputs, names)
+    details.export_form = dataclasses.replace(form, attention="fused")  # the TorchScript exporter has no translation of the qkv op
+    return _export_torchscript(loaded, loaded.model.with_form(details.export_form), inputs, names)
 
 
-def _export_torchscript(loaded: LoadedModel, inputs: tuple, names: dict):
+def _export_torchscript(loaded: LoadedModel, model, inputs: tuple, names: dict):
     import io
     import warnings
 
@@ -183,49 +203,8 @@ def _export_torchscript(loaded: LoadedModel, inputs: tuple, names: dict):
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings from timm's shape asserts
-        torch.onnx.export(loaded.model, inputs, buffer, dynamo=False, dynamic_axes=axes, **names)
+        torch.onnx.export(model, inputs, buffer, dynamo=False, dynamic_axes=axes, **names)
     return onnx.load_from_string(buffer.getvalue())
-
-
-def _slim(model, example: np.ndarray, details: OnnxDetails):
-    """onnxslim's graph if it has fewer nodes, still checks and computes the same outputs; else ``model``."""
-    import onnx
-
-    before = len(model.graph.node)
-    decision = details.onnxslim = OnnxSlim(nodes_before=before)
-    try:
-        import onnxslim
-
-        slimmed = onnxslim.slim(model)
-        onnx.checker.check_model(slimmed, full_check=True)
-    except ImportError:
-        decision.reason = "onnxslim is not installed"
-        return model
-    except Exception as err:  # onnxslim or the checker failed: keep the exporter's graph
-        decision.reason = f"onnxslim failed: {type(err).__name__}: {str(err)[:200]}"
-        return model
-    after = decision.nodes_after = len(slimmed.graph.node)
-    if after >= before:
-        decision.reason = "no fewer nodes"
-        return model
-    difference = decision.max_output_difference = _max_output_difference(model, slimmed, example)
-    if difference > SLIM_TOLERANCE:
-        decision.reason = f"outputs changed by {difference:.3g} > {SLIM_TOLERANCE}"
-        return model
-    decision.kept, decision.reason = True, f"{before - after} fewer nodes, same outputs"
-    return slimmed
-
-
-def _max_output_difference(model_a, model_b, example: np.ndarray) -> float:
-    outputs = [_run(model.SerializeToString(), example) for model in (model_a, model_b)]
-    return max(float(np.abs(a - b).max()) for a, b in zip(*outputs))
-
-
-def _run(model: bytes | str, batch: np.ndarray) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: batch})
 
 
 def _to_fp16(model, details: OnnxDetails):
@@ -285,7 +264,7 @@ def _save_self_contained(onnx, model, path: Path) -> None:
 
 def _smoke_run(path: Path, batch: np.ndarray, loaded: LoadedModel) -> str:
     """Load the saved file in onnxruntime CPU and run one image: a broken file fails the export, not a later check."""
-    outputs = _run(str(path), batch)
+    outputs = onnx_graph.run(str(path), batch)
     expected = [(1, loaded.spec.num_classes), (1, loaded.spec.embed_dim)]
     if [tuple(o.shape) for o in outputs] != expected or not all(np.isfinite(o).all() for o in outputs):
         raise ExportError(f"onnx: {path.name} runs in onnxruntime but gives shapes {[o.shape for o in outputs]} "

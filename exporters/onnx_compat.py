@@ -87,7 +87,7 @@ def _uses_ir10_features(model) -> bool:
 
 
 def min_runtime_versions(model) -> dict[str, str]:
-    """The oldest onnxruntime (and OpenVINO, for standard-domain graphs) that load ``model``.
+    """The oldest onnxruntime (and OpenVINO, for graphs of standard ops and ``OPENVINO_CONTRIB_OPS``) that load ``model``.
 
     Never older than ``SUPPORTED_FLOOR``: vitship promises only what ``make compat-check`` verifies.
     """
@@ -95,10 +95,16 @@ def min_runtime_versions(model) -> dict[str, str]:
     ort = max(ORT_FOR_IR_VERSION.get(int(model.ir_version), "99"), ORT_FOR_OPSET.get(opset, "99"),
               SUPPORTED_FLOOR["onnxruntime"], key=_version_key)
     versions = {"onnxruntime": ort if ort != "99" else "unknown"}
-    standard = all(o.domain in ("", "ai.onnx") for o in model.opset_import)
-    if standard:  # OpenVINO's ONNX frontend reads IR 10 too; the opset is what it checks
+    contrib = {node.op_type for node in model.graph.node if node.domain not in ("", "ai.onnx")}
+    openvino_reads = all(o.domain in ("", "ai.onnx", "com.microsoft") for o in model.opset_import) and contrib <= OPENVINO_CONTRIB_OPS
+    if openvino_reads:  # OpenVINO's ONNX frontend reads IR 10 too; the opset is what it checks
         versions["openvino"] = SUPPORTED_FLOOR["openvino"] if opset <= COMPATIBLE_MAX_OPSET else _installed("openvino")
     return versions
+
+
+# onnxruntime contrib ops (com.microsoft) that OpenVINO's ONNX reader takes from the floor release on, checked with
+# OpenVINO 2024.0.0 (exporters.onnx_graph: it reads neither QAttention, MultiHeadAttention nor a four-output SkipLayerNormalization)
+OPENVINO_CONTRIB_OPS = frozenset({"Attention", "Gelu"})
 
 
 def _installed(package: str) -> str:

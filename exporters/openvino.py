@@ -50,6 +50,7 @@ class OpenvinoOptions(Int8Options):
     # 0.9958 / 0.9953; NNCF 0.5 0.9900 / 0.9891; NNCF 0.95 (the TRANSFORMER default) 0.964 on seeded, under the
     # 0.98 gate; neither 0.7204 on the stress model.
     smooth_quant_alpha: float | None = field(default=None, metadata=INT8_ONLY)
+    class_token_tail: bool = True  # the last block for the class token only (models.export_form)
 
 
 Options = OpenvinoOptions
@@ -93,7 +94,8 @@ def _built(ov, loaded: LoadedModel, options: OpenvinoOptions, cache: TraceCache)
         source, trace_cache, smoothing = model_to_quantize(loaded, options, cache)
         model, reused = _converted(ov, source, options, trace_cache)
         calibration = None
-        details = OpenvinoDetails(frontend="openvino.convert_model(torch.nn.Module, TorchScript trace)", reused_trace=reused)
+        details = OpenvinoDetails(frontend="openvino.convert_model(torch.nn.Module, TorchScript trace)", reused_trace=reused,
+                                  export_form=options.export_form())
         if options.precision == "int8":
             model, calibration, details.quantization = _quantize(model, source, options)
             details.smoothing = smoothing
@@ -120,7 +122,8 @@ def _converted(ov, loaded: LoadedModel, options: ExportOptions, cache: TraceCach
     The trace is kept in ``cache`` for the next precision of the same weights in this run, so an
     export --all traces the real ViT-S once, not three times (about 25 s each on 2 cores).
     """
-    key = (FORMAT, loaded.info.sha256, json.dumps(loaded.spec.to_dict(), sort_keys=True), max(options.example_batch, 2))
+    key = (FORMAT, loaded.info.sha256, json.dumps(loaded.spec.to_dict(), sort_keys=True), max(options.example_batch, 2),
+           options.export_form())
     model, reused = cache.get(key, lambda: _convert(ov, loaded, options))
     return model.clone(), reused
 
@@ -134,7 +137,7 @@ def _convert(ov, loaded: LoadedModel, options: ExportOptions):
     with warnings.catch_warnings():  # torch.jit.trace deprecation and timm's shape-assert TracerWarnings
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        model = ov.convert_model(loaded.model, example_input=example,
+        model = ov.convert_model(loaded.model.with_form(options.export_form()), example_input=example,
                                  input=[(spec.input_name, [-1, channels, height, width], ov.Type.f32)])
     if len(model.outputs) != len(spec.output_names):
         raise ExportError(f"openvino: the converted model has {len(model.outputs)} outputs, expected {spec.output_names}")

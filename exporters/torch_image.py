@@ -115,13 +115,14 @@ def export(loaded: LoadedModel, out_dir: Path, options, cache: TraceCache | None
                           f"frame size cannot take); use {' or '.join(allowed)}, or ship the tensor int8 or onnx-image-int8")
     _check_frame_size(options.name, options.frame_size, loaded.spec)
     start = time.perf_counter()
-    program = FrameProgram(loaded.model, loaded.spec, options.frame_size).eval()
+    form = options.export_form()  # the tensor artifact's form (models.export_form): the frame steps, then that model
+    program = FrameProgram(loaded.model.with_form(form), loaded.spec, options.frame_size).eval()
     if isinstance(options, LitertImageOptions):
         path, details, versions = _litert(program, loaded, Path(out_dir), options)
     else:
         path, details, versions = _executorch(program, loaded, Path(out_dir), options)
     aid = artifact_id(options.name, options.precision)
-    details.input = image_input.describe(loaded.spec, options.frame_size)
+    details.input, details.export_form = image_input.describe(loaded.spec, options.frame_size), form
     return Artifact(
         id=aid, format=options.format, precision=options.precision, path=f"{aid}/{path.name}", sha256=path_sha256(path),
         size_bytes=path_size(path), export_seconds=round(time.perf_counter() - start, 3), versions=versions,

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from vitship.models.errors import WeightsError
+from vitship.models.export_form import TIMM_FORM, ExportForm
 from vitship.models.spec import ModelSpec
+from vitship.models.vit_form import FormViT
 
 # HF `hidden_act` names -> torch activation layers timm's Mlp can take as `act_layer`.
 _ACTIVATIONS = {
@@ -28,6 +30,10 @@ class DetectorModel(nn.Module):
     def __init__(self, vit: nn.Module):
         super().__init__()
         self.vit = vit
+
+    def with_form(self, form: ExportForm) -> DetectorModel:
+        """This model in an export form (``models.export_form``): the same function, parameters shared."""
+        return self if form == TIMM_FORM else DetectorModel(FormViT(self.vit, form)).eval()
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.vit.forward_features(pixel_values)

@@ -95,6 +95,20 @@ def tiny_exports(tiny_loaded, tmp_path_factory):
     return exported
 
 
+@pytest.fixture(scope="session")
+def tiny_dynamic_executorch(tiny_loaded, tmp_path_factory):
+    """(model folder, artifact): an executorch-fp32 of the tiny ViT with a dynamic batch 1..8, whose reshapes of the
+    symbolic batch run outside XNNPACK (the shipped default is a fully delegated batch-1 program)."""
+    from vitship.exporters import executorch
+    from vitship.exporters.executorch import ExecutorchOptions
+
+    root = tmp_path_factory.mktemp("executorch-dynamic")
+    (root / "executorch-fp32").mkdir()
+    artifact = executorch.export(tiny_loaded, root / "executorch-fp32", ExecutorchOptions(max_batch=8))
+    artifact.path = "executorch-fp32/model.pte"
+    return root, artifact
+
+
 @pytest.fixture
 def vitship_main(monkeypatch, capsys):
     """``vitship_main(*argv)`` runs the installed entry point (vitship.bench.cli:main) in this process.

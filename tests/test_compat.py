@@ -30,10 +30,11 @@ def tiny_dir(tiny_loaded, tiny_exports):
     return tiny_exports([("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32")]) / tiny_loaded.spec.name
 
 
-def test_items_pair_each_format_with_its_runtimes(tiny_dir):
+def test_items_pair_each_format_with_the_runtimes_its_manifest_names(tiny_dir):
+    """onnx-int8 runs attention as onnxruntime's QAttention, which OpenVINO does not read: its manifest says so."""
     pairs = {(i["artifact"], i["runtime"]) for i in compat.compat_items(tiny_dir)}
     assert pairs == {("onnx-fp32", "onnxruntime"), ("onnx-fp32", "openvino"), ("onnx-int8", "onnxruntime"),
-                     ("onnx-int8", "openvino"), ("openvino-fp32", "openvino")}
+                     ("openvino-fp32", "openvino")}
 
 
 def ran(failures: dict[str, str] | None = None) -> compat.RunnerResults:

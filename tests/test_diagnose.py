@@ -46,13 +46,21 @@ def onnx_result(exported, tiny_loaded, tiny_photos) -> DiagnoseResult:
     return locate(exported("onnx"), "onnx-int8", tiny_photos[:IMAGES], tiny_loaded)
 
 
-def _assert_every_layer_named(result: DiagnoseResult, depth: int) -> None:
+def _onnx_form(model_dir: Path):
+    return {a.id: a for a in manifest_artifacts(model_dir)}["onnx-fp32"].details.form()
+
+
+def _assert_every_layer_named(result: DiagnoseResult, depth: int, form) -> None:
+    """Every block's layers; in the qkv-op form a block's qkv runs inside onnxruntime's Attention kernel (not a
+    tensor of the graph), except a class-token tail's last block, whose qkv stays its own MatMul."""
     modules = [layer.module for layer in result.layers]
     for block in range(depth):
+        inside = form.attention == "qkv-op" and not (form.class_token_tail and block == depth - 1)
         for name in BLOCK_LAYERS:
-            assert f"blocks.{block}.{name}" in modules, (f"blocks.{block}.{name}", modules)
+            if not (inside and name == "attn.qkv"):
+                assert f"blocks.{block}.{name}" in modules, (f"blocks.{block}.{name}", modules)
     # graph order: input to logits
-    assert modules.index("blocks.0.norm1") < modules.index("blocks.0.attn.qkv") < modules.index("blocks.0.mlp.fc1") \
+    assert modules.index("blocks.0.norm1") < modules.index("blocks.0.attn.proj") < modules.index("blocks.0.mlp.fc1") \
         < modules.index(f"blocks.{depth - 1}.mlp.fc2") < modules.index("features")
     assert modules[-1] == "features"  # the one-logit head has no cosine: a note gives its error instead
 
@@ -62,7 +70,9 @@ def _assert_every_layer_named(result: DiagnoseResult, depth: int) -> None:
 # shift into the next Linear, so no LiteRT tensor is a LayerNorm's output.
 FORMAT_LAYERS = {
     "onnx": BLOCK_LAYERS, "openvino": BLOCK_LAYERS, "coreml": BLOCK_LAYERS, "coreml-tensor": BLOCK_LAYERS,
-    "executorch": ("norm1", "attn.qkv", "norm2"), "litert": ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.act", "mlp.fc2"),
+    "litert": ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.act", "mlp.fc2"),
+    # the shipped program is one XNNPACK call (fully delegated): ETDump logs its inputs and outputs only
+    "executorch": (),
 }
 FORMAT_TARGETS = {"onnx": "onnxruntime:cpu", "openvino": "openvino:CPU", "coreml": "coreml:reference",
                   "coreml-tensor": "coreml:reference", "executorch": "executorch:cpu", "litert": "litert:cpu"}
@@ -81,8 +91,11 @@ def test_each_format_names_its_layers_against_its_own_fp32(fmt, exported, tiny_l
     for block in range(tiny_loaded.spec.depth):
         for name in FORMAT_LAYERS[fmt]:
             assert f"blocks.{block}.{name}" in modules, (fmt, f"blocks.{block}.{name}", modules)
-    first = FORMAT_LAYERS[fmt][0]
-    assert modules.index(f"blocks.0.{first}") < modules.index(f"blocks.1.{first}") < modules.index("features")
+    if FORMAT_LAYERS[fmt]:
+        first = FORMAT_LAYERS[fmt][0]
+        assert modules.index(f"blocks.0.{first}") < modules.index(f"blocks.1.{first}") < modules.index("features")
+    else:
+        assert modules == ["features"], modules
     assert result.reference == f"{SIBLING_FORMAT.get(fmt, fmt)}-fp32" and result.target == FORMAT_TARGETS[fmt] and result.n_images == 3
     # int8 on the tiny seeded model: close to its fp32 sibling everywhere, but not identical
     assert result.first_below() is None
@@ -90,28 +103,32 @@ def test_each_format_names_its_layers_against_its_own_fp32(fmt, exported, tiny_l
     assert max(layer.max_abs_error for layer in result.layers) > 0
 
 
-def test_onnx_layers_are_named_by_torch_module_in_graph_order(onnx_result, tiny_loaded):
-    _assert_every_layer_named(onnx_result, tiny_loaded.spec.depth)
+def test_onnx_layers_are_named_by_torch_module_in_graph_order(onnx_result, exported, tiny_loaded):
+    depth = tiny_loaded.spec.depth
+    _assert_every_layer_named(onnx_result, depth, _onnx_form(exported("onnx")))
     assert onnx_result.reference == "onnx-fp32" and onnx_result.target == "onnxruntime:cpu"
     assert onnx_result.gate == 0.98  # the int8 gate of models/judgement.py
     assert onnx_result.n_images == IMAGES
     # the default int8 recipe folds SmoothQuant into norm1 -> qkv and norm2 -> fc1: the norms' outputs are rescaled
     # per channel (not an error), so qkv and fc1 are measured against the norm's own input
+    # (the last block's: the shipped qkv-op form with the class-token tail keeps only its qkv a MatMul of its own)
     for norm, linear in (("norm1", "attn.qkv"), ("norm2", "mlp.fc1")):
-        norm_row, linear_row = onnx_result.layer(f"blocks.0.{norm}"), onnx_result.layer(f"blocks.0.{linear}")
+        norm_row, linear_row = onnx_result.layer(f"blocks.{depth - 1}.{norm}"), onnx_result.layer(f"blocks.{depth - 1}.{linear}")
         assert norm_row.smoothed and norm_row.added_drop == 0.0 and not linear_row.smoothed
         assert linear_row.input_tensor == norm_row.input_tensor
     assert onnx_result.layer("blocks.0.mlp.fc2").input_tensor == onnx_result.layer("blocks.0.mlp.act").tensor
 
 
 def test_onnx_int8_divergence_is_where_the_quantized_matmuls_are(onnx_result):
-    # dynamic int8 leaves the patch conv in float: no error before the first int8 MatMul (qkv)
+    # dynamic int8 leaves the patch conv in float: no error before the first int8 op (qkv, or QAttention)
     assert onnx_result.layer("patch_embed.proj").max_abs_error == 0.0
     assert onnx_result.layer("pos_drop").max_abs_error == 0.0
-    assert onnx_result.layer("blocks.0.attn.qkv").max_abs_error > 0
+    assert onnx_result.layer("blocks.0.attn.proj").max_abs_error > 0
     # the tiny seeded model passes the gate everywhere, and the worst layers are int8 MatMuls
     assert onnx_result.first_below() is None
-    assert all(layer.module.endswith(("qkv", "proj", "fc1", "fc2")) for layer in onnx_result.worst(5))
+    # (attn.norm, timm's Identity after attention, names QAttention's output: the int8 qkv projection inside it)
+    worst = [layer.module for layer in onnx_result.worst(3)]  # (the qkv-op form shows fewer layers: features comes 4th)
+    assert all(module.endswith(("qkv", "attn.norm", "proj", "fc1", "fc2")) for module in worst), worst
     assert any(note.startswith("logits (logits) has under 8 values per image") for note in onnx_result.notes)
     for layer in onnx_result.layers:
         assert 0.99 < layer.min_cosine <= 1 + 1e-9 and layer.added_drop >= 0
@@ -198,7 +215,7 @@ def test_cli_writes_table_plot_and_json(exported, tmp_path):
     run = CliRunner().invoke(app, ["diagnose", "onnx-int8", "--artifacts", str(exported("onnx")), "--out", str(out)],
                              env={"COLUMNS": "200"})
     assert run.exit_code == 0, run.output
-    assert "blocks.0.attn.qkv" in run.output and "every layer stays above the gate 0.98" in run.output
+    assert "blocks.0.attn.proj" in run.output and "every layer stays above the gate 0.98" in run.output
     assert (out / "diagnose-onnx-int8.png").is_file()
     assert json.loads((out / "diagnose-onnx-int8.json").read_text())["artifact"] == "onnx-int8"
     assert np.isfinite([row["min_cosine"] for row in json.loads((out / "diagnose-onnx-int8.json").read_text())["layers"]]).all()
@@ -221,7 +238,10 @@ def _stress_diagnose(root: Path, spec, images: int) -> DiagnoseResult:
 def test_the_planted_outlier_pairs_rank_first_without_smoothing(tmp_path, tiny_loaded):
     result = _stress_diagnose(tmp_path, tiny_loaded.spec, IMAGES)
     assert all(layer.module.endswith(PLANTED) for layer in result.worst(3)), [l.module for l in result.worst(5)]
-    assert result.first_below().module == "blocks.0.attn.qkv"  # its input is the first with planted outliers
+    # its input is the first with planted outliers; in the qkv-op form its output is inside onnxruntime's Attention
+    # kernel, whose output diagnose names by timm's Identity after attention (attn.norm)
+    qkv = "blocks.0.attn.qkv" if _onnx_form(tmp_path / tiny_loaded.spec.name).attention != "qkv-op" else "blocks.0.attn.norm"
+    assert result.first_below().module == qkv
     assert result.layer("blocks.0.norm1").min_cosine > 1 - 1e-9  # the LayerNorm itself runs in float
 
 

@@ -47,7 +47,9 @@ def test_three_precisions_share_one_conversion_and_shrink(model_dir):
     found = by_id(model_dir)
     assert options_class("litert") is LitertOptions
     assert {aid: a.path for aid, a in found.items()} == {f"litert-{p}": f"litert-{p}/model.tflite" for p in PRECISIONS}
-    assert "reused from this run" in found["litert-int8"].details.source
+    # fp16 and int8 reuse fp32's conversion: one form for every precision (no class-token tail: LitertOptions)
+    assert "reused from this run" in found["litert-fp16"].details.source
+    assert not any(found[f"litert-{p}"].details.form().class_token_tail for p in ("fp32", "fp16", "int8"))
     assert found["litert-int8"].size_bytes < found["litert-fp16"].size_bytes < found["litert-fp32"].size_bytes
     assert found["litert-int8"].details.quantization.mode == "dynamic"
     assert all(a.input_spec["batch_shapes"] == [1] and a.input_spec["layout"] == "NCHW" for a in found.values())

@@ -15,13 +15,16 @@ from vitship.exporters.base import ExportError, model_metadata, path_sha256
 from vitship.exporters.int8.calibration import HOLD_BACK_EVERY
 from vitship.exporters.onnx import OnnxOptions  # noqa: E402
 from vitship.models import ImageError
+from vitship.models.export_form import ExportForm
 
 # Every artifact variant the module exports once: the default int8 is dynamic, "int8-static" the QDQ option.
 VARIANTS = {"fp32": OnnxOptions(precision="fp32"), "fp16": OnnxOptions(precision="fp16"),
-            "int8": OnnxOptions(precision="int8"), "int8-static": OnnxOptions(precision="int8", int8_mode="static")}
+            "int8": OnnxOptions(precision="int8"), "int8-static": OnnxOptions(precision="int8", int8_mode="static"),
+            "fp32-timm-form": OnnxOptions(precision="fp32", contrib_ops="none", class_token_tail=False)}
 PRECISIONS = tuple(VARIANTS)
 # Feature cosine the tiny ViT must keep per precision (the real ViT-S gates are in docs/DESIGN.md).
-MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.98, "int8-static": 0.98}
+MIN_COSINE = {"fp32": 0.99999, "fp16": 0.999, "int8": 0.98, "int8-static": 0.98, "fp32-timm-form": 0.99999}
+CONTRIB_OPS = {"fp32": {"Attention", "Gelu"}, "int8": {"QAttention", "Gelu"}}  # onnxruntime's (exporters.onnx_graph)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +73,7 @@ def test_onnxruntime_runs_batches_1_and_3_like_torch(exported, tiny_loaded, tiny
     else:
         np.testing.assert_allclose(alone, features, atol=1e-4)
     assert cosine_rows(features, want_features).min() >= MIN_COSINE[precision]
-    if precision == "fp32":
+    if precision.startswith("fp32"):
         np.testing.assert_allclose(logits, want_logits, atol=1e-4)
 
 
@@ -181,8 +184,8 @@ def test_default_files_load_in_older_runtimes(exported, variant):
     artifact, path = exported[variant]
     model = onnx.load(str(path))
     assert model.ir_version <= 9
-    assert {(o.domain or "ai.onnx") for o in model.opset_import} == {"ai.onnx"}
-    assert max(o.version for o in model.opset_import) <= 18
+    assert {(o.domain or "ai.onnx") for o in model.opset_import} <= {"ai.onnx", "com.microsoft"}
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) <= 18
     onnx.checker.check_model(model, full_check=True)  # valid as an IR 9 file
     # OpenVINO 2024.0 ignores Shape's start/end (opset 15+); they are rewritten as Shape + Slice
     assert not [n.name for n in model.graph.node if n.op_type == "Shape" and len(n.attribute)]
@@ -190,7 +193,8 @@ def test_default_files_load_in_older_runtimes(exported, variant):
         values = {v.name: v.type.tensor_type.elem_type for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
         norms = [n for n in model.graph.node if n.op_type in ("LayerNormalization", "Softmax")]
         assert norms and all(values.get(n.output[0], onnx.TensorProto.FLOAT) == onnx.TensorProto.FLOAT for n in norms)
-    assert artifact.min_runtime_versions == {"onnxruntime": "1.16", "openvino": "2024.0"}
+    readers = {"onnxruntime": "1.16"} if variant == "int8" else {"onnxruntime": "1.16", "openvino": "2024.0"}  # QAttention
+    assert artifact.min_runtime_versions == readers
     assert artifact.details.compatibility.ir_version == model.ir_version
     assert artifact.to_dict()["min_runtime_versions"] == artifact.min_runtime_versions  # goes into the manifest
 
@@ -207,3 +211,30 @@ def test_latest_keeps_the_exporters_ir_version(exported, tiny_loaded, tmp_path):
 def test_compatible_target_refuses_an_unverified_opset(tiny_loaded, tmp_path):
     with pytest.raises(ExportError, match="--onnx-runtimes latest"):
         onnx_exporter.export(tiny_loaded, tmp_path, OnnxOptions(opset=21))
+
+
+def contrib_ops(path) -> dict[str, int]:
+    ops: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        if node.domain == "com.microsoft":
+            ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return ops
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_fp32_and_dynamic_int8_run_attention_and_gelu_as_onnxruntime_ops(exported, tiny_loaded, precision):
+    """timm's qkv projection and attention as one Attention per block (the class token's tail: standard ops)."""
+    artifact, path = exported[precision]
+    ops = contrib_ops(path)
+    assert set(ops) == CONTRIB_OPS[precision] and ops["Gelu"] == tiny_loaded.spec.depth
+    assert sum(ops.values()) - ops["Gelu"] == tiny_loaded.spec.depth - 1
+    assert artifact.details.form() == ExportForm(attention="qkv-op", layer_norm="native", class_token_tail=True)
+    assert artifact.details.gelu_fusion.kept and artifact.details.gelu_fusion.max_output_difference <= 1e-4
+
+
+def test_fp16_static_int8_and_the_timm_form_keep_standard_onnx_ops(exported):
+    """fp16 and QDQ int8 are for other execution providers; contrib_ops="none" gives timm's graph as exported."""
+    for variant in ("fp16", "int8-static", "fp32-timm-form"):
+        assert contrib_ops(exported[variant][1]) == {}, variant
+    assert exported["fp16"][0].details.form().attention == "fused"
+    assert exported["fp32-timm-form"][0].details.form().class_token_tail is False

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import cosine_rows, torch_outputs
+from vitship.exporters import options_class
 from vitship.exporters.base import ExportError, manifest_artifacts
 from vitship.exporters.details import ExecutorchDetails, LitertDetails
 from vitship.exporters.embedded import read_embedded
@@ -49,6 +50,9 @@ def test_programs_take_their_frame_size_and_refuse_any_other(model_dir, tiny_loa
     artifact = next(a for a in manifest_artifacts(model_dir) if a.id == artifact_id)
     assert artifact.input_spec["frame_size"] == list(FRAME) and artifact.input_spec["input_type"] == "frame"
     assert isinstance(artifact.details, DETAILS[artifact_id]) and artifact.details.input.startswith("uint8 RGB frame, NHWC")
+    # the tensor artifact's export form (models.export_form), traced behind the frame steps and recorded
+    assert artifact.details.form() == options_class(artifact_id.rsplit("-", 1)[0])(precision="fp32").export_form()
+    assert artifact.details.form().class_token_tail
     session = open_session(artifact, model_dir, TARGETS[artifact_id])
     try:
         frames = frames_of()

@@ -97,3 +97,29 @@ def test_report_shows_the_column_and_how_peaks_were_measured():
     assert "percent_of_peak" in to_csv(report).splitlines()[0]
     again = BenchReport.from_dict(report.to_dict())
     assert again.peaks == PEAKS and again.rows[0].roofline == rows[0].roofline
+
+
+@pytest.mark.parametrize("which", ["tiny", "real"])
+def test_a_class_token_tail_counts_the_flops_the_artifact_computes(which, tiny_loaded, real_loaded):
+    """The form's explicit attention is visible to torch's counter: spec FLOPs == counted FLOPs, tail included."""
+    from vitship.models.export_form import ExportForm
+
+    loaded = tiny_loaded if which == "tiny" else real_loaded
+    form = loaded._replace(model=loaded.model.with_form(ExportForm(attention="explicit", class_token_tail=True)))
+    parts = roofline.model_gflop(loaded.spec, class_token_tail=True)
+    assert counted_gflop(form, math_attention=False) == pytest.approx(parts["total"], rel=1e-6)
+    full = roofline.model_gflop(loaded.spec)
+    assert parts["linear"] < full["linear"] and parts["attention"] < full["attention"]
+
+
+def test_rows_are_judged_by_the_flops_of_their_artifacts_form():
+    from vitship.exporters.base import Artifact
+    from vitship.exporters.details import OnnxDetails
+    from vitship.models.export_form import ExportForm
+
+    tail = Artifact("onnx-fp32", "onnx", "fp32", "onnx-fp32/model.onnx", details=OnnxDetails(export_form=ExportForm(class_token_tail=True)))
+    rows = [row("onnx-fp32", "onnxruntime:cpu", "fp32", 100.0), row("onnx-int8", "onnxruntime:cpu", "int8", 100.0)]
+    roofline.apply_roofline(rows, DEFAULT_SPEC, PEAKS, [tail, Artifact("onnx-int8", "onnx", "int8", "onnx-int8/model.onnx")])
+    assert rows[0].roofline["gflop_per_image"] == pytest.approx(28.94, abs=0.01)  # ViT-S/16-384: 6.6% fewer
+    assert rows[1].roofline["gflop_per_image"] == pytest.approx(30.98, abs=0.01)  # no form recorded: timm's
+    assert roofline.model_gflop(DEFAULT_SPEC, class_token_tail=True)["total"] == pytest.approx(28.94, abs=0.01)

@@ -176,6 +176,12 @@ def export(
                                    help="check each int8 on held-back photos and escalate a failing one along the ladder; "
                                         "--no-int8-gate ships the requested recipe marked 'not checked' (for vitship diagnose)"),
     int8_mode: list[str] = list_option("--int8-mode", item="MODE|FORMAT=MODE", help=MODE_HELP),
+    onnx_contrib_ops: str = typer.Option("onnxruntime", "--onnx-contrib-ops",
+                                         help="onnx-fp32 and dynamic onnx-int8: onnxruntime (attention as com.microsoft."
+                                              "Attention, GELU as Gelu: faster on onnxruntime) or none (standard ONNX ops)"),
+    class_token_tail: bool | None = typer.Option(None, "--class-token-tail/--no-class-token-tail",
+                                                 help="compute the last block for the class token only (exact; default: "
+                                                      "each format's measured choice)"),
     onnx_runtimes: str = typer.Option("compatible", "--onnx-runtimes", help="ONNX files for: compatible (IR 9: onnxruntime 1.16+, OpenVINO 2024.0+) or latest (the exporter's IR)"),
     coreml_input: str = typer.Option("auto", "--coreml-input", help="coreml-* input: auto (RGB image at batch 1 for fp16/int8, "
                                                                    "float tensor for the fp32 reference), image or tensor"),
@@ -187,13 +193,16 @@ def export(
                                                "the Neural Engine runs a RangeDim model only at batch 1)"),
     coreml_min_target: str = typer.Option("iOS17", "--coreml-min-target", help="CoreML (and ExecuTorch Core ML delegate) minimum "
                                                                                "deployment target, e.g. iOS17, macOS14"),
-    executorch_max_batch: int = number_option(8, "--executorch-max-batch", at_least=1,
-                                              help="ExecuTorch XNNPACK batch upper bound (memory is planned for it)"),
+    executorch_max_batch: int = number_option(1, "--executorch-max-batch", at_least=1,
+                                              help="ExecuTorch XNNPACK batch: 1, a fixed batch-1 program with every op in the "
+                                                   "delegate (default); N, a dynamic batch 1..N (memory planned for N, reshapes "
+                                                   "of the batch outside the delegate)"),
     executorch_int8_mode: str | None = typer.Option(None, "--executorch-int8-mode", hidden=True,
                                                     help="the same as --int8-mode executorch=MODE"),
     force: bool = typer.Option(False, "--force", help="rebuild artifacts that are up to date"),
 ) -> None:
     """Export the model to every requested format and precision; skips what is up to date. Exits 1 if any failed."""
+    from vitship.exporters import EXPORTERS, options_class
     from vitship.exporters.onnx import OnnxOptions
     from vitship.exporters.pipeline import model_dir_for, resolve_requests
 
@@ -205,9 +214,13 @@ def export(
     requests = resolve_requests(formats or None, precisions or None)
     if not requests:
         raise typer.BadParameter(f"no registered exporter produces {formats or 'any format'} in {precisions or 'any precision'}")
-    options = {"onnx": OnnxOptions(runtimes=onnx_runtimes),
+    if onnx_contrib_ops not in ("onnxruntime", "none"):
+        raise typer.BadParameter(f"--onnx-contrib-ops {onnx_contrib_ops!r}: use onnxruntime or none")
+    options = {"onnx": OnnxOptions(runtimes=onnx_runtimes, contrib_ops=onnx_contrib_ops),
                **_apple_options(coreml_input, coreml_batch, coreml_batch_shapes, coreml_max_batch, coreml_min_target,
                                 executorch_max_batch)}
+    if class_token_tail is not None:  # each format's own default otherwise (models.export_form)
+        options = {name: (options.get(name) or options_class(name)()).replace(class_token_tail=class_token_tail) for name in EXPORTERS}
     modes = list(int8_mode) + ([f"executorch={executorch_int8_mode}"] if executorch_int8_mode else [])
     options = apply_int8_flags(options, requests, bool(formats), modes, int8_smooth, calibration)
     _check_int8(options, requests)

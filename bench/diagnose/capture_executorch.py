@@ -58,15 +58,21 @@ class ExecutorchCapture:
                       "XNNPACK delegate calls): a layer inside a fused delegate call is seen as the call's output"]
         shape = tuple(int(n) for n in artifact.input_spec["input_shape"][1:])
         self._buffer_bytes = debug_buffer_bytes(artifact.input_spec)
-        self.tensor_names = list(self._tensors(np.zeros((1, *shape), np.float32)))  # names do not depend on values
+        tensors = self._tensors(np.zeros((1, *shape), np.float32))  # names do not depend on values
+        self.tensor_names, self._shapes = list(tensors), {name: value.shape for name, value in tensors.items()}
+        self._width = int(artifact.input_spec["embed_dim"])
 
     def output_tensor(self, name: str) -> str:
         """The program's last logged tensor is the head call's output (the logits); the class token is selected
-        by the last ``select_copy`` (the features)."""
+        by the last ``select_copy`` (the features), or, in a fully delegated program (one XNNPACK call, whose
+        inputs and outputs are all ETDump logs), is that call's (1, width) output before the logits."""
         if name == LOGITS_NAME:
             return self.tensor_names[-1]
         if name == FEATURES_NAME:
-            return next(n for n in reversed(self.tensor_names) if n.startswith("native_call_select_copy"))
+            selected = [n for n in self.tensor_names if n.startswith("native_call_select_copy")]
+            if selected:
+                return selected[-1]
+            return next(n for n in reversed(self.tensor_names[:-1]) if self._shapes[n] == (1, self._width))
         raise KeyError(name)
 
     def run(self, image: np.ndarray, names: list[str] | None = None) -> dict[str, np.ndarray]:

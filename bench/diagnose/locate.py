@@ -12,6 +12,7 @@ from vitship.bench.diagnose.labels import Label, label_tensors, module_sites
 from vitship.bench.diagnose.result import DiagnoseError, DiagnoseResult, LayerDivergence
 from vitship.exporters.base import Artifact, artifact_id, manifest_artifacts, resolve_artifact_path
 from vitship.models import ModelSpec, preprocess, sample_images
+from vitship.models.export_form import ExportForm
 from vitship.models.judgement import ToleranceTable
 from vitship.models.metrics import abs_errors, min_cosine
 
@@ -45,7 +46,7 @@ def locate(model_dir: Path, artifact: str | Artifact, images: np.ndarray | Seque
     subject = open_capture(candidate, model_dir, threads, loaded)
     exposed = set(subject.tensor_names)
     common = [name for name in reference.tensor_names if name in exposed]
-    labels = _labels(loaded, pixels[0], reference, common)
+    labels = _labels(loaded, pixels[0], reference, common, sibling.details.form())
     if not labels:
         raise DiagnoseError(f"{candidate.id}: no tensor of {sibling.id} could be matched to a PyTorch module; "
                             "re-export both from the same weights (vitship export --force)")
@@ -94,12 +95,15 @@ def _pixels(images, spec: ModelSpec) -> np.ndarray:
     return preprocess(list(images), spec)
 
 
-def _labels(loaded: LoadedModel, image: np.ndarray, reference, common: list[str]) -> list[Label]:
-    """The common tensors a PyTorch module computes, named by module path (matched by value on one image)."""
+def _labels(loaded: LoadedModel, image: np.ndarray, reference, common: list[str], form: ExportForm) -> list[Label]:
+    """The common tensors a PyTorch module computes, named by module path (matched by value on one image).
+
+    The modules run in the fp32 sibling's export form: a class-token tail computes its last block for one token.
+    """
     values = reference.run(image, common)
     tensors = {name: values[name] for name in common if name in values}
     outputs = {name: reference.output_tensor(name) for name in loaded.spec.output_names}
-    return label_tensors(module_sites(loaded.model, image), tensors, outputs)
+    return label_tensors(module_sites(loaded.model.with_form(form), image), tensors, outputs)
 
 
 def _compare(reference, subject, pixels: np.ndarray, names: list[str]) -> tuple[dict, dict]:
@@ -113,7 +117,7 @@ def _compare(reference, subject, pixels: np.ndarray, names: list[str]) -> tuple[
     for image in pixels:
         expected, actual = reference.run(image, names), subject.run(image, names)
         for name in names:
-            a, b = np.reshape(actual[name], (1, -1)), np.reshape(expected[name], (1, -1))
+            a, b = _class_token_if_tailed(actual[name], expected[name])
             if a.shape != b.shape:
                 raise DiagnoseError(f"tensor {name}: {a.size} values in the artifact but {b.size} in its fp32 sibling; "
                                     "re-export both (vitship export --force)")
@@ -121,6 +125,16 @@ def _compare(reference, subject, pixels: np.ndarray, names: list[str]) -> tuple[
             if a.size >= SMALL_TENSOR:
                 cosines[name].append(min_cosine(a, b))
     return cosines, errors
+
+
+def _class_token_if_tailed(actual: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both tensors flat; where one artifact computes its last block for the class token only (a class-token tail,
+    models.export_form) and the other for every token, the class token's row (the first) of the full one."""
+    if actual.shape != expected.shape and actual.ndim >= 2 and expected.ndim >= 2 and actual.shape[-1] == expected.shape[-1]:
+        rows_a, rows_b = actual.reshape(-1, actual.shape[-1]), expected.reshape(-1, expected.shape[-1])
+        if len(rows_a) == 1 or len(rows_b) == 1:
+            return rows_a[:1].reshape(1, -1), rows_b[:1].reshape(1, -1)
+    return np.reshape(actual, (1, -1)), np.reshape(expected, (1, -1))
 
 
 def _smoothed_norms(artifact: Artifact, loaded: LoadedModel) -> set[str]:

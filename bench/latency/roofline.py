@@ -46,18 +46,37 @@ class Peak:
         return {**dataclasses.asdict(self), "shape": list(self.shape)}
 
 
-def model_gflop(spec) -> dict[str, float]:
-    """GFLOP per image (1 multiply-add = 2 FLOP) by part, and their total, from the ModelSpec alone."""
+def model_gflop(spec, class_token_tail: bool = False) -> dict[str, float]:
+    """GFLOP per image (1 multiply-add = 2 FLOP) by part, and their total, from the ModelSpec alone.
+
+    Args:
+        class_token_tail: the artifact computes the last block's attention output, projection and MLP for the
+            class token alone (``models.export_form``): its qkv still runs on every token (keys and values), the
+            rest on one query.
+    """
     patches = (spec.input_shape[1] // spec.patch_size) * (spec.input_shape[2] // spec.patch_size)
     tokens, width = patches + 1, spec.embed_dim  # + the class token
+
+    def linear(queries: int) -> int:  # one block: qkv on every token (keys, values), proj, fc1, fc2 on its queries
+        return 2 * tokens * width * 3 * width + 2 * queries * width * (width + 2 * spec.mlp_dim)
+
+    def attention(queries: int) -> int:  # one block: QK^T and AV over all heads
+        return 2 * 2 * queries * tokens * width
+
+    last = 1 if class_token_tail else tokens
     parts = {
         "patch_embed": 2 * patches * spec.channels * spec.patch_size ** 2 * width,
-        "linear": spec.depth * 2 * tokens * width * (3 * width + width + 2 * spec.mlp_dim),  # qkv, proj, fc1, fc2
-        "attention": spec.depth * 2 * 2 * tokens * tokens * width,  # QK^T and AV over all heads
+        "linear": (spec.depth - 1) * linear(tokens) + linear(last),
+        "attention": (spec.depth - 1) * attention(tokens) + attention(last),
         "head": 2 * width * spec.num_classes,
     }
     gflop = {name: flops / 1e9 for name, flops in parts.items()}
     return {**gflop, "total": sum(gflop.values())}
+
+
+def artifact_gflop(artifact, spec) -> float:
+    """GFLOP per image that ``artifact`` computes: its recorded export form (``ArtifactDetails.form``) decides."""
+    return model_gflop(spec, class_token_tail=artifact.details.form().class_token_tail)["total"]
 
 
 def gemm_shapes(spec) -> list[tuple[int, int, int]]:
@@ -186,8 +205,8 @@ def row_roofline(row, gflop_per_image: float, peaks: dict) -> dict | None:
             "peak_source": peak["source"] if peak else "no peak measured for this device"}
 
 
-def apply_roofline(rows: list, spec, peaks: dict) -> None:
-    """Set ``row.roofline`` on every row (in place)."""
-    gflop = model_gflop(spec)["total"]
+def apply_roofline(rows: list, spec, peaks: dict, artifacts: list | None = None) -> None:
+    """Set ``row.roofline`` on every row (in place), with the GFLOP each row's artifact computes (its export form)."""
+    gflop = {a.id: artifact_gflop(a, spec) for a in artifacts or []}
     for row in rows:
-        row.roofline = row_roofline(row, gflop, peaks)
+        row.roofline = row_roofline(row, gflop.get(row.artifact, model_gflop(spec)["total"]), peaks)

@@ -217,7 +217,7 @@ def run_bench(model_dir: Path, spec, weights_source: str, config: BenchConfig, p
     start_load = load_average()
     peaks = measure_peaks(spec, config.threads)  # a few seconds, once per run, before the rows (same conditions)
     rows = run_sweep(plan, config, progress)
-    apply_roofline(rows, spec, peaks)
+    apply_roofline(rows, spec, peaks, artifacts)
     conditions = {"load_average_start": start_load, "load_average_end": load_average(), "logical_cores": os.cpu_count()}
     return BenchReport(model=spec.name, environment=environment(), weights=weights, config=config.to_dict(), rows=rows,
                        conditions=conditions, peaks=peaks)

@@ -20,7 +20,7 @@ _MATMULS = ("MatMul", "Gemm", "FusedMatMul", "DynamicQuantizeMatMul", "MatMulInt
             "QLinearMatMul", "MatMulNBits", "FusedGemm", "QGemm")
 _KINDS = {
     "Conv": Kind.CONV, "NhwcConv": Kind.CONV, "QLinearConv": Kind.CONV, "ConvInteger": Kind.CONV,
-    "Softmax": Kind.SOFTMAX, "Attention": Kind.ATTENTION_QKV, "MultiHeadAttention": Kind.ATTENTION,
+    "Softmax": Kind.SOFTMAX, "Attention": Kind.ATTENTION_QKV, "QAttention": Kind.ATTENTION_QKV, "MultiHeadAttention": Kind.ATTENTION,
     "GroupQueryAttention": Kind.ATTENTION, "LayerNormalization": Kind.NORM, "SkipLayerNormalization": Kind.NORM,
     "SimplifiedLayerNormalization": Kind.NORM, "SkipSimplifiedLayerNormalization": Kind.NORM,
     "DynamicQuantizeLinear": Kind.QUANTIZE, "QuantizeLinear": Kind.QUANTIZE, "DequantizeLinear": Kind.QUANTIZE,

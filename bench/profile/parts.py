@@ -6,12 +6,20 @@ read once from the PyTorch model by running it with labels.py's hooks: every mod
 its class, which says for each module path which part it is. A Linear is ``qkv`` or ``proj`` by its place
 inside an attention module (the last Linear there is the projection), ``fc1`` or ``fc2`` by its place in
 the MLP: the structure decides, not the attribute names, so separate q / k / v projections are ``qkv`` too.
+
+One plan serves every export form (models/export_form.py): each form computes with timm's own nn.Linear modules,
+called in timm's order, so the n-th linear op of any artifact is the n-th Linear of timm's plan; the qkv-op
+form's one-kernel attention (onnxruntime's Attention) stands for its block's qkv Linear (attribute.py, rule 2),
+and a decomposed LayerNorm is placed by the Linear it feeds (rule 5). What a form changes is the work, which
+``part_gflop`` counts from the artifact's recorded form.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+
+from vitship.models.export_form import TIMM_FORM, ExportForm
 
 PATCH = "patch embedding"
 QKV = "qkv"
@@ -46,24 +54,35 @@ PART_NOTES = {
 _PASS_THROUGH = ("Identity", "Dropout", "DropPath")
 
 
-def part_gflop(spec) -> dict[str, float]:
-    """GFLOP per image of each matrix-multiply part (1 multiply-add = 2 FLOP), the head under ``rest``.
+def part_gflop(spec, form: ExportForm = TIMM_FORM) -> dict[str, float]:
+    """GFLOP per image of each matrix-multiply part (1 multiply-add = 2 FLOP) in the artifact's export form, the head
+    under ``rest``.
 
-    They add up to ``bench.latency.roofline.model_gflop(spec)["total"]`` (tests/test_profile.py checks it), so a
-    part's % of peak and the row's roofline use one count of the work.
+    A class-token tail computes the last block's proj, MLP, q·k and ·v for one query (its qkv for every token:
+    keys and values). The qkv-op form runs each block's qkv projection and attention as one kernel
+    (``QKV_ATTENTION``), except a tail's last block (models/vit_form.py), whose qkv, q·k and ·v stay apart. In
+    timm's form ``QKV_ATTENTION`` is the whole model's qkv and attention (a runtime that fuses them itself). The
+    parts add up to ``bench.latency.roofline.model_gflop(spec, class_token_tail)["total"]`` (tests/test_profile.py
+    checks it), so a part's % of peak and the row's roofline use one count of the work.
     """
     patches = (spec.input_shape[1] // spec.patch_size) * (spec.input_shape[2] // spec.patch_size)
-    tokens, width, depth = patches + 1, spec.embed_dim, spec.depth
+    tokens, width, depth, hidden = patches + 1, spec.embed_dim, spec.depth, spec.mlp_dim
 
-    def linear(n_in: int, n_out: int) -> float:
-        return depth * 2 * tokens * n_in * n_out
+    def block(queries: int) -> dict[str, int]:
+        return {QKV: 2 * tokens * width * 3 * width, PROJ: 2 * queries * width * width, FC1: 2 * queries * width * hidden,
+                FC2: 2 * queries * hidden * width, QK: 2 * queries * tokens * width, AV: 2 * queries * tokens * width}
 
-    flops = {PATCH: 2 * patches * spec.channels * spec.patch_size ** 2 * width, QKV: linear(width, 3 * width),
-             PROJ: linear(width, width), FC1: linear(width, spec.mlp_dim), FC2: linear(spec.mlp_dim, width),
-             QK: depth * 2 * tokens * tokens * width, AV: depth * 2 * tokens * tokens * width,
-             REST: 2 * width * spec.num_classes}
+    flops = dict.fromkeys((QKV, PROJ, FC1, FC2, QK, AV, QKV_ATTENTION), 0)
+    for index in range(depth):
+        tail = form.class_token_tail and index == depth - 1
+        one_kernel = form.attention == "qkv-op" and not tail
+        for name, value in block(1 if tail else tokens).items():
+            flops[QKV_ATTENTION if one_kernel and name in (QKV, QK, AV) else name] += value
+    flops[PATCH] = 2 * patches * spec.channels * spec.patch_size ** 2 * width
+    flops[REST] = 2 * width * spec.num_classes
     flops[ATTENTION] = flops[QK] + flops[AV]
-    flops[QKV_ATTENTION] = flops[QKV] + flops[ATTENTION]
+    if form.attention != "qkv-op":
+        flops[QKV_ATTENTION] = flops[QKV] + flops[ATTENTION]
     return {name: value / 1e9 for name, value in flops.items()}
 
 

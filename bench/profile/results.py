@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from vitship.bench.profile import parts
 from vitship.bench.profile.ops import OpTime, RawProfile
 from vitship.bench.rows import KeyedRow, RowKey, read_results
+from vitship.models.export_form import TIMM_FORM, ExportForm
 from vitship.models.status import Status
 
 PROFILE_SCHEMA_VERSION = 1
@@ -148,12 +149,12 @@ def _significant(value: float | None, digits: int = 6) -> float | None:
 
 
 def profiled_row(key: RowKey, raw: RawProfile, spec, batch: int, peaks: dict, unprofiled_ms: float | None,
-                 notes: list[str]) -> ProfileRow:
-    """A row from a runtime's profile whose ops already carry their parts (attribute.py)."""
+                 notes: list[str], form: ExportForm = TIMM_FORM) -> ProfileRow:
+    """A row from a runtime's profile whose ops already carry their parts (attribute.py); ``form``: the artifact's."""
     precision = row_precision(key.artifact, raw.precision)
     on_cpu = key.target.split(":", 1)[-1] in ("cpu", "CPU")
     peak = (peaks.get(precision) or {}).get("gflops") if on_cpu else None
-    found, part_notes = part_times(raw, parts.part_gflop(spec), batch, peak, unprofiled_ms)
+    found, part_notes = part_times(raw, parts.part_gflop(spec, form), batch, peak, unprofiled_ms)
     return ProfileRow(key, Status.OK, "", raw.profiler, raw.granularity, raw.precision, precision,
                       _round(peak, 1), round(raw.wall_ms, 4), _round(unprofiled_ms, 4), raw.calls, found, raw.ops,
                       [*raw.notes, *notes, *part_notes])

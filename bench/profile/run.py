@@ -17,6 +17,7 @@ from pathlib import Path
 from vitship.bench.profile.results import ProfileReport, ProfileRow, profiled_row, unavailable_row
 from vitship.bench.profile.worker import PROFILERS, ProfileJob, raw_from_dict, run_in_subprocess
 from vitship.bench.rows import RowKey
+from vitship.exporters.schema import Artifact
 from vitship.models.status import Status
 
 VARIANTS = {"onnxruntime:cpu": "opt=all", "openvino:CPU": "hint=latency,static", "torch:cpu": "eager"}  # bench's labels
@@ -101,7 +102,8 @@ def _run_row(key: RowKey, job: ProfileJob, config: ProfileConfig, spec, plan, pe
                                Status.UNAVAILABLE if unavailable else Status.ERROR, run.record())
     raw = raw_from_dict(result["raw"])
     notes = attribute(raw.ops, plan)
-    row = profiled_row(key, raw, spec, config.batch, peaks, result.get("unprofiled_ms"), notes)
+    form = Artifact.from_dict(job.artifact).details.form()  # the work the artifact computes (torch-fp32: timm's)
+    row = profiled_row(key, raw, spec, config.batch, peaks, result.get("unprofiled_ms"), notes, form)
     row.worker = run.record()
     return row
 

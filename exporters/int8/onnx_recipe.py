@@ -43,7 +43,8 @@ from vitship.exporters.int8.calibration import calibration_images
 from vitship.models import LoadedModel, MissingDependencyError
 
 STATIC_OP_TYPES = ["MatMul", "Gemm", "Conv"]
-DYNAMIC_OP_TYPES = ["MatMul", "Gemm"]  # ConvInteger has no int8-weight kernel in onnxruntime CPU
+# ConvInteger has no int8-weight kernel in onnxruntime CPU; Attention (onnxruntime's, exporters.onnx_graph) becomes QAttention
+DYNAMIC_OP_TYPES = ["MatMul", "Gemm", "Attention"]
 INT8_MODES = ("dynamic", "static")  # dynamic: fastest on onnxruntime CPU; static: QDQ for other execution providers
 
 
@@ -95,7 +96,7 @@ def count_int8_initializers(model) -> int:
 
 
 def nodes_for_modules(model, loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, list[str]]:
-    """The MatMul/Gemm nodes computing each named torch Linear, found by its weight's values.
+    """The MatMul/Gemm (or Attention, for a qkv projection) nodes computing each named torch Linear, found by its weight.
 
     The exporter and onnxslim rename everything (``node_MatMul_12``, ``val_13``), but a Linear's weight
     stays an initializer holding the same numbers (transposed for MatMul).
@@ -115,7 +116,7 @@ def nodes_for_modules(model, loaded: LoadedModel, names: tuple[str, ...]) -> dic
         weight = module.weight.detach().numpy()
         candidates = [i.name for i in by_shape.get(weight.T.shape, []) if np.array_equal(numpy_helper.to_array(i), weight.T)]
         candidates += [i.name for i in by_shape.get(weight.shape, []) if np.array_equal(numpy_helper.to_array(i), weight)]
-        found[name] = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and set(n.input) & set(candidates)]
+        found[name] = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm", "Attention") and set(n.input) & set(candidates)]
         if not found[name]:
             raise ExportError(f"onnx: keep_float {name!r}: no MatMul/Gemm in the graph uses its weight")
     return found
