@@ -121,11 +121,14 @@ def vitship_main(monkeypatch, capsys):
     import rich
 
     from vitship.bench import cli
+    from vitship.bench.commands import common
     from vitship.bench.commands.common import state
 
     environ = {name: os.environ.get(name) for name in ("ET_COREML_LOG_LEVEL", "VITSHIP_DEBUG", "TQDM_DISABLE")}
     monkeypatch.setitem(state, "debug", False)
     monkeypatch.setenv("COLUMNS", "200")
+    for shared in (common.console, common.err_console):  # made at import, with whatever width the process had then
+        monkeypatch.setattr(shared, "width", 200)
     filters = {name: list(logging.getLogger(name).filters) for name in cli.NOISY_LOGGERS}
     quiet = rich.get_console().quiet
 

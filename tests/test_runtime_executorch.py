@@ -33,7 +33,7 @@ from vitship.runtimes import RuntimeUnavailable, SessionOptions, available_targe
 QUICK_TIMING = TimingOptions(min_time_s=0.05, warmup_s=0.01, min_iterations=2)
 EXECUTORCH = ["executorch-fp32", "executorch-coreml-fp16"]
 # One artifact per format and batch kind: any batch (onnx, openvino), enumerated 1, 2, 4, 8 (coreml-fp32,
-# coreml-tensor-fp16), a fixed batch of 1 (coreml-fp16 image input, executorch-coreml-fp16), 1..8 (executorch).
+# coreml-tensor-fp16), a fixed batch of 1 (coreml-fp16 image input, executorch-coreml-fp16, executorch: fully delegated).
 EVERY_KIND = [("onnx", "fp32"), ("openvino", "fp32"), ("coreml", "fp32"), ("coreml", "fp16"), ("coreml-tensor", "fp16"),
               ("executorch", "fp32"), ("executorch-coreml", "fp16")]
 
@@ -66,7 +66,7 @@ def test_session_info_records_threads_and_the_delegate(model_dir, tiny_photos):
     session = open_session(by_id(model_dir)["executorch-fp32"], model_dir, "executorch:cpu", SessionOptions(threads=1))
     try:
         assert session.info.threads == 1 and session.info.extra["delegate"] == "XnnpackBackend"
-        assert session.info.extra["batch_range"] == [1, 8] and session.info.precision == "fp32"
+        assert session.info.extra["batch_range"] == [1, 1] and session.info.precision == "fp32"
         assert session.run(tiny_photos[:2]).shape == (2, 1)
     finally:
         session.close()
@@ -97,8 +97,8 @@ def test_bench_measures_executorch_rows_and_marks_what_it_cannot_run(model_dir, 
     rows = {(r.artifact, r.batch): r for r in run_sweep(plan, config)}
     ok = rows[("executorch-fp32", 1)]
     assert ok.ok and ok.stats.p50_ms > 0 and ok.session["extra"]["delegate"] == "XnnpackBackend"
-    too_big = rows[("executorch-fp32", 16)]  # beyond the exported 1..8: the artifact's limit, not a crash
-    assert str(too_big.status) == "unavailable" and "1..8" in too_big.reason
+    too_big = rows[("executorch-fp32", 16)]  # beyond the exported batch 1: the artifact's limit, not a crash
+    assert str(too_big.status) == "unavailable" and "accepts batch 1" in too_big.reason
     delegated = rows[("executorch-coreml-fp16", 1)]
     assert str(delegated.status) == "unavailable" and "Core ML runtime" in delegated.reason
 

@@ -74,14 +74,15 @@ def model_to_quantize(loaded: LoadedModel, options: Int8Options,
 
     key = ("int8-smoothed", loaded.info.sha256, options.smooth_alpha, str(options.calibration_dir), options.calibration_limit)
 
-    def fold() -> tuple[LoadedModel, Smoothing]:
+    def fold() -> tuple[LoadedModel, Smoothing, TraceCache]:
         images, _ = calibration_images(loaded.spec, options)
         smoothed, summary = smoothing.smoothed(loaded, images, options.smooth_alpha)
         digest = hashlib.sha256(repr(key).encode()).hexdigest()
-        return smoothed._replace(info=dataclasses.replace(smoothed.info, sha256=digest)), summary
+        # its own trace cache: tracing the folded model must not evict the run's fp32 trace that fp16 and fp32 share
+        return smoothed._replace(info=dataclasses.replace(smoothed.info, sha256=digest)), summary, TraceCache()
 
-    (smoothed, summary), _ = cache.get(key, fold)
-    return smoothed, cache, summary
+    (smoothed, summary, traces), _ = cache.get(key, fold)
+    return smoothed, traces, summary
 
 
 def linear_modules(loaded: LoadedModel, names: tuple[str, ...]) -> dict[str, object]:
