@@ -189,6 +189,7 @@ def _parity(model_dir, *args):
                                     *args], catch_exceptions=False)
 
 
+@pytest.mark.slow  # 30+ s on 2 cores: CI runs it after make export-all (.ci/run), outside make test's budget
 def test_vitship_parity_checks_every_coreml_artifact_on_the_reference_executor(tiny_model_dir, tmp_path):
     work = shutil.copytree(tiny_model_dir, tmp_path / tiny_model_dir.name)
     result = _parity(work)

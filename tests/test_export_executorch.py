@@ -106,6 +106,7 @@ def test_int8_is_dynamic_and_smoothed_by_default_and_meets_the_int8_gate(model_d
     assert cosine_rows(features, torch_outputs(tiny_loaded, tiny_photos)[1]).min() >= 0.98
 
 
+@pytest.mark.slow  # 30+ s on 2 cores: CI runs it after make export-all (.ci/run), outside make test's budget
 def test_static_int8_is_calibrated_on_the_bundled_photos(tiny_loaded, tiny_photos, tmp_path):
     artifact = et_exporter.export(tiny_loaded, tmp_path, ExecutorchOptions(precision="int8", int8_mode="static"))
     assert artifact.details.quantization.mode == "static"

@@ -104,6 +104,7 @@ def test_wait_s_waits_for_the_holder_to_finish(holder, tiny_loaded, tmp_path, fa
     assert [r.status for r in results] == ["ok"] and time.monotonic() - start >= 0.9
 
 
+@pytest.mark.slow  # 30+ s on 2 cores: CI runs it after make export-all (.ci/run), outside make test's budget
 def test_two_cli_exports_into_one_folder_at_once(tiny_loaded, tmp_path):
     """`vitship export --force` twice at once: the second refuses in one line naming the first's pid; nothing is lost."""
     model_dir, release = pipeline.model_dir_for(tmp_path, tiny_loaded), tmp_path / "release"
