@@ -49,6 +49,7 @@ def vitship(project: Path, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # about 60 s on 2 cores (8 subprocesses): CI runs it after make export-all (.ci/run)
 @pytest.mark.skipif(not VITSHIP.exists(), reason="the vitship console script is not installed next to this python")
 def test_every_command_runs_from_a_folder_with_its_own_models_exporters_runtimes_and_bench(project):
     """doctor -> export onnx-fp32 -> parity -> eval -> bench -> report -> compare, on the tiny ViT."""

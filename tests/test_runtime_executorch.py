@@ -90,6 +90,7 @@ def test_parity_passes_xnnpack_on_executorch_and_the_embedded_program_on_the_ref
     assert unavailable.status == "unavailable" and "Core ML runtime" in unavailable.reason
 
 
+@pytest.mark.slow  # about 30 s on 2 cores (a worker process per row): CI runs it after make export-all (.ci/run)
 def test_bench_measures_executorch_rows_and_marks_what_it_cannot_run(model_dir, tiny_loaded):
     config = BenchConfig(batches=(1, 16), targets=("executorch:cpu",), timing=QUICK_TIMING, threads=1, row_timeout_s=300)
     artifacts = [a for a in by_id(model_dir).values() if a.id in EXECUTORCH]
