@@ -74,3 +74,21 @@ def test_int8_and_odd_frame_sizes_are_refused_before_any_work(tiny_loaded, tmp_p
         torch_image.export(tiny_loaded, tmp_path, ExecutorchImageOptions(precision="int8"))
     with pytest.raises(ExportError, match="aspect ratio over 16"):
         torch_image.export(tiny_loaded, tmp_path, LitertImageOptions(frame_size=(10, 400)))
+
+
+def test_the_cli_frame_size_reaches_both_fixed_size_programs_and_a_bad_one_is_refused(vitship_main, monkeypatch, tmp_path):
+    from vitship.bench.commands import export as export_command
+
+    seen = {}
+
+    def capture(loaded, out, requests, options, force, gate):  # stands in for the exports themselves
+        seen.update(options)
+        return []
+
+    monkeypatch.setattr(export_command, "_run_exports", capture)
+    code, text, err = vitship_main("export", "--arch", "tiny", "-f", "litert-image,executorch-image", "-p", "fp32",
+                                   "--frame-size", "720x1280", "--out", str(tmp_path))
+    assert code == 0, text + err
+    assert seen["litert-image"].frame_size == seen["executorch-image"].frame_size == (720, 1280)
+    code, text, err = vitship_main("export", "--arch", "tiny", "-f", "litert-image", "--frame-size", "720", "--out", str(tmp_path))
+    assert code == 2 and "1080x1920" in text + err

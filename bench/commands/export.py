@@ -164,7 +164,9 @@ def _apple_options(coreml_input: str, coreml_batch: str, coreml_batch_shapes: li
 def export(
     all_: bool = typer.Option(False, "--all", help="every registered format and precision (the default without --format/--precision)"),
     fmt: list[str] = list_option("--format", "-f", item="FORMAT", help="onnx, openvino, coreml, coreml-tensor, executorch, "
-                                                                       "executorch-coreml, litert"),
+                                                                       "executorch-coreml, litert; camera-frame input: "
+                                                                       "onnx-image, openvino-image, litert-image, "
+                                                                       "executorch-image"),
     precision: list[str] = list_option("--precision", "-p", item="PRECISION", help="fp32, fp16, int8"),
     weights: str = WeightsOpt, arch: str = ArchOpt,
     out: Path = typer.Option(Path("artifacts"), "--out", "--artifacts", help="writes OUT/<model-name>/<artifact-id>/ and manifest.json"),
@@ -199,6 +201,10 @@ def export(
                                                    "of the batch outside the delegate)"),
     executorch_int8_mode: str | None = typer.Option(None, "--executorch-int8-mode", hidden=True,
                                                     help="the same as --int8-mode executorch=MODE"),
+    frame_size: str | None = typer.Option(None, "--frame-size", metavar="HEIGHTxWIDTH",
+                                          help="the one camera-frame size litert-image-* and executorch-image-* take "
+                                               "(default 1080x1920: landscape full HD); onnx-image and openvino-image "
+                                               "take any size"),
     force: bool = typer.Option(False, "--force", help="rebuild artifacts that are up to date"),
 ) -> None:
     """Export the model to every requested format and precision; skips what is up to date. Exits 1 if any failed."""
@@ -219,6 +225,9 @@ def export(
     options = {"onnx": OnnxOptions(runtimes=onnx_runtimes, contrib_ops=onnx_contrib_ops),
                **_apple_options(coreml_input, coreml_batch, coreml_batch_shapes, coreml_max_batch, coreml_min_target,
                                 executorch_max_batch)}
+    if frame_size is not None:
+        size = _frame_size(frame_size)
+        options |= {name: options_class(name)(frame_size=size) for name in ("litert-image", "executorch-image")}
     if class_token_tail is not None:  # each format's own default otherwise (models.export_form)
         options = {name: (options.get(name) or options_class(name)()).replace(class_token_tail=class_token_tail) for name in EXPORTERS}
     modes = list(int8_mode) + ([f"executorch={executorch_int8_mode}"] if executorch_int8_mode else [])
@@ -229,6 +238,14 @@ def export(
     _print_results(results, loaded, out, model_dir_for)
     if any(r.failed for r in results):
         raise typer.Exit(code=1)
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    height, sep, width = text.lower().partition("x")
+    if not sep or not height.strip().isdigit() or not width.strip().isdigit() or min(int(height), int(width)) < 1:
+        raise typer.BadParameter(f"{text!r}: give the frame's height and width in pixels, e.g. 1080x1920",
+                                 param_hint="--frame-size")
+    return int(height), int(width)
 
 
 def _check_int8(options: dict, requests: list) -> None:
@@ -253,5 +270,6 @@ def _print_results(results: list, loaded, out: Path, model_dir_for) -> None:
         if result.failed and result.traceback and state["debug"]:
             err_console.print(f"[bold red]{result.id}[/bold red] traceback:\n{result.traceback}", highlight=False, markup=False)
     if not loaded.info.trained:
-        console.print("[yellow]untrained weights (seeded): artifacts are valid for export, parity and latency, not accuracy[/yellow]")
+        console.print(f"[yellow]untrained weights ({loaded.info.kind}): artifacts are valid for export, parity and latency, "
+                      "not accuracy[/yellow]", highlight=False)
     console.print(f"manifest: {model_dir_for(out, loaded) / 'manifest.json'}", highlight=False)
