@@ -46,3 +46,10 @@ def test_without_an_image_variant_the_block_says_how_to_export_one():
                     [bench_row("onnx-int8", "onnxruntime:cpu", 80.0)])
     intel = family(decide(rows, {"": X86}), "intel-cpu")
     assert "vitship export --format onnx-image" in intel.input_form
+
+
+def test_a_fixed_size_format_is_told_to_export_at_the_cameras_frame_size():
+    rows = rows_for([artifact("litert-int8", 23)], [parity_row("litert-int8", "litert:cpu")],
+                    [bench_row("litert-int8", "litert:cpu", 90.0)])
+    android = family(decide(rows, {"": X86}), "android")
+    assert "vitship export --format litert-image --precision fp32 --frame-size HEIGHTxWIDTH" in android.input_form

@@ -25,6 +25,13 @@ FRAME = "frame"
 EXPORT_HINT = {"onnx": "onnx-image", "openvino": "openvino-image", "litert": "litert-image", "executorch": "executorch-image"}
 
 
+def _export_command(fmt: str) -> str:
+    """The command that exports the image-input variant of ``fmt`` (fixed-size programs: fp32, at the camera's size)."""
+    if fmt in ("litert", "executorch"):
+        return f"vitship export --format {EXPORT_HINT[fmt]} --precision fp32 --frame-size HEIGHTxWIDTH"
+    return f"vitship export --format {EXPORT_HINT[fmt]}"
+
+
 def is_frame(row: ReportRow) -> bool:
     return row.input_type == FRAME
 
@@ -45,7 +52,7 @@ def sentence(family: Family, rows: list[ReportRow], pick, batch: int = 1) -> str
                    next(iter(siblings), None))
     if sibling is None:
         return (f"Input form: the tensor ({pick.artifact}): no image-input variant of it was exported here "
-                f"(`vitship export --format {EXPORT_HINT[pick.format]}`), so the app must reproduce the preprocessing exactly.")
+                f"({_export_command(pick.format)}), so the app must reproduce the preprocessing exactly.")
     parity = sibling.parity
     if parity.status is not Status.PASS:
         why = f"{parity.status}" + (f": {parity.reason}" if parity.reason else "")
