@@ -117,7 +117,7 @@ def _compare(reference, subject, pixels: np.ndarray, names: list[str]) -> tuple[
     for image in pixels:
         expected, actual = reference.run(image, names), subject.run(image, names)
         for name in names:
-            a, b = _class_token_if_tailed(actual[name], expected[name])
+            a, b = np.reshape(actual[name], (1, -1)), np.reshape(expected[name], (1, -1))
             if a.shape != b.shape:
                 raise DiagnoseError(f"tensor {name}: {a.size} values in the artifact but {b.size} in its fp32 sibling; "
                                     "re-export both (vitship export --force)")
@@ -125,16 +125,6 @@ def _compare(reference, subject, pixels: np.ndarray, names: list[str]) -> tuple[
             if a.size >= SMALL_TENSOR:
                 cosines[name].append(min_cosine(a, b))
     return cosines, errors
-
-
-def _class_token_if_tailed(actual: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both tensors flat; where one artifact computes its last block for the class token only (a class-token tail,
-    models.export_form) and the other for every token, the class token's row (the first) of the full one."""
-    if actual.shape != expected.shape and actual.ndim >= 2 and expected.ndim >= 2 and actual.shape[-1] == expected.shape[-1]:
-        rows_a, rows_b = actual.reshape(-1, actual.shape[-1]), expected.reshape(-1, expected.shape[-1])
-        if len(rows_a) == 1 or len(rows_b) == 1:
-            return rows_a[:1].reshape(1, -1), rows_b[:1].reshape(1, -1)
-    return np.reshape(actual, (1, -1)), np.reshape(expected, (1, -1))
 
 
 def _smoothed_norms(artifact: Artifact, loaded: LoadedModel) -> set[str]:
