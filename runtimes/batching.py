@@ -59,6 +59,12 @@ class BatchShapes:
             return f"batches {self.lower}..{self.upper}"
         return f"batches {self.lower} and up" if self.lower > 1 else "any batch"
 
+    def distinct(self, batches: tuple[int, ...]) -> tuple[int, ...]:
+        """The sizes among ``batches`` that compute something different here: a program that takes one image at a
+        time runs every batch as one-image calls, so only the smallest batch is worth running."""
+        largest = max(self.sizes) if self.sizes else self.upper
+        return tuple(sorted(batches))[:1] if largest == 1 else tuple(batches)
+
     def split(self, batch: int) -> list[int]:
         """Accepted sizes that add up to ``batch``, largest first (greedy); raises RuntimeUnavailable where none do."""
         if self.accepts(batch):

@@ -177,6 +177,24 @@ def test_cuda_rows_are_unavailable_without_cuda(tmp_path):
     assert weights["sha256"] == artifacts[0].sha256
 
 
+def test_quick_times_device_targets_only_and_says_why_apple_ones_are_missing(tmp_path):
+    """--quick (make export-all) skips what the full sweep skips by default: AUTO repeats CPU, numpy is no device."""
+    import sys
+
+    from vitship.bench.latency.sweep import SKIPPED_BY_DEFAULT, BenchConfig, plan_sweep
+    from vitship.exporters.base import Artifact
+
+    artifacts = [Artifact(id=f"{fmt}-{precision}", format=fmt, precision=precision, path=f"{fmt}-{precision}/model",
+                          input_spec={"batch_axis": "batch"}) for fmt, precision in (("openvino", "int8"), ("coreml", "fp16"))]
+    plan = plan_sweep(artifacts, tmp_path, tiny_spec().to_dict(), BenchConfig.quick())
+    assert {j.target for j in plan.jobs if j.artifact_id == "openvino-int8"} == {"openvino:CPU"}
+    assert not {j.target for j in plan.jobs} & set(SKIPPED_BY_DEFAULT)
+    assert not {r.target for r in plan.unavailable} & set(SKIPPED_BY_DEFAULT)
+    apple = [r for r in plan.unavailable + plan.jobs if getattr(r, "target", "") == "coreml:all"]
+    if sys.platform != "darwin":  # Core ML's default compute units: an unavailable row that says why
+        assert [(r.artifact, r.status) for r in apple] == [("coreml-fp16", Status.UNAVAILABLE)] and "macOS" in apple[0].reason
+
+
 def test_bench_cli_on_the_tiny_model_measures_torch_and_writes_everything(tmp_path):
     from typer.testing import CliRunner
 

@@ -269,6 +269,21 @@ def test_batch_dependent_model_is_caught_by_batch_consistency(loaded, tmp_path):
     assert row.batch_consistency.status is Status.FAIL and row.batch_consistency.metrics.max_abs_logit > 1e-3
 
 
+def test_a_one_image_program_is_checked_at_batch_1_alone_and_says_so(model_dir, loaded):
+    """Batch 8 on a program that takes one image per call repeats batch 1's calls: parity runs it once, noted."""
+    import dataclasses
+
+    ctx = prepare(model_dir, loaded)
+    onnx = next(a for a in manifest_artifacts(model_dir) if a.id == "onnx-fp32")
+    one_image = dataclasses.replace(onnx, input_spec={**onnx.input_spec, "batch_shapes": [1]})
+    row = check_row(RowPlan(one_image, target_status("onnxruntime:cpu"), ctx.options), ctx)
+    assert row.status is Status.PASS and row.batch_consistency is None, row
+    assert "batch 8 not run: onnx-fp32 takes one image per call, so it would repeat batch 1's calls" in row.notes
+    assert row.metrics.n_inputs == len(ctx.inputs.names)  # each input judged once
+    row = check_row(RowPlan(onnx, target_status("onnxruntime:cpu"), ctx.options), ctx)
+    assert row.batch_consistency.batch_sizes == [1, 8] and not any("not run" in note for note in row.notes)
+
+
 def test_unknown_artifact_or_target_lists_valid_names(model_dir):
     from vitship.models import UnknownNameError
 

@@ -244,6 +244,17 @@ def test_batch_shapes_split_greedily_into_accepted_sizes(input_spec, batch, part
     assert inner.closed
 
 
+@pytest.mark.parametrize("input_spec, distinct", [
+    ({"batch_shapes": [1]}, (1,)),  # one image per call: batch 8 would repeat batch 1's calls
+    ({"batch_range": [1, 1]}, (1,)),
+    ({"batch_shapes": [1, 2, 4, 8]}, (1, 8)),  # an enumerated batch of 8 is a different program shape
+    ({"batch_range": [1, 8]}, (1, 8)),
+    ({}, (1, 8)),  # any batch
+])
+def test_only_batches_that_compute_differently_are_worth_checking(input_spec, distinct):
+    assert runtimes.BatchShapes.from_input_spec(input_spec).distinct((1, 8)) == distinct
+
+
 def test_any_batch_artifacts_are_not_wrapped_and_unsplittable_batches_are_refused():
     inner = RecordingSession([5])
     onnx = Artifact(id="onnx-fp32", format="onnx", precision="fp32", path="m.onnx",

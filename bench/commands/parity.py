@@ -46,8 +46,8 @@ def _consistency(consistency: BatchConsistency | None) -> str:
 
 def _parity_table(results: list[ParityResult]) -> Table:
     """The rows that ran (pass, fail, error), one per line; unavailable ones go to _unavailable_table."""
-    table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, photos + random tensors; "
-                        "fp16/int8 figures are on the photos, random tensors held to a cosine floor; image-input "
+    table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, a one-image program batch 1; "
+                        "photos + random tensors; fp16/int8 figures are on the photos, random tensors held to a cosine floor; image-input "
                         "artifacts: decoded photos + random frames against PyTorch on Pillow's preprocessing)")
     for column in ("artifact", "target", "runtime precision", "min cosine", "max abs logit err", "p99 abs logit err",
                    "max prob err", "agreement", "batch consistency", "status"):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vitship.exporters.base import Artifact
 from vitship.runtimes import SessionOptions, TargetStatus, can_run
+from vitship.runtimes.batching import BatchShapes
 
 
 @dataclass
@@ -15,6 +16,13 @@ class RowPlan:
     status: TargetStatus
     options: SessionOptions
     variant: str = ""  # "" for the runtime's defaults; e.g. "f32 inference" for OpenVINO's explicit-f32 row
+
+    def batch_sizes(self, sizes: tuple[int, ...]) -> tuple[tuple[int, ...], str]:
+        """The sizes among ``sizes`` worth running on this artifact, and a note on those left out ("" when none)."""
+        kept = BatchShapes.from_input_spec(self.artifact.input_spec).distinct(sizes)
+        left = [str(b) for b in sizes if b not in kept]
+        return kept, (f"batch {', '.join(left)} not run: {self.artifact.id} takes one image per call, so it would "
+                      f"repeat batch {kept[0]}'s calls") if left else ""
 
     def to_dict(self) -> dict:
         return {"artifact": self.artifact.to_dict(), "status": self.status.to_dict(), "options": self.options.to_dict(),

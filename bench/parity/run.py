@@ -113,11 +113,8 @@ class ParityContext:
 
 
 def run_batched(session, pixels: np.ndarray, batch: int) -> dict[str, np.ndarray]:
-    """All outputs for `pixels`, fed `batch` at a time (the last batch holds the remainder).
-
-    The session splits a batch its artifact does not accept into accepted sizes (runtimes.batching), as an
-    app splits its work: a batch-1 artifact runs one image at a time, an enumerated one at enumerated sizes.
-    """
+    """All outputs for `pixels`, fed `batch` at a time (the last batch holds the remainder); the session splits a
+    batch its artifact does not accept into accepted sizes (runtimes.batching), as an app splits its work."""
     chunks = [session.run_outputs(pixels[i:i + batch]) for i in range(0, len(pixels), batch)]
     return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
 
@@ -203,11 +200,13 @@ def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
     options = plan.options.replace(loaded=ctx.loaded) if plan.artifact.format == "torch" else plan.options
     frames = takes_frames(plan.artifact.input_spec)
     assert not frames or ctx.frames is not None, "prepare(frames=True) decodes the frames image-input rows need"
+    sizes, left_out = plan.batch_sizes(ctx.config.batch_sizes)
+    result.notes += [left_out] if left_out and not frames else []
     session = open_session(plan.artifact, ctx.model_dir, plan.status.target, options)
     try:
         result.session = session.info.to_dict()
         runs = {1: session.run_frames(ctx.frames.frames)} if frames else {
-            b: run_batched(session, ctx.inputs.pixels, b) for b in ctx.config.batch_sizes}
+            b: run_batched(session, ctx.inputs.pixels, b) for b in sizes}
     finally:
         session.close()
     info = result.session
