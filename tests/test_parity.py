@@ -284,6 +284,17 @@ def test_a_one_image_program_is_checked_at_batch_1_alone_and_says_so(model_dir, 
     assert row.batch_consistency.batch_sizes == [1, 8] and not any("not run" in note for note in row.notes)
 
 
+def test_openvino_auto_is_checked_only_when_named(model_dir, loaded):
+    """AUTO compiles for a device whose own row parity checks; named with --target, it is checked like any."""
+    from vitship.bench.parity.plan import select_rows
+    from vitship.runtimes import SessionOptions
+
+    default = select_rows(model_dir, loaded, ["openvino-fp32"], [], True, SessionOptions())
+    assert "openvino:CPU" in {p.status.target for p in default} and "openvino:AUTO" not in {p.status.target for p in default}
+    named = select_rows(model_dir, loaded, ["openvino-fp32"], ["openvino:AUTO"], True, SessionOptions())
+    assert {p.status.target for p in named} == {"openvino:AUTO"}
+
+
 def test_unknown_artifact_or_target_lists_valid_names(model_dir):
     from vitship.models import UnknownNameError
 

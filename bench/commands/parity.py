@@ -16,6 +16,7 @@ from vitship.bench.commands.common import (
     number_option,
     row_progress,
 )
+from vitship.bench.parity.plan import NAMED_ONLY, ONE_IMAGE
 from vitship.bench.parity.results import BatchConsistency, ParityResult, write_parity_report
 from vitship.bench.parity.sweep import ParityRequest, run_parity
 from vitship.bench.rows import unavailable_by_target
@@ -93,12 +94,19 @@ def _print_results(report) -> None:
     unavailable = _unavailable_table(report.rows)
     if unavailable is not None:
         console.print(unavailable)
+    one_image = []  # one line for them all, not a note per row (parity.json keeps each row's note)
     for r in report.rows:
         where = r.key.label()
         if r.status.failed:
             console.print(f"[bold red]{r.status}[/bold red] {where}: {r.reason}", highlight=False, soft_wrap=True)
         for note in r.notes:
+            if ONE_IMAGE in note:
+                one_image.append(where)
+                continue
             console.print(f"[yellow]note[/yellow] {where}: {note}", highlight=False, soft_wrap=True)
+    if one_image:
+        console.print(f"[yellow]note[/yellow] ran at batch 1 alone: each {ONE_IMAGE}, so a larger batch would repeat the "
+                      f"same calls: {', '.join(one_image)}", highlight=False, soft_wrap=True)
 
 
 def parity(
@@ -107,7 +115,8 @@ def parity(
     weights: str | None = typer.Option(None, "--weights", "-w", help="reference weights (default: the source the manifest records; sha256 must match)"),
     artifact: list[str] = list_option("--artifact", item="ID", help="only these artifact ids; torch-fp16/torch-bf16 add "
                                       "PyTorch half-precision rows"),
-    target: list[str] = list_option("--target", item="TARGET", help="only these targets, e.g. onnxruntime:cpu"),
+    target: list[str] = list_option("--target", item="TARGET", help="only these targets, e.g. onnxruntime:cpu (default: every target "
+                                    f"but {'; '.join(f'{t}: {why}' for t, why in NAMED_ONLY.items())})"),
     tolerances: Path | None = typer.Option(None, "--tolerances", help="JSON/TOML tolerance overrides, e.g. {\"int8\": {\"max_prob\": 0.06}}"),
     tolerance: list[str] = list_option("--tolerance", item="KEY.FIELD=VALUE", help="tolerance override, e.g. int8.max_prob=0.06"),
     threads: int | None = number_option(None, "--threads", at_least=1, help="runtime threads (default: physical cores)"),

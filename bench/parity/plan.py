@@ -10,6 +10,11 @@ from vitship.runtimes import SessionOptions, TargetStatus, can_run
 from vitship.runtimes.batching import BatchShapes
 
 
+# Checked only when named (--target): AUTO compiles for one of the devices whose own rows parity checks already.
+NAMED_ONLY = {"openvino:AUTO": "it runs on one of the devices openvino:CPU/GPU/NPU, each checked in its own row"}
+ONE_IMAGE = "takes one image per call"  # in the note of a row that ran batch 1 alone (RowPlan.batch_sizes)
+
+
 @dataclass
 class RowPlan:
     artifact: Artifact
@@ -21,8 +26,8 @@ class RowPlan:
         """The sizes among ``sizes`` worth running on this artifact, and a note on those left out ("" when none)."""
         kept = BatchShapes.from_input_spec(self.artifact.input_spec).distinct(sizes)
         left = [str(b) for b in sizes if b not in kept]
-        return kept, (f"batch {', '.join(left)} not run: {self.artifact.id} takes one image per call, so it would "
-                      f"repeat batch {kept[0]}'s calls") if left else ""
+        return kept, (f"batch {', '.join(left)} not run: {self.artifact.id} {ONE_IMAGE}, so it would repeat batch "
+                      f"{kept[0]}'s calls") if left else ""
 
     def to_dict(self) -> dict:
         return {"artifact": self.artifact.to_dict(), "status": self.status.to_dict(), "options": self.options.to_dict(),
@@ -76,7 +81,7 @@ def select_rows(model_dir: Path, loaded, artifact_ids: list[str], target_names: 
         artifacts = [known[name] for name in artifact_ids]
     elif with_torch:
         artifacts = artifacts + torch_rows
-    statuses = available_targets()
+    statuses = [s for s in available_targets() if target_names or s.target not in NAMED_ONLY]
     if target_names:
         known_targets = {s.target.lower(): s for s in statuses}
         for name in target_names:

@@ -201,8 +201,8 @@ def _measure(plan: RowPlan, ctx: ParityContext, result: ParityResult) -> None:
     frames = takes_frames(plan.artifact.input_spec)
     assert not frames or ctx.frames is not None, "prepare(frames=True) decodes the frames image-input rows need"
     sizes, left_out = plan.batch_sizes(ctx.config.batch_sizes)
-    result.notes += [left_out] if left_out and not frames else []
     session = open_session(plan.artifact, ctx.model_dir, plan.status.target, options)
+    result.notes += [left_out] if left_out and not frames else []  # once the row runs
     try:
         result.session = session.info.to_dict()
         runs = {1: session.run_frames(ctx.frames.frames)} if frames else {
