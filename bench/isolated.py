@@ -69,12 +69,13 @@ def _last_line(log: str) -> str:
     return lines[-1].strip()[:300] if lines else ""
 
 
-def _spawn(module: str, job_path: Path, result_path: Path, log_path: Path, timeout_s: float) -> tuple[int, bool, int]:
+def _spawn(module: str, job_path: Path, result_path: Path, log_path: Path, timeout_s: float,
+           env: dict[str, str] | None = None) -> tuple[int, bool, int]:
     """Run the worker in its own session (so a timeout also ends its children, e.g. torch.compile's pool)."""
     command = [sys.executable, "-P", "-m", module, str(job_path), str(result_path)]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+                                   start_new_session=True, env={**os.environ, **env} if env else None)
         try:
             return process.wait(timeout=timeout_s), False, process.pid
         except subprocess.TimeoutExpired:
@@ -85,13 +86,14 @@ def _spawn(module: str, job_path: Path, result_path: Path, log_path: Path, timeo
             return process.wait(), True, process.pid
 
 
-def run_worker(module: str, job: dict, timeout_s: float) -> WorkerRun:
-    """Run ``python -P -m module`` on ``job`` and collect what it wrote; never raises for the worker's failure."""
+def run_worker(module: str, job: dict, timeout_s: float, env: dict[str, str] | None = None) -> WorkerRun:
+    """Run ``python -P -m module`` on ``job`` (``env``: added to the worker's environment) and collect what it wrote;
+    never raises for the worker's failure."""
     with tempfile.TemporaryDirectory(prefix="vitship-worker-") as tmp:
         job_path, result_path, log_path = Path(tmp, "job.json"), Path(tmp, "result.json"), Path(tmp, "worker.log")
         job_path.write_text(json.dumps(job))
         start = time.perf_counter()
-        code, timed_out, pid = _spawn(module, job_path, result_path, log_path, timeout_s)
+        code, timed_out, pid = _spawn(module, job_path, result_path, log_path, timeout_s, env)
         seconds = time.perf_counter() - start
         result = json.loads(result_path.read_text()) if result_path.exists() and not timed_out else None
         return WorkerRun(result, code, timed_out, pid, seconds, log_path.read_text(errors="replace"))

@@ -295,6 +295,34 @@ def test_openvino_auto_is_checked_only_when_named(model_dir, loaded):
     assert {p.status.target for p in named} == {"openvino:AUTO"}
 
 
+def test_reference_executor_rows_run_two_at_a_time_on_one_blas_thread_and_keep_their_order(monkeypatch, tmp_path):
+    """numpy's reference executor is mostly one core: its rows share the two cores; every other row runs alone."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from vitship.bench.parity import sweep
+
+    targets = ["onnxruntime:cpu", "coreml:reference", "openvino:CPU", "coreml:reference", "coreml:reference"]
+    plans = [SimpleNamespace(status=SimpleNamespace(target=t, available=True), index=i) for i, t in enumerate(targets)]
+    spans, lock = {}, threading.Lock()
+
+    def fake_check(plan, saved, timeout_s, env=None):
+        start = time.perf_counter()
+        time.sleep(0.3)
+        with lock:
+            spans[plan.index] = (start, time.perf_counter(), env)
+        return f"row {plan.index}"
+
+    monkeypatch.setattr(sweep, "check_row_isolated", fake_check)
+    ctx = SimpleNamespace(save=lambda folder: {}, config=SimpleNamespace(row_timeout_s=10.0))
+    assert sweep.run_rows(plans, ctx) == [f"row {i}" for i in range(5)]
+    assert [spans[i][2] for i in range(5)] == [None, sweep.ONE_BLAS_THREAD, None, sweep.ONE_BLAS_THREAD, sweep.ONE_BLAS_THREAD]
+    overlaps = {(a, b) for a in spans for b in spans if a < b and spans[a][0] < spans[b][1] and spans[b][0] < spans[a][1]}
+    assert overlaps and all(targets[a] == targets[b] == "coreml:reference" for a, b in overlaps)  # never 3 at once
+    assert len(overlaps) < 3
+
+
 def test_unknown_artifact_or_target_lists_valid_names(model_dir):
     from vitship.models import UnknownNameError
 

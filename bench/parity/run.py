@@ -1,7 +1,7 @@
 """Parity: every (artifact, target) against the PyTorch fp32 reference with the weights the manifest records.
 
 Flow: `prepare(model_dir)` loads and verifies the reference and computes its outputs once;
-`plan.select_rows()` pairs artifacts with the targets that run their format; `run_rows()` checks
+`plan.select_rows()` pairs artifacts with the targets that run their format; `sweep.run_rows()` checks
 each row in its own worker process (bench/parity/worker.py), where `check_row()` runs one pair at
 every batch size and returns a ParityResult (it never raises for a row's own failure, and a worker
 that dies becomes an error row); `ParityReport` + `write_parity_report()` persist the rows as
@@ -11,11 +11,10 @@ parity.json next to the manifest. Library code computes and judges; the CLI prin
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -284,14 +283,15 @@ def check_row(plan: RowPlan, ctx: ParityContext) -> ParityResult:
     return result
 
 
-def check_row_isolated(plan: RowPlan, saved_context: dict, timeout_s: float) -> ParityResult:
-    """One row checked in its own worker process; a worker that dies or hangs gives an error row."""
+def check_row_isolated(plan: RowPlan, saved_context: dict, timeout_s: float, env: dict | None = None) -> ParityResult:
+    """One row checked in its own worker process (``env``: added to its environment); a worker that dies or hangs
+    gives an error row."""
     from vitship.bench.isolated import run_worker
 
     result = new_result(plan)
     if result.status is Status.UNAVAILABLE:
         return result
-    run = run_worker(WORKER_MODULE, {"plan": plan.to_dict(), "context": saved_context}, timeout_s)
+    run = run_worker(WORKER_MODULE, {"plan": plan.to_dict(), "context": saved_context}, timeout_s, env)
     if run.result and "artifact" in run.result:
         result = ParityResult.from_dict(run.result)
     else:
@@ -299,21 +299,3 @@ def check_row_isolated(plan: RowPlan, saved_context: dict, timeout_s: float) -> 
         result.seconds = round(run.seconds, 3)
     result.worker = run.record()
     return result
-
-
-ProgressFn = Callable[[int, int, RowPlan], None]
-
-
-def run_rows(plans: list[RowPlan], ctx: ParityContext, progress: ProgressFn | None = None) -> list[ParityResult]:
-    """Every row, each in its own worker (the reference outputs are computed once, here, and shared by file).
-
-    ``progress(done, total, plan)`` is called before each row.
-    """
-    results = []
-    with tempfile.TemporaryDirectory(prefix="vitship-parity-") as tmp:
-        saved = ctx.save(Path(tmp))
-        for index, plan in enumerate(plans):
-            if progress:
-                progress(index, len(plans), plan)
-            results.append(check_row_isolated(plan, saved, ctx.config.row_timeout_s))
-    return results
