@@ -84,7 +84,8 @@ def test_every_format_with_a_capture_has_a_test():
     assert set(CAPTURES) == set(FORMAT_LAYERS)
 
 
-@pytest.mark.parametrize("fmt", ["openvino", "coreml", "coreml-tensor", "executorch", "litert"])
+@pytest.mark.parametrize("fmt", ["openvino", "coreml", "coreml-tensor", pytest.param("executorch", marks=pytest.mark.slow),
+                                 "litert"])  # executorch: about 30 s, in the slow pass (make test's 8 minutes)
 def test_each_format_names_its_layers_against_its_own_fp32(fmt, exported, tiny_loaded, tiny_photos):
     result = locate(exported(fmt), f"{fmt}-int8", tiny_photos[:3], tiny_loaded)
     modules = [layer.module for layer in result.layers]

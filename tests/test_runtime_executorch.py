@@ -78,6 +78,7 @@ def test_the_core_ml_delegated_program_is_unavailable_naming_apples_runtime(mode
     assert "coreml:reference" in str(caught.value)
 
 
+@pytest.mark.slow  # about 20 s: in the slow pass, for make test's 8 minutes
 def test_parity_passes_xnnpack_on_executorch_and_the_embedded_program_on_the_reference(model_dir, tmp_path):
     only = [flag for aid in EXECUTORCH for flag in ("--artifact", aid)]
     result = CliRunner().invoke(app, ["parity", "--artifacts", str(model_dir), "--no-torch", "--target", "executorch:cpu",
