@@ -48,8 +48,9 @@ def _consistency(consistency: BatchConsistency | None) -> str:
 def _parity_table(results: list[ParityResult]) -> Table:
     """The rows that ran (pass, fail, error), one per line; unavailable ones go to _unavailable_table."""
     table = Table(title="Parity against the PyTorch fp32 reference (batch 1 and batch 8, a one-image program batch 1; "
-                        "photos + random tensors; fp16/int8 figures are on the photos, random tensors held to a cosine floor; image-input "
-                        "artifacts: decoded photos + random frames against PyTorch on Pillow's preprocessing)")
+                        "photos + random tensors; fp16/int8 figures are on the photos, random tensors held to a cosine "
+                        "floor; image-input artifacts: decoded photos + random frames against PyTorch on Pillow's "
+                        "preprocessing)")
     for column in ("artifact", "target", "runtime precision", "min cosine", "max abs logit err", "p99 abs logit err",
                    "max prob err", "agreement", "batch consistency", "status"):
         table.add_column(column, overflow="fold")
@@ -115,8 +116,8 @@ def parity(
     weights: str | None = typer.Option(None, "--weights", "-w", help="reference weights (default: the source the manifest records; sha256 must match)"),
     artifact: list[str] = list_option("--artifact", item="ID", help="only these artifact ids; torch-fp16/torch-bf16 add "
                                       "PyTorch half-precision rows"),
-    target: list[str] = list_option("--target", item="TARGET", help="only these targets, e.g. onnxruntime:cpu (default: every target "
-                                    f"but {'; '.join(f'{t}: {why}' for t, why in NAMED_ONLY.items())})"),
+    target: list[str] = list_option("--target", item="TARGET", help="only these targets, e.g. onnxruntime:cpu (default: "
+                                    f"every target but {'; '.join(f'{t}: {why}' for t, why in NAMED_ONLY.items())})"),
     tolerances: Path | None = typer.Option(None, "--tolerances", help="JSON/TOML tolerance overrides, e.g. {\"int8\": {\"max_prob\": 0.06}}"),
     tolerance: list[str] = list_option("--tolerance", item="KEY.FIELD=VALUE", help="tolerance override, e.g. int8.max_prob=0.06"),
     threads: int | None = number_option(None, "--threads", at_least=1, help="runtime threads (default: physical cores)"),
