@@ -108,6 +108,9 @@ def row_precision(artifact: str, ran: str) -> str:
     return peak_precision(SimpleNamespace(artifact=artifact, session={"precision": ran}))
 
 
+MS_DIGITS = 4  # the decimals of a part's milliseconds: a tiny model's parts add up only to within this rounding
+
+
 def part_times(raw: RawProfile, gflop: dict[str, float], batch: int, peak: float | None,
                reference_ms: float | None = None) -> tuple[list[PartTime], list[str]]:
     """The ops of ``raw`` summed by part (in PART_ORDER), the time outside the kernels last; and notes.
@@ -134,9 +137,9 @@ def part_times(raw: RawProfile, gflop: dict[str, float], batch: int, peak: float
         # a part whose ops average under TICKS_PER_OP profiler ticks has no reliable rate
         timed = ms > 0 and ms >= TICKS_PER_OP * TICK_MS * max(len(mine), 1)
         speed = work / (ms / 1e3) if work is not None and timed else None
-        found.append(PartTime(name, round(ms, 4), round(ms / total, 4), len(mine), _significant(work), _round(speed, 1),
+        found.append(PartTime(name, round(ms, MS_DIGITS), round(ms / total, 4), len(mine), _significant(work), _round(speed, 1),
                               _round(100 * speed / peak, 1) if speed is not None and peak else None,
-                              round(sum(op.ms for op in mine if op.outside), 4)))
+                              round(sum(op.ms for op in mine if op.outside), MS_DIGITS)))
     return found, notes
 
 
