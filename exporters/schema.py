@@ -26,6 +26,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vitship.exporters.batch_shapes import BatchShapes
 from vitship.exporters.details import ArtifactDetails, Calibration, details_class
 from vitship.exporters.int8.record import Int8Record
 from vitship.models.status import Status
@@ -62,6 +63,11 @@ class Artifact:
     def option(self, name: str, default=None):
         """The value of the options field ``name`` this artifact was exported with (``default`` if not recorded)."""
         return self.options.get(name, default)
+
+    @property
+    def batch_shapes(self) -> BatchShapes:
+        """The batch sizes this artifact accepts (its ``input_spec``)."""
+        return BatchShapes.from_input_spec(self.input_spec)
 
     def to_dict(self) -> dict:
         """The manifest entry (JSON), at MANIFEST_SCHEMA_VERSION."""

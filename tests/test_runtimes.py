@@ -24,7 +24,7 @@ from vitship.runtimes import (
     target_status,
     torch_artifact,
 )
-from vitship.runtimes.batching import SplitBatchSession, honour_batch_shapes
+from vitship.runtimes.batching import SplitBatchSession, honour_batch_shapes, split_batch
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +232,7 @@ class RecordingSession:
 ])
 def test_batch_shapes_split_greedily_into_accepted_sizes(input_spec, batch, parts):
     shapes = runtimes.BatchShapes.from_input_spec(input_spec)
-    assert shapes.split(batch) == parts and not shapes.dynamic
+    assert split_batch(shapes, batch) == parts and not shapes.dynamic
     inner = RecordingSession(parts)
     session = SplitBatchSession(inner, shapes, "x")
     pixels = np.arange(batch * 2, dtype=np.float32).reshape(batch, 2)
@@ -252,7 +252,12 @@ def test_batch_shapes_split_greedily_into_accepted_sizes(input_spec, batch, part
     ({}, (1, 8)),  # any batch
 ])
 def test_only_batches_that_compute_differently_are_worth_checking(input_spec, distinct):
-    assert runtimes.BatchShapes.from_input_spec(input_spec).distinct((1, 8)) == distinct
+    """One rule, read off the artifact, for the export gate and parity (bench/parity/plan.py) alike."""
+    from vitship.exporters.int8.verdict import GATE_BATCHES, batches
+
+    artifact = Artifact(id="x-int8", format="coreml", precision="int8", path="x", input_spec=input_spec)
+    assert artifact.batch_shapes.distinct((1, 8)) == distinct
+    assert GATE_BATCHES == (1, 8) and batches(artifact) == distinct
 
 
 def test_any_batch_artifacts_are_not_wrapped_and_unsplittable_batches_are_refused():
@@ -261,9 +266,9 @@ def test_any_batch_artifacts_are_not_wrapped_and_unsplittable_batches_are_refuse
                              input_spec={"input_shape": ["batch", 3, 64, 64]})
     assert honour_batch_shapes(inner, onnx) is inner  # dynamic batch: the session as the runtime made it
     with pytest.raises(RuntimeUnavailable, match="cannot be split into this artifact's batches 2, 4"):
-        runtimes.BatchShapes(sizes=(2, 4)).split(3)
+        split_batch(runtimes.BatchShapes(sizes=(2, 4)), 3)
     with pytest.raises(RuntimeUnavailable, match="cannot be split"):
-        runtimes.BatchShapes(lower=2, upper=4).split(1)
+        split_batch(runtimes.BatchShapes(lower=2, upper=4), 1)
 
 
 def test_a_session_that_must_not_split_refuses_the_batch_as_unavailable():

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from vitship.exporters.base import Artifact
 from vitship.runtimes import SessionOptions, TargetStatus, can_run
-from vitship.runtimes.batching import BatchShapes
 
 
 # Checked only when named (--target): AUTO compiles for one of the devices whose own rows parity checks already.
@@ -24,7 +23,7 @@ class RowPlan:
 
     def batch_sizes(self, sizes: tuple[int, ...]) -> tuple[tuple[int, ...], str]:
         """The sizes among ``sizes`` worth running on this artifact, and a note on those left out ("" when none)."""
-        kept = BatchShapes.from_input_spec(self.artifact.input_spec).distinct(sizes)
+        kept = self.artifact.batch_shapes.distinct(sizes)
         left = [str(b) for b in sizes if b not in kept]
         return kept, (f"batch {', '.join(left)} not run: {self.artifact.id} {ONE_IMAGE}, so it would repeat batch "
                       f"{kept[0]}'s calls") if left else ""
