@@ -50,7 +50,7 @@ def model_dir(artifacts: str | Path = "artifacts", model: str | None = None, arc
 def export(weights: "str | LoadedModel" = "seeded", formats: Sequence[str] | None = None,
            precisions: Sequence[str] | None = None, *, arch: str = DEFAULT_ARCH, out: str | Path = "artifacts",
            options: Mapping[str, "ExportOptions"] | None = None, force: bool = False,
-           wait_s: float = 0.0, gate: "bool | Int8Gate" = True) -> list["ExportResult"]:
+           wait_s: float = 0.0, gate: "bool | Int8Gate" = True, jobs: int = 1) -> list["ExportResult"]:
     """Export to every requested format and precision (all registered ones by default); skips what is up to date.
 
     Every int8 goes through the export's int8 gate and ladder, as with ``vitship export`` (docs/DESIGN.md "int8
@@ -58,7 +58,8 @@ def export(weights: "str | LoadedModel" = "seeded", formats: Sequence[str] | Non
     compare show; an ``Int8Gate`` replaces the default one. Returns one ExportResult per artifact; a failed export
     (``status`` fail or error) is a result, not an exception; ``result.int8`` is an int8's record. Another export
     into the same model folder is waited for up to ``wait_s`` seconds, then refused
-    (``vitship.exporters.lock.FolderLockedError``, naming its pid).
+    (``vitship.exporters.lock.FolderLockedError``, naming its pid). ``jobs=2`` builds two formats at a time in
+    worker processes, as ``vitship export`` does (spawned: a script needs ``if __name__ == "__main__":``).
     """
     from vitship.exporters.pipeline import export_all, resolve_requests
 
@@ -68,7 +69,7 @@ def export(weights: "str | LoadedModel" = "seeded", formats: Sequence[str] | Non
         from vitship.bench.int8_gate import int8_gate
 
         gate = int8_gate(loaded)
-    return export_all(loaded, Path(out), requests, options, gate=gate, force=force, wait_s=wait_s)
+    return export_all(loaded, Path(out), requests, options, gate=gate, force=force, wait_s=wait_s, jobs=jobs)
 
 
 def parity(artifacts: str | Path = "artifacts", *, arch: str = DEFAULT_ARCH, model: str | None = None,

@@ -107,6 +107,13 @@ def _quiet_backends() -> None:
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
 
 
+def quiet_worker() -> None:
+    """An export worker process's first step (exporters/workers.py): as quiet as its command, which ran with
+    --debug if VITSHIP_DEBUG is set (the worker inherits the environment)."""
+    if not os.environ.get("VITSHIP_DEBUG"):
+        _quiet_backends()
+
+
 @app.callback()
 def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and backend logs (before or after the "
                                      "command name).")) -> None:

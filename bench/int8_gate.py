@@ -29,8 +29,17 @@ def int8_gate(loaded: LoadedModel, locate: LocateFn | None = None, margin: float
             (``diagnose_ranking``), which the ladder completes with its own outlier ranking.
         margin: the fraction of each error budget of parity's int8 gate the export gate holds back.
     """
-    locate = locate or (lambda artifact, model_dir, images: diagnose_ranking(loaded, artifact, model_dir, images))
-    return Int8Gate(run=run_artifact, locate=locate, margin=margin)
+    return Int8Gate(run=run_artifact, locate=locate or DiagnoseLocator(loaded), margin=margin)
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagnoseLocator:
+    """``diagnose_ranking`` bound to the model; picklable, so the gate travels to export worker processes."""
+
+    loaded: LoadedModel
+
+    def __call__(self, artifact: Artifact, model_dir: Path, images: np.ndarray) -> list[str]:
+        return diagnose_ranking(self.loaded, artifact, model_dir, images)
 
 
 def gate_target(fmt: str) -> str | None:

@@ -13,12 +13,24 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import NoneType
+from typing import TYPE_CHECKING
 
-from vitship.exporters.base import MANIFEST_NAME, ExportError
+from vitship.exporters.base import (
+    MANIFEST_NAME,
+    ArtifactPathError,
+    ExportError,
+    ExportOptions,
+    path_sha256,
+    resolve_artifact_path,
+)
 from vitship.exporters.int8.record import Int8Record
 from vitship.exporters.schema import MANIFEST_SCHEMA_VERSION, Artifact, read_entry, read_rejected, readable
 from vitship.models.atomic import atomic_write_json
 from vitship.models.typed import to_json
+from vitship.models.versions import installed_version
+
+if TYPE_CHECKING:
+    from vitship.models import LoadedModel
 
 FIX = "re-export to rebuild it (vitship export --force), or delete it"
 
@@ -59,7 +71,7 @@ class Manifest:
         return manifest_path(model_dir).is_file()
 
     @classmethod
-    def read(cls, model_dir: Path) -> "Manifest":
+    def read(cls, model_dir: Path) -> Manifest:
         """The manifest of ``model_dir``; an empty one where there is none yet; a malformed one is a ManifestError."""
         path = manifest_path(model_dir)
         if not path.exists():
@@ -75,7 +87,7 @@ class Manifest:
         return cls.from_dict(data, path)
 
     @classmethod
-    def from_dict(cls, data: object, source: Path | str = MANIFEST_NAME) -> "Manifest":
+    def from_dict(cls, data: object, source: Path | str = MANIFEST_NAME) -> Manifest:
         """Validate the structure of a decoded manifest.json (``source`` names it in errors)."""
         if not isinstance(data, dict):
             raise ManifestError(f"{source}: a JSON {_json_type(data)}, not a manifest object; {FIX}")
@@ -151,3 +163,32 @@ def _json_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(dict.fromkeys({dict: "object", str: "string", int: "number", float: "number",
                                       NoneType: "null"}.get(k, k.__name__) for k in kinds))
+
+
+def why_stale(model_dir: Path, entry: Artifact, loaded: LoadedModel, options: ExportOptions) -> str | None:
+    """Why a manifest entry must be rebuilt, or None when it is up to date."""
+    if entry.weights.get("sha256") != loaded.info.sha256:
+        return "other weights"
+    if entry.options != options.cache_key():
+        return "other options"
+    changed = [f"{name} {version} -> {installed_version(name)}" for name, version in entry.versions.items()
+               if not _same_version(version, installed_version(name))]
+    if changed:
+        return "library versions changed: " + ", ".join(changed)
+    try:
+        path = resolve_artifact_path(model_dir, entry)
+    except ArtifactPathError:
+        return "its manifest path leads outside the model folder"  # rebuilt in place, never opened
+    if not path.exists():
+        return "its file is missing"
+    if path_sha256(path) != entry.sha256:
+        return "its file no longer matches the manifest sha256"
+    return None
+
+
+def _same_version(recorded: str, installed: str | None) -> bool:
+    # Exporters record what their library reports: openvino says "2026.4.0-<build>" where the
+    # package metadata says "2026.4.0", so a recorded version may extend the installed one.
+    if installed is None:
+        return recorded in (None, "not installed", "unknown")
+    return recorded == installed or str(recorded).startswith(installed + "-")

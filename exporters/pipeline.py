@@ -13,26 +13,27 @@ verdict that parity, the report and compare show. No caller can leave it out and
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Mapping
+from typing import Literal
 
 from vitship.exporters import EXPORTERS, IN_ALL, all_artifact_ids, get_exporter, options_class
 from vitship.exporters.base import (
     MANIFEST_NAME,
     PRECISIONS,
     Artifact,
-    ArtifactPathError,
     ExportError,
     ExportOptions,
     TraceCache,
     artifact_id,
     path_sha256,
     path_size,
-    resolve_artifact_path,
 )
 from vitship.exporters.int8.capabilities import int8_capabilities
 from vitship.exporters.int8.ladder import Int8GateFailed, export_gated, not_checked
@@ -40,13 +41,16 @@ from vitship.exporters.int8.options import Int8Options, check_int8_options
 from vitship.exporters.int8.record import GATE_OFF, Int8Record
 from vitship.exporters.int8.verdict import Int8Gate
 from vitship.exporters.lock import export_lock
-from vitship.exporters.manifest import Manifest
+from vitship.exporters.manifest import Manifest, why_stale
+from vitship.exporters.workers import ExportWorker, WorkerFailure, export_in_workers
 from vitship.models import LoadedModel, UnknownNameError
 from vitship.models.atomic import atomic_directory, recover_directory
 from vitship.models.status import Status
-from vitship.models.versions import installed_version, vitship_version
+from vitship.models.versions import vitship_version
 
 log = logging.getLogger(__name__)
+
+NO_GUARD = contextlib.nullcontext()  # a serial run's manifest needs no lock (export_all's guard)
 
 # progress(artifact_id, event): event is "start", then the result's status.
 ProgressFn = Callable[[str, str], None]
@@ -109,7 +113,8 @@ def find_model_dir(artifacts: Path, model: str | None, arch: str) -> Path:
 
 def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
                options: Mapping[str, ExportOptions] | None = None, *, gate: Int8Gate | Literal[False],
-               force: bool = False, progress: ProgressFn | None = None, wait_s: float = 0.0) -> list[ExportResult]:
+               force: bool = False, progress: ProgressFn | None = None, wait_s: float = 0.0, jobs: int = 1,
+               worker_setup: Callable[[], None] | None = None) -> list[ExportResult]:
     """Export each (format, precision) in ``requests`` into ``root/<model-name>/`` and update its manifest.
 
     Args:
@@ -124,6 +129,9 @@ def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
         gate: the export's int8 gate (``vitship.bench.int8_gate.int8_gate(loaded)``): judges each int8 artifact
             and escalates a failing one (``exporters.int8.ladder``); False: int8 artifacts ship unchecked, their
             record saying so. Required: no caller skips the gate without saying so.
+        jobs: how many formats to build at a time, each in a worker process (exporters/workers.py; the model
+            and the gate must pickle); 1: all in this process, one after the other.
+        worker_setup: called first in each worker process (must pickle), e.g. the CLI's quiet-backends switch.
     Returns:
         One ExportResult per request, in order.
     Raises:
@@ -139,17 +147,27 @@ def export_all(loaded: LoadedModel, root: Path, requests: list[tuple[str, str]],
         for fmt, precision in requests:
             recover_directory(model_dir / artifact_id(fmt, precision))  # under the lock: only dead runs' temporaries
         manifest = _load_manifest(model_dir, loaded, force)
-        cache, results = TraceCache(), []
-        for fmt, precision in requests:
+        guard = threading.Lock() if jobs > 1 else NO_GUARD  # the manifest, between worker threads
+
+        def export_one(fmt: str, precision: str, cache: TraceCache | None, worker: Callable[[], ExportWorker] | None):
             aid = artifact_id(fmt, precision)
             if progress:
                 progress(aid, "start")
             format_options = (options.get(fmt) or options_class(fmt)()).replace(precision=precision)
-            result = _export_one(loaded, model_dir, manifest, fmt, format_options, force, cache, gate)
-            results.append(result)
+            result = _export_one(loaded, model_dir, manifest, fmt, format_options, force, cache, gate, worker, guard)
             if progress:
                 progress(aid, result.status)
-    return results
+            return result
+
+        if jobs > 1 and len({fmt for fmt, _ in requests}) > 1:
+            groups: dict[str, list[tuple[int, str]]] = {}
+            for index, (fmt, precision) in enumerate(requests):  # one format's precisions share a worker's trace
+                groups.setdefault(fmt, []).append((index, precision))
+            done = export_in_workers(jobs, [[(i, fmt, p) for i, p in group] for fmt, group in groups.items()],
+                                     export_one, lambda: ExportWorker(loaded, gate, worker_setup))
+            return [done[index] for index in range(len(requests))]
+        cache = TraceCache()
+        return [export_one(fmt, precision, cache, None) for fmt, precision in requests]
 
 
 def make_model_dir(model_dir: Path) -> Path:
@@ -181,7 +199,8 @@ def _load_manifest(model_dir: Path, loaded: LoadedModel, force: bool) -> Manifes
 
 
 def _export_one(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: str, options: ExportOptions,
-                force: bool, cache: TraceCache, gate: Int8Gate | Literal[False]) -> ExportResult:
+                force: bool, cache: TraceCache | None, gate: Int8Gate | Literal[False],
+                worker: Callable[[], ExportWorker] | None = None, guard=NO_GUARD) -> ExportResult:
     aid = artifact_id(fmt, options.precision)
     entry = manifest.artifacts.get(aid)
     why = "forced" if entry and force else "new"
@@ -195,42 +214,55 @@ def _export_one(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: s
         log.info("%s: rebuilding: %s", aid, why)
     start = time.perf_counter()
     try:
-        artifact = _build(loaded, model_dir, manifest, fmt, options, cache, gate)
+        artifact = _build(loaded, model_dir, manifest, fmt, options, cache, gate, worker, guard)
     except KeyboardInterrupt:
         raise
     except Int8GateFailed as err:  # the ladder ended without a pass: nothing shipped, every step's figures kept
-        manifest.int8_rejected[aid] = err.record  # so that the report can say why it is missing
-        _write_manifest(model_dir, manifest)
+        with guard:
+            manifest.int8_rejected[aid] = err.record  # so that the report can say why it is missing
+            _write_manifest(model_dir, manifest)
         return ExportResult(aid, Status.FAIL, str(err), 0, round(time.perf_counter() - start, 2), int8=err.record)
     except Exception as err:  # a failing exporter is one row of the table, not the end of the run
         log.debug("%s failed", aid, exc_info=True)
-        reason = f"{type(err).__name__}: {err}" if not isinstance(err, ExportError) else str(err)
+        name = err.name if isinstance(err, WorkerFailure) else type(err).__name__
+        reason = f"{name}: {err}" if not isinstance(err, ExportError) else str(err)
         return ExportResult(aid, Status.ERROR, reason, 0, round(time.perf_counter() - start, 2),
-                            traceback=traceback.format_exc())
+                            traceback=err.trace if isinstance(err, WorkerFailure) else traceback.format_exc())
     return ExportResult(aid, Status.OK, why, artifact.size_bytes, round(time.perf_counter() - start, 2), artifact,
                         int8=Int8Record.of(artifact))
 
 
 def _build(loaded: LoadedModel, model_dir: Path, manifest: Manifest, fmt: str, options: ExportOptions,
-           cache: TraceCache, gate: Int8Gate | Literal[False]) -> Artifact:
-    """Export into a temporary folder, then swap it in; the manifest never names a file it does not match."""
+           cache: TraceCache | None, gate: Int8Gate | Literal[False], worker: Callable[[], ExportWorker] | None = None,
+           guard=NO_GUARD) -> Artifact:
+    """Export into a temporary folder (here, or in ``worker()``'s process), then swap it in; the manifest never
+    names a file it does not match."""
     aid = artifact_id(fmt, options.precision)
-    exporter = get_exporter(fmt)
     with atomic_directory(model_dir / aid) as tmp:
-        artifact = _export_int8(exporter, loaded, tmp, fmt, options, cache, gate) if options.precision == "int8" \
-            else exporter(loaded, tmp, options, cache)
+        artifact = worker().build(fmt, options, tmp) if worker else fill_folder(loaded, tmp, fmt, options, cache, gate)
         inner = _inner_path(artifact, aid)
         if not (tmp / inner).exists():
             raise ExportError(f"{aid}: the exporter reported {artifact.path} but wrote no {inner} in its folder")
-        if manifest.artifacts.pop(aid, None) is not None:
-            _write_manifest(model_dir, manifest)  # the old entry goes before its files do
+        with guard:
+            if manifest.artifacts.pop(aid, None) is not None:
+                _write_manifest(model_dir, manifest)  # the old entry goes before its files do
     final = model_dir / artifact.path
     artifact.sha256, artifact.size_bytes = path_sha256(final), path_size(final)
     artifact.versions.setdefault("vitship", vitship_version())
-    manifest.artifacts[aid] = artifact
-    manifest.int8_rejected.pop(aid, None)
-    _write_manifest(model_dir, manifest)
+    with guard:
+        manifest.artifacts[aid] = artifact
+        manifest.int8_rejected.pop(aid, None)
+        _write_manifest(model_dir, manifest)
     return artifact
+
+
+def fill_folder(loaded: LoadedModel, tmp: Path, fmt: str, options: ExportOptions, cache: TraceCache | None,
+                gate: Int8Gate | Literal[False]) -> Artifact:
+    """Run ``fmt``'s exporter into ``tmp`` (an int8 through its gate and ladder); the Artifact it wrote."""
+    exporter = get_exporter(fmt)
+    if options.precision == "int8":
+        return _export_int8(exporter, loaded, tmp, fmt, options, cache, gate)
+    return exporter(loaded, tmp, options, cache)
 
 
 def _export_int8(exporter, loaded: LoadedModel, tmp: Path, fmt: str, options: ExportOptions, cache: TraceCache,
@@ -259,32 +291,3 @@ def _inner_path(artifact: Artifact, aid: str) -> Path:
     if path.is_absolute() or not path.parts or path.parts[0] != aid or ".." in path.parts:
         raise ExportError(f"{aid}: artifact path {artifact.path!r} must be relative and start with '{aid}/'")
     return path.relative_to(aid)
-
-
-def why_stale(model_dir: Path, entry: Artifact, loaded: LoadedModel, options: ExportOptions) -> str | None:
-    """Why a manifest entry must be rebuilt, or None when it is up to date."""
-    if entry.weights.get("sha256") != loaded.info.sha256:
-        return "other weights"
-    if entry.options != options.cache_key():
-        return "other options"
-    changed = [f"{name} {version} -> {installed_version(name)}" for name, version in entry.versions.items()
-               if not _same_version(version, installed_version(name))]
-    if changed:
-        return "library versions changed: " + ", ".join(changed)
-    try:
-        path = resolve_artifact_path(model_dir, entry)
-    except ArtifactPathError:
-        return "its manifest path leads outside the model folder"  # rebuilt in place, never opened
-    if not path.exists():
-        return "its file is missing"
-    if path_sha256(path) != entry.sha256:
-        return "its file no longer matches the manifest sha256"
-    return None
-
-
-def _same_version(recorded: str, installed: str | None) -> bool:
-    # Exporters record what their library reports: openvino says "2026.4.0-<build>" where the
-    # package metadata says "2026.4.0", so a recorded version may extend the installed one.
-    if installed is None:
-        return recorded in (None, "not installed", "unknown")
-    return recorded == installed or str(recorded).startswith(installed + "-")

@@ -107,9 +107,12 @@ def test_one_failing_format_does_not_stop_the_others(tiny_loaded, tmp_path, fake
 def test_cli_prints_the_table_and_exits_1_when_one_failed(tiny_loaded, tmp_path, fake_formats):
     from vitship.bench.cli import app
 
-    result = CliRunner().invoke(app, ["export", "--arch", "tiny", "-f", "broken,fake", "-p", "fp32", "--out", str(tmp_path)])
+    # --jobs 1: the fake formats are registered in this process only
+    result = CliRunner().invoke(app, ["export", "--arch", "tiny", "-f", "broken,fake", "-p", "fp32", "--out", str(tmp_path),
+                                      "--jobs", "1"])
     assert result.exit_code == 1, result.output
     assert "error" in result.output and "fake-fp32" in result.output and "ok" in result.output
+    assert list(read_manifest(tmp_path / tiny_loaded.spec.name)["artifacts"]) == ["fake-fp32"]
     assert_manifest_matches_files(tmp_path / tiny_loaded.spec.name)
 
 
@@ -123,15 +126,18 @@ def test_unknown_names_are_domain_errors():
     assert pipeline.resolve_requests(["onnx"], ["int8"]) == [("onnx", "int8")]
 
 
+@pytest.mark.parametrize("formats", ["onnx", "onnx,litert"], ids=["serial", "two-workers"])
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_an_interrupted_export_keeps_the_previous_manifest_and_files(onnx_root, tiny_loaded, tmp_path, sig):
+def test_an_interrupted_export_keeps_the_previous_manifest_and_files(onnx_root, tiny_loaded, tmp_path, sig, formats):
+    """One format runs in the CLI's process; two run in two worker processes (--jobs 2, the default here)."""
     import shutil
 
     root = tmp_path / "artifacts"
     shutil.copytree(onnx_root, root)
     model_dir = root / tiny_loaded.spec.name
     before = read_manifest(model_dir)
-    command = [sys.executable, "-m", "vitship.bench.cli", "export", "--arch", "tiny", "-f", "onnx", "--force", "--out", str(root)]
+    command = [sys.executable, "-m", "vitship.bench.cli", "export", "--arch", "tiny", "-f", formats, "--force", "--out", str(root),
+               "--jobs", "2"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1])
     deadline = time.monotonic() + 120
     while not list(model_dir.glob(".onnx-*.tmp")) and process.poll() is None and time.monotonic() < deadline:
@@ -145,7 +151,7 @@ def test_an_interrupted_export_keeps_the_previous_manifest_and_files(onnx_root, 
     assert ("stopping after the current artifact" in stderr) == (sig == signal.SIGINT), stderr[-2000:]
     after = assert_manifest_matches_files(model_dir)
     assert set(after["artifacts"]) >= set(before["artifacts"])  # nothing that was there got lost
-    rerun = pipeline.export_all(tiny_loaded, root, ONNX_FP32_INT8, gate=False)  # recovers, then skips
+    rerun = pipeline.export_all(tiny_loaded, root, pipeline.resolve_requests(formats.split(",")), gate=False)  # recovers, then skips
     assert all(r.status in ("ok", "skipped") for r in rerun)
     assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")]
     assert_manifest_matches_files(model_dir)

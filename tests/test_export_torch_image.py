@@ -81,7 +81,7 @@ def test_the_cli_frame_size_reaches_both_fixed_size_programs_and_a_bad_one_is_re
 
     seen = {}
 
-    def capture(loaded, out, requests, options, force, gate):  # stands in for the exports themselves
+    def capture(loaded, out, requests, options, force, gate, jobs):  # stands in for the exports themselves
         seen.update(options)
         return []
 

@@ -72,7 +72,7 @@ def _stop_between_artifacts():
         requested.append(signum)
         if len(requested) > 1:
             raise KeyboardInterrupt
-        os.write(2, b"\nstopping after the current artifact (press Ctrl-C again to abort it now)\n")
+        os.write(2, b"\nstopping after the current artifacts (press Ctrl-C again to abort them now)\n")
 
     try:
         previous = signal.signal(signal.SIGINT, on_sigint)
@@ -85,8 +85,8 @@ def _stop_between_artifacts():
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_exports(loaded, out: Path, requests: list, options, force: bool, gate: bool = True) -> list:
-    """export_all with a progress bar, exporter warnings on stderr and graceful Ctrl-C."""
+def _run_exports(loaded, out: Path, requests: list, options, force: bool, gate: bool = True, jobs: int = 1) -> list:
+    """export_all with a progress bar, exporter warnings on stderr and graceful Ctrl-C (``jobs`` formats at a time)."""
     import logging
 
     from rich.logging import RichHandler
@@ -99,6 +99,7 @@ def _run_exports(loaded, out: Path, requests: list, options, force: bool, gate: 
         TimeElapsedColumn,
     )
 
+    from vitship.bench.cli import quiet_worker
     from vitship.bench.int8_gate import int8_gate
     from vitship.exporters.pipeline import export_all
 
@@ -118,7 +119,7 @@ def _run_exports(loaded, out: Path, requests: list, options, force: bool, gate: 
                     progress.advance(task)
 
             return export_all(loaded, out, requests, options, force=force, progress=on_progress,
-                              gate=int8_gate(loaded) if gate else False)
+                              gate=int8_gate(loaded) if gate else False, jobs=jobs, worker_setup=quiet_worker)
     finally:
         logging.getLogger("vitship.exporters").removeHandler(handler)
 
@@ -206,6 +207,9 @@ def export(
                                                "(default 1080x1920: landscape full HD); onnx-image and openvino-image "
                                                "take any size"),
     force: bool = typer.Option(False, "--force", help="rebuild artifacts that are up to date"),
+    jobs: int = typer.Option(min(2, os.cpu_count() or 1), "--jobs", "-j", min=1,
+                             help="formats built at a time, each in its own worker process (an export is mostly "
+                                  "one core's work); 1: one after the other in this process"),
 ) -> None:
     """Export the model to every requested format and precision; skips what is up to date. Exits 1 if any failed."""
     from vitship.exporters import EXPORTERS, options_class
@@ -234,7 +238,7 @@ def export(
     options = apply_int8_flags(options, requests, bool(formats), modes, int8_smooth, calibration)
     _check_int8(options, requests)
     loaded = load_weights(weights, spec_for(arch))
-    results = _run_exports(loaded, out, requests, options, force, int8_gate)
+    results = _run_exports(loaded, out, requests, options, force, int8_gate, jobs)
     _print_results(results, loaded, out, model_dir_for)
     if any(r.failed for r in results):
         raise typer.Exit(code=1)
