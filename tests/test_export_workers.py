@@ -37,6 +37,25 @@ def test_two_workers_build_the_serial_runs_bytes_and_gate_the_int8(tiny_loaded, 
     assert [r.status for r in rerun] == [Status.SKIPPED] * 3  # nothing to build: no worker is started
 
 
+def test_a_stop_at_an_artifacts_start_lets_the_other_lane_finish_then_is_raised(tiny_loaded, tmp_path):
+    """The CLI's first Ctrl-C makes its progress callback raise KeyboardInterrupt at the next artifact's start: that
+    lane stops, the other finishes its current artifact, both workers close, and the interrupt reaches the caller."""
+    starts = []
+
+    def progress(aid: str, event: str) -> None:
+        if event == "start":
+            starts.append(aid)
+            if len(starts) == 3:  # onnx-int8: onnx-fp32 and litert-fp32 (one lane each) have started
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export_all(tiny_loaded, tmp_path, REQUESTS, gate=False, jobs=2, progress=progress)
+    assert starts[2] == "onnx-int8"
+    model_dir = model_dir_for(tmp_path, tiny_loaded)
+    assert list(assert_manifest_matches_files(model_dir)["artifacts"]) == ["onnx-fp32", "litert-fp32"]
+    assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")]  # no temporaries, the lock released
+
+
 def test_a_workers_log_records_reach_this_process(tiny_loaded, caplog):
     with caplog.at_level(logging.WARNING, logger="vitship"):
         say = functools.partial(logging.getLogger("vitship.exporters.onnx").warning, "said in the worker")  # pickles
